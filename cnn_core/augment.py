@@ -1,0 +1,45 @@
+"""Data augmentation with Keras preprocessing layers, applied per batch in tf.data.
+
+Each transform is switched on by a non-zero value in the recipe's `augment` dict:
+rotation (degrees), shift (fraction of width/height), zoom (fraction), flip (bool).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import keras
+from keras import layers
+
+from .datasets import dataset_info
+from .preprocess import to_model_input
+
+
+def build_augmenter(augment: dict, seed: int = 0) -> keras.Sequential | None:
+    """A Sequential of random layers, or None when every transform is off."""
+    steps = []
+    if augment.get("flip"):
+        steps.append(layers.RandomFlip("horizontal", seed=seed))
+    if augment.get("rotation"):
+        steps.append(layers.RandomRotation(augment["rotation"] / 360.0, fill_mode="constant", seed=seed + 1))
+    if augment.get("shift"):
+        s = augment["shift"]
+        # Reflect padding + nearest = the classic "pad and random-crop" for photos;
+        # digits get black fill so no mirrored strokes appear at the border.
+        fill = "reflect" if augment.get("flip") else "constant"
+        steps.append(layers.RandomTranslation(s, s, fill_mode=fill, interpolation="nearest", seed=seed + 2))
+    if augment.get("zoom"):
+        steps.append(layers.RandomZoom(augment["zoom"], fill_mode="constant", seed=seed + 3))
+    return keras.Sequential(steps, name="augment") if steps else None
+
+
+def augmented_views(image: np.ndarray, dataset: str, augment: dict, n: int = 8, seed: int = 0) -> np.ndarray:
+    """`n` augmented copies of one uint8 sample (for an augmentation preview)."""
+    info = dataset_info(dataset)
+    batch = np.repeat(to_model_input(np.asarray(image)[None], info), n, axis=0)
+    augmenter = build_augmenter(augment, seed)
+    if augmenter is None:
+        out = batch
+    else:
+        out = keras.ops.convert_to_numpy(augmenter(batch, training=True))
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out[..., 0] if len(info.raw_shape) == 2 else out

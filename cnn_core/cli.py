@@ -1,0 +1,236 @@
+"""Command line: `python -m cnn_core train | evaluate | predict | list`.
+
+Mistakes a person can make (wrong arguments, missing data, unknown models,
+unreadable images) print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import threading
+
+from .errors import CnnError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + traceback-like noise
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text})")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .datasets import DATASETS
+    from .models import ARCHITECTURES
+
+    parser = _Parser(prog="python -m cnn_core",
+                     description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,list}",
+                                parser_class=_Parser)
+
+    tr = sub.add_parser("train", help="train a model and save it to the runs folder",
+                        description="Train a model; the best checkpoint, its card and its evaluation are saved "
+                                    "to the runs folder (CNN_RUNS_DIR, default runs/).")
+    tr.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    tr.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed",
+                    help="architecture and its training recipe (default: seed, the original notebook's)")
+    tr.add_argument("--epochs", type=_positive_int, help="maximum epochs (recipe default if omitted)")
+    tr.add_argument("--batch-size", type=_positive_int)
+    tr.add_argument("--lr", type=_positive_float, help="(peak) learning rate")
+    tr.add_argument("--subset", type=_positive_int, help="train on a class-balanced subset of N images")
+    tr.add_argument("--val-size", type=_non_negative_int,
+                    help="images held out of training for validation (0: train on all of it)")
+    tr.add_argument("--seed", type=_non_negative_int, default=0)
+    tr.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
+    tr.add_argument("--resume", metavar="NAME", help="continue the interrupted run NAME from its last epoch")
+    tr.add_argument("--name", help="name of the saved model (default: dataset_arch_timestamp)")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing run with the same name")
+    tr.add_argument("--data-dir", help="folder with <dataset>.npz files (default: $CNN_DATA_DIR, then download)")
+
+    ev = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
+    ev.add_argument("--model", required=True, help="name of a saved model (see `list`)")
+    ev.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
+                    help="flip test-time augmentation (auto: as the model card says)")
+    ev.add_argument("--save", action="store_true", help="write the evaluation artefact beside the model")
+    ev.add_argument("--data-dir")
+
+    pr = sub.add_parser("predict", help="classify image files with a saved model")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--top", type=_positive_int, default=3, help="how many classes to show (default 3)")
+    pr.add_argument("files", nargs="+", metavar="FILE")
+
+    sub.add_parser("list", help="list saved models (shipped and runs) with their card figures")
+    return parser
+
+
+class _ProgressPrinter:
+    """Draws a Keras progress bar per epoch from the trainer's events."""
+
+    def __init__(self):
+        from keras.utils import Progbar
+
+        self.Progbar, self.bar = Progbar, None
+
+    def __call__(self, event):
+        kind = event["type"]
+        if kind == "start":
+            print(f"Training '{event['name']}': {event['arch']} on {event['dataset']}, {event['params']:,} parameters, "
+                  f"{event['train_size']:,} training / {event['val_size']:,} validation images.", flush=True)
+        elif kind == "batch":
+            if self.bar is None or event["step"] == 1:
+                print(f"Epoch {event['epoch']}/{event['epochs']}", flush=True)
+                self.bar = self.Progbar(event["steps"], stateful_metrics=["loss", "accuracy", "img/s", "eta_run"])
+            self.bar.update(event["step"], [("loss", event["loss"]), ("accuracy", event["accuracy"]),
+                                            ("img/s", event["images_per_sec"])])
+        elif kind == "epoch":
+            val = "" if event["val_accuracy"] is None else \
+                f"  val_loss {event['val_loss']:.4f}  val_accuracy {event['val_accuracy']:.4f}"
+            print(f"  epoch {event['epoch']}: {event['seconds']:.1f}s  lr {event['lr']:.2e}{val}  "
+                  f"(run ETA {event['eta']:.0f}s)", flush=True)
+        elif kind == "end":
+            print(event["message"], flush=True)
+
+
+def cmd_train(args) -> int:
+    from .recipes import resolve_config
+    from .training import STATUS_NOTHING_SAVED, train
+
+    config = resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                            subset=args.subset, seed=args.seed, val_size=args.val_size,
+                            no_augment=args.no_augment)
+    command = " ".join(["python -m cnn_core", *(shlex.quote(a) for a in sys.argv[1:])])
+    stop = threading.Event()
+    try:
+        result = train(config, args.resume or args.name, listener=_ProgressPrinter(), stop_event=stop,
+                       data_dir=args.data_dir, command=command, resume=bool(args.resume), overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    if result.status == STATUS_NOTHING_SAVED:
+        return 1
+    print(f"Saved to {result.store.model_path(result.name)}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .datasets import load_dataset
+    from .evaluation import evaluate
+    from .inference import load_predictor
+
+    predictor = load_predictor(args.model)
+    tta = predictor.tta if args.tta == "auto" else args.tta == "on"
+    data = load_dataset(predictor.info.name, args.data_dir)
+    result = evaluate(predictor.model, data, tta=tta, model_name=args.model)
+    print(f"{args.model}: test accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
+          f"on {result['test_size']:,} {predictor.info.name} test images (TTA {'on' if tta else 'off'})")
+    report = result["report"]
+    print(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
+    for cls in predictor.info.class_names:
+        row = report[cls]
+        print(f"{cls:>14} {row['precision']:9.4f} {row['recall']:7.4f} {row['f1-score']:7.4f} {row['support']:8.0f}")
+    if args.save:
+        from .store import find_model
+
+        store = find_model(args.model)
+        if not store.writable:
+            from .errors import ModelStoreError
+
+            raise ModelStoreError(f"'{args.model}' is a shipped model; its store {store.root} is read-only. "
+                                  "Copy it into the runs folder to save a new evaluation.")
+        print(f"Saved {store.save_json(args.model, '.eval.json', result)}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .errors import ImageError
+    from .inference import load_predictor, top_k
+
+    predictor = load_predictor(args.model)
+    failures = 0
+    for path in args.files:
+        try:
+            _, probs = predictor.predict_file(path)
+        except ImageError as err:
+            print(f"{path}: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        ranked = ", ".join(f"{name} {p:.1%}" for name, p in top_k(probs, predictor.info.class_names, args.top))
+        print(f"{path}: {ranked}")
+    return EXIT_USAGE if failures else 0
+
+
+def cmd_list(args) -> int:
+    from .store import all_stores
+    from .training import display_status
+
+    rows = []
+    for store in all_stores():
+        for name in store.names():
+            try:
+                card = store.load_card(name)
+            except CnnError as err:
+                rows.append((name, store.kind, "?", "?", "?", "?", "?", f"damaged card: {err}"))
+                continue
+            acc = card.get("test_accuracy")
+            rows.append((name, store.kind, card.get("dataset", "?"), card.get("architecture", "?"),
+                         f"{acc:.2%}" if acc is not None else "-", f"{card.get('params', 0):,}",
+                         f"{card.get('train_seconds', 0) / 60:.1f} min", display_status(card)))
+    if not rows:
+        print("No saved models yet. Train one with: python -m cnn_core train --dataset mnist --epochs 1")
+        return 0
+    header = ("name", "store", "dataset", "arch", "test acc", "params", "train time", "status")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "list": cmd_list}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CnnError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())

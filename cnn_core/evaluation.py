@@ -1,0 +1,101 @@
+"""Evaluation on the test set, and the JSON artefact that lets results be shown
+later without the dataset (it carries a bounded gallery of the images it cites)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+from sklearn.metrics import classification_report, confusion_matrix
+
+from .datasets import Dataset
+from .inference import predict_proba
+from .runtime import now_iso
+
+GALLERY_PER_CELL = 12   # misclassified images kept per (true, predicted) pair
+SAMPLE_COUNT = 36       # random test images kept with their predictions
+AUGMENT_SOURCES = 4     # test images kept for the augmentation preview
+
+
+def encode_png(sample: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(sample, np.uint8)).save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_png(text: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
+    picked = probs[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+
+
+def evaluate(model, data: Dataset, tta: bool = False, model_name: str | None = None,
+             seed: int = 0) -> dict:
+    """Test-set metrics plus the images needed to show them; JSON-serialisable."""
+    info = data.info
+    probs = predict_proba(model, data.x_test, info, tta=tta)
+    return evaluation_from_probs(probs, data, tta=tta, model_name=model_name, seed=seed)
+
+
+def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
+                          model_name: str | None = None, seed: int = 0) -> dict:
+    info, y = data.info, data.y_test
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    labels = list(range(info.num_classes))
+    cm = confusion_matrix(y, pred, labels=labels)
+    report = classification_report(y, pred, labels=labels, target_names=list(info.class_names),
+                                   output_dict=True, zero_division=0)
+    wrong = np.flatnonzero(pred != y)
+    # Most confident mistakes first: they are the most instructive.
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")]
+    misclassified = [{"index": int(i), "true": int(y[i]), "pred": int(pred[i]),
+                      "confidence": round(float(conf[i]), 4)} for i in wrong]
+    gallery, per_cell = {}, {}
+    for item in misclassified:
+        cell = (item["true"], item["pred"])
+        if per_cell.get(cell, 0) < GALLERY_PER_CELL:
+            per_cell[cell] = per_cell.get(cell, 0) + 1
+            gallery[str(item["index"])] = encode_png(data.x_test[item["index"]])
+    rng = np.random.default_rng(seed)
+    sample_idx = rng.choice(len(y), size=min(SAMPLE_COUNT, len(y)), replace=False)
+    samples = [{"index": int(i), "true": int(y[i]), "pred": int(pred[i]),
+                "confidence": round(float(conf[i]), 4), "image": encode_png(data.x_test[i])}
+               for i in sample_idx]
+    augment_sources = [encode_png(data.x_test[int(i)]) for i in sample_idx[:AUGMENT_SOURCES]]
+    per_class_acc = np.divide(np.diag(cm), cm.sum(axis=1), out=np.zeros(len(labels)), where=cm.sum(axis=1) > 0)
+    return {
+        "model": model_name,
+        "dataset": info.name,
+        "class_names": list(info.class_names),
+        "tta": bool(tta),
+        "test_size": int(len(y)),
+        "accuracy": float((pred == y).mean()),
+        "loss": cross_entropy(probs, y),
+        "per_class_accuracy": {info.class_names[i]: float(a) for i, a in enumerate(per_class_acc)},
+        "report": report,
+        "confusion_matrix": cm.tolist(),
+        "misclassified": misclassified,
+        "gallery": gallery,
+        "samples": samples,
+        "augment_sources": augment_sources,
+        "dataset_sha256": data.sha256,
+        "created": now_iso(),
+    }
+
+
+def mistakes_for_cell(evaluation: dict, true: int | None = None, pred: int | None = None) -> list[dict]:
+    """Misclassified items (with images when the artefact kept them) for one matrix cell,
+    or for a whole row / column when one side is None."""
+    gallery = evaluation.get("gallery", {})
+    out = []
+    for item in evaluation["misclassified"]:
+        if (true is None or item["true"] == true) and (pred is None or item["pred"] == pred):
+            image = gallery.get(str(item["index"]))
+            out.append({**item, "image": decode_png(image) if image else None})
+    return out

@@ -1,0 +1,265 @@
+"""Where models live, and how they are written so that a crash never leaves half a file.
+
+Two stores: the shipped models in `trained_models/` (tracked, read-only at run time)
+and new runs in the runs folder (`CNN_RUNS_DIR`, default `runs/`, git-ignored).
+Per model name:
+
+    NAME.keras        best weights so far (what `load_model` returns)
+    NAME.json         the model card
+    NAME.eval.json    saved evaluation (lets the app show results without the dataset)
+    NAME.last.keras   last training state (weights + optimizer) for --resume
+    NAME.last.json    last epoch, history and callback state for --resume
+
+Every write goes to a temporary file in the same folder, is fsync'ed, then renamed
+over the target with `os.replace` (atomic on POSIX): readers see the old file or
+the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelStoreError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_DIR = PACKAGE_ROOT / "trained_models"
+RUNS_DIR_ENV = "CNN_RUNS_DIR"
+# Seconds to sleep after a temporary file is written and before it is renamed into
+# place: lets fault-injection tests kill the process exactly mid-save.
+FAULT_PAUSE_ENV = "CNN_FAULT_PAUSE_AFTER_TEMP_WRITE"
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def validate_name(name: str) -> str:
+    """Model names are plain words: no path separators, dots, '..', NUL or absolute paths."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        shown = repr(name) if isinstance(name, str) else type(name).__name__
+        raise ModelStoreError(
+            f"Invalid model name {shown}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit.")
+    return name
+
+
+def _describe_os_error(err: OSError, target: Path) -> str:
+    if err.errno == errno.ENOSPC:
+        return f"Could not save {target.name}: the disk is full. The previous version is unchanged."
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"Could not save {target.name}: {target.parent} is read-only. The previous version is unchanged."
+    return f"Could not save {target.name}: {err.strerror or err}. The previous version is unchanged."
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _pause_for_fault_injection() -> None:
+    pause = os.environ.get(FAULT_PAUSE_ENV)
+    if pause:
+        time.sleep(float(pause))
+
+
+def atomic_write(target: Path, write) -> None:
+    """Call `write(tmp_path)` then atomically move tmp_path over `target`.
+
+    The temporary file keeps the target's suffix (Keras insists on `.keras`).
+    """
+    target = Path(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        _pause_for_fault_injection()
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise ModelStoreError(_describe_os_error(err, target)) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(target: Path, data: dict) -> None:
+    text = json.dumps(data, indent=2, default=_json_default)
+    atomic_write(target, lambda tmp: tmp.write_text(text))
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ModelStoreError(f"{Path(path).name} does not exist.") from None
+    except (OSError, ValueError) as err:
+        raise ModelStoreError(f"{Path(path).name} is damaged and cannot be read ({err}).") from None
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    root: Path
+    kind: str  # "shipped" or "runs"
+    writable: bool
+    ephemeral: bool = False  # runs in a temporary folder: lost when the server restarts
+
+    def path(self, name: str, suffix: str) -> Path:
+        return self.root / f"{validate_name(name)}{suffix}"
+
+    def model_path(self, name: str) -> Path:
+        return self.path(name, ".keras")
+
+    def card_path(self, name: str) -> Path:
+        return self.path(name, ".json")
+
+    def eval_path(self, name: str) -> Path:
+        return self.path(name, ".eval.json")
+
+    def last_model_path(self, name: str) -> Path:
+        return self.path(name, ".last.keras")
+
+    def last_state_path(self, name: str) -> Path:
+        return self.path(name, ".last.json")
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for card in sorted(self.root.glob("*.json")):
+            stem = card.name[:-len(".json")]
+            if NAME_RE.fullmatch(stem) and (self.root / f"{stem}.keras").is_file():
+                found.append(stem)
+        return found
+
+    def has(self, name: str) -> bool:
+        return self.model_path(name).is_file() and self.card_path(name).is_file()
+
+    def _require_writable(self):
+        if not self.writable:
+            raise ModelStoreError(f"The {self.kind} store {self.root} is read-only.")
+
+    def save_model(self, model, name: str, last: bool = False) -> Path:
+        self._require_writable()
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.last_model_path(name) if last else self.model_path(name)
+        atomic_write(target, lambda tmp: model.save(tmp))
+        return target
+
+    def save_json(self, name: str, suffix: str, data: dict) -> Path:
+        self._require_writable()
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self.path(name, suffix)
+        atomic_write_json(target, data)
+        return target
+
+    def load_model(self, name: str, last: bool = False):
+        import keras
+
+        path = self.last_model_path(name) if last else self.model_path(name)
+        if not path.is_file():
+            raise ModelStoreError(f"No model named '{name}' in {self.root}.")
+        try:
+            # safe_mode refuses models that carry arbitrary code (Lambda layers etc.).
+            return keras.saving.load_model(path, safe_mode=True, compile=last)
+        except Exception as err:
+            raise ModelStoreError(f"The model file {path.name} is damaged or not a Keras model ({err}).") from None
+
+    def load_card(self, name: str) -> dict:
+        return read_json(self.card_path(name))
+
+    def load_eval(self, name: str) -> dict | None:
+        path = self.eval_path(name)
+        return read_json(path) if path.is_file() else None
+
+    def delete(self, name: str) -> None:
+        self._require_writable()
+        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json"):
+            self.path(name, suffix).unlink(missing_ok=True)
+
+
+def _writable_dir(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True)
+        probe.close()
+        return True
+    except OSError:
+        return False
+
+
+_EPHEMERAL_RUNS: Path | None = None
+
+
+def runs_store() -> ModelStore:
+    """The store for new runs. Falls back to a temporary folder on a read-only disk
+    (e.g. a hosted deployment), marked ephemeral so the UI can warn and offer downloads."""
+    global _EPHEMERAL_RUNS
+    root = Path(os.environ.get(RUNS_DIR_ENV) or PACKAGE_ROOT / "runs").expanduser()
+    if _writable_dir(root):
+        return ModelStore(root, "runs", writable=True)
+    if _EPHEMERAL_RUNS is None:
+        _EPHEMERAL_RUNS = Path(tempfile.mkdtemp(prefix="cnn-runs-"))
+    return ModelStore(_EPHEMERAL_RUNS, "runs", writable=True, ephemeral=True)
+
+
+def shipped_store() -> ModelStore:
+    return ModelStore(SHIPPED_DIR, "shipped", writable=False)
+
+
+def all_stores() -> list[ModelStore]:
+    return [shipped_store(), runs_store()]
+
+
+def find_model(name: str) -> ModelStore:
+    """The store that holds `name` (shipped models first)."""
+    validate_name(name)
+    for store in all_stores():
+        if store.has(name):
+            return store
+    available = ", ".join(list_model_names()) or "none yet"
+    raise ModelStoreError(f"No saved model named '{name}'. Available: {available}.")
+
+
+def list_model_names() -> list[str]:
+    names: list[str] = []
+    for store in all_stores():
+        names += [n for n in store.names() if n not in names]
+    return names
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,59 @@
+"""Shared fixtures. Real-data tests need the .npz folder: they FAIL (never skip) without it."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO.parent / "shared" / "datasets"
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("CNN_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    folder = _data_dir()
+    missing = [n for n in ("mnist", "cifar10", "fashion_mnist") if not (folder / f"{n}.npz").is_file()]
+    if missing:
+        pytest.fail(f"Real-data tests need {', '.join(m + '.npz' for m in missing)} in {folder} "
+                    f"(set CNN_DATA_DIR). Missing data is a failure, not a skip.")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_runs(tmp_path, monkeypatch):
+    """Every test writes runs into its own temporary folder, never into runs/."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CNN_RUNS_DIR", str(runs))
+    return runs
+
+
+def synthetic_dataset(name="mnist", n_train=240, n_test=100, seed=0):
+    """A tiny learnable dataset: class k is a bright block at a class-specific place."""
+    from cnn_core.datasets import Dataset, dataset_info
+
+    info = dataset_info(name)
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = np.arange(n) % info.num_classes
+        x = rng.integers(0, 40, size=(n, *info.raw_shape), dtype=np.uint8)
+        for i, label in enumerate(y):
+            r, c = divmod(int(label), 4)
+            x[i, 2 + 6 * r:6 + 6 * r, 2 + 6 * c:6 + 6 * c] = 255
+        return x, y.astype(np.int64)
+
+    x_train, y_train = make(n_train)
+    x_test, y_test = make(n_test)
+    return Dataset(info, x_train, y_train, x_test, y_test, source="synthetic", sha256=None)
+
+
+@pytest.fixture
+def tiny_mnist():
+    return synthetic_dataset("mnist")

@@ -1,0 +1,112 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from cnn_core.errors import ImageError
+from cnn_core.preprocess import (digit_steps, digit_to_mnist, is_blank, load_image, photo_to_cifar,
+                                 photo_to_fashion, preprocessor, to_model_input)
+from cnn_core.datasets import dataset_info
+
+
+def _png(img: Image.Image, fmt="PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _drawn_one(size=280, ink="black", paper="white", x0=200):
+    img = Image.new("L", (size, size), paper)
+    ImageDraw.Draw(img).line([(x0, 40), (x0, 240)], fill=ink, width=18)
+    return img
+
+
+def test_digit_is_scaled_to_20px_and_centred_by_mass():
+    out = digit_to_mnist(_drawn_one())
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    rows = np.where(out.max(axis=1) > 25)[0]
+    assert 18 <= rows.max() - rows.min() + 1 <= 21  # the longer side becomes ~20 px
+    ys, xs = np.nonzero(out)
+    weights = out[ys, xs].astype(float)
+    assert abs(np.average(ys, weights=weights) - 13.5) <= 1.0
+    assert abs(np.average(xs, weights=weights) - 13.5) <= 1.0  # an off-centre stroke ends up centred
+
+
+def test_dark_ink_on_paper_and_white_ink_on_black_give_the_same_digit():
+    paper = digit_to_mnist(_drawn_one(ink="black", paper="white"))
+    canvas = digit_to_mnist(_drawn_one(ink="white", paper="black"))
+    assert np.abs(paper.astype(int) - canvas.astype(int)).mean() < 3
+    assert paper[0, 0] == 0  # MNIST convention: black background
+
+
+def test_steps_are_exposed_for_display():
+    steps = digit_steps(_drawn_one())
+    assert set(steps) == {"ink", "cropped", "boxed", "final"}
+    assert max(steps["boxed"].shape) == 20
+
+
+def test_empty_canvas_is_blank_and_a_dot_is_not():
+    assert is_blank(digit_to_mnist(Image.new("L", (200, 200), 0)))
+    dot = Image.new("L", (200, 200), 0)
+    ImageDraw.Draw(dot).ellipse([95, 95, 105, 105], fill=255)
+    assert not is_blank(digit_to_mnist(dot))
+
+
+def test_cifar_centre_crops_and_resizes():
+    img = Image.new("RGB", (400, 200), (255, 0, 0))
+    img.paste((0, 0, 255), (100, 0, 300, 200))  # blue square in the middle
+    out = photo_to_cifar(img)
+    assert out.shape == (32, 32, 3)
+    assert out[:, :, 2].mean() > 240 and out[:, :, 0].mean() < 15  # only the centre survives
+
+
+def test_fashion_inverts_light_backgrounds():
+    img = Image.new("L", (60, 60), 255)
+    ImageDraw.Draw(img).rectangle([15, 10, 45, 50], fill=40)
+    out = photo_to_fashion(img)
+    assert out.shape == (28, 28) and out[0, 0] == 0 and out[14, 14] > 150
+
+
+def test_model_input_adds_channel_axis_and_keeps_raw_values():
+    x = np.full((2, 28, 28), 200, np.uint8)
+    out = to_model_input(x, dataset_info("mnist"))
+    assert out.shape == (2, 28, 28, 1) and out.dtype == np.float32 and out.max() == 200
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA", "CMYK", "I;16", "1"])
+def test_every_image_mode_reaches_the_model_shape(mode):
+    base = Image.new("RGB", (50, 40), (120, 30, 200))
+    img = base.convert(mode) if mode != "I;16" else Image.fromarray(np.full((40, 50), 40000, np.uint16))
+    for name in ("mnist", "fashion_mnist", "cifar10"):
+        sample = preprocessor(name).from_image(img)
+        assert sample.shape == dataset_info(name).raw_shape and sample.dtype == np.uint8
+
+
+def test_load_image_respects_exif_orientation():
+    img = Image.new("RGB", (60, 30), "white")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    loaded = load_image(_png(img, "JPEG", exif=exif.tobytes()))
+    assert loaded.size == (30, 60)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"hello, this is text", "not an image"),
+    (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+    (b"<html><body>hi</body></html>", "not an image"),
+])
+def test_load_image_rejects_non_images_with_a_message(data, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(data)
+
+
+def test_truncated_and_oversized_images_are_refused():
+    whole = _png(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")
+    with pytest.raises(ImageError, match="damaged or incomplete"):
+        load_image(whole[: len(whole) // 2])
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(_png(Image.new("L", (3000, 3000))), max_pixels=1_000_000)
+    with pytest.raises(ImageError, match="MB limit"):
+        load_image(b"x" * 2048, max_bytes=1024)

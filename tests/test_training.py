@@ -1,0 +1,148 @@
+"""The trainer on tiny synthetic data: stop, resume, checkpoints, atomic saves."""
+
+import errno
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from cnn_core import store as store_mod
+from cnn_core.errors import ConfigError, ModelStoreError
+from cnn_core.recipes import resolve_config
+from cnn_core.store import runs_store, validate_name
+from cnn_core.training import STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_STOPPED, train
+
+
+def _config(**kw):
+    base = dict(epochs=3, batch_size=32, val_size=40, subset=None, seed=1)
+    base.update(kw)
+    return resolve_config("mnist", "seed", **base)
+
+
+def _stop_at(stop, epoch, step, seen):
+    def listener(event):
+        seen.append(event)
+        if event["type"] == "batch" and event["epoch"] == epoch and event["step"] == step:
+            stop.set()
+    return listener
+
+
+def test_full_run_saves_model_card_and_evaluation(tiny_mnist):
+    events = []
+    result = train(_config(), "tiny", listener=events.append, data=tiny_mnist, command="test")
+    assert result.status == STATUS_FINISHED
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 3
+    batch = next(e for e in events if e["type"] == "batch")
+    assert {"loss", "accuracy", "lr", "images_per_sec", "elapsed", "eta"} <= set(batch)
+    store = runs_store()
+    card = store.load_card("tiny")
+    assert card["epochs_run"] == 3 and card["status"] == "finished" and len(card["history"]) == 3
+    assert card["params"] == 198_762 and card["train_size"] == 200 and card["val_size"] == 40
+    assert card["test_accuracy"] == pytest.approx(store.load_eval("tiny")["accuracy"])
+    assert store.load_model("tiny").count_params() == card["params"]
+
+
+def test_stop_is_honoured_at_the_next_batch_and_keeps_the_best(tiny_mnist):
+    stop, seen = threading.Event(), []
+    result = train(_config(), "stopped", listener=_stop_at(stop, 2, 3, seen), stop_event=stop, data=tiny_mnist)
+    assert result.status == STATUS_STOPPED
+    epoch2 = [e["step"] for e in seen if e["type"] == "batch" and e["epoch"] == 2]
+    assert epoch2 == [1, 2, 3]  # nothing ran after the batch that saw the signal
+    card = runs_store().load_card("stopped")
+    assert card["status"] == "stopped" and card["epochs_run"] == 1 and "test_accuracy" in card
+    assert runs_store().load_model("stopped") is not None
+
+
+def test_stop_before_the_first_epoch_saves_nothing(tiny_mnist):
+    stop, seen = threading.Event(), []
+    result = train(_config(), "early", listener=_stop_at(stop, 1, 2, seen), stop_event=stop, data=tiny_mnist)
+    assert result.status == STATUS_NOTHING_SAVED and "nothing was saved" in result.message
+    assert not runs_store().has("early")
+
+
+def test_resume_continues_the_epoch_count(tiny_mnist):
+    stop, seen = threading.Event(), []
+    train(_config(epochs=3), "resumable", listener=_stop_at(stop, 2, 2, seen), stop_event=stop, data=tiny_mnist)
+    first = runs_store().load_card("resumable")["history"]
+    events = []
+    result = train({}, "resumable", listener=events.append, data=tiny_mnist, resume=True)
+    assert result.status == STATUS_FINISHED
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [2, 3]
+    card = result.card
+    assert card["epochs_run"] == 3 and card["history"][0] == first[0]
+    with pytest.raises(ConfigError, match="already completed 3 of 3"):
+        train({}, "resumable", data=tiny_mnist, resume=True)
+
+
+def test_resume_of_an_unknown_run_is_a_clear_error(tiny_mnist):
+    with pytest.raises(ModelStoreError, match="no interrupted run named 'ghost'"):
+        train({}, "ghost", data=tiny_mnist, resume=True)
+
+
+def test_existing_names_are_not_overwritten(tiny_mnist):
+    train(_config(epochs=1), "taken", data=tiny_mnist)
+    with pytest.raises(ModelStoreError, match="already exists.*--resume taken"):
+        train(_config(epochs=1), "taken", data=tiny_mnist)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"epochs": 0}, "Epochs must be"), ({"epochs": -3}, "Epochs must be"),
+    ({"batch_size": 0}, "Batch size must be"), ({"lr": 0.0}, "Learning rate must be greater than 0"),
+    ({"lr": -1.0}, "Learning rate must be greater than 0"), ({"subset": 3}, "Subset must be at least 10"),
+])
+def test_impossible_hyperparameters_are_refused(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(**kw)
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "/abs", "x\x00y", "..", "", "a.b", "-lead"])
+def test_names_cannot_escape_the_store(name):
+    with pytest.raises(ModelStoreError, match="Invalid model name"):
+        validate_name(name)
+
+
+def _small_model():
+    import keras
+
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2)(inputs))
+
+
+def _saved(store, weights_value):
+    model = _small_model()
+    model.set_weights([np.full(w.shape, weights_value, np.float32) for w in model.get_weights()])
+    store.save_model(model, "atomic")
+    store.save_json("atomic", ".json", {"value": weights_value})
+
+
+def test_crash_between_write_and_rename_leaves_the_previous_model(tmp_path, monkeypatch):
+    store = store_mod.ModelStore(tmp_path, "runs", writable=True)
+    _saved(store, 1.0)
+
+    def crash():
+        raise SystemExit("killed after the temporary file was written")
+
+    monkeypatch.setattr(store_mod, "_pause_for_fault_injection", crash)
+    with pytest.raises(SystemExit):
+        _saved(store, 2.0)
+    assert store.load_model("atomic").get_weights()[0][0, 0] == 1.0
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only")])
+def test_disk_errors_are_clear_and_keep_the_previous_model(tmp_path, monkeypatch, code, words):
+    store = store_mod.ModelStore(tmp_path, "runs", writable=True)
+    _saved(store, 1.0)
+
+    def failing_replace(src, dst):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(store_mod.os, "replace", failing_replace)
+    with pytest.raises(ModelStoreError, match=words):
+        _saved(store, 3.0)
+    monkeypatch.undo()
+    assert store.load_model("atomic").get_weights()[0][0, 0] == 1.0
+    assert store.load_card("atomic") == {"value": 1.0}
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
