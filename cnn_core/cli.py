@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="images held out of training for validation (0: train on all of it)")
     tr.add_argument("--seed", type=_non_negative_int, default=0)
     tr.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
+    tr.add_argument("--rotation", type=float, metavar="DEG", help="random rotation range in degrees (0: off)")
+    tr.add_argument("--shift", type=float, metavar="FRAC", help="random shift, fraction of the size (0: off)")
+    tr.add_argument("--zoom", type=float, metavar="FRAC", help="random zoom fraction (0: off)")
+    tr.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
     tr.add_argument("--resume", metavar="NAME", help="continue the interrupted run NAME from its last epoch")
     tr.add_argument("--name", help="name of the saved model (default: dataset_arch_timestamp)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run with the same name")
@@ -130,7 +134,9 @@ def cmd_train(args) -> int:
 
     config = resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                             subset=args.subset, seed=args.seed, val_size=args.val_size,
-                            no_augment=args.no_augment)
+                            no_augment=args.no_augment,
+                            augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom,
+                                     "flip": args.flip})
     command = " ".join(["python -m cnn_core", *(shlex.quote(a) for a in sys.argv[1:])])
     stop = threading.Event()
     try:

@@ -25,7 +25,7 @@ from .errors import ImageError
 
 # Formats Pillow decodes that people actually upload; anything else gets a message.
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
-SUPPORTED_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # ~ a 40-megapixel photo; larger is refused before decoding
 
@@ -38,13 +38,23 @@ def to_model_input(x: np.ndarray, info: DatasetInfo) -> np.ndarray:
     return x.astype(np.float32)
 
 
+# Formats people try that we deliberately do not decode, named in the message.
+UNSUPPORTED_EXTENSIONS = {"heic": "HEIC", "heif": "HEIF", "svg": "SVG", "avif": "AVIF", "psd": "Photoshop",
+                          "raw": "RAW", "cr2": "RAW", "nef": "RAW", "dng": "RAW", "pdf": "PDF", "eps": "EPS"}
+SUPPORTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+
+
 def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS) -> Image.Image:
+               max_pixels: int = MAX_PIXELS, filename: str | None = None) -> Image.Image:
     """Decode an image file safely: size and pixel limits, format check, EXIF orientation.
 
     Returns a fully loaded PIL image (first frame for animations). Every failure is an
     ImageError with a message a person can act on.
     """
+    name = filename or (data if isinstance(data, str) else None)
+    ext = name.rsplit(".", 1)[-1].lower() if name and "." in name else ""
+    if ext in UNSUPPORTED_EXTENSIONS:
+        raise ImageError(f"{UNSUPPORTED_EXTENSIONS[ext]} files are not supported: upload a {SUPPORTED_TEXT} image.")
     if isinstance(data, str):
         try:
             with open(data, "rb") as fh:
@@ -59,19 +69,19 @@ def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
         raise ImageError(f"The file is larger than the {max_bytes // (1024 * 1024)} MB limit.")
     head = data[:512].lstrip().lower()
     if head.startswith(b"<?xml") or b"<svg" in head:
-        raise ImageError("SVG drawings are not supported: upload a JPEG, PNG, WebP, BMP, GIF or TIFF image.")
+        raise ImageError(f"SVG files are not supported: upload a {SUPPORTED_TEXT} image.")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format
             width, height = probe.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ImageError(
-            "This file is not an image we can read. Supported formats: JPEG, PNG, WebP, BMP, GIF, TIFF.") from None
+            f"This file is not an image we can read. Upload a {SUPPORTED_TEXT} image.") from None
     except Image.DecompressionBombError:
         raise ImageError("The image has too many pixels to process safely.") from None
     if fmt not in SUPPORTED_FORMATS:
         raise ImageError(
-            f"{fmt} images are not supported: upload a JPEG, PNG, WebP, BMP, GIF or TIFF image.")
+            f"{fmt} images are not supported: upload a {SUPPORTED_TEXT} image.")
     if width * height > max_pixels:
         raise ImageError(
             f"The image is {width}×{height} pixels; the limit is {max_pixels // 1_000_000} megapixels.")

@@ -1,0 +1,14 @@
+"""CNN Studio: `streamlit run app.py`. Declares the pages; each page is a thin view over cnn_core."""
+
+import streamlit as st
+
+st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/results.py", title="Results", icon="📊"),
+    st.Page("pages/draw.py", title="Draw a digit", icon="✏️"),
+    st.Page("pages/photo.py", title="Classify a photo", icon="📷"),
+]
+st.navigation(pages).run()

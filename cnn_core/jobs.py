@@ -1,0 +1,140 @@
+"""A background training job per server process, safe to share between threads.
+
+The app keeps one `TrainingJobs` per server (via `st.cache_resource`): a run trains
+in a worker thread, not in the page script, so pages keep working; every visitor
+sees the same job; only the owner token that started it can stop it; a second
+start while one is active is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from .errors import CnnError, TrainingBusyError
+
+
+@dataclass
+class JobSnapshot:
+    """A consistent copy of a job's state, for rendering."""
+    job_id: str
+    name: str | None
+    config: dict
+    state: str  # "running", "stopping", "done", "failed"
+    started: float
+    epochs: list[dict] = field(default_factory=list)
+    last_batch: dict | None = None
+    start_event: dict | None = None
+    result_status: str | None = None
+    message: str | None = None
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("running", "stopping")
+
+
+class _Job:
+    def __init__(self, config: dict, name: str | None, owner: str):
+        self.id = secrets.token_hex(8)
+        self.config, self.name, self.owner = config, name, owner
+        self.stop_event = threading.Event()
+        self.state = "running"
+        self.started = time.time()
+        self.epochs: list[dict] = []
+        self.last_batch = None
+        self.start_event = None
+        self.result_status = None
+        self.message = None
+        self.error = None
+        self.thread: threading.Thread | None = None
+
+
+class TrainingJobs:
+    """At most one active training run; the latest finished one stays visible."""
+
+    def __init__(self, train_fn=None):
+        from .training import train
+
+        self._train = train_fn or train
+        self._lock = threading.Lock()
+        self._job: _Job | None = None
+
+    def start(self, config: dict, name: str | None, owner: str, **train_kwargs) -> str:
+        """Start a run in a worker thread; returns its job id. Raises TrainingBusyError."""
+        with self._lock:
+            if self._job is not None and self._job.state in ("running", "stopping"):
+                raise TrainingBusyError(
+                    f"A training run ('{self._job.name or 'starting'}') is already in progress on this server. "
+                    "Wait for it to finish; only one run at a time is allowed.")
+            job = _Job(copy.deepcopy(config), name, owner)
+            self._job = job
+        job.thread = threading.Thread(target=self._run, args=(job, train_kwargs), name=f"train-{job.id}",
+                                      daemon=True)
+        job.thread.start()
+        return job.id
+
+    def _listener(self, job: _Job):
+        def on_event(event: dict):
+            with self._lock:
+                kind = event["type"]
+                if kind == "start":
+                    job.start_event, job.name = event, event["name"]
+                elif kind == "batch":
+                    job.last_batch = event
+                elif kind == "epoch":
+                    job.epochs.append(event)
+                elif kind == "end":
+                    job.result_status, job.message = event["status"], event.get("message")
+        return on_event
+
+    def _run(self, job: _Job, train_kwargs: dict):
+        try:
+            result = self._train(job.config, job.name, listener=self._listener(job), stop_event=job.stop_event,
+                                 **train_kwargs)
+            with self._lock:
+                job.name, job.result_status, job.message = result.name, result.status, result.message
+                job.state = "done"
+        except CnnError as err:
+            with self._lock:
+                job.state, job.error = "failed", str(err)
+        except Exception as err:  # keep the server alive; show what went wrong
+            with self._lock:
+                job.state = "failed"
+                job.error = f"Training failed unexpectedly: {type(err).__name__}: {err}"
+            traceback.print_exc()
+
+    def stop(self, job_id: str, owner: str) -> bool:
+        """Ask the run to stop at its next batch. Only its owner may; returns True if asked."""
+        with self._lock:
+            job = self._job
+            if job is None or job.id != job_id or job.owner != owner or job.state != "running":
+                return False
+            job.state = "stopping"
+            job.stop_event.set()
+            return True
+
+    def is_owner(self, job_id: str | None, owner: str | None) -> bool:
+        with self._lock:
+            return bool(self._job and job_id and self._job.id == job_id and self._job.owner == owner)
+
+    def snapshot(self) -> JobSnapshot | None:
+        with self._lock:
+            job = self._job
+            if job is None:
+                return None
+            return JobSnapshot(job.id, job.name, copy.deepcopy(job.config), job.state, job.started,
+                               list(job.epochs), job.last_batch, job.start_event, job.result_status,
+                               job.message, job.error)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current job's thread ends (tests, shutdown). True when it ended."""
+        job = self._job
+        if job is None or job.thread is None:
+            return True
+        job.thread.join(timeout)
+        return not job.thread.is_alive()

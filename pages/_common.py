@@ -1,0 +1,124 @@
+"""Streamlit glue shared by the pages: cached resources and small view helpers.
+
+Everything heavy lives in cnn_core; this module only caches it per server and
+draws it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import numpy as np
+import streamlit as st
+
+from cnn_core.errors import CnnError
+from cnn_core.store import all_stores, find_model, runs_store
+from cnn_core.training import display_status
+
+LOW_CONFIDENCE = 0.6  # below this top-class probability the app says the model is unsure
+
+
+def env_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
+
+
+@st.cache_resource(show_spinner="Warming up: loading TensorFlow and the model…")
+def _load_predictor(name: str, version: float):
+    from cnn_core.inference import load_predictor
+
+    return load_predictor(name)
+
+
+def get_predictor(name: str):
+    """A loaded model, once per server; reloaded when its files change."""
+    store = find_model(name)
+    return _load_predictor(name, store.model_path(name).stat().st_mtime)
+
+
+@st.cache_resource
+def get_jobs():
+    from cnn_core.jobs import TrainingJobs
+
+    return TrainingJobs()
+
+
+def catalogue(dataset: str | None = None) -> list[dict]:
+    """Cards of every saved model (shipped first), optionally for one dataset."""
+    rows = []
+    for store in all_stores():
+        for name in store.names():
+            try:
+                card = store.load_card(name)
+            except CnnError:
+                continue
+            if dataset and card.get("dataset") != dataset:
+                continue
+            rows.append({**card, "name": name, "store": store.kind, "display_status": display_status(card)})
+    return rows
+
+
+def model_picker(label: str, dataset: str | None, key: str, help: str | None = None) -> str | None:
+    """Select box of models for a dataset; shipped models first. None (with a message) when there are none."""
+    rows = [r for r in catalogue(dataset) if r.get("test_accuracy") is not None or r["store"] == "runs"]
+    if not rows:
+        st.warning("No model is available for this page yet. Train one on the **Train** page.")
+        return None
+    names = [r["name"] for r in rows]
+    labels = {r["name"]: f"{r['name']} · {r['store']}" + (f" · {r['test_accuracy']:.2%}" if r.get("test_accuracy")
+                                                          else "") for r in rows}
+    wanted = st.query_params.get("model")
+    index = names.index(wanted) if wanted in names else 0
+    return st.selectbox(label, names, index=index, format_func=labels.get, key=key, help=help)
+
+
+def owner_token() -> str:
+    """Identifies this browser tab across refreshes (kept in the URL), so only the tab
+    that started a training run can stop it."""
+    token = st.session_state.get("owner") or st.query_params.get("tab")
+    if not token:
+        token = secrets.token_urlsafe(12)
+    st.session_state["owner"] = token
+    if st.query_params.get("tab") != token:
+        st.query_params["tab"] = token
+    return token
+
+
+def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):
+    """All class probabilities as a labelled bar chart (highest first)."""
+    import pandas as pd
+
+    order = np.argsort(probs)[::-1][:top] if top else np.argsort(probs)[::-1]
+    frame = pd.DataFrame({"class": [class_names[i] for i in order], "probability": probs[order]})
+    st.bar_chart(frame, x="class", y="probability", horizontal=True, sort=False, x_label="Probability",
+                 y_label="Class", height=36 * len(order) + 60)
+
+
+def confidence_note(probs: np.ndarray, class_names):
+    best = int(np.argmax(probs))
+    if probs[best] < LOW_CONFIDENCE:
+        second = int(np.argsort(probs)[-2])
+        st.warning(f"The model is unsure: its best guess **{class_names[best]}** has only {probs[best]:.0%} "
+                   f"(next: {class_names[second]}, {probs[second]:.0%}).")
+
+
+def runs_are_ephemeral() -> bool:
+    return runs_store().ephemeral
+
+
+def upscale(sample: np.ndarray, size: int = 168) -> np.ndarray:
+    """Nearest-neighbour enlargement so a 28×28 or 32×32 sample is visible pixel by pixel."""
+    factor = max(1, size // sample.shape[0])
+    return np.kron(sample, np.ones((factor, factor) + (1,) * (sample.ndim - 2), dtype=sample.dtype))
+
+
+def show_figure(fig):
+    """Render a matplotlib figure and free it (pyplot keeps every open figure otherwise)."""
+    import matplotlib.pyplot as plt
+
+    st.pyplot(fig)
+    plt.close(fig)

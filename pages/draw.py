@@ -1,0 +1,65 @@
+"""Draw a digit: a canvas (white ink on black), the 28×28 image the network sees,
+the predicted digit and all ten probabilities."""
+
+import numpy as np
+import streamlit as st
+
+from cnn_core.errors import ImageError
+from cnn_core.preprocess import is_blank, load_image
+from pages._common import confidence_note, get_predictor, model_picker, show_probabilities, upscale
+
+st.title("✏️ Draw a digit")
+name = model_picker("Model", "mnist", key="draw_model")
+if name is None:
+    st.stop()
+predictor = get_predictor(name)
+
+
+def show_digit_prediction(image) -> None:
+    """The one prediction path for a drawing or a photo of a digit (array or PIL image)."""
+    if image is None:
+        st.info("Draw a digit on the canvas (or upload a photo of one) to see what the network predicts.")
+        return
+    sample = predictor.sample_from_image(image)
+    if is_blank(sample):
+        st.info("The canvas is empty: draw a digit, large and roughly centred.")
+        return
+    probs = predictor.predict_samples(sample[None])[0]
+    digit = int(np.argmax(probs))
+    c1, c2 = st.columns([1, 1])
+    c1.metric("Prediction", predictor.info.class_names[digit], f"{probs[digit]:.1%} confident", delta_color="off")
+    c2.image(upscale(sample, 140), caption="What the network sees (28×28)", clamp=True)
+    confidence_note(probs, predictor.info.class_names)
+    show_probabilities(probs, predictor.info.class_names)
+
+
+left, right = st.columns([1, 1], gap="large")
+with left:
+    stroke = st.slider("Stroke width", 6, 40, 18, key="stroke")
+    st.session_state.setdefault("canvas_round", 0)
+    try:
+        from streamlit_drawable_canvas import st_canvas
+
+        canvas = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
+                           height=280, width=280, drawing_mode="freedraw", return_image_data=True,
+                           key=f"canvas_{st.session_state.canvas_round}")
+        drawing = canvas.image_data
+    except Exception as err:  # the component needs a running app with its frontend
+        st.warning(f"The drawing canvas is unavailable here ({type(err).__name__}); upload a photo instead.")
+        drawing = None
+    if st.button("🧹 Clear canvas", key="clear"):
+        st.session_state.canvas_round += 1
+        st.rerun()
+    st.caption("Draw one digit with the mouse or a finger. Big and centred works best.")
+    upload = st.file_uploader("…or upload a photo of a handwritten digit", key="digit_upload",
+                              help="Dark ink on light paper, or light on dark: both work.")
+
+with right:
+    image = drawing
+    if upload is not None:
+        try:
+            image = load_image(upload.getvalue(), filename=upload.name)
+        except ImageError as err:
+            st.error(f"{upload.name}: {err}")
+            image = None
+    show_digit_prediction(image)

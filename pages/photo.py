@@ -1,0 +1,55 @@
+"""Classify a photo: uploads (or bundled samples) → the 32×32 the network sees → top 3 classes."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from cnn_core.errors import ImageError
+from cnn_core.inference import top_k
+from cnn_core.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
+from pages._common import confidence_note, get_predictor, model_picker, upscale
+
+SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
+
+st.title("📷 Classify a photo")
+name = model_picker("Model", "cifar10", key="photo_model")
+if name is None:
+    st.stop()
+predictor = get_predictor(name)
+classes = predictor.info.class_names
+st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
+           + ("Predictions average the photo and its mirror image (test-time augmentation)." if predictor.tta else ""))
+
+uploads = st.file_uploader(
+    f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
+    f"{MAX_PIXELS // 10**6} megapixels each)", accept_multiple_files=True, key="photo_upload")
+sample_files = sorted(p for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+chosen = st.pills("…or try a bundled sample", [p.stem for p in sample_files], selection_mode="multi",
+                  key="samples") or []
+
+
+def classify(label: str, data: bytes) -> None:
+    """One picture through the shared path: decode → 32×32 → probabilities."""
+    try:
+        img = load_image(data, filename=label)
+    except ImageError as err:
+        st.error(f"**{label}**: {err}")
+        return
+    sample, probs = predictor.predict_image(img)
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([2, 1, 3])
+        c1.image(img, caption=f"{label} ({img.width}×{img.height})", width="stretch")
+        c2.image(upscale(sample, 128), caption="What the network sees (32×32)")
+        with c3:
+            for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
+                st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")
+            confidence_note(probs, classes)
+
+
+items = [(f.name, f.getvalue()) for f in uploads or []]
+items += [(p.name, p.read_bytes()) for p in sample_files if p.stem in chosen]
+if not items:
+    st.info("Upload a photo or pick a sample to see the top 3 classes.")
+for label, data in items:
+    classify(label, data)
+st.caption("Sample images: see assets/samples/CREDITS.md.")
