@@ -71,7 +71,7 @@ def image_grid(images, titles=None, correct=None, ncols: int = 8, size: float = 
         img = np.asarray(images[i])
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
         if titles is not None:
-            color = None if correct is None else (GOOD if correct[i] else BAD)
+            color = "black" if correct is None else (GOOD if correct[i] else BAD)
             ax.set_title(titles[i], fontsize=8, color=color)
     if title:
         fig.suptitle(title)

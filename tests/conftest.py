@@ -57,3 +57,11 @@ def synthetic_dataset(name="mnist", n_train=240, n_test=100, seed=0):
 @pytest.fixture
 def tiny_mnist():
     return synthetic_dataset("mnist")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the item, so fixtures can screenshot failures."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

@@ -1,0 +1,187 @@
+"""Every page through Streamlit's AppTest, with the shipped models and real data."""
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+
+SAMPLES = REPO / "assets" / "samples"
+PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_server_state(data_dir, monkeypatch):
+    """Each test is a fresh 'server': no cached models or jobs carried over."""
+    import streamlit as st
+
+    monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+
+
+def open_page(page: str, timeout: float = 120) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [m.value for m in at.info] + [m.value for m in at.warning]
+    parts += [m.value for m in at.error] + [m.value for m in at.success] + [c.value for c in at.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_exception(page):
+    at = open_page(page)
+    assert not at.exception, at.exception
+    assert at.title and at.title[0].value
+
+
+def test_home_lists_the_shipped_models():
+    at = open_page("pages/home.py")
+    values = [m.value for m in at.metric]
+    assert len(values) >= 2 and all(v.endswith("%") for v in values)
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):
+    from cnn_core.datasets import load_dataset
+
+    at = open_page("pages/draw.py")
+    assert "Draw a digit on the canvas" in texts(at)
+    data = load_dataset("mnist", data_dir)
+    i = int(np.flatnonzero(data.y_test == 7)[0])
+    # A large dark-on-light "photo" of a real test 7: the page must invert, crop, centre it.
+    photo = 255 - np.asarray(Image.fromarray(data.x_test[i]).resize((280, 280), Image.Resampling.BILINEAR))
+    at.file_uploader(key="digit_upload").set_value(("seven.png", _png(photo), "image/png"))
+    at.run()
+    assert not at.exception
+    assert at.metric[0].value == "7"
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the probability bars
+
+
+def test_draw_page_blank_upload_is_a_prompt_not_a_prediction():
+    at = open_page("pages/draw.py")
+    at.file_uploader(key="digit_upload").set_value(("blank.png", _png(np.zeros((200, 200), np.uint8)), "image/png"))
+    at.run()
+    assert not at.exception and not at.metric
+    assert "canvas is empty" in texts(at)
+
+
+def test_photo_page_classifies_an_upload_and_survives_a_corrupt_one():
+    at = open_page("pages/photo.py")
+    car = next(SAMPLES.glob("automobile_*.png"))
+    uploader = at.file_uploader(key="photo_upload")
+    uploader.set_value([("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg"),
+                        ("car.png", car.read_bytes(), "image/png")])
+    at.run()
+    assert not at.exception
+    assert any("broken.jpg" in e.value and "not an image" in e.value for e in at.error)
+    top3 = [p.proto.text for p in at.get("progress")]
+    assert len(top3) == 3 and any("automobile" in t for t in top3), top3
+
+
+def test_photo_page_names_unsupported_formats():
+    at = open_page("pages/photo.py")
+    at.file_uploader(key="photo_upload").set_value(("phone.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"))
+    at.run()
+    assert any("HEIC files are not supported" in e.value for e in at.error)
+
+
+def test_photo_page_bundled_samples_need_no_upload():
+    at = open_page("pages/photo.py")
+    at.get("button_group")[0].set_value(["automobile_cifar10_test_6"]).run()
+    assert not at.exception
+    assert len(at.get("progress")) == 3
+
+
+def _wait_for_job(at: AppTest, until, timeout=300):
+    from pages._common import get_jobs
+
+    jobs = get_jobs()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        snap = jobs.snapshot()
+        if snap is not None and until(snap):
+            return snap
+        time.sleep(0.5)
+    raise AssertionError(f"training job did not reach the expected state: {jobs.snapshot()}")
+
+
+def _configure_small_run(at: AppTest, epochs: int, subset: int, name: str):
+    at.number_input(key="epochs_mnist_seed").set_value(epochs)
+    at.slider(key="subset_mnist_seed").set_value(subset)
+    at.text_input(key="run_name").set_value(name)
+    at.run()
+
+
+def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
+    at = open_page("pages/train.py")
+    _configure_small_run(at, epochs=1, subset=1000, name="apptest_run")
+    at.button(key="start").click().run()
+    assert not at.exception and not at.error
+    snap = _wait_for_job(at, lambda s: not s.active)
+    assert snap.state == "done" and snap.result_status == "finished", snap
+    assert (isolated_runs / "apptest_run.keras").is_file() and (isolated_runs / "apptest_run.json").is_file()
+    at.run()
+    assert any("apptest_run" in s.value for s in at.success)
+
+    results = open_page("pages/results.py")
+    box = results.selectbox(key="results_model")
+    assert "apptest_run" in box.options
+    box.set_value("apptest_run").run()
+    assert not results.exception
+    assert results.metric[0].value.endswith("%")
+
+
+def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolated_runs):
+    from cnn_core.store import runs_store
+
+    at = open_page("pages/train.py")
+    _configure_small_run(at, epochs=20, subset=2000, name="apptest_stop")
+    at.button(key="start").click().run()
+    _wait_for_job(at, lambda s: len(s.epochs) >= 1)
+
+    other_tab = open_page("pages/train.py")  # a second visitor sees the run but cannot stop or start one
+    assert "another browser tab" in texts(other_tab)
+    assert other_tab.button(key="start").disabled
+
+    at.run()
+    at.button(key="stop").click().run()
+    snap = _wait_for_job(at, lambda s: not s.active)
+    assert snap.result_status == "stopped"
+    card = runs_store().load_card("apptest_stop")
+    assert card["status"] == "stopped" and 1 <= card["epochs_run"] < 20
+    assert runs_store().load_model("apptest_stop").count_params() == card["params"]
+
+
+def test_second_start_while_running_gets_a_clear_message(isolated_runs):
+    from cnn_core.errors import TrainingBusyError
+    from cnn_core.recipes import resolve_config
+    from pages._common import get_jobs
+
+    jobs = get_jobs()
+    jobs.start(resolve_config("mnist", "seed", epochs=2, subset=1000), "busy_one", owner="a")
+    try:
+        with pytest.raises(TrainingBusyError, match="already in progress"):
+            jobs.start(resolve_config("mnist", "seed", epochs=1, subset=500), "busy_two", owner="b")
+        assert not jobs.stop(jobs.snapshot().job_id, owner="b")  # not the owner
+    finally:
+        jobs.stop(jobs.snapshot().job_id, owner="a")
+        jobs.wait(120)
