@@ -71,7 +71,7 @@ def machine_info() -> dict:
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {"cpu": cpu_model(), "cores": cpu_quota(), "visible_cpus": os.cpu_count(),
-            "gpus": gpus, "platform": platform.platform(), "hostname_hash": hash(platform.node()) & 0xFFFF}
+            "gpus": gpus, "platform": platform.platform()}
 
 
 def library_versions() -> dict:

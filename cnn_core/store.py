@@ -168,6 +168,8 @@ class ModelStore:
         self._require_writable()
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.last_model_path(name) if last else self.model_path(name)
+        if not last and getattr(model, "optimizer", None) is not None:
+            model = _without_optimizer(model)  # the best model is for inference: half the size
         atomic_write(target, lambda tmp: model.save(tmp))
         return target
 
@@ -201,6 +203,14 @@ class ModelStore:
         self._require_writable()
         for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json"):
             self.path(name, suffix).unlink(missing_ok=True)
+
+
+def _without_optimizer(model):
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _writable_dir(path: Path) -> bool:

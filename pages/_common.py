@@ -19,6 +19,23 @@ from cnn_core.training import display_status
 LOW_CONFIDENCE = 0.6  # below this top-class probability the app says the model is unsure
 
 
+def _use_app_navigation() -> None:
+    """Streamlit treats an app with a `pages/` folder as an old-style (v1) multipage app until
+    app.py's st.navigation has run once. A deep link (say /draw) opened first on a fresh server
+    would then run the page alone, under an auto-generated sidebar. Leave that mode and rerun:
+    app.py then runs, declares the pages and opens the same page (same URL path)."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a future Streamlit without the v1 mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_use_app_navigation()
+
+
 def env_int(name: str, default: int | None) -> int | None:
     value = os.environ.get(name)
     try:
@@ -94,8 +111,8 @@ def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):
 
     order = np.argsort(probs)[::-1][:top] if top else np.argsort(probs)[::-1]
     frame = pd.DataFrame({"class": [class_names[i] for i in order], "probability": probs[order]})
-    st.bar_chart(frame, x="class", y="probability", horizontal=True, sort=False, x_label="Probability",
-                 y_label="Class", height=36 * len(order) + 60)
+    st.bar_chart(frame, x="class", y="probability", horizontal=True, sort=False, x_label="Class",
+                 y_label="Probability", height=36 * len(order) + 60)
 
 
 def confidence_note(probs: np.ndarray, class_names):

@@ -144,7 +144,7 @@ def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
 
     results = open_page("pages/results.py")
     box = results.selectbox(key="results_model")
-    assert "apptest_run" in box.options
+    assert any(option.startswith("apptest_run · runs") for option in box.options), box.options
     box.set_value("apptest_run").run()
     assert not results.exception
     assert results.metric[0].value.endswith("%")

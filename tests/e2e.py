@@ -1,0 +1,125 @@
+"""Real-browser harness shared by the browser tests and the app benchmarks: start the real
+app with `streamlit run app.py` on a free port, launch Debian's Chromium through Playwright,
+and draw digits on the canvas with mouse drags."""
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def launch_chromium(playwright):
+    if not Path(CHROMIUM).exists():
+        raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: install it (apt-get install -y chromium) "
+                                "or set CHROMIUM_PATH.")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None):
+    """Start the real app on a free port; returns (process, base_url, log_path)."""
+    port = _free_port()
+    log = tmp_dir / f"streamlit-{port}.log"
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_RUNS_DIR": str(tmp_dir / "runs"),
+           "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return proc, url, log
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not become healthy:\n{log.read_text()[-3000:]}")
+
+
+
+def stop_app(proc):
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_until_idle(pg, timeout=90_000):
+    """Wait for Streamlit to finish running the script (no 'Running…' status widget)."""
+    pg.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    pg.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=timeout)
+
+
+def goto(pg, url, path, expect_title):
+    pg.goto(f"{url}/{path}")
+    pg.get_by_role("heading", name=expect_title).first.wait_for(timeout=120_000)
+    wait_until_idle(pg)
+
+
+# Strokes in canvas pixels (280×280): lists of polylines.
+def _arc(cx, cy, rx, ry, start, end, n=24):
+    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+            for a in [start + (end - start) * i / n for i in range(n + 1)]]
+
+
+DIGIT_STROKES = {
+    "0": [_arc(140, 140, 55, 90, -90, 275)],
+    "1": [[(150, 45), (140, 140), (135, 235)]],
+    "3": [_arc(135, 95, 50, 45, -160, 90) + _arc(135, 185, 55, 50, -90, 160)],
+    "7": [[(75, 55), (205, 55), (170, 120), (140, 180), (120, 240)]],
+}
+
+
+def draw(pg, canvas, strokes):
+    box = canvas.bounding_box()
+    for line in strokes:
+        x0, y0 = line[0]
+        pg.mouse.move(box["x"] + x0, box["y"] + y0)
+        pg.mouse.down()
+        for x, y in line[1:]:
+            pg.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+        pg.mouse.up()
+
+
+
+
+def draw_digit_and_read_prediction(pg, strokes, timeout_ms=60_000) -> str:
+    """Draw on the Draw page's canvas and return the predicted digit shown.
+
+    The canvas may still be initialising right after the page renders, so a drawing that
+    produced no prediction within a few seconds is drawn again."""
+    deadline = time.time() + timeout_ms / 1000
+    value = pg.locator('[data-testid="stMetricValue"]').first
+    while True:
+        canvas = pg.locator("canvas.upper-canvas").first
+        canvas.wait_for(timeout=timeout_ms)
+        draw(pg, canvas, strokes)
+        try:
+            value.wait_for(timeout=8_000)
+            wait_until_idle(pg)
+            return value.inner_text().strip()
+        except Exception:
+            if time.time() > deadline:
+                raise
