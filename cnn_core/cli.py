@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", help="name of the saved model (default: dataset_arch_timestamp)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run with the same name")
     tr.add_argument("--data-dir", help="folder with <dataset>.npz files (default: $CNN_DATA_DIR, then download)")
+    tr.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"), default="default",
+                    help="distribution: mirrored = every GPU of this machine (tf.distribute.MirroredStrategy), "
+                         "multi_worker = several machines (MultiWorkerMirroredStrategy, needs TF_CONFIG); "
+                         "--batch-size stays the global batch")
 
     ev = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     ev.add_argument("--model", required=True, help="name of a saved model (see `list`)")
@@ -111,8 +115,10 @@ class _ProgressPrinter:
     def __call__(self, event):
         kind = event["type"]
         if kind == "start":
+            replicas = event.get("replicas", 1)
             print(f"Training '{event['name']}': {event['arch']} on {event['dataset']}, {event['params']:,} parameters, "
-                  f"{event['train_size']:,} training / {event['val_size']:,} validation images.", flush=True)
+                  f"{event['train_size']:,} training / {event['val_size']:,} validation images"
+                  + (f", {replicas} replicas." if replicas > 1 else "."), flush=True)
         elif kind == "batch":
             if self.bar is None or event["step"] == 1:
                 print(f"Epoch {event['epoch']}/{event['epochs']}", flush=True)
@@ -141,7 +147,8 @@ def cmd_train(args) -> int:
     stop = threading.Event()
     try:
         result = train(config, args.resume or args.name, listener=_ProgressPrinter(), stop_event=stop,
-                       data_dir=args.data_dir, command=command, resume=bool(args.resume), overwrite=args.overwrite)
+                       data_dir=args.data_dir, command=command, resume=bool(args.resume), overwrite=args.overwrite,
+                       strategy=args.strategy)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130

@@ -61,6 +61,24 @@ RECIPES: dict[str, dict] = {
         "val_size": 5000,
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},  # flip TTA for photos
     },
+    # The `fast` recipe cut to the shortest schedules that reach the benchmark targets
+    # (MNIST 99.0%, CIFAR-10 85%) on a 2-core CPU, for the `turbo` nets; trains on the
+    # whole training set since a fixed schedule makes no decisions on validation.
+    "turbo": {
+        "optimizer": "sgd_nesterov",
+        "lr": 0.2,
+        "momentum": 0.9,
+        "batch_size": 256,
+        "epochs": {"mnist": 2, "fashion_mnist": 6, "cifar10": 8},
+        "schedule": "onecycle",
+        "warmup_fraction": 0.2,
+        "early_stopping_patience": 0,
+        "label_smoothing": 0.2,
+        "weight_decay": 5e-4,
+        "augment": FAST_AUGMENT,
+        "val_size": 0,
+        "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
+    },
 }
 
 AUGMENT_KEYS = ("rotation", "shift", "zoom", "flip")

@@ -16,6 +16,7 @@ The CLI draws a progress bar from them; the app draws live curves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -131,6 +132,36 @@ def current_lr(model) -> float:
     import keras
 
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+# -- distribution ---------------------------------------------------------------------------
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str | None = "default", devices: list[str] | None = None):
+    """A tf.distribute strategy by name, or None for the default (one device).
+
+    `mirrored`: synchronous data parallelism over the GPUs of one machine (all of them,
+    or `devices`); `multi_worker`: the same across machines, each reading TF_CONFIG.
+    """
+    import tensorflow as tf
+
+    if name in (None, "default"):
+        return None
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"Unknown strategy '{name}'. Choose one of: {', '.join(STRATEGIES)}.")
+
+
+def distribution_info(strategy) -> dict:
+    if strategy is None:
+        return {"strategy": "default", "replicas": 1}
+    devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
+    return {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
+            "devices": devices}
 
 
 # -- callbacks --------------------------------------------------------------------------------
@@ -265,6 +296,7 @@ class _Run:
         self.prior_elapsed = float(state.get("train_seconds", 0.0))
         self.progress = None
         self.callbacks_with_state = {}
+        self.distribution = {"strategy": "default", "replicas": 1}
 
     @property
     def has_validation(self) -> bool:
@@ -323,6 +355,7 @@ class _Run:
             "train_seconds": round(seconds, 2),
             "images_per_sec": round(images / seconds, 1) if seconds > 0 else None,
             "machine": machine_info(),
+            "distribution": self.distribution,
             "versions": library_versions(),
             "dataset_sha256": self.data.sha256,
             "data_source": self.data.source,
@@ -358,12 +391,21 @@ def _check_name_free(name: str, store: ModelStore, overwrite: bool):
 
 def train(config: dict, name: str | None = None, *, listener=None, stop_event: threading.Event | None = None,
           store: ModelStore | None = None, data_dir=None, data: Dataset | None = None,
-          command: str | None = None, resume: bool = False, overwrite: bool = False) -> TrainResult:
-    """Train one model. With `resume=True`, continue run `name` from its last state."""
+          command: str | None = None, resume: bool = False, overwrite: bool = False,
+          strategy=None, extra_callbacks: list | None = None) -> TrainResult:
+    """Train one model. With `resume=True`, continue run `name` from its last state.
+
+    `strategy`: a tf.distribute strategy (or a name for `make_strategy`); the model is
+    built, compiled or loaded in its scope and `batch_size` is the global batch, split
+    across replicas. `extra_callbacks`: more Keras callbacks for fit(), run after the
+    trainer's own (the benchmarks time and evaluate epochs with one).
+    """
     import keras
     from .models import build_model
 
     configure_threads()
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy)
     store = store or runs_store()
     state = None
     if resume:
@@ -393,12 +435,14 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
         raise ConfigError(f"Run '{name}' already completed {start_epoch} of {config['epochs']} epochs; "
                           f"pass a larger --epochs to continue it.")
 
-    if state:
-        model = store.load_model(name, last=True)
-    else:
-        model = compile_model(build_model(config["arch"], config["dataset"], name=name), config, steps)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if state:
+            model = store.load_model(name, last=True)
+        else:
+            model = compile_model(build_model(config["arch"], config["dataset"], name=name), config, steps)
     run = _Run(config, name, store, data, split, model, command if command is not None else default_command(),
                listener, state)
+    run.distribution = distribution_info(strategy)
 
     ProgressEvents, StopOnSignal, EarlyStop, Plateau, RunCheckpoint = _callback_classes()
     run.progress = ProgressEvents(listener, steps, config["epochs"], config["batch_size"], len(split.x_train),
@@ -412,7 +456,7 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
         run.callbacks_with_state["early_stopping"] = EarlyStop(
             restored=run.callback_state.get("early_stopping"), monitor="val_accuracy",
             patience=config["early_stopping_patience"], restore_best_weights=False, verbose=0)
-    callbacks += list(run.callbacks_with_state.values()) + [RunCheckpoint(run)]
+    callbacks += list(run.callbacks_with_state.values()) + [RunCheckpoint(run)] + list(extra_callbacks or [])
 
     train_ds = make_tf_dataset(split.x_train, split.y_train, data.info, config["batch_size"],
                                config["augment"], shuffle=True, seed=config["seed"] + start_epoch)
@@ -423,7 +467,7 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
         listener({"type": "start", "name": name, "dataset": config["dataset"], "arch": config["arch"],
                   "epochs": config["epochs"], "start_epoch": start_epoch, "steps": steps,
                   "train_size": len(split.x_train), "val_size": len(split.x_val),
-                  "params": int(model.count_params())})
+                  "params": int(model.count_params()), "replicas": run.distribution["replicas"]})
     status = STATUS_FINISHED
     warnings.filterwarnings("ignore", message=".*shuffle=True.*tf.data.Dataset")  # we shuffle in tf.data
     try:

@@ -1,0 +1,448 @@
+"""Time to accuracy: the original recipe against the fast ones, on one machine, in one command.
+
+    CNN_DATA_DIR=../shared/datasets python benchmarks/time_to_accuracy.py
+    python benchmarks/time_to_accuracy.py --reuse-original         # keep the committed `seed` runs
+    python benchmarks/time_to_accuracy.py --datasets mnist --recipes seed turbo fast
+
+Every recipe trains through `cnn_core.training.train` (the library's own trainer, the
+one the CLI and the app use), with one extra callback that times each epoch and then
+evaluates on the whole test set with `cnn_core.inference.predict_proba` (flip TTA when
+the recipe uses it). The training clock is the sum of the epochs' times, from the
+start of an epoch to its end: the optimisation steps, the recipe's own validation pass
+and the library's per-epoch checkpoint. The test-set evaluation runs after the clock
+stops, and data loading and model building run before it starts.
+
+Writes `benchmarks/results/time_to_accuracy.{json,md,png}`. Runs of (dataset, recipe)
+pairs that are not run again are kept from the existing JSON, each with its own
+`source` (command, commit, machine), so the expensive original-recipe run can be done
+once and reused. Text after the notes marker in the markdown is kept when it is rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RESULTS_DIR = REPO / "benchmarks" / "results"
+SCHEMA_VERSION = 1
+TARGETS = {"mnist": 0.99, "cifar10": 0.85}
+# The issue's goals on a 2-core CPU: (seconds of training to the target, speed-up over `seed`).
+GOALS = {"mnist": (30.0, 20.0), "cifar10": (480.0, 10.0)}
+BASELINE = "seed"
+DEFAULT_RECIPES = ("seed", "turbo")
+NOTES_MARKER = "<!-- notes: everything below this line is kept when the script rewrites this file -->"
+CLOCK = ("sum over epochs of the time from the start of an epoch to its end inside Keras fit(): "
+         "optimisation steps, the recipe's validation pass (seed only) and the library's per-epoch "
+         "checkpoint; the per-epoch test evaluation, data loading and model building are excluded")
+
+
+# -- running ------------------------------------------------------------------------------------
+
+def _epoch_clock_class():
+    import keras
+
+    from cnn_core.inference import predict_proba
+
+    class EpochClock(keras.callbacks.Callback):
+        """Times every epoch, then (clock stopped) measures test accuracy; may stop training."""
+
+        def __init__(self, data, tta, target, stop_at_target=False, max_train_seconds=None, log=print):
+            super().__init__()
+            self.data, self.tta, self.target = data, tta, target
+            self.stop_at_target, self.max_train_seconds, self.log = stop_at_target, max_train_seconds, log
+            self.epochs: list[dict] = []
+            self.train_seconds = 0.0
+            self.stopped_by: str | None = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.t0
+            self.train_seconds += seconds
+            t_eval = time.perf_counter()
+            probs = predict_proba(self.model, self.data.x_test, self.data.info, tta=self.tta)
+            accuracy = float((probs.argmax(axis=1) == self.data.y_test).mean())
+            logs = logs or {}
+            record = {"epoch": epoch + 1, "train_seconds": round(self.train_seconds, 3),
+                      "epoch_seconds": round(seconds, 3), "test_accuracy": accuracy,
+                      "eval_seconds": round(time.perf_counter() - t_eval, 3),
+                      "train_loss": _num(logs.get("loss")), "train_accuracy": _num(logs.get("accuracy")),
+                      "val_accuracy": _num(logs.get("val_accuracy"))}
+            self.epochs.append(record)
+            self.log(f"  epoch {record['epoch']}: {seconds:6.1f}s (clock {self.train_seconds:7.1f}s)  "
+                     f"test accuracy {accuracy:.4f}  [eval {record['eval_seconds']:.1f}s, not on the clock]")
+            if self.stop_at_target and accuracy >= self.target:
+                self.stopped_by = "target"
+                self.model.stop_training = True
+            elif self.max_train_seconds is not None and self.train_seconds >= self.max_train_seconds:
+                self.stopped_by = "time_cap"
+                self.model.stop_training = True
+
+    return EpochClock
+
+
+def _num(value):
+    return None if value is None else float(value)
+
+
+def run_recipe(dataset: str, recipe: str, data, *, stop_at_target: bool = False, max_train_seconds=None,
+               epochs=None, subset=None, seed: int = 0, log=print) -> dict:
+    """Train one recipe through the library's trainer; every epoch timed and tested."""
+    from cnn_core.recipes import resolve_config
+    from cnn_core.store import ModelStore
+    from cnn_core.training import train
+
+    config = resolve_config(dataset, recipe, epochs=epochs, subset=subset, seed=seed)
+    target = TARGETS.get(dataset, 1.0)
+    clock = _epoch_clock_class()(data, bool(config.get("tta")), target, stop_at_target, max_train_seconds, log)
+    log(f"{dataset} / {recipe}: up to {config['epochs']} epochs, batch {config['batch_size']}, "
+        f"target {target:.1%}" + (f", capped at {max_train_seconds:.0f}s of training" if max_train_seconds else ""))
+    load_before, usage_before, wall_before = os.getloadavg(), _cpu_seconds(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tta_bench_") as tmp:
+        store = ModelStore(Path(tmp), "runs", writable=True)
+        result = train(config, f"bench_{dataset}_{recipe}", store=store, data=data, command="benchmark",
+                       extra_callbacks=[clock])
+    wall = time.perf_counter() - wall_before
+    card = result.card
+    # How much of the machine this run had: its CPU seconds over wall seconds × usable
+    # cores (about 1 when nothing else ran), and the 1-minute load average around it.
+    contention = {"cpu_share": round((_cpu_seconds() - usage_before) / (wall * card["machine"]["cores"]), 3),
+                  "load_average_before": round(load_before[0], 2), "load_average_after": round(os.getloadavg()[0], 2),
+                  "wall_seconds": round(wall, 1)}
+    reached = next((e for e in clock.epochs if e["test_accuracy"] >= target), None)
+    capped = clock.stopped_by == "time_cap" and reached is None
+    return {
+        "recipe": recipe,
+        "arch": config["arch"],
+        "config": config,
+        "params": card["params"],
+        "train_size": card["train_size"],
+        "val_size": card["val_size"],
+        "subset": subset,
+        "tta": bool(config.get("tta")),
+        "epochs_planned": config["epochs"],
+        "stop_rule": {"stop_at_target": stop_at_target, "max_train_seconds": max_train_seconds},
+        "status": "capped" if capped else ("stopped_at_target" if clock.stopped_by == "target" else card["status"]),
+        "epochs": clock.epochs,
+        "time_to_target": reached["train_seconds"] if reached else None,
+        "epoch_to_target": reached["epoch"] if reached else None,
+        "best_test_accuracy": max(e["test_accuracy"] for e in clock.epochs),
+        "final_test_accuracy": clock.epochs[-1]["test_accuracy"],
+        "total_train_seconds": clock.epochs[-1]["train_seconds"],
+        "contention": contention,
+    }
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ratio_entry(baseline: dict | None, run: dict) -> dict:
+    """Speed-up of `run` over the baseline in time to the target; a lower bound when the
+    baseline stopped (capped) before reaching it."""
+    if baseline is None or run["time_to_target"] is None:
+        return {"baseline": BASELINE, "value": None, "kind": "not_reached" if baseline else "no_baseline"}
+    if baseline["time_to_target"] is not None:
+        return {"baseline": BASELINE, "value": baseline["time_to_target"] / run["time_to_target"], "kind": "exact"}
+    return {"baseline": BASELINE, "value": baseline["total_train_seconds"] / run["time_to_target"],
+            "kind": "lower_bound"}
+
+
+def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) -> dict:
+    """The results document: new runs plus the previous document's runs not redone."""
+    from cnn_core.runtime import now_iso
+
+    datasets = {}
+    old = (previous or {}).get("datasets", {})
+    for dataset in sorted(set(old) | set(new_runs)):
+        runs = {name: dict(run) for name, run in old.get(dataset, {}).get("runs", {}).items()}
+        for name, run in new_runs.get(dataset, {}).items():
+            if not name.startswith("_"):
+                runs[name] = {**run, "source": source}
+        base = runs.get(BASELINE)
+        test_size = new_runs.get(dataset, {}).get("_test_size") or old.get(dataset, {}).get("test_size")
+        datasets[dataset] = {
+            "target": TARGETS[dataset],
+            "test_size": test_size,
+            "runs": runs,
+            "speedup": {name: ratio_entry(base, run) for name, run in runs.items() if name != BASELINE},
+        }
+    return {"schema_version": SCHEMA_VERSION, "benchmark": "time_to_accuracy", "command": command,
+            "git_commit": source["git_commit"], "machine": source["machine"], "versions": source["versions"],
+            "created": now_iso(), "clock": CLOCK, "datasets": datasets}
+
+
+# -- schema -----------------------------------------------------------------------------------
+
+RUN_KEYS = {"recipe": str, "arch": str, "config": dict, "params": int, "train_size": int, "val_size": int,
+            "tta": bool, "epochs_planned": int, "stop_rule": dict, "status": str, "epochs": list,
+            "best_test_accuracy": float, "final_test_accuracy": float, "total_train_seconds": float,
+            "source": dict}
+EPOCH_KEYS = {"epoch": int, "train_seconds": float, "epoch_seconds": float, "test_accuracy": float,
+              "eval_seconds": float}
+SOURCE_KEYS = {"command": str, "machine": dict, "versions": dict, "created": str}
+
+
+def _need(ok: bool, where: str, message: str):
+    if not ok:
+        raise ValueError(f"{where}: {message}")
+
+
+def _typed(obj: dict, keys: dict, where: str):
+    _need(isinstance(obj, dict), where, "must be an object")
+    for key, kind in keys.items():
+        _need(key in obj, where, f"missing '{key}'")
+        value = obj[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
+            isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        _need(ok, f"{where}.{key}", f"must be {kind.__name__}, got {type(value).__name__}")
+
+
+def validate_results(doc: dict) -> None:
+    """Raise ValueError unless `doc` is a well-formed, self-consistent results document."""
+    _typed(doc, {"schema_version": int, "benchmark": str, "command": str, "machine": dict, "versions": dict,
+                 "created": str, "clock": str, "datasets": dict}, "results")
+    _need(doc["schema_version"] == SCHEMA_VERSION, "results.schema_version", f"must be {SCHEMA_VERSION}")
+    _need(doc["benchmark"] == "time_to_accuracy", "results.benchmark", "must be 'time_to_accuracy'")
+    _need("git_commit" in doc and (doc["git_commit"] is None or isinstance(doc["git_commit"], str)),
+          "results.git_commit", "must be a string or null")
+    _typed(doc["machine"], {"cpu": str, "cores": int}, "results.machine")
+    _need(len(doc["datasets"]) > 0, "results.datasets", "must not be empty")
+    for dataset, block in doc["datasets"].items():
+        where = f"datasets.{dataset}"
+        _need(dataset in TARGETS, where, f"unknown dataset (known: {', '.join(TARGETS)})")
+        _typed(block, {"target": float, "test_size": int, "runs": dict, "speedup": dict}, where)
+        _need(block["target"] == TARGETS[dataset], f"{where}.target", f"must be {TARGETS[dataset]}")
+        _need(len(block["runs"]) > 0, f"{where}.runs", "must not be empty")
+        for name, run in block["runs"].items():
+            rw = f"{where}.runs.{name}"
+            _typed(run, RUN_KEYS, rw)
+            _need(run["recipe"] == name, f"{rw}.recipe", "must equal its key")
+            _typed(run["source"], SOURCE_KEYS, f"{rw}.source")
+            _need("git_commit" in run["source"], f"{rw}.source", "missing 'git_commit'")
+            _need(run["train_size"] > 0 and run["params"] > 0, rw, "sizes must be positive")
+            _need(len(run["epochs"]) >= 1, f"{rw}.epochs", "must list at least one epoch")
+            clock = 0.0
+            for i, epoch in enumerate(run["epochs"]):
+                ew = f"{rw}.epochs[{i}]"
+                _typed(epoch, EPOCH_KEYS, ew)
+                _need(epoch["epoch"] == i + 1, f"{ew}.epoch", f"must be {i + 1}")
+                _need(0.0 <= epoch["test_accuracy"] <= 1.0, f"{ew}.test_accuracy", "must be in [0, 1]")
+                _need(epoch["epoch_seconds"] > 0, f"{ew}.epoch_seconds", "must be positive")
+                clock += epoch["epoch_seconds"]
+                _need(abs(epoch["train_seconds"] - clock) <= 0.01 * (i + 1), f"{ew}.train_seconds",
+                      "must be the running sum of epoch_seconds")
+            _need(len(run["epochs"]) <= run["epochs_planned"], f"{rw}.epochs", "more epochs than planned")
+            reached = next((e for e in run["epochs"] if e["test_accuracy"] >= block["target"]), None)
+            _need(run.get("time_to_target") == (reached["train_seconds"] if reached else None),
+                  f"{rw}.time_to_target", "must be the clock at the first epoch reaching the target")
+            _need(run.get("epoch_to_target") == (reached["epoch"] if reached else None),
+                  f"{rw}.epoch_to_target", "must be the first epoch reaching the target")
+            accs = [e["test_accuracy"] for e in run["epochs"]]
+            _need(run["best_test_accuracy"] == max(accs), f"{rw}.best_test_accuracy", "must be the best epoch's")
+            _need(run["final_test_accuracy"] == accs[-1], f"{rw}.final_test_accuracy", "must be the last epoch's")
+            _need(run["total_train_seconds"] == run["epochs"][-1]["train_seconds"], f"{rw}.total_train_seconds",
+                  "must be the clock after the last epoch")
+        base = block["runs"].get(BASELINE)
+        for name, entry in block["speedup"].items():
+            sw = f"{where}.speedup.{name}"
+            _need(name in block["runs"] and name != BASELINE, sw, "must name a non-baseline run")
+            expected = ratio_entry(base, block["runs"][name])
+            _need(entry.get("kind") == expected["kind"], f"{sw}.kind", f"must be '{expected['kind']}'")
+            _need((entry.get("value") is None) == (expected["value"] is None)
+                  and (expected["value"] is None or abs(entry["value"] - expected["value"]) < 1e-9),
+                  f"{sw}.value", "must be the baseline's time over the run's time to the target")
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+def _fmt_seconds(s):
+    if s is None:
+        return "not reached"
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.2f} min ({s:.0f} s)"
+
+
+def _fmt_contention(c):
+    if not c:
+        return "–"
+    return f"{c['cpu_share']:.0%}, {c['load_average_before']:.1f}→{c['load_average_after']:.1f}"
+
+
+def render_markdown(doc: dict, notes: str = "") -> str:
+    m = doc["machine"]
+    lines = ["# Time to accuracy", "",
+             f"Generated by `benchmarks/time_to_accuracy.py`; data in `time_to_accuracy.json`, "
+             f"plot in `time_to_accuracy.png`.", "",
+             f"- Latest command: `{doc['command']}`",
+             f"- Commit: `{doc['git_commit']}`",
+             f"- Machine: {m['cpu']}, {m['cores']} cores usable (`{m.get('platform', '?')}`), "
+             f"TensorFlow {doc['versions'].get('tensorflow')}, Keras {doc['versions'].get('keras')}",
+             f"- Training clock: {doc['clock']}.",
+             "- CPU share: the run's CPU seconds over its wall time × usable cores (near 100% when it had the "
+             "machine to itself); load: the 1-minute load average before → after it.", ""]
+    for dataset, block in doc["datasets"].items():
+        goal_s, goal_x = GOALS[dataset]
+        lines += [f"## {dataset}: time to {block['target']:.1%} test accuracy "
+                  f"(goal ≤ {_fmt_seconds(goal_s)}, ≥ {goal_x:.0f}× the original)", "",
+                  "| recipe | arch | params | train / val images | epochs run (planned) | time to target | "
+                  "at epoch | best test acc | s / epoch | speed-up vs seed | stopped because | CPU share, load |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for name, run in block["runs"].items():
+            sp = block["speedup"].get(name)
+            if sp is None:
+                speed = "(baseline)"
+            elif sp["value"] is None:
+                speed = "–"
+            else:
+                speed = ("≥ " if sp["kind"] == "lower_bound" else "") + f"{sp['value']:.1f}×"
+            per_epoch = run["total_train_seconds"] / len(run["epochs"])
+            lines.append(
+                f"| {name} | {run['arch']} | {run['params']:,} | {run['train_size']:,} / {run['val_size']:,} | "
+                f"{len(run['epochs'])} ({run['epochs_planned']}) | {_fmt_seconds(run['time_to_target'])} | "
+                f"{run['epoch_to_target'] or '–'} | {run['best_test_accuracy']:.2%} | {per_epoch:.1f} | {speed} | "
+                f"{run['status'].replace('_', ' ')} | {_fmt_contention(run.get('contention'))} |")
+        lines.append("")
+        for name, sp in block["speedup"].items():
+            run = block["runs"][name]
+            t = run["time_to_target"]
+            met_time = t is not None and t <= goal_s
+            met_x = sp["value"] is not None and sp["value"] >= goal_x
+            lines.append(f"- `{name}`: time goal {'met' if met_time else 'NOT met'} ({_fmt_seconds(t)} vs "
+                         f"≤ {_fmt_seconds(goal_s)}); speed-up goal {'met' if met_x else 'NOT met'}"
+                         + ("" if sp["value"] is None else
+                            f" ({'≥ ' if sp['kind'] == 'lower_bound' else ''}{sp['value']:.1f}× vs ≥ {goal_x:.0f}×)")
+                         + ".")
+        for name, run in block["runs"].items():
+            src = run["source"]
+            lines.append(f"- `{name}` run from `{src['command']}` at commit `{src.get('git_commit')}` on "
+                         f"{src['created']}" + (" (subset of the training set)" if run.get("subset") else "") + ".")
+        lines.append("")
+    lines += [NOTES_MARKER, notes.strip("\n"), ""]
+    return "\n".join(lines)
+
+
+def plot(doc: dict, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    names = list(doc["datasets"])
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.5), squeeze=False)
+    for ax, dataset in zip(axes[0], names):
+        block = doc["datasets"][dataset]
+        for name, run in block["runs"].items():
+            xs = [e["train_seconds"] for e in run["epochs"]]
+            ys = [100 * e["test_accuracy"] for e in run["epochs"]]
+            ax.plot(xs, ys, marker="o", ms=3, label=f"{name} ({run['arch']})")
+            if run["time_to_target"] is not None:
+                ax.axvline(run["time_to_target"], color=ax.lines[-1].get_color(), ls=":", lw=1)
+        ax.axhline(100 * block["target"], color="grey", ls="--", lw=1, label=f"target {block['target']:.0%}")
+        ax.axvline(GOALS[dataset][0], color="red", ls="--", lw=0.8, label=f"goal {GOALS[dataset][0]:.0f} s")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("training time, seconds (log scale; evaluation excluded)")
+        ax.set_ylabel("test accuracy, %")
+        lo = min(min(100 * e["test_accuracy"] for e in r["epochs"]) for r in block["runs"].values())
+        ax.set_ylim(max(lo - 2, 100 * block["target"] - 25), 100)
+        ax.set_title(f"{dataset}: time to {block['target']:.0%}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Test accuracy vs training time on {doc['machine']['cpu']} ({doc['machine']['cores']} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(doc: dict, out_dir: Path):
+    from cnn_core.store import atomic_write
+
+    validate_results(doc)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = out_dir / "time_to_accuracy.md"
+    notes = ""
+    if md_path.is_file() and NOTES_MARKER in md_path.read_text():
+        notes = md_path.read_text().split(NOTES_MARKER, 1)[1]
+    atomic_write(out_dir / "time_to_accuracy.json",
+                 lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1) + "\n"))
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text(render_markdown(doc, notes)))
+    plot(doc, out_dir / "time_to_accuracy.png")
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", choices=sorted(TARGETS), default=["mnist", "cifar10"])
+    parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
+                        help="recipes to run (default: seed turbo); the first listed runs first")
+    parser.add_argument("--reuse-original", action="store_true",
+                        help=f"do not rerun `{BASELINE}` where the results already hold its run")
+    parser.add_argument("--original-max-minutes", type=float, default=None,
+                        help=f"stop `{BASELINE}` after this much training (default: uncapped); "
+                             "a capped run reports a lower bound on the speed-up")
+    parser.add_argument("--original-until-target", action="store_true",
+                        help=f"stop `{BASELINE}` at the first epoch that reaches the target (its time to the "
+                             "target is unchanged: its schedule reacts to validation only)")
+    parser.add_argument("--epochs", type=int, help="override every recipe's epochs (for smoke tests only)")
+    parser.add_argument("--subset", type=int, help="train on N images (for smoke tests only)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=os.environ.get("CNN_DATA_DIR"))
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+
+    from cnn_core.datasets import load_dataset
+    from cnn_core.models import ARCHITECTURES
+    from cnn_core.runtime import configure_threads, git_commit, library_versions, machine_info, now_iso
+
+    unknown = [r for r in args.recipes if r not in ARCHITECTURES]
+    if unknown:
+        parser.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
+    configure_threads()
+    json_path = args.out / "time_to_accuracy.json"
+    previous = json.loads(json_path.read_text()) if json_path.is_file() else None
+    command = " ".join(["python benchmarks/time_to_accuracy.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
+    source = {"command": command, "git_commit": git_commit(), "machine": machine_info(),
+              "versions": library_versions(), "created": now_iso()}
+    new_runs: dict = {}
+    for dataset in args.datasets:
+        data = load_dataset(dataset, args.data_dir)
+        new_runs[dataset] = {"_test_size": int(len(data.y_test))}
+        for recipe in args.recipes:
+            have_old = previous and recipe in previous.get("datasets", {}).get(dataset, {}).get("runs", {})
+            if recipe == BASELINE and args.reuse_original and have_old:
+                print(f"{dataset} / {recipe}: reusing the run in {json_path}", flush=True)
+                continue
+            is_base = recipe == BASELINE
+            run = run_recipe(dataset, recipe, data, seed=args.seed, epochs=args.epochs, subset=args.subset,
+                             stop_at_target=is_base and args.original_until_target,
+                             max_train_seconds=(args.original_max_minutes * 60
+                                                if is_base and args.original_max_minutes else None),
+                             log=lambda text: print(text, flush=True))
+            new_runs[dataset][recipe] = run
+            # Write after every run so an interrupted benchmark keeps what it measured.
+            doc = assemble(previous, new_runs, command, source)
+            write_outputs(doc, args.out)
+            print(f"  -> time to {TARGETS[dataset]:.1%}: {_fmt_seconds(run['time_to_target'])}; "
+                  f"best {run['best_test_accuracy']:.2%}; wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
