@@ -10,5 +10,6 @@ pages = [
     st.Page("pages/results.py", title="Results", icon="📊"),
     st.Page("pages/draw.py", title="Draw a digit", icon="✏️"),
     st.Page("pages/photo.py", title="Classify a photo", icon="📷"),
+    st.Page("pages/explain.py", title="Inside the CNN", icon="🔬"),
 ]
 st.navigation(pages).run()

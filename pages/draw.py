@@ -31,6 +31,8 @@ def show_digit_prediction(image) -> None:
     c2.image(upscale(sample, 140), caption="What the network sees (28×28)", clamp=True)
     confidence_note(probs, predictor.info.class_names)
     show_probabilities(probs, predictor.info.class_names)
+    st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": image, "source": "drawing"}
+    st.page_link("pages/explain.py", label="Look inside the network for this drawing", icon="🔬")
 
 
 left, right = st.columns([1, 1], gap="large")

@@ -44,6 +44,9 @@ def classify(label: str, data: bytes) -> None:
             for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
                 st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")
             confidence_note(probs, classes)
+            if st.button("🔬 Look inside the network for this photo", key=f"explain_{label}"):
+                st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": img, "source": "photo"}
+                st.switch_page("pages/explain.py")
 
 
 items = [(f.name, f.getvalue()) for f in uploads or []]

@@ -143,6 +143,8 @@ if runs_are_ephemeral():
     st.caption("Runs are saved in a temporary folder on this server and are lost when it restarts; "
                "download buttons appear when a run ends.")
 
+if active:
+    st.caption("A run is in progress on this server (one at a time); Start is available again when it ends.")
 if st.button("▶ Start training", type="primary", disabled=active, key="start"):
     try:
         config = resolve_config(dataset, arch, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),

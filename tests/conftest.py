@@ -34,6 +34,12 @@ def isolated_runs(tmp_path, monkeypatch):
     return runs
 
 
+def block_region(label: int):
+    """Where class `label`'s bright 4×4 block sits: a 3×4 grid kept away from the borders."""
+    r, c = divmod(label, 4)
+    return slice(4 + 6 * r, 8 + 6 * r), slice(4 + 5 * c, 8 + 5 * c)
+
+
 def synthetic_dataset(name="mnist", n_train=240, n_test=100, seed=0):
     """A tiny learnable dataset: class k is a bright block at a class-specific place."""
     from cnn_core.datasets import Dataset, dataset_info
@@ -45,8 +51,7 @@ def synthetic_dataset(name="mnist", n_train=240, n_test=100, seed=0):
         y = np.arange(n) % info.num_classes
         x = rng.integers(0, 40, size=(n, *info.raw_shape), dtype=np.uint8)
         for i, label in enumerate(y):
-            r, c = divmod(int(label), 4)
-            x[i, 2 + 6 * r:6 + 6 * r, 2 + 6 * c:6 + 6 * c] = 255
+            x[i][block_region(int(label))] = 255
         return x, y.astype(np.int64)
 
     x_train, y_train = make(n_train)

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO
 
 SAMPLES = REPO / "assets" / "samples"
-PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py"]
+PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -185,3 +185,30 @@ def test_second_start_while_running_gets_a_clear_message(isolated_runs):
     finally:
         jobs.stop(jobs.snapshot().job_id, owner="a")
         jobs.wait(120)
+
+
+def test_explain_page_shows_gradcam_feature_maps_and_layers_for_a_test_image():
+    at = open_page("pages/explain.py")
+    assert not at.exception, at.exception
+    headers = [h.value for h in at.subheader]
+    assert any("Grad-CAM" in h for h in headers) and any("Feature maps" in h for h in headers)
+    assert at.selectbox(key="fm_layer").options  # one entry per conv layer
+    assert at.dataframe  # the layer table
+
+
+def test_draw_page_carries_its_input_to_the_explain_page(data_dir):
+    from cnn_core.datasets import load_dataset
+
+    at = open_page("pages/draw.py")
+    data = load_dataset("mnist", data_dir)
+    i = int(np.flatnonzero(data.y_test == 3)[0])
+    photo = np.asarray(Image.fromarray(data.x_test[i]).resize((200, 200)))
+    at.file_uploader(key="digit_upload").set_value(("three.png", _png(photo), "image/png"))
+    at.run()
+    assert at.session_state["explain_input"]["source"] == "drawing"
+    at.switch_page("pages/explain.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.radio(key="explain_source").value == "Your drawing"
+    captions = [c for image in at.image for c in image.captions]
+    assert "Cropped to the ink" in captions and "Centred by mass in 28×28" in captions
