@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO
 
 SAMPLES = REPO / "assets" / "samples"
-PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py"]
+PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py",
+         "pages/compare.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +213,11 @@ def test_draw_page_carries_its_input_to_the_explain_page(data_dir):
     assert at.radio(key="explain_source").value == "Your drawing"
     captions = [c for image in at.image for c in image.captions]
     assert "Cropped to the ink" in captions and "Centred by mass in 28×28" in captions
+
+
+def test_compare_page_puts_models_side_by_side():
+    at = open_page("pages/compare.py")
+    assert not at.exception, at.exception
+    at.selectbox(key="cmp_dataset").set_value("mnist").run()
+    table = at.dataframe[0].value
+    assert "mnist_fast" in table.index and "test accuracy" in table.columns
