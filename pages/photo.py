@@ -10,9 +10,12 @@ from cnn_core.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
 from pages._common import confidence_note, get_predictor, model_picker, upscale
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
+KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
 
 st.title("📷 Classify a photo")
-name = model_picker("Model", "cifar10", key="photo_model")
+dataset = st.segmented_control("Recognise", list(KINDS), format_func=KINDS.get, default="cifar10",
+                               key="photo_dataset") or "cifar10"
+name = model_picker("Model", dataset, key=f"photo_model_{dataset}")
 if name is None:
     st.stop()
 predictor = get_predictor(name)
@@ -23,9 +26,12 @@ st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
 uploads = st.file_uploader(
     f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
     f"{MAX_PIXELS // 10**6} megapixels each)", accept_multiple_files=True, key="photo_upload")
-sample_files = sorted(p for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+if dataset == "fashion_mnist":
+    st.caption("Fashion-MNIST items are centred, light on a black background; photos on a light background "
+               "are inverted to match.")
+sample_files = sorted(p for p in (SAMPLES / dataset).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 chosen = st.pills("…or try a bundled sample", [p.stem for p in sample_files], selection_mode="multi",
-                  key="samples") or []
+                  key=f"samples_{dataset}") or []
 
 
 def classify(label: str, data: bytes) -> None:
@@ -39,7 +45,8 @@ def classify(label: str, data: bytes) -> None:
     with st.container(border=True):
         c1, c2, c3 = st.columns([2, 1, 3])
         c1.image(img, caption=f"{label} ({img.width}×{img.height})", width="stretch")
-        c2.image(upscale(sample, 128), caption="What the network sees (32×32)")
+        side = "×".join(map(str, predictor.info.input_shape[:2]))
+        c2.image(upscale(sample, 128), caption=f"What the network sees ({side})")
         with c3:
             for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
                 st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")

@@ -68,7 +68,7 @@ def test_drawn_digits_are_recognised(page, app_url):
 
 def test_uploaded_car_photo_shows_automobile_in_top3(page, app_url):
     goto(page, app_url, "photo", "Classify a photo")
-    car = next((REPO / "assets" / "samples").glob("automobile_*.png"))
+    car = next((REPO / "assets" / "samples" / "cifar10").glob("automobile_*.png"))
     page.locator('input[type="file"]').first.set_input_files(str(car))
     page.get_by_text("What the network sees (32×32)").wait_for(timeout=60_000)
     wait_until_idle(page)
