@@ -89,10 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "--batch-size stays the global batch")
 
     ev = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
-    ev.add_argument("--model", required=True, help="name of a saved model (see `list`)")
+    ev.add_argument("--model", required=True, action="append",
+                    help="name of a saved model (see `list`); repeat to evaluate an averaged ensemble")
     ev.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
                     help="flip test-time augmentation (auto: as the model card says)")
     ev.add_argument("--save", action="store_true", help="write the evaluation artefact beside the model")
+    ev.add_argument("--output", metavar="FILE", help="also write the evaluation JSON to FILE")
     ev.add_argument("--data-dir")
 
     pr = sub.add_parser("predict", help="classify image files with a saved model")
@@ -160,30 +162,39 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .datasets import load_dataset
-    from .evaluation import evaluate
-    from .inference import load_predictor
+    from .evaluation import evaluate_predictor
+    from .inference import load_ensemble
 
-    predictor = load_predictor(args.model)
-    tta = predictor.tta if args.tta == "auto" else args.tta == "on"
+    tta = None if args.tta == "auto" else args.tta == "on"
+    predictor = load_ensemble(args.model, tta=tta)
     data = load_dataset(predictor.info.name, args.data_dir)
-    result = evaluate(predictor.model, data, tta=tta, model_name=args.model)
-    print(f"{args.model}: test accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
-          f"on {result['test_size']:,} {predictor.info.name} test images (TTA {'on' if tta else 'off'})")
+    result = evaluate_predictor(predictor, data)
+    kind = f"ensemble of {len(predictor.members)}" if len(predictor.members) > 1 else "model"
+    print(f"{predictor.name} ({kind}): test accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
+          f"on {result['test_size']:,} {predictor.info.name} test images (TTA {'on' if predictor.tta else 'off'})")
     report = result["report"]
     print(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for cls in predictor.info.class_names:
         row = report[cls]
         print(f"{cls:>14} {row['precision']:9.4f} {row['recall']:7.4f} {row['f1-score']:7.4f} {row['support']:8.0f}")
+    if args.output:
+        from pathlib import Path
+
+        from .store import atomic_write_json
+
+        atomic_write_json(Path(args.output), result)
+        print(f"Saved {args.output}")
     if args.save:
+        from .errors import ModelStoreError
         from .store import find_model
 
-        store = find_model(args.model)
+        if len(args.model) > 1:
+            raise ModelStoreError("--save stores an evaluation beside one model; use --output FILE for an ensemble.")
+        store = find_model(args.model[0])
         if not store.writable:
-            from .errors import ModelStoreError
-
-            raise ModelStoreError(f"'{args.model}' is a shipped model; its store {store.root} is read-only. "
-                                  "Copy it into the runs folder to save a new evaluation.")
-        print(f"Saved {store.save_json(args.model, '.eval.json', result)}")
+            raise ModelStoreError(f"'{args.model[0]}' is a shipped model; its store {store.root} is read-only. "
+                                  "Use --output FILE to write the evaluation elsewhere.")
+        print(f"Saved {store.save_json(args.model[0], '.eval.json', result)}")
     return 0
 
 

@@ -42,6 +42,14 @@ def evaluate(model, data: Dataset, tta: bool = False, model_name: str | None = N
     return evaluation_from_probs(probs, data, tta=tta, model_name=model_name, seed=seed)
 
 
+def evaluate_predictor(predictor, data: Dataset, seed: int = 0) -> dict:
+    """Like `evaluate`, for a Predictor (single model or ensemble, with its TTA setting)."""
+    probs = predictor.predict_samples(data.x_test)
+    result = evaluation_from_probs(probs, data, tta=predictor.tta, model_name=predictor.name, seed=seed)
+    result["members"] = predictor.name.split("+")
+    return result
+
+
 def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
                           model_name: str | None = None, seed: int = 0) -> dict:
     info, y = data.info, data.y_test

@@ -40,19 +40,26 @@ def top_k(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[str, float]]
 
 @dataclass
 class Predictor:
-    """A loaded model plus everything needed to classify a picture the way it was trained."""
+    """A loaded model (or a small ensemble of models for one dataset, averaged) plus everything
+    needed to classify a picture the way it was trained."""
     name: str
     model: object
     card: dict
     info: DatasetInfo
     tta: bool
+    extra_models: tuple = ()  # further ensemble members; their probabilities are averaged with model's
 
     @property
     def preprocessor(self) -> Preprocessor:
         return preprocessor(self.info.name)
 
+    @property
+    def members(self) -> tuple:
+        return (self.model, *self.extra_models)
+
     def predict_samples(self, samples: np.ndarray) -> np.ndarray:
-        return predict_proba(self.model, samples, self.info, tta=self.tta)
+        probs = [predict_proba(m, samples, self.info, tta=self.tta) for m in self.members]
+        return probs[0] if len(probs) == 1 else np.mean(probs, axis=0)
 
     def sample_from_image(self, img) -> np.ndarray:
         return self.preprocessor.from_image(img)
@@ -66,11 +73,28 @@ class Predictor:
         return self.predict_image(load_image(data))
 
 
-def load_predictor(name: str, store: ModelStore | None = None) -> Predictor:
+def load_predictor(name: str, store: ModelStore | None = None, tta: bool | None = None) -> Predictor:
+    """Load a saved model; `tta` None follows its card."""
     from .runtime import configure_threads
 
     configure_threads()
     store = store or find_model(name)
     card = store.load_card(name)
     model = store.load_model(name)
-    return Predictor(name, model, card, dataset_info(card["dataset"]), bool(card.get("tta", False)))
+    return Predictor(name, model, card, dataset_info(card["dataset"]),
+                     bool(card.get("tta", False)) if tta is None else tta)
+
+
+def load_ensemble(names: list[str], tta: bool | None = None) -> Predictor:
+    """Several saved models of one dataset whose probabilities are averaged."""
+    from .errors import ModelStoreError
+
+    members = [load_predictor(n, tta=tta) for n in names]
+    datasets = {m.info.name for m in members}
+    if len(datasets) > 1:
+        raise ModelStoreError(f"An ensemble needs models of one dataset; got {', '.join(sorted(datasets))}.")
+    first = members[0]
+    if len(members) == 1:
+        return first
+    return Predictor("+".join(names), first.model, first.card, first.info,
+                     first.tta if tta is None else tta, tuple(m.model for m in members[1:]))

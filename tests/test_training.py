@@ -146,3 +146,16 @@ def test_disk_errors_are_clear_and_keep_the_previous_model(tmp_path, monkeypatch
     assert store.load_model("atomic").get_weights()[0][0, 0] == 1.0
     assert store.load_card("atomic") == {"value": 1.0}
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+
+
+def test_an_ensemble_of_identical_models_equals_the_single_model(tiny_mnist):
+    from cnn_core.inference import load_ensemble, load_predictor
+
+    train(_config(epochs=1), "member", data=tiny_mnist)
+    single = load_predictor("member")
+    pair = load_ensemble(["member", "member"])
+    assert len(pair.members) == 2 and pair.name == "member+member"
+    x = tiny_mnist.x_test[:16]
+    np.testing.assert_allclose(pair.predict_samples(x), single.predict_samples(x), rtol=1e-5, atol=1e-6)
+    with_tta = load_ensemble(["member"], tta=True)
+    assert with_tta.tta and not np.allclose(with_tta.predict_samples(x), single.predict_samples(x))
