@@ -57,6 +57,31 @@ def get_predictor(name: str):
     return _load_predictor(name, store.model_path(name).stat().st_mtime)
 
 
+def get_ensemble(names: list[str], tta: bool):
+    """Cached models combined: one Predictor averaging `names`, with TTA on or off."""
+    import dataclasses
+
+    members = [get_predictor(n) for n in names]
+    first = members[0]
+    return dataclasses.replace(first, name="+".join(names), tta=tta,
+                               extra_models=tuple(m.model for m in members[1:]))
+
+
+def prediction_options(predictor, dataset: str, key: str):
+    """Expander with flip TTA and ensemble choices; returns the Predictor to use."""
+    others = [c["name"] for c in catalogue(dataset) if c["name"] != predictor.name and c.get("test_accuracy")]
+    with st.expander("Options: test-time augmentation and ensembles"):
+        tta = st.toggle("Flip test-time augmentation (average the image and its mirror)", value=predictor.tta,
+                        key=f"{key}_tta", help="Recommended for models trained with flips; the card says which.")
+        extra = st.multiselect("Average with other models (ensemble)", others, key=f"{key}_ensemble") if others \
+            else []
+        if not others:
+            st.caption("Train another model for this dataset to build an ensemble.")
+    if tta == predictor.tta and not extra:
+        return predictor
+    return get_ensemble([predictor.name, *extra], tta)
+
+
 @st.cache_resource
 def get_jobs():
     from cnn_core.jobs import TrainingJobs

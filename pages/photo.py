@@ -7,7 +7,7 @@ import streamlit as st
 from cnn_core.errors import ImageError
 from cnn_core.inference import top_k
 from cnn_core.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
-from pages._common import confidence_note, get_predictor, model_picker, upscale
+from pages._common import confidence_note, get_predictor, model_picker, prediction_options, upscale
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
@@ -18,7 +18,7 @@ dataset = st.segmented_control("Recognise", list(KINDS), format_func=KINDS.get, 
 name = model_picker("Model", dataset, key=f"photo_model_{dataset}")
 if name is None:
     st.stop()
-predictor = get_predictor(name)
+predictor = prediction_options(get_predictor(name), dataset, key="photo")
 classes = predictor.info.class_names
 st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
            + ("Predictions average the photo and its mirror image (test-time augmentation)." if predictor.tta else ""))
@@ -34,7 +34,7 @@ chosen = st.pills("…or try a bundled sample", [p.stem for p in sample_files], 
                   key=f"samples_{dataset}") or []
 
 
-def classify(label: str, data: bytes) -> None:
+def classify(label: str, data: bytes, position: int = 0) -> None:
     """One picture through the shared path: decode → 32×32 → probabilities."""
     try:
         img = load_image(data, filename=label)
@@ -51,7 +51,7 @@ def classify(label: str, data: bytes) -> None:
             for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
                 st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")
             confidence_note(probs, classes)
-            if st.button("🔬 Look inside the network for this photo", key=f"explain_{label}"):
+            if st.button("🔬 Look inside the network for this photo", key=f"explain_{position}_{label}"):
                 st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": img, "source": "photo"}
                 st.switch_page("pages/explain.py")
 
@@ -60,6 +60,6 @@ items = [(f.name, f.getvalue()) for f in uploads or []]
 items += [(p.name, p.read_bytes()) for p in sample_files if p.stem in chosen]
 if not items:
     st.info("Upload a photo or pick a sample to see the top 3 classes.")
-for label, data in items:
-    classify(label, data)
+for position, (label, data) in enumerate(items):  # two uploads may share a file name
+    classify(label, data, position)
 st.caption("Sample images: see assets/samples/CREDITS.md.")

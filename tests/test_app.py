@@ -221,3 +221,13 @@ def test_compare_page_puts_models_side_by_side():
     at.selectbox(key="cmp_dataset").set_value("mnist").run()
     table = at.dataframe[0].value
     assert "mnist_fast" in table.index and "test accuracy" in table.columns
+
+
+def test_photo_page_tta_option_changes_the_prediction_path():
+    at = open_page("pages/photo.py")
+    at.get("button_group")[-1].set_value(["automobile_cifar10_test_6"]).run()
+    with_tta = [p.proto.text for p in at.get("progress")]
+    at.toggle(key="photo_tta").set_value(not at.toggle(key="photo_tta").value).run()
+    assert not at.exception
+    without = [p.proto.text for p in at.get("progress")]
+    assert len(without) == 3 and without != with_tta  # averaging with the mirror image changes the numbers
