@@ -61,7 +61,20 @@ def test_picture(dataset: str, data):
         return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
     from cnn_core.preprocess import load_image
 
-    return load_image(str(REPO / "assets" / "samples" / "offclass_flower.jpg"))
+    samples = REPO / "assets" / "samples"
+    photos = sorted(samples.rglob("*.jpg")) + sorted(samples.rglob("*.png"))
+    photos = [p for p in photos if "mnist" not in p.as_posix()]
+    if photos:  # a real photo file, decoded the way an upload is
+        return load_image(str(photos[0]))
+    return Image.fromarray(data.x_test[0]).resize((256, 256), Image.BICUBIC)
+
+
+def _describe(picture) -> str:
+    import numpy as np
+
+    if isinstance(picture, np.ndarray):
+        return f"array {'×'.join(map(str, picture.shape))} {picture.dtype}"
+    return f"{picture.format or 'PIL'} image {picture.size[0]}×{picture.size[1]} {picture.mode}"
 
 
 def latency(predictor, picture, warmup=WARMUP, calls=CALLS) -> dict:
@@ -78,6 +91,43 @@ def latency(predictor, picture, warmup=WARMUP, calls=CALLS) -> dict:
     return {"calls": calls, "warmup_calls": warmup, "p50_ms": float(np.percentile(times, 50)),
             "p95_ms": float(np.percentile(times, 95)), "mean_ms": float(times.mean()),
             "min_ms": float(times.min())}
+
+
+def _p50(fn, warmup, calls) -> float:
+    import numpy as np
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.percentile(times, 50))
+
+
+def breakdown(predictor, picture, warmup=WARMUP, calls=CALLS) -> dict:
+    """Where a single prediction's time goes: turning the picture into a sample, the
+    library's forward pass (`predict_samples`: an eager `model(x)` call for small
+    batches), and, for comparison, the same forward pass through Keras' compiled
+    `predict_on_batch`."""
+    import numpy as np
+
+    from cnn_core.preprocess import to_model_input
+
+    sample = predictor.sample_from_image(picture)
+    x = to_model_input(sample[None], predictor.info)
+
+    def compiled():
+        probs = predictor.model.predict_on_batch(x)
+        if predictor.tta:
+            probs = (probs + predictor.model.predict_on_batch(x[:, :, ::-1, :])) / 2.0
+        return np.asarray(probs)
+
+    np.testing.assert_allclose(compiled(), predictor.predict_samples(sample[None]), atol=1e-4)
+    return {"preprocess_p50_ms": _p50(lambda: predictor.sample_from_image(picture), warmup, calls),
+            "forward_p50_ms": _p50(lambda: predictor.predict_samples(sample[None]), warmup, calls),
+            "compiled_forward_p50_ms": _p50(compiled, warmup, calls)}
 
 
 def throughput(predictor, samples, repeats=2) -> dict:
@@ -133,9 +183,10 @@ def run(models=MODELS, data_dir=None, calls=CALLS) -> dict:
         data = load_dataset(predictor.info.name, data_dir)
         plain = dataclasses.replace(predictor, tta=False)
         picture = test_picture(predictor.info.name, data)
-        entry = {"dataset": predictor.info.name, "params": int(predictor.model.count_params()),
+        entry = {"dataset": predictor.info.name, "picture": _describe(picture), "params": int(predictor.model.count_params()),
                  "card_tta": predictor.tta,
                  "single_image": latency(plain, picture, calls=calls),
+                 "single_image_breakdown": breakdown(plain, picture, calls=calls),
                  "batch": throughput(plain, data.x_test)}
         if predictor.tta:
             entry["single_image_tta"] = latency(predictor, picture, calls=calls)
@@ -180,6 +231,10 @@ def validate_results(doc: dict) -> None:
                 need(number(block.get("seconds")) and block["seconds"] > 0, f"{where}.seconds", "must be > 0")
                 need(abs(block["images_per_sec"] - block["images"] / block["seconds"]) < 1e-6 * block["images_per_sec"],
                      f"{where}.images_per_sec", "must be images / seconds")
+        parts = entry.get("single_image_breakdown")
+        need(isinstance(parts, dict) and all(number(parts.get(k)) and parts[k] > 0 for k in
+                                             ("preprocess_p50_ms", "forward_p50_ms", "compiled_forward_p50_ms")),
+             f"inference.models.{name}.single_image_breakdown", "needs three positive p50s")
     for proc in ("serving_process", "benchmark_process"):
         block = doc["memory"].get(proc)
         need(isinstance(block, dict) and number(block.get("peak_rss_mb")) and block["peak_rss_mb"] > 0,
@@ -197,6 +252,7 @@ def render_markdown(doc: dict) -> str:
              "the Draw and Photo pages make; warm, in process, one picture per call.", "",
              "| model | params | TTA | p50 | p95 | mean | batch throughput (10,000 test images) |",
              "|---|---:|---|---:|---:|---:|---:|"]
+    rows_breakdown = []
     for name, e in doc["models"].items():
         rows = [("off", e["single_image"], e["batch"])]
         if "single_image_tta" in e:
@@ -204,6 +260,12 @@ def render_markdown(doc: dict) -> str:
         for tta, s, b in rows:
             lines.append(f"| {name} | {e['params']:,} | {tta} | {s['p50_ms']:.2f} ms | {s['p95_ms']:.2f} ms | "
                          f"{s['mean_ms']:.2f} ms | {b['images_per_sec']:,.0f} images/s |")
+        b = e["single_image_breakdown"]
+        rows_breakdown.append(f"| {name} | {b['preprocess_p50_ms']:.2f} ms | {b['forward_p50_ms']:.2f} ms | "
+                              f"{b['compiled_forward_p50_ms']:.2f} ms |")
+    lines += ["", "Where the time of one prediction (TTA off) goes, p50 of each part measured alone:", "",
+              "| model | picture → sample | forward, as the library does it (`model(x)`, eager) | "
+              "forward through Keras `predict_on_batch` (compiled) |", "|---|---:|---:|---:|", *rows_breakdown]
     p50s = [e["single_image"]["p50_ms"] for e in doc["models"].values()]
     serve = mem["serving_process"]["peak_rss_mb"]
     lines += ["",
