@@ -14,6 +14,7 @@ through step 1 first, so the network sees them exactly as it saw its data.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,9 +72,12 @@ def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
     if head.startswith(b"<?xml") or b"<svg" in head:
         raise ImageError(f"SVG files are not supported: upload a {SUPPORTED_TEXT} image.")
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            fmt = probe.format
-            width, height = probe.size
+        with warnings.catch_warnings():  # the pixel limit below replaces Pillow's bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data"
+            with Image.open(io.BytesIO(data)) as probe:
+                fmt = probe.format
+                width, height = probe.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise ImageError(
             f"This file is not an image we can read. Upload a {SUPPORTED_TEXT} image.") from None
@@ -88,23 +92,56 @@ def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
     if width < 1 or height < 1:
         raise ImageError("The image has no pixels.")
     try:
-        img = Image.open(io.BytesIO(data))
-        img.seek(0)
-        img.load()
-        img = ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": noise for the person uploading
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
     except Image.DecompressionBombError:
         raise ImageError("The image has too many pixels to process safely.") from None
     except (OSError, ValueError, SyntaxError, EOFError):
         raise ImageError("The image file is damaged or incomplete and cannot be decoded.") from None
-    return img
+    return standard_mode(img)
+
+
+# Modes every later step (display, preprocessing) handles; load_image returns only these.
+STANDARD_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
+
+
+def _high_bit_to_grey(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grey → 8-bit 'L'. Floats in 0..1 are taken as 0..1;
+    otherwise values above 255 are scaled down by the maximum. NaN and ±inf become 0."""
+    arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(arr.max()) if arr.size else 0.0
+    top = 1.0 if img.mode == "F" and 0.0 < peak <= 1.0 else max(peak, 255.0)
+    return Image.fromarray(np.clip(arr / top * 255, 0, 255).astype(np.uint8), "L")
+
+
+def standard_mode(img: Image.Image) -> Image.Image:
+    """Any PIL mode (16-bit, float, CMYK, YCbCr, LAB, HSV…) → one of STANDARD_MODES."""
+    mode = img.mode
+    if mode in STANDARD_MODES:
+        return img
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _high_bit_to_grey(img)
+    try:
+        if mode == "LAB":  # Pillow has no direct LAB→RGB conversion; go through a colour profile
+            from PIL import ImageCms
+
+            transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
+                                                "LAB", "RGB")
+            return ImageCms.applyTransform(img, transform)
+        return img.convert({"La": "LA", "RGBa": "RGBA"}.get(mode, "RGB"))
+    except Exception:  # ImageCms.PyCMSError, ValueError: an exotic mode Pillow cannot convert
+        raise ImageError(f"Images in the {mode} colour mode are not supported: upload a {SUPPORTED_TEXT} image.") \
+            from None
 
 
 def _flatten_to(img: Image.Image, mode: str, background=(255, 255, 255)) -> Image.Image:
     """Any PIL mode (palette, alpha, 16-bit, CMYK…) → 'L' or 'RGB', transparency over `background`."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / max(top, 1) * 255, 0, 255).astype(np.uint8), "L")
+    img = standard_mode(img)
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):

@@ -15,24 +15,39 @@ from pathlib import Path
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def cpu_quota() -> int:
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cgroup_cpus(root: Path) -> int | None:
+    """CPUs the cgroup quota under `root` allows (v2 `cpu.max`, else v1 `cpu/cpu.cfs_*`);
+    None when there is no quota or it cannot be read."""
+    try:  # cgroup v2: "<quota> <period>" or "max <period>"
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        if int(quota) > 0 and int(period) > 0:
+            return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1: quota -1 means unlimited
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return max(1, math.ceil(quota / period))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT) -> int:
     """CPUs this process may really use: the cgroup quota (containers, Community Cloud),
     the affinity mask, and the visible count, whichever is smallest."""
     counts = [os.cpu_count() or 1]
     if hasattr(os, "sched_getaffinity"):
         counts.append(len(os.sched_getaffinity(0)))
-    try:  # cgroup v2
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            counts.append(max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        try:  # cgroup v1
-            quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-            period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-            if quota > 0:
-                counts.append(max(1, math.ceil(quota / period)))
-        except (OSError, ValueError):
-            pass
+    limit = _cgroup_cpus(Path(cgroup_root))
+    if limit is not None:
+        counts.append(limit)
     return max(1, min(counts))
 
 

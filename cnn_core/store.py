@@ -18,6 +18,7 @@ the new one, never a torn one.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import re
@@ -74,14 +75,40 @@ def _pause_for_fault_injection() -> None:
         time.sleep(float(pause))
 
 
+# mkstemp creates files 0600; saved models and cards get the usual umask-based mode instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_TEMP_PID = re.compile(r"\.pid(\d+)\.")
+
+
+def _remove_orphaned_temps(target: Path) -> None:
+    """Delete temporary files of this model name left by a writer that was killed mid-save
+    (the pid in their name is no longer running). Live writers' files are left alone."""
+    name = target.name.split(".", 1)[0]
+    for tmp in target.parent.glob(f".{glob.escape(name)}.*.tmp*"):
+        match = _TEMP_PID.search(tmp.name)
+        if match and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # best effort: never let a leftover block a save
+
+
 def atomic_write(target: Path, write) -> None:
     """Call `write(tmp_path)` then atomically move tmp_path over `target`.
 
-    The temporary file keeps the target's suffix (Keras insists on `.keras`).
+    The temporary file keeps the target's suffix (Keras insists on `.keras`) and
+    carries the writer's pid, so files orphaned by a killed writer can be cleaned up.
     """
     target = Path(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
+    _remove_orphaned_temps(target)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.pid{os.getpid()}.", suffix=f".tmp{target.suffix}",
+                                        dir=target.parent)
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.close(fd)
+    except OSError as err:  # read-only or full disk, missing folder: before anything was written
+        raise ModelStoreError(_describe_os_error(err, target)) from err
     tmp = Path(tmp_name)
     try:
         write(tmp)
@@ -163,10 +190,14 @@ class ModelStore:
     def _require_writable(self):
         if not self.writable:
             raise ModelStoreError(f"The {self.kind} store {self.root} is read-only.")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ModelStoreError(f"Could not create the {self.kind} folder {self.root}: {err.strerror or err}.") \
+                from err
 
     def save_model(self, model, name: str, last: bool = False) -> Path:
         self._require_writable()
-        self.root.mkdir(parents=True, exist_ok=True)
         target = self.last_model_path(name) if last else self.model_path(name)
         if not last and getattr(model, "optimizer", None) is not None:
             model = _without_optimizer(model)  # the best model is for inference: half the size
@@ -175,7 +206,6 @@ class ModelStore:
 
     def save_json(self, name: str, suffix: str, data: dict) -> Path:
         self._require_writable()
-        self.root.mkdir(parents=True, exist_ok=True)
         target = self.path(name, suffix)
         atomic_write_json(target, data)
         return target
@@ -203,6 +233,7 @@ class ModelStore:
         self._require_writable()
         for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json"):
             self.path(name, suffix).unlink(missing_ok=True)
+        _remove_orphaned_temps(self.model_path(name))
 
 
 def _without_optimizer(model):

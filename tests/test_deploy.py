@@ -1,0 +1,268 @@
+"""Deploy: requirements resolve for Python 3.12; the app serves every page from a read-only
+repository with no dataset; TensorFlow's thread pools follow the CPU quota."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cnn_core.runtime import cpu_quota
+from conftest import REPO
+
+# -- requirements.txt ---------------------------------------------------------------------------
+
+
+def _wheel_fits_cp312(filename: str) -> bool:
+    from packaging.utils import parse_wheel_filename
+
+    _, _, _, tags = parse_wheel_filename(filename)
+    return any(t.interpreter in ("cp312", "py3", "py312") and t.abi in ("cp312", "abi3", "none") for t in tags) \
+        or any(t.interpreter.startswith("cp3") and t.abi == "abi3" and int(t.interpreter[3:]) <= 12 for t in tags)
+
+
+def test_requirements_resolve_for_python_312_from_the_registry(tmp_path):
+    """What Streamlit Community Cloud does with Python 3.12, against the real package index
+    (--isolated: no local wheel folders or constraints), binary wheels only."""
+    from packaging.requirements import Requirement
+
+    report = tmp_path / "report.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--quiet", "--no-input",
+         "--python-version", "3.12", "--only-binary=:all:", "--target", str(tmp_path / "target"),
+         "--report", str(report), "-r", str(REPO / "requirements.txt")],
+        capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    resolved = {item["metadata"]["name"].lower().replace("_", "-"): item for item in json.loads(report.read_text())["install"]}
+    wanted = [Requirement(line.split("#")[0].strip()) for line in (REPO / "requirements.txt").read_text().splitlines()
+              if line.split("#")[0].strip()]
+    assert wanted
+    for req in wanted:
+        item = resolved.get(req.name.lower().replace("_", "-"))
+        assert item is not None, f"{req.name} was not resolved"
+        assert req.specifier.contains(item["metadata"]["version"], prereleases=True), (req, item["metadata"]["version"])
+    for name, item in resolved.items():
+        filename = item["download_info"]["url"].rsplit("/", 1)[-1]
+        assert filename.endswith(".whl") and _wheel_fits_cp312(filename), (name, filename)
+        assert not item["download_info"]["url"].startswith("file:"), (name, "resolved from a local folder")
+    assert not (tmp_path / "target").exists()  # a dry run installs nothing
+
+
+# -- read-only repository, no dataset ------------------------------------------------------------------
+
+CHECK_SCRIPT = textwrap.dedent('''
+    """Runs inside the read-only environment; prints one JSON line with what it saw."""
+    import json, os, sys, tempfile, time
+    from pathlib import Path
+
+    repo = Path(sys.argv[1])
+    os.chdir(repo)
+    sys.path.insert(0, str(repo))
+    out = {}
+    try:
+        (repo / "probe-write").write_text("x")
+        out["repo_writable"] = True
+    except OSError as err:
+        out["repo_writable"] = False
+        out["repo_write_error"] = err.strerror
+
+    from streamlit.testing.v1 import AppTest
+    from cnn_core.store import runs_store, list_model_names
+
+    store = runs_store()
+    out.update(ephemeral=store.ephemeral, runs_root=str(store.root), tmp=tempfile.gettempdir(),
+               models=list_model_names())
+
+    def texts(at):
+        parts = [m.value for kind in ("markdown", "info", "warning", "error", "success", "caption")
+                 for m in getattr(at, kind)]
+        return "\\n".join(str(p) for p in parts)
+
+    pages = {}
+    for page in ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py"]:
+        at = AppTest.from_file(str(repo / "app.py"), default_timeout=240)
+        at.run()
+        at.switch_page(page)
+        at.run()
+        pages[page] = {"exceptions": [str(e.value) for e in at.exception],
+                       "title": at.title[0].value if at.title else None, "text": texts(at),
+                       "metrics": [m.value for m in at.metric]}
+        if page == "pages/photo.py":
+            samples = sorted(p.stem for p in (repo / "assets" / "samples").rglob("*.png") if "cifar10" in p.stem)
+            at.get("button_group")[-1].set_value(samples[:1]).run()  # the sample pills come last
+            pages[page]["after_sample"] = {"exceptions": [str(e.value) for e in at.exception],
+                                           "progress": len(at.get("progress"))}
+        if page == "pages/train.py":  # no data and no network: pressing Start must end in a clear message
+            from pages._common import get_jobs
+            at.number_input(key="epochs_mnist_seed").set_value(1)
+            at.text_input(key="run_name").set_value("nodata")
+            at.run()
+            at.button(key="start").click().run()
+            get_jobs().wait(180)
+            time.sleep(0.5)
+            at.run()
+            snap = get_jobs().snapshot()
+            pages[page]["job"] = {"state": snap.state, "error": snap.error}
+            pages[page]["after_start"] = {"exceptions": [str(e.value) for e in at.exception],
+                                          "errors": [e.value for e in at.error]}
+    out["pages"] = pages
+
+    # A run saved now lands in the temporary store and is listed with the shipped models.
+    import keras
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    saved = runs_store().save_model(model, "tmp_run")
+    runs_store().save_json("tmp_run", ".json", {"name": "tmp_run", "dataset": "mnist"})
+    out.update(saved=str(saved), listed_after_save="tmp_run" in list_model_names())
+    print("RESULT " + json.dumps(out))
+''')
+
+
+def _unshare_works() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind / /mnt 2>/dev/null && umount /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.fixture
+def read_only_app(tmp_path):
+    """A command prefix that runs Python with the repository on a truly read-only mount when
+    possible (a private mount namespace: EROFS), otherwise a read-only copy (no write permission)."""
+    if _unshare_works():
+        def command(script: Path, env_runs: str | None):
+            inner = (f"mount --bind {REPO} {REPO} && mount -o remount,ro,bind {REPO} && "
+                     f"exec {sys.executable} {script} {REPO}")
+            return ["unshare", "-m", "sh", "-c", inner], REPO
+        yield command
+        return
+    if os.geteuid() == 0:
+        pytest.fail("Cannot make the repository read-only here: running as root without mount namespaces "
+                    "(unshare -m). Run as a normal user or with CAP_SYS_ADMIN.")
+    copy = tmp_path / "repo"
+    for part in ("app.py", "pages", "cnn_core", "trained_models", "assets", ".streamlit"):
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            copy.mkdir(exist_ok=True)
+            shutil.copy2(src, copy / part)
+    for path in sorted(copy.rglob("*"), reverse=True) + [copy]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+    def command(script: Path, env_runs: str | None):
+        return [sys.executable, str(script), str(copy)], copy
+    yield command
+    for path in [copy, *copy.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@pytest.mark.parametrize("runs_dir", ["default", "read_only_dir"])
+def test_app_serves_every_page_read_only_without_data(read_only_app, tmp_path, runs_dir):
+    script = tmp_path / "check.py"
+    script.write_text(CHECK_SCRIPT)
+    home = tmp_path / "home"
+    home.mkdir()
+    argv, repo = read_only_app(script, None)
+    env = {k: v for k, v in os.environ.items() if k not in ("CNN_DATA_DIR", "CNN_RUNS_DIR")}
+    env.update(HOME=str(home), KERAS_HOME=str(home / ".keras"), TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(repo), MPLCONFIGDIR=str(home / "mpl"),
+               http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    if runs_dir == "read_only_dir":
+        env["CNN_RUNS_DIR"] = str(repo / "trained_models" / "runs")  # inside the read-only tree
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, (out.stdout[-2000:], out.stderr[-4000:])
+    seen = json.loads(lines[-1][len("RESULT "):])
+
+    assert seen["repo_writable"] is False  # the scenario is real
+    assert seen["ephemeral"] is True and Path(seen["runs_root"]).is_relative_to(seen["tmp"])
+    assert {"mnist_fast", "cifar10_fast"} <= set(seen["models"])
+    for page, got in seen["pages"].items():
+        assert not got["exceptions"], (page, got["exceptions"])
+        assert got["title"], page
+    home_page = seen["pages"]["pages/home.py"]
+    assert len(home_page["metrics"]) >= 2 and all(m.endswith("%") for m in home_page["metrics"])
+    train_page = seen["pages"]["pages/train.py"]
+    assert "lost when it restarts" in train_page["text"]
+    assert "data is not on this server" in train_page["text"]
+    assert train_page["job"]["state"] == "failed" and "mnist dataset is not available" in train_page["job"]["error"]
+    assert not train_page["after_start"]["exceptions"]
+    assert any("mnist dataset is not available" in e for e in train_page["after_start"]["errors"])
+    assert seen["pages"]["pages/results.py"]["metrics"]  # shipped evaluations need no dataset
+    assert seen["pages"]["pages/photo.py"]["after_sample"] == {"exceptions": [], "progress": 3}
+    assert Path(seen["saved"]).parent == Path(seen["runs_root"]) and seen["listed_after_save"]
+    shutil.rmtree(seen["runs_root"], ignore_errors=True)
+
+
+# -- CPU quota -------------------------------------------------------------------------------------------------
+
+def _visible() -> int:
+    counts = [os.cpu_count() or 1]
+    if hasattr(os, "sched_getaffinity"):
+        counts.append(len(os.sched_getaffinity(0)))
+    return min(counts)
+
+
+def _cgroup(tmp_path, v2: str | None = None, v1: tuple[str, str] | None = None) -> Path:
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    if v2 is not None:
+        (root / "cpu.max").write_text(v2 + "\n")
+    if v1 is not None:
+        (root / "cpu").mkdir()
+        (root / "cpu" / "cpu.cfs_quota_us").write_text(v1[0] + "\n")
+        (root / "cpu" / "cpu.cfs_period_us").write_text(v1[1] + "\n")
+    return root
+
+
+@pytest.mark.parametrize("v2, v1, expected", [
+    ("100000 100000", None, 1),            # exactly one CPU
+    ("50000 100000", None, 1),             # half a CPU still gets one thread
+    ("max 100000", None, None),            # no quota: the visible CPUs
+    ("6400000 100000", None, None),        # a quota above the machine: the visible CPUs
+    ("garbage", None, None),               # unreadable: ignored
+    ("100000 0", None, None),              # a zero period is not a division by zero
+    (None, ("100000", "100000"), 1),       # cgroup v1
+    (None, ("-1", "100000"), None),        # v1 "unlimited"
+    (None, ("150000", "100000"), 2),       # 1.5 CPUs → 2 threads (capped by the visible CPUs)
+    (None, None, None),                    # no cgroup files at all (macOS, bare metal)
+])
+def test_cpu_quota_reads_the_cgroup_limit(tmp_path, v2, v1, expected):
+    root = _cgroup(tmp_path, v2, v1)
+    want = _visible() if expected is None else min(expected, _visible())
+    assert cpu_quota(root) == want
+
+
+def test_cpu_quota_v2_wins_over_v1_and_the_real_machine_is_sane(tmp_path):
+    root = _cgroup(tmp_path, v2="100000 100000", v1=("800000", "100000"))
+    assert cpu_quota(root) == 1
+    assert 1 <= cpu_quota() <= _visible()
+
+
+def test_tensorflow_threads_follow_the_cpu_limit():
+    """A process pinned to one CPU sizes TensorFlow's pools to it (configure_threads → cpu_quota)."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.fail("needs Linux CPU affinity")
+    first = sorted(os.sched_getaffinity(0))[0]
+    code = textwrap.dedent(f"""
+        import os, json
+        os.sched_setaffinity(0, {{{first}}})
+        from cnn_core.runtime import configure_threads, cpu_quota
+        configure_threads()
+        import tensorflow as tf
+        print(json.dumps([cpu_quota(), tf.config.threading.get_intra_op_parallelism_threads(),
+                          tf.config.threading.get_inter_op_parallelism_threads()]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    quota, intra, inter = json.loads(out.stdout.strip().splitlines()[-1])
+    assert quota == 1 and intra == 1 and inter == 1
