@@ -258,6 +258,10 @@ def validate_results(doc: dict) -> None:
             _need(run["final_test_accuracy"] == accs[-1], f"{rw}.final_test_accuracy", "must be the last epoch's")
             _need(run["total_train_seconds"] == run["epochs"][-1]["train_seconds"], f"{rw}.total_train_seconds",
                   "must be the clock after the last epoch")
+        machines = {(r["source"]["machine"].get("cpu"), r["source"]["machine"].get("cores"))
+                    for r in block["runs"].values()}
+        _need(len(machines) == 1, f"{where}.runs", "speed-ups need every run on the same machine "
+                                                   f"(found {sorted(map(str, machines))})")
         base = block["runs"].get(BASELINE)
         for name, entry in block["speedup"].items():
             sw = f"{where}.speedup.{name}"
