@@ -140,11 +140,15 @@ def cmd_train(args) -> int:
     from .recipes import resolve_config
     from .training import STATUS_NOTHING_SAVED, train
 
-    config = resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                            subset=args.subset, seed=args.seed, val_size=args.val_size,
-                            no_augment=args.no_augment,
-                            augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom,
-                                     "flip": args.flip})
+    if args.resume:
+        # A resumed run keeps its saved hyperparameters; only an explicit --epochs extends it.
+        config = {"epochs": args.epochs} if args.epochs else {}
+    else:
+        config = resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                subset=args.subset, seed=args.seed, val_size=args.val_size,
+                                no_augment=args.no_augment,
+                                augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom,
+                                         "flip": args.flip})
     command = " ".join(["python -m cnn_core", *(shlex.quote(a) for a in sys.argv[1:])])
     stop = threading.Event()
     try:
@@ -247,8 +251,12 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # argument mistakes exit here, before TensorFlow is loaded
     try:
+        if args.command != "list":
+            from .runtime import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except CnnError as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
-from keras import layers
-
 from .datasets import DatasetInfo, dataset_info
 from .errors import ConfigError
 
@@ -98,53 +95,78 @@ def architecture_spec(arch: str, dataset: str) -> Spec:
     return ARCHITECTURES[arch].specs[input_kind(dataset_info(dataset))]
 
 
-def _conv(options: dict, use_bias: bool = True, activation=None, dtype=None):
+class _LayerNames:
+    """Readable, unique layer names (conv1, bn1, relu1, …) chosen by the builder itself.
+
+    Keras' automatic names come from counters that can be reset under a model being built in a
+    background training thread (seen as "the name conv2d is used 2 times"); explicit names cannot
+    collide, and they make layer tables easy to read."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, prefix: str) -> str:
+        self.counts[prefix] = self.counts.get(prefix, 0) + 1
+        return f"{prefix}{self.counts[prefix]}"
+
+
+def _conv(options: dict, name: str, use_bias: bool = True, activation=None, dtype=None):
+    from keras import layers
+
     return layers.Conv2D(options["filters"], 3, padding=options.get("padding", "same"),
-                         activation=activation, use_bias=use_bias, dtype=dtype)
+                         activation=activation, use_bias=use_bias, dtype=dtype, name=name)
 
 
-def _bn(dtype=None):
+def _bn(name: str, dtype=None):
+    from keras import layers
+
     # Momentum 0.9 (not Keras' 0.99) so running statistics keep up in short runs.
-    return layers.BatchNormalization(momentum=0.9, dtype=dtype)
+    return layers.BatchNormalization(momentum=0.9, dtype=dtype, name=name)
 
 
-def _step_layers(kind: str, options: dict, num_classes: int, dtype=None) -> list:
+def _step_layers(kind: str, options: dict, num_classes: int, names: _LayerNames, dtype=None) -> list:
     """Layers for one spec step; `dtype` is a Keras dtype policy name (None: the global one)."""
+    from keras import layers  # imported late: the CLI parses arguments without TensorFlow
+
     d = {"dtype": dtype}
     if kind == "rescale":
-        return [layers.Rescaling(options["scale"], options["offset"], **d)]
+        return [layers.Rescaling(options["scale"], options["offset"], name=names("rescale"), **d)]
     if kind == "conv_relu_bn":  # the original order: Conv(ReLU) then BN
-        return [_conv(options, activation="relu", **d), _bn(**d)]
+        return [_conv(options, names("conv"), activation="relu", **d), _bn(names("bn"), **d)]
     if kind == "conv_bn_relu":  # BN before the non-linearity, conv bias made redundant by BN
-        return [_conv(options, use_bias=False, **d), _bn(**d), layers.ReLU(**d)]
+        return [_conv(options, names("conv"), use_bias=False, **d), _bn(names("bn"), **d),
+                layers.ReLU(name=names("relu"), **d)]
     if kind == "conv_pool_bn_relu":
-        return [_conv(options, use_bias=False, **d), layers.MaxPooling2D(**d), _bn(**d), layers.ReLU(**d)]
+        return [_conv(options, names("conv"), use_bias=False, **d), layers.MaxPooling2D(name=names("pool"), **d),
+                _bn(names("bn"), **d), layers.ReLU(name=names("relu"), **d)]
     if kind == "max_pool":
-        return [layers.MaxPooling2D(**d)]
+        return [layers.MaxPooling2D(name=names("pool"), **d)]
     if kind == "global_max_pool":
-        return [layers.GlobalMaxPooling2D(**d)]
+        return [layers.GlobalMaxPooling2D(name=names("global_max_pool"), **d)]
     if kind == "dropout":
-        return [layers.Dropout(options["rate"], **d)]
+        return [layers.Dropout(options["rate"], name=names("dropout"), **d)]
     if kind == "flatten":
-        return [layers.Flatten(**d)]
+        return [layers.Flatten(name=names("flatten"), **d)]
     if kind == "dense_relu_bn":
-        return [layers.Dense(options["units"], activation="relu", **d), _bn(**d)]
+        return [layers.Dense(options["units"], activation="relu", name=names("dense"), **d), _bn(names("bn"), **d)]
     if kind == "classifier":
         return [layers.Dense(num_classes, activation="softmax", use_bias=options.get("use_bias", True),
-                             dtype=options.get("dtype", dtype))]
+                             dtype=options.get("dtype", dtype), name="classifier")]
     raise ConfigError(f"Unknown layer kind '{kind}' in architecture spec.")
 
 
-def build_model(arch: str, dataset: str, name: str | None = None) -> keras.Model:
-    """Build the named architecture for a dataset's input shape and class count."""
+def build_model(arch: str, dataset: str, name: str | None = None):
+    """Build the named architecture for a dataset's input shape and class count (a keras.Model)."""
+    import keras
+
     info = dataset_info(dataset)
     spec = architecture_spec(arch, dataset)
     inputs = keras.Input(shape=info.input_shape, name="pixels")
-    x, dtype = inputs, None
+    x, dtype, names = inputs, None, _LayerNames()
     for kind, options in spec:
         if kind == "dtype_policy":  # applies to the steps after it
             dtype = options["name"]
             continue
-        for layer in _step_layers(kind, options, info.num_classes, dtype):
+        for layer in _step_layers(kind, options, info.num_classes, names, dtype):
             x = layer(x)
     return keras.Model(inputs, x, name=name or f"{arch}_{dataset}")

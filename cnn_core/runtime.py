@@ -51,6 +51,33 @@ def cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT) -> int:
     return max(1, min(counts))
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and find its devices with the C++ start-up chatter (oneDNN notices, the
+    CUDA probe on a machine without a GPU) kept off the terminal: some of those lines ignore
+    TF_CPP_MIN_LOG_LEVEL. They are captured at the file-descriptor level and printed only if the
+    import fails."""
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 _THREADS_SET = False
 
 

@@ -12,9 +12,10 @@ from PIL import Image
 
 from conftest import REPO
 
-# Measured: 1 epoch of the seed recipe on 6,000 MNIST images reaches ~95-96% on the
-# 10,000 test images (2-core CPU); the floor sits a few points below that.
-MNIST_SUBSET_FLOOR = 0.92
+# Measured on the 2-core CPU: 1 epoch of the seed recipe on 6,000 MNIST images reached 88.0% and
+# 90.6% on the 10,000 test images (TensorFlow's CPU kernels are not bit-for-bit repeatable); the
+# floor sits a few points below that.
+MNIST_SUBSET_FLOOR = 0.85
 
 
 def run_cli(*args, env_extra=None, timeout=600):

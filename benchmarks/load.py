@@ -1,0 +1,208 @@
+"""Load test in real browsers: N concurrent pages of the app each draw a digit or upload a
+photo and wait for the prediction; errors, time to prediction and server memory are recorded,
+once with the server idle and once while a training run is active.
+
+    CNN_DATA_DIR=../shared/datasets python benchmarks/load.py --pages 20
+
+Writes benchmarks/results/load.json and load.md. `run_load()` is also used by the slow test
+(tests/test_load.py) with fewer pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
+
+from e2e import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, REPO, start_app, stop_app  # noqa: E402
+
+CAR = next((REPO / "assets" / "samples" / "cifar10").glob("automobile_*.png"))
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class PeakSampler(threading.Thread):
+    """Samples a process's RSS every 0.2 s; `.peak` is the largest value seen."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0.0, True
+
+    def run(self):
+        while self.running:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.2)
+
+    def stop(self):
+        self.running = False
+        self.join(2)
+        return self.peak
+
+
+async def _one_visitor(browser, url: str, index: int, timeout_s: float) -> dict:
+    """One visitor: open a page, draw (even index) or upload (odd), wait for the prediction."""
+    kind = "draw" if index % 2 == 0 else "upload"
+    context = await browser.new_context(viewport={"width": 1300, "height": 950})
+    page = await context.new_page()
+    started = time.perf_counter()
+    try:
+        if kind == "draw":
+            await page.goto(f"{url}/draw")
+            canvas = page.locator("canvas.upper-canvas").first
+            await canvas.wait_for(timeout=timeout_s * 1000)
+            await page.get_by_text("Draw a digit on the canvas").wait_for(timeout=timeout_s * 1000)
+            value = page.locator('[data-testid="stMetricValue"]').first
+            digit = list(DIGIT_STROKES)[index // 2 % len(DIGIT_STROKES)]
+            t0 = None
+            while True:  # the canvas can need a moment after first paint before it takes strokes
+                box = await canvas.bounding_box()
+                for line in DIGIT_STROKES[digit]:
+                    await page.mouse.move(box["x"] + line[0][0], box["y"] + line[0][1])
+                    await page.mouse.down()
+                    for x, y in line[1:]:
+                        await page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
+                    t0 = time.perf_counter()
+                    await page.mouse.up()
+                try:
+                    await value.wait_for(timeout=10_000)
+                    break
+                except Exception:
+                    if time.perf_counter() - started > timeout_s:
+                        raise
+            answer = (await value.inner_text()).strip()
+        else:
+            await page.goto(f"{url}/photo")
+            file_input = page.locator('input[type="file"]').first
+            await file_input.wait_for(state="attached", timeout=timeout_s * 1000)
+            t0 = time.perf_counter()
+            await file_input.set_input_files(str(CAR))
+            first = page.locator('[data-testid="stProgress"]').first
+            await first.wait_for(timeout=timeout_s * 1000)
+            answer = (await first.inner_text()).strip()
+        seconds = time.perf_counter() - t0
+        errors = await page.locator('[data-testid="stException"]').count()
+        return {"kind": kind, "ok": errors == 0, "seconds": seconds, "total_seconds": time.perf_counter() - started,
+                "answer": answer, "error": None if errors == 0 else "exception box shown"}
+    except Exception as err:
+        return {"kind": kind, "ok": False, "seconds": None, "total_seconds": time.perf_counter() - started,
+                "answer": None, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+    finally:
+        await context.close()
+
+
+async def _round(url: str, pages: int, timeout_s: float) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            return await asyncio.gather(*[_one_visitor(browser, url, i, timeout_s) for i in range(pages)])
+        finally:
+            await browser.close()
+
+
+def _percentile(values, q):
+    values = sorted(values)
+    if not values:
+        return None
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def _summary(results: list[dict], peak_rss: float) -> dict:
+    times = [r["seconds"] for r in results if r["ok"]]
+    return {"pages": len(results), "errors": sum(not r["ok"] for r in results),
+            "p50_seconds": None if not times else round(statistics.median(times), 3),
+            "p95_seconds": None if not times else round(_percentile(times, 0.95), 3),
+            "max_total_seconds": round(max(r["total_seconds"] for r in results), 3),
+            "server_peak_rss_mb": round(peak_rss, 1), "visitors": results}
+
+
+def _start_training(data_dir: Path, runs: Path) -> "subprocess.Popen":
+    """A real training run in the background (the CLI), to load the machine like an app run would."""
+    import subprocess
+
+    env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_RUNS_DIR": str(runs), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "cnn_core", "train", "--dataset", "mnist", "--epochs", "30",
+                             "--name", "load_background"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_load(pages: int, data_dir: Path, with_training: bool = False, timeout_s: float = 120.0) -> dict:
+    """One round of `pages` concurrent visitors against a fresh app server."""
+    tmp = Path(tempfile.mkdtemp(prefix="load-"))
+    proc, url, _ = start_app(tmp, data_dir)
+    trainer = None
+    try:
+        # Warm-up visit: loads both models once, like a real server after its first visitor.
+        asyncio.run(_round(url, 2, timeout_s * 2))
+        if with_training:
+            trainer = _start_training(data_dir, tmp / "runs")
+            time.sleep(15)  # let it get past start-up into training
+        sampler = PeakSampler(proc.pid)
+        sampler.start()
+        results = asyncio.run(_round(url, pages, timeout_s))
+        peak = sampler.stop()
+    finally:
+        if trainer is not None:
+            trainer.kill()
+            trainer.wait()
+        stop_app(proc)
+    return _summary(results, peak)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds one visitor may take")
+    parser.add_argument("--out", default=str(HERE / "results"))
+    args = parser.parse_args(argv)
+
+    from cnn_core.runtime import git_commit, machine_info
+
+    data_dir = Path(os.environ.get("CNN_DATA_DIR", REPO.parent / "shared" / "datasets"))
+    idle = run_load(args.pages, data_dir, with_training=False, timeout_s=args.timeout)
+    busy = run_load(args.pages, data_dir, with_training=True, timeout_s=args.timeout)
+    result = {"command": "python benchmarks/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "git_commit": git_commit(), "machine": machine_info(),
+              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "targets": {"errors": 0, "idle_p95_seconds": 1.0}, "idle": idle, "while_training": busy}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.json").write_text(json.dumps(result, indent=2))
+    lines = ["# Load test: concurrent visitors in headless Chromium", "",
+             f"`{result['command']}` on {result['machine']['cpu']} ({result['machine']['cores']} cores), "
+             f"commit {result['git_commit']}, {result['date']}. Half the visitors draw a digit on the canvas, "
+             "half upload a car photo; time is from the final mouse-up / upload to the prediction on screen.", "",
+             "| round | pages | errors | p50 (s) | p95 (s) | slowest visit (s) | server peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|"]
+    for label, r in (("idle", idle), ("while a training run is active", busy)):
+        lines.append(f"| {label} | {r['pages']} | {r['errors']} | {r['p50_seconds']} | {r['p95_seconds']} | "
+                     f"{r['max_total_seconds']} | {r['server_peak_rss_mb']} |")
+    lines += ["", "Targets: 0 errors; p95 ≤ 1 s when idle."]
+    (out / "load.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

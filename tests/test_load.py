@@ -1,0 +1,21 @@
+"""A smaller version of benchmarks/load.py: 8 concurrent browser visitors, no errors, all answered."""
+
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.browser
+
+
+def test_eight_concurrent_visitors_all_get_predictions(data_dir):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from load import run_load
+
+    result = run_load(8, data_dir, with_training=False, timeout_s=60)
+    failures = [v for v in result["visitors"] if not v["ok"]]
+    assert result["errors"] == 0, failures
+    assert all(v["total_seconds"] <= 60 for v in result["visitors"]), result["visitors"]
+    answers = {v["kind"]: v["answer"] for v in result["visitors"]}
+    assert "automobile" in answers["upload"]
