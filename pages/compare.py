@@ -1,6 +1,9 @@
 """Compare runs: curves on one chart, accuracy, size, time, time to a chosen accuracy and
 per-class differences — what each recipe buys."""
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -50,3 +53,16 @@ if diffs:
     st.bar_chart(table, x_label="Class", y_label="Accuracy difference (points of 1.0)", stack=False)
     st.dataframe(pd.DataFrame({c["name"]: c["per_class_accuracy"] for c in selected if c.get("per_class_accuracy")})
                  .style.format("{:.2%}"), width="stretch")
+
+TTA_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "tta_ensembles.json"
+if TTA_RESULTS.is_file():
+    measured = json.loads(TTA_RESULTS.read_text())
+    rows = [r for r in measured["rows"] if r["dataset"] == dataset]
+    if rows:
+        st.subheader("What test-time augmentation and ensembles buy")
+        st.dataframe(pd.DataFrame([{"models": " + ".join(r["models"]), "flip TTA": "on" if r["tta"] else "off",
+                                    "test accuracy": r["accuracy"], "test loss": r["loss"]} for r in rows])
+                     .style.format({"test accuracy": "{:.2%}", "test loss": "{:.4f}"}), hide_index=True,
+                     width="stretch")
+        st.caption(f"Measured on the full test set by `{measured['command']}` (commit {measured['git_commit']}). "
+                   "Use these options on the Classify a photo page.")
