@@ -228,35 +228,28 @@ def _callback_classes():
             if self.event is not None and self.event.is_set():
                 raise StopRequested()
 
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    class RestoresState:
+        """Mixin for Keras callbacks whose counters must survive --resume: `state()` is saved
+        every epoch and handed back as `restored`, re-applied after Keras resets them."""
+        STATE: tuple = ()
+
+        def __init__(self, restored: dict | None = None, **kw):
+            super().__init__(**kw)
+            self.restored = restored or {}
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            for key, value in self.restored.items():
+                setattr(self, key, value)
+
+        def state(self):
+            return {k: _plain(getattr(self, k, None)) for k in self.STATE}
+
+    class ResumableEarlyStopping(RestoresState, keras.callbacks.EarlyStopping):
         STATE = ("wait", "best", "best_epoch")
 
-        def __init__(self, restored: dict | None = None, **kw):
-            super().__init__(**kw)
-            self.restored = restored or {}
-
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            for key, value in self.restored.items():
-                setattr(self, key, value)
-
-        def state(self):
-            return {k: _plain(getattr(self, k, None)) for k in self.STATE}
-
-    class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    class ResumablePlateau(RestoresState, keras.callbacks.ReduceLROnPlateau):
         STATE = ("wait", "best", "cooldown_counter")
-
-        def __init__(self, restored: dict | None = None, **kw):
-            super().__init__(**kw)
-            self.restored = restored or {}
-
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            for key, value in self.restored.items():
-                setattr(self, key, value)
-
-        def state(self):
-            return {k: _plain(getattr(self, k, None)) for k in self.STATE}
 
     class RunCheckpoint(keras.callbacks.Callback):
         """After every epoch: record history, save the best model and the last state."""
