@@ -66,7 +66,7 @@ async def _one_visitor(browser, url: str, index: int, timeout_s: float) -> dict:
     started = time.perf_counter()
     try:
         if kind == "draw":
-            await page.goto(f"{url}/draw")
+            await page.goto(f"{url}/draw", timeout=timeout_s * 1000)
             canvas = page.locator("canvas.upper-canvas").first
             await canvas.wait_for(timeout=timeout_s * 1000)
             await page.get_by_text("Draw a digit on the canvas").wait_for(timeout=timeout_s * 1000)
@@ -80,7 +80,7 @@ async def _one_visitor(browser, url: str, index: int, timeout_s: float) -> dict:
                     await page.mouse.down()
                     for x, y in line[1:]:
                         await page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
-                    t0 = time.perf_counter()
+                    t0 = t0 or time.perf_counter()  # from the first mouse-up, redraws included
                     await page.mouse.up()
                 try:
                     await value.wait_for(timeout=10_000)
@@ -90,7 +90,7 @@ async def _one_visitor(browser, url: str, index: int, timeout_s: float) -> dict:
                         raise
             answer = (await value.inner_text()).strip()
         else:
-            await page.goto(f"{url}/photo")
+            await page.goto(f"{url}/photo", timeout=timeout_s * 1000)
             file_input = page.locator('input[type="file"]').first
             await file_input.wait_for(state="attached", timeout=timeout_s * 1000)
             t0 = time.perf_counter()
