@@ -76,3 +76,15 @@ def test_uploaded_car_photo_shows_automobile_in_top3(page, app_url):
     texts = [bars.nth(i).inner_text() for i in range(bars.count())]
     assert len(texts) == 3 and any("automobile" in t for t in texts), texts
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_explain_page_opens_from_a_drawing(page, app_url):
+    goto(page, app_url, "draw", "Draw a digit")
+    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+    draw_digit_and_read_prediction(page, DIGIT_STROKES["7"])
+    page.get_by_text("Look inside the network for this drawing").click()
+    page.get_by_role("heading", name="Inside the CNN").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    page.get_by_text("Which pixels drove the decision (Grad-CAM)").wait_for(timeout=60_000)
+    assert page.get_by_text("Centred by mass in 28×28").count() >= 1  # the drawing's preprocessing steps
+    assert page.locator('[data-testid="stException"]').count() == 0
