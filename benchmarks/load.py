@@ -138,7 +138,7 @@ def _summary(results: list[dict], peak_rss: float) -> dict:
             "server_peak_rss_mb": round(peak_rss, 1), "visitors": results}
 
 
-def _start_training(data_dir: Path, runs: Path) -> "subprocess.Popen":
+def _start_training(data_dir: Path, runs: Path):
     """A real training run in the background (the CLI), to load the machine like an app run would."""
     import subprocess
 

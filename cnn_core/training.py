@@ -28,14 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .datasets import Dataset, load_dataset, split_validation, take_subset
-from .errors import CnnError, ConfigError, ModelStoreError
+from .errors import ConfigError, ModelStoreError
 from .evaluation import evaluate
 from .preprocess import to_model_input
 from .recipes import validate_config
 from .runtime import configure_threads, git_commit, library_versions, machine_info, now_iso
 from .store import ModelStore, runs_store, shipped_store, validate_name
 
-Listener = "Callable[[dict], None]"
 
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
@@ -503,5 +502,4 @@ def display_status(card: dict) -> str:
     return status
 
 
-__all__ = ["train", "TrainResult", "StopRequested", "make_tf_dataset", "prepare_data", "display_status",
-           "CnnError"]
+__all__ = ["train", "TrainResult", "StopRequested", "make_tf_dataset", "prepare_data", "display_status"]

@@ -17,7 +17,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cnn_core import store as store_mod
