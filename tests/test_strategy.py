@@ -1,8 +1,8 @@
 """Data-parallel training (`--strategy mirrored`) on a CPU split into two logical devices.
 
 TensorFlow can only split its CPU before it first runs an op, so the training runs in a
-fresh subprocess: one epoch of the `fast` recipe on an MNIST subset, once on the default
-single device and once with MirroredStrategy over /cpu:0 and /cpu:1.
+fresh subprocess: a short `fast` run on an MNIST subset, once on the default single device
+and once with MirroredStrategy over /cpu:0 and /cpu:1.
 """
 
 import json
@@ -14,6 +14,7 @@ from cnn_core.cli import build_parser
 
 SCRIPT = r"""
 import json, sys
+import numpy as np
 import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -33,7 +34,7 @@ class KeepModel(keras.callbacks.Callback):
 data = load_dataset("mnist", sys.argv[1])
 out = {"logical_cpus": [d.name for d in tf.config.list_logical_devices("CPU")]}
 for label, strategy in (("one", None), ("two", make_strategy("mirrored", ["/cpu:0", "/cpu:1"]))):
-    config = resolve_config("mnist", "fast", epochs=1, subset=4000, val_size=0, seed=0, batch_size=64, lr=0.05)
+    config = resolve_config("mnist", "fast", epochs=EPOCHS, subset=SUBSET, val_size=0, seed=0, batch_size=64, lr=0.05)
     events, keep = [], KeepModel()
     result = train(config, "strategy_" + label, data=data, strategy=strategy, listener=events.append,
                    extra_callbacks=[keep])
@@ -44,17 +45,23 @@ for label, strategy in (("one", None), ("two", make_strategy("mirrored", ["/cpu:
         "start_event_replicas": next(e for e in events if e["type"] == "start")["replicas"],
         "card": result.card["distribution"],
         "variable_copies_on": sorted(v.device for v in copies),
+        # Mirrored training all-reduces the gradients, so the copies must still agree.
+        "copies_identical": all(np.array_equal(np.asarray(copies[0]), np.asarray(c)) for c in copies),
         "test_accuracy": result.card["test_accuracy"],
     }
 print("RESULT " + json.dumps(out))
 """
+# One epoch on 4,000 images left the two runs up to 5.5 points apart (96.1% vs 90.6% in one
+# CI run): the end of a short one-cycle schedule is noisy. Three epochs on 6,000 images
+# settle both near 98% and still take only seconds per run.
+EPOCHS, SUBSET = 3, 6000
 
 
 def _run_split_cpu_training(data_dir, tmp_path):
     env = {**os.environ, "CNN_RUNS_DIR": str(tmp_path / "runs"), "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([str(__import__("pathlib").Path(__file__).resolve().parent.parent),
                                           os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(data_dir)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", f"EPOCHS, SUBSET = {EPOCHS}, {SUBSET}\n" + SCRIPT, str(data_dir)], capture_output=True, text=True,
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
@@ -73,13 +80,13 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(data_dir, tmp_path):
     assert [d.rsplit("/", 1)[-1] for d in two["variable_copies_on"]] == ["device:CPU:0", "device:CPU:1"]
     assert one["num_replicas_in_sync"] == 1 and one["card"]["replicas"] == 1
 
-    # One epoch on 4,000 images learns digits either way (chance is 10%). Measured on a
-    # 2-core CPU: 96.1% on one device, 95.8% and 96.2% on two in two runs (per-replica
-    # BatchNorm statistics and a different summation order make them differ slightly).
-    # Allow 3 points either way.
-    assert one["test_accuracy"] > 0.85, one
-    assert two["test_accuracy"] > 0.85, two
-    assert abs(one["test_accuracy"] - two["test_accuracy"]) < 0.03, (one, two)
+    assert two["copies_identical"], "the replicas' weights drifted apart"
+
+    # Accuracy is comparable to one device: per-replica BatchNorm statistics and a different
+    # summation order make the runs differ slightly, so allow 2 points either way.
+    assert one["test_accuracy"] > 0.95, one
+    assert two["test_accuracy"] > 0.95, two
+    assert abs(one["test_accuracy"] - two["test_accuracy"]) < 0.02, (one, two)
 
 
 def test_cli_accepts_strategy_and_rejects_unknown_ones():
