@@ -50,13 +50,25 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _command_line(args) -> str:
+    """The command as typed, for the model card."""
+    return " ".join(["python -m cnn_core", *(shlex.quote(a) for a in args.argv)])
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, like 0.95 (got {text})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .datasets import DATASETS
     from .models import ARCHITECTURES
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,list}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,calibrate,list}",
                                 parser_class=_Parser)
 
     tr = sub.add_parser("train", help="train a model and save it to the runs folder",
@@ -99,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True)
     pr.add_argument("--top", type=_positive_int, default=3, help="how many classes to show (default 3)")
     pr.add_argument("files", nargs="+", metavar="FILE")
+
+    ca = sub.add_parser("calibrate", help="calibrate a model's out-of-distribution warning on its validation split",
+                        description="Set the confidence below which predictions are flagged as 'unlikely to be any "
+                                    "class', from the run's validation split, and write it into the model card. "
+                                    "Training does this itself for runs with a validation split.")
+    ca.add_argument("--model", required=True, help="name of a saved model in the runs folder")
+    ca.add_argument("--pass-rate", type=_fraction, default=0.95,
+                    help="share of validation images that must NOT be flagged (default 0.95)")
+    ca.add_argument("--data-dir")
 
     sub.add_parser("list", help="list saved models (shipped and runs) with their card figures")
     return parser
@@ -147,7 +168,7 @@ def cmd_train(args) -> int:
                                 no_augment=args.no_augment,
                                 augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom,
                                          "flip": args.flip})
-    command = " ".join(["python -m cnn_core", *(shlex.quote(a) for a in sys.argv[1:])])
+    command = _command_line(args)
     stop = threading.Event()
     try:
         result = train(config, args.resume or args.name, listener=_ProgressPrinter(), stop_event=stop,
@@ -218,6 +239,27 @@ def cmd_predict(args) -> int:
     return EXIT_USAGE if failures else 0
 
 
+def cmd_calibrate(args) -> int:
+    from .datasets import load_dataset
+    from .errors import ModelStoreError
+    from .inference import load_predictor
+    from .ood import calibration
+    from .store import find_model, runs_store
+
+    runs = runs_store()
+    store = runs if runs.has(args.model) else find_model(args.model)  # a run may share a shipped model's name
+    if not store.writable:
+        raise ModelStoreError(f"'{args.model}' is a shipped model; its store {store.root} is read-only.")
+    predictor = load_predictor(args.model, store=store)
+    data = load_dataset(predictor.info.name, args.data_dir)
+    ood = calibration(predictor, data, args.pass_rate)
+    ood["command"] = _command_line(args)
+    store.save_json(args.model, ".json", {**predictor.card, "ood": ood})
+    print(f"{args.model}: flag predictions whose top probability is below {ood['threshold']:.3f} "
+          f"({ood['val_flagged']:.1%} of {ood['calibrated_on']} flagged).")
+    return 0
+
+
 def cmd_list(args) -> int:
     from .store import all_stores
     from .training import display_status
@@ -244,12 +286,14 @@ def cmd_list(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "calibrate": cmd_calibrate,
+            "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argument mistakes exit here, before TensorFlow is loaded
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if args.command != "list":
             from .runtime import import_tensorflow_quietly

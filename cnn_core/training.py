@@ -482,6 +482,7 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
     best_model = store.load_model(name)  # the checkpoint chosen on validation, not the last epoch
     evaluation = evaluate(best_model, data, tta=bool(config.get("tta")), model_name=name, seed=config["seed"])
     card = run.card(status, evaluation)
+    card["ood"] = _ood_calibration(best_model, config, data)
     store.save_json(name, ".eval.json", evaluation)
     store.save_json(name, ".json", card)
     message = (f"Run '{name}' {status.replace('_', ' ')} after {len(run.history)} epoch(s): "
@@ -490,6 +491,19 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
         listener({"type": "end", "status": status, "name": name, "test_accuracy": evaluation["accuracy"],
                   "message": message})
     return TrainResult(name, status, card, store, message)
+
+
+def _ood_calibration(model, config: dict, data: Dataset) -> dict | None:
+    """Out-of-distribution threshold from the validation split (None without one)."""
+    from .inference import Predictor
+    from .ood import calibration
+
+    try:
+        predictor = Predictor(config.get("name", "run"), model, {"hyperparameters": config}, data.info,
+                              bool(config.get("tta")))
+        return calibration(predictor, data)
+    except ConfigError:  # no validation split, or too small a one to calibrate on
+        return None
 
 
 def display_status(card: dict) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.errors import CnnError
+from cnn_core.ood import is_out_of_distribution
 from cnn_core.store import all_stores, find_model, runs_store
 from cnn_core.training import display_status
 
@@ -140,9 +141,16 @@ def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):
                  y_label="Probability", height=36 * len(order) + 60)
 
 
-def confidence_note(probs: np.ndarray, class_names):
+def confidence_note(probs: np.ndarray, class_names, ood: dict | None = None, what: str = "images"):
+    """Say when a prediction should not be trusted: the picture looks like none of the classes
+    (the model's calibrated out-of-distribution check), or the model hesitates between two."""
     best = int(np.argmax(probs))
-    if probs[best] < LOW_CONFIDENCE:
+    if is_out_of_distribution(probs, ood):
+        st.warning(f"**This picture is unlikely to be any of the {len(class_names)} classes.** Its top probability "
+                   f"({probs[best]:.0%}) is below {ood['threshold']:.0%}, which {ood['pass_rate']:.0%} of real "
+                   f"{what} the model never trained on exceed. The guess above is probably meaningless.",
+                   icon="⚠️")
+    elif probs[best] < LOW_CONFIDENCE:
         second = int(np.argsort(probs)[-2])
         st.warning(f"The model is unsure: its best guess **{class_names[best]}** has only {probs[best]:.0%} "
                    f"(next: {class_names[second]}, {probs[second]:.0%}).")

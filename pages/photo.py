@@ -1,15 +1,19 @@
 """Classify a photo: uploads (or bundled samples) → the 32×32 the network sees → top 3 classes."""
 
+import json
 from pathlib import Path
 
 import streamlit as st
 
 from cnn_core.errors import ImageError
 from cnn_core.inference import top_k
+from cnn_core.ood import applicable_calibration
 from cnn_core.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
 from pages._common import confidence_note, get_predictor, model_picker, prediction_options, upscale
 
-SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "assets" / "samples"
+OOD_RESULTS = ROOT / "benchmarks" / "results" / "ood.json"
 KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
 
 st.title("📷 Classify a photo")
@@ -23,6 +27,38 @@ classes = predictor.info.class_names
 st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
            + ("Predictions average the photo and its mirror image (test-time augmentation)." if predictor.tta else ""))
 
+ood = applicable_calibration(predictor)
+
+
+def ood_caption() -> None:
+    """What the unfamiliar-picture check is, and how well it worked in the committed benchmark."""
+    calibrated = predictor.card.get("ood")
+    if calibrated is None:
+        st.caption("This model has no calibrated check for pictures that are none of its classes "
+                   "(it was trained without a validation split).")
+        return
+    if ood is None:
+        st.caption("The check for pictures that are none of the classes is calibrated for this model alone "
+                   f"with test-time augmentation {'on' if calibrated['tta'] else 'off'}; it is off for this setting.")
+        return
+    rows = json.loads(OOD_RESULTS.read_text())["models"] if OOD_RESULTS.is_file() else []
+    row = next((r for r in rows if r["model"] == predictor.name and r["threshold"] == ood["threshold"]), None)
+    with st.expander("How the 'none of these classes' warning works"):
+        st.markdown(f"A network always picks one of its classes, even for a face or a handwritten digit. This one "
+                    f"warns when its top probability falls below **{ood['threshold']:.0%}**, a level "
+                    f"{ood['pass_rate']:.0%} of real {predictor.info.title} images it never trained on exceed "
+                    f"(its {ood['calibrated_on']}).")
+        if row:
+            ind = row["in_distribution"]
+            st.markdown(f"On the {ind['images']:,} test images it fires for **{ind['flagged']:.1%}** of them "
+                        f"(the model is right on {ind['accuracy_passed']:.1%} of the rest). How often it fires "
+                        "on images of other kinds, and how well the score separates them (AUROC, 1 = perfectly):")
+            st.dataframe([{"images": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
+                          for label, b in row["off_distribution"].items()], hide_index=True)
+            st.caption("From benchmarks/results/ood.json.")
+
+
+ood_caption()
 uploads = st.file_uploader(
     f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
     f"{MAX_PIXELS // 10**6} megapixels each)", accept_multiple_files=True, key="photo_upload")
@@ -50,7 +86,7 @@ def classify(label: str, data: bytes, position: int = 0) -> None:
         with c3:
             for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
                 st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")
-            confidence_note(probs, classes)
+            confidence_note(probs, classes, ood, what=f"{predictor.info.title} images")
             if st.button("🔬 Look inside the network for this photo", key=f"explain_{position}_{label}"):
                 st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": img, "source": "photo"}
                 st.switch_page("pages/explain.py")

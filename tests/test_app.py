@@ -230,3 +230,31 @@ def test_photo_page_tta_option_changes_the_prediction_path():
     assert not at.exception
     without = [p.proto.text for p in at.get("progress")]
     assert len(without) == 3 and without != with_tta  # averaging with the mirror image changes the numbers
+
+
+def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
+    """A handwritten digit shown to the clothes model is flagged; a real clothes photo is not.
+    Which digit gets flagged is decided by the model itself, through the page's own path."""
+    from cnn_core.datasets import load_dataset
+    from cnn_core.inference import load_predictor
+    from cnn_core.ood import applicable_calibration, is_out_of_distribution
+
+    predictor = load_predictor("fashion_mnist_fast")
+    ood = applicable_calibration(predictor)
+    assert ood is not None, "the shipped Fashion-MNIST model should carry its calibration"
+    digits = load_dataset("mnist", data_dir).x_test[:40]
+    uploads = [_png(np.asarray(Image.fromarray(d).resize((112, 112)))) for d in digits]
+    flagged = next(b for b in uploads if is_out_of_distribution(predictor.predict_file(b)[1], ood))
+    sample = next(p for p in sorted((SAMPLES / "fashion_mnist").glob("*.png"))
+                  if not is_out_of_distribution(predictor.predict_file(str(p))[1], ood))
+
+    at = open_page("pages/photo.py")
+    at.button_group(key="photo_dataset").set_value("fashion_mnist").run()
+    assert any("none of these classes" in e.label for e in at.expander)
+    at.file_uploader(key="photo_upload").set_value(("digit.png", flagged, "image/png")).run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("unlikely to be any of the 10 classes" in w for w in warnings), warnings
+
+    at.file_uploader(key="photo_upload").set_value(("item.png", sample.read_bytes(), "image/png")).run()
+    assert not any("unlikely to be any" in w.value for w in at.warning)

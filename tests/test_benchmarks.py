@@ -140,3 +140,37 @@ def test_inference_validator_rejects_broken_documents(committed_inference, break
     break_it(doc)
     with pytest.raises(ValueError):
         inference.validate_results(doc)
+
+
+ood = _load("ood")
+
+
+def test_committed_ood_results_follow_the_schema_and_the_cards():
+    from cnn_core.store import shipped_store
+
+    doc = _committed("ood.json", "python benchmarks/ood.py")
+    ood.validate_results(doc)
+    md = (RESULTS / "ood.md").read_text()
+    assert md.split(ood.NOTES_MARKER)[0] == ood.render_markdown(doc).split(ood.NOTES_MARKER)[0]
+    store = shipped_store()
+    calibrated = {n for n in store.names() if store.load_card(n).get("ood")}
+    assert {row["model"] for row in doc["models"]} == calibrated, "rerun benchmarks/ood.py after calibrating"
+    for row in doc["models"]:
+        # The results belong to the calibration the shipped card carries now.
+        assert row["threshold"] == store.load_card(row["model"])["ood"]["threshold"], row["model"]
+    if "cifar10" in {row["dataset"] for row in doc["models"]}:
+        labels = next(r for r in doc["models"] if r["dataset"] == "cifar10")["off_distribution"]
+        assert {"mnist test images", "fashion_mnist test images"} <= set(labels)
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda d: d.pop("models"), "missing 'models'"),
+    (lambda d: d["models"][0].update(threshold=1.5), "threshold"),
+    (lambda d: d["models"][0]["off_distribution"].clear(), "no off-distribution"),
+    (lambda d: next(iter(d["models"][0]["off_distribution"].values())).update(auroc=1.2), "must lie in"),
+])
+def test_ood_validator_rejects_broken_documents(break_it, message):
+    doc = copy.deepcopy(_committed("ood.json", "python benchmarks/ood.py"))
+    break_it(doc)
+    with pytest.raises(ValueError, match=message):
+        ood.validate_results(doc)
