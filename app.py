@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from pages._common import keep_keras_state_between_reruns
+
+keep_keras_state_between_reruns()
 st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
 
 pages = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 
 import numpy as np
 import streamlit as st
@@ -18,6 +19,35 @@ from cnn_core.store import all_stores, find_model, runs_store
 from cnn_core.training import display_status
 
 LOW_CONFIDENCE = 0.6  # below this top-class probability the app says the model is unsure
+
+
+def keep_keras_state_between_reruns() -> None:
+    """Stop Streamlit from calling keras.backend.clear_session() after every script run.
+
+    Streamlit does that for every session's every rerun (a workaround from TF1-era Keras). With
+    Keras 3 it runs Python's garbage collector and drops TensorFlow's kernel caches: measured
+    here at ~200 ms per rerun, and the next prediction then takes ~33 ms instead of ~3 ms. Under
+    20 concurrent visitors it was the largest single cost in the server (py-spy). The app caches
+    its models across reruns on purpose and builds no models in scripts, so it needs no reset.
+    Matplotlib's cleanup is kept. Streamlit looks the function up at call time, so replacing it
+    on its module is enough; if a future Streamlit renames it, this does nothing."""
+    try:
+        from streamlit.runtime.scriptrunner import script_runner
+    except ImportError:
+        return
+    if getattr(script_runner._clean_problem_modules, "keeps_keras", False):
+        return
+
+    def close_pyplot_figures() -> None:
+        import sys
+
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            plt.close("all")
+
+    close_pyplot_figures.keeps_keras = True
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = close_pyplot_figures
 
 
 def _use_app_navigation() -> None:
@@ -90,24 +120,40 @@ def get_jobs():
     return TrainingJobs()
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _store_cards(root: str, kind: str, stamp: tuple, _store) -> list[dict]:
+    """The readable cards of one store. Cached per server and keyed on the card files' names and
+    modification times, so every rerun of every visitor does not re-read and re-parse them."""
+    rows = []
+    for name in _store.names():
+        try:
+            rows.append({**_store.load_card(name), "name": name, "store": kind})
+        except CnnError:
+            continue
+    return rows
+
+
 def catalogue(dataset: str | None = None) -> list[dict]:
     """Cards of every saved model (shipped first), optionally for one dataset."""
     rows = []
     for store in all_stores():
-        for name in store.names():
-            try:
-                card = store.load_card(name)
-            except CnnError:
-                continue
+        try:
+            stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(store.root.glob("*.json")))
+        except OSError:  # a file vanished while listing: read without the cache
+            stamp = (time.time(),)
+        for card in _store_cards(str(store.root), store.kind, stamp, store):
             if dataset and card.get("dataset") != dataset:
                 continue
-            rows.append({**card, "name": name, "store": store.kind, "display_status": display_status(card)})
+            # Outside the cache: a run's process can die without its card changing.
+            rows.append({**card, "display_status": display_status(card)})
     return rows
 
 
 def model_picker(label: str, dataset: str | None, key: str, help: str | None = None) -> str | None:
-    """Select box of models for a dataset; shipped models first. None (with a message) when there are none."""
+    """Select box of models for a dataset; the best shipped model first. None (with a message) when there are none."""
     rows = [r for r in catalogue(dataset) if r.get("test_accuracy") is not None or r["store"] == "runs"]
+    # The most accurate shipped model is the default; the user's own runs follow in name order.
+    rows.sort(key=lambda r: (r["store"] != "shipped", -(r.get("test_accuracy") or 0) if r["store"] == "shipped" else 0))
     if not rows:
         st.warning("No model is available for this page yet. Train one on the **Train** page.")
         return None

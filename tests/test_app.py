@@ -258,3 +258,21 @@ def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
 
     at.file_uploader(key="photo_upload").set_value(("item.png", sample.read_bytes(), "image/png")).run()
     assert not any("unlikely to be any" in w.value for w in at.warning)
+
+
+def test_reruns_keep_keras_state_but_still_close_pyplot_figures():
+    """Streamlit would reset Keras (garbage collection, TensorFlow kernel caches) after every
+    script run of every visitor; the app turns that off and keeps the pyplot cleanup."""
+    import keras
+    import matplotlib.pyplot as plt
+    from keras.src.backend.common import global_state
+    from streamlit.runtime.scriptrunner import script_runner
+
+    open_page("pages/home.py")  # app.py installs the replacement
+    global_state.set_global_attribute("cnn_probe", 1)
+    plt.figure()
+    script_runner._clean_problem_modules()
+    assert global_state.get_global_attribute("cnn_probe") == 1
+    assert plt.get_fignums() == []
+    keras.backend.clear_session()  # the real reset still works when someone asks for it
+    assert global_state.get_global_attribute("cnn_probe") is None
