@@ -246,6 +246,20 @@ def is_blank(sample: np.ndarray) -> bool:
     return float(np.asarray(sample, np.float32).max()) < 255 * INK_THRESHOLD
 
 
+def canvas_ink_fraction(canvas: np.ndarray) -> float:
+    """Share of a drawing canvas (white ink on black, RGBA as the canvas returns it) covered in ink.
+
+    A canvas painted over completely normalises to nothing — every pixel is "paper" — so the page
+    uses this to say "filled" rather than "empty"."""
+    arr = np.asarray(canvas, np.float32)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    light = arr[..., :3].mean(axis=-1) if arr.shape[-1] >= 3 else arr[..., 0]
+    if arr.shape[-1] in (2, 4):
+        light = light * (arr[..., -1] / 255.0)  # transparent pixels carry no ink
+    return float(np.mean(light > 127))
+
+
 # -- Fashion-MNIST: grey, fit into 28×28, light backgrounds inverted --------------------
 
 def photo_to_fashion(img: Image.Image) -> np.ndarray:

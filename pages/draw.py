@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.errors import ImageError
-from cnn_core.preprocess import is_blank, load_image
+from cnn_core.preprocess import canvas_ink_fraction, is_blank, load_image
 from pages._common import confidence_note, get_predictor, model_picker, show_probabilities, upscale
 
 st.title("✏️ Draw a digit")
@@ -15,10 +15,18 @@ if name is None:
 predictor = get_predictor(name)
 
 
-def show_digit_prediction(image) -> None:
+FILLED = 0.9  # share of the canvas in ink above which it counts as painted over
+
+
+def show_digit_prediction(image, from_canvas: bool = False) -> None:
     """The one prediction path for a drawing or a photo of a digit (array or PIL image)."""
     if image is None:
         st.info("Draw a digit on the canvas (or upload a photo of one) to see what the network predicts.")
+        return
+    if from_canvas and canvas_ink_fraction(image) >= FILLED:
+        # Checked before preprocessing: the few unpainted pixels would otherwise be read as the ink.
+        st.info("The canvas is filled almost completely, so no digit shape is left to read. "
+                "Clear it and draw one digit, large and roughly centred.")
         return
     sample = predictor.sample_from_image(image)
     if is_blank(sample):
@@ -64,4 +72,4 @@ with right:
         except ImageError as err:
             st.error(f"{upload.name}: {err}")
             image = None
-    show_digit_prediction(image)
+    show_digit_prediction(image, from_canvas=image is drawing and drawing is not None)

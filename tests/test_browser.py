@@ -7,7 +7,7 @@ Chromium comes from the system (Debian's `chromium`); its path is $CHROMIUM_PATH
 import pytest
 
 from conftest import REPO
-from e2e import DIGIT_STROKES, draw_digit_and_read_prediction, goto, launch_chromium, start_app, stop_app, wait_until_idle
+from e2e import DIGIT_STROKES, draw, draw_digit_and_read_prediction, goto, launch_chromium, start_app, stop_app, wait_until_idle
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts"
@@ -87,4 +87,25 @@ def test_explain_page_opens_from_a_drawing(page, app_url):
     wait_until_idle(page)
     page.get_by_text("Which pixels drove the decision (Grad-CAM)").wait_for(timeout=60_000)
     assert page.get_by_text("Centred by mass in 28×28").count() >= 1  # the drawing's preprocessing steps
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_canvas_painted_over_is_called_filled_not_empty(page, app_url):
+    goto(page, app_url, "draw", "Draw a digit")
+    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    # Horizontal strokes 12 px apart with the default 18 px pen cover the whole 280×280 canvas.
+    rows = [[(2, y), (140, y), (278, y)] for y in range(4, 280, 12)]
+    message = page.get_by_text("The canvas is filled almost completely")
+    for _ in range(3):  # the canvas can drop the first strokes while it initialises
+        draw(page, canvas, rows)
+        try:
+            message.wait_for(timeout=10_000)
+            break
+        except Exception:
+            continue
+    wait_until_idle(page)
+    assert message.count() == 1
+    assert page.locator('[data-testid="stMetricValue"]').count() == 0  # no digit is claimed
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -53,6 +53,20 @@ def test_empty_canvas_is_blank_and_a_dot_is_not():
     assert not is_blank(digit_to_mnist(dot))
 
 
+def test_canvas_ink_fraction_counts_opaque_light_pixels():
+    from cnn_core.preprocess import canvas_ink_fraction
+
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    canvas[..., 3] = 255  # opaque black: nothing drawn
+    assert canvas_ink_fraction(canvas) == 0.0
+    canvas[:140, :, :3] = 255  # the top half painted white
+    assert canvas_ink_fraction(canvas) == 0.5
+    canvas[140:, :, :3] = 255
+    canvas[140:, :, 3] = 0  # ... and the bottom half white but fully transparent
+    assert canvas_ink_fraction(canvas) == 0.5
+    assert canvas_ink_fraction(np.full((28, 28), 255, np.uint8)) == 1.0
+
+
 def test_cifar_centre_crops_and_resizes():
     img = Image.new("RGB", (400, 200), (255, 0, 0))
     img.paste((0, 0, 255), (100, 0, 300, 200))  # blue square in the middle
