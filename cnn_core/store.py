@@ -17,6 +17,7 @@ the new one, never a torn one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import json
@@ -196,6 +197,44 @@ class ModelStore:
             raise ModelStoreError(f"Could not create the {self.kind} folder {self.root}: {err.strerror or err}.") \
                 from err
 
+    def lock_path(self, name: str) -> Path:
+        return self.path(name, ".lock")
+
+    @contextlib.contextmanager
+    def run_lock(self, name: str):
+        """Held while a process trains `name`. A lock left by a process that died (kill -9)
+        is taken over; one held by a live process is a clear error."""
+        self._require_writable()
+        target = self.lock_path(name)
+        me = _process_identity(os.getpid())
+        for _ in range(2):
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                try:
+                    holder = target.read_text().strip()
+                except OSError:
+                    holder = ""
+                pid = int(holder.split()[0]) if holder[:1].isdigit() else 0
+                # Compare start times too: after a restart a new process can get the old one's pid.
+                if pid and _process_identity(pid) == holder:
+                    if holder == me:
+                        raise ModelStoreError(f"Run '{name}' is already being trained in this process.") from None
+                    raise ModelStoreError(f"Run '{name}' is being trained right now by process {pid}; "
+                                          "wait for it to finish, or pick another --name.") from None
+                target.unlink(missing_ok=True)  # stale: its process is gone
+            except OSError as err:
+                raise ModelStoreError(_describe_os_error(err, target)) from err
+        else:
+            raise ModelStoreError(f"Could not lock run '{name}' in {self.root}; try again.")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(me)
+        try:
+            yield target
+        finally:
+            target.unlink(missing_ok=True)
+
     def save_model(self, model, name: str, last: bool = False) -> Path:
         self._require_writable()
         target = self.last_model_path(name) if last else self.model_path(name)
@@ -292,6 +331,18 @@ def list_model_names() -> list[str]:
     for store in all_stores():
         names += [n for n in store.names() if n not in names]
     return names
+
+
+def _process_identity(pid: int) -> str:
+    """'PID START' for a live process (START: its start time in clock ticks since boot, where
+    /proc tells it), '' for a dead one."""
+    if not process_alive(pid):
+        return ""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{pid} {start}"
 
 
 def process_alive(pid: int | None) -> bool:

@@ -392,9 +392,6 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
     across replicas. `extra_callbacks`: more Keras callbacks for fit(), run after the
     trainer's own (the benchmarks time and evaluate epochs with one).
     """
-    import keras
-    from .models import build_model
-
     configure_threads()
     if strategy is None or isinstance(strategy, str):
         strategy = make_strategy(strategy)
@@ -416,6 +413,18 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
     else:
         name = validate_name(name) if name else new_run_name(config)
         _check_name_free(name, store, overwrite)
+    # One process at a time per run name: two processes training the same name would write
+    # their checkpoints and cards over each other.
+    with store.run_lock(name):
+        return _train_named(config, name, state, store, strategy, listener=listener, stop_event=stop_event,
+                            data_dir=data_dir, data=data, command=command, extra_callbacks=extra_callbacks)
+
+
+def _train_named(config: dict, name: str, state: dict | None, store: ModelStore, strategy, *, listener,
+                 stop_event, data_dir, data, command, extra_callbacks) -> TrainResult:
+    import keras
+    from .models import build_model
+
     validate_config(config)
     keras.utils.set_random_seed(config["seed"])
     data, split = prepare_data(config, data_dir, data)

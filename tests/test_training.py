@@ -1,6 +1,7 @@
 """The trainer on tiny synthetic data: stop, resume, checkpoints, atomic saves."""
 
 import errno
+import json
 import os
 import threading
 
@@ -159,3 +160,54 @@ def test_an_ensemble_of_identical_models_equals_the_single_model(tiny_mnist):
     np.testing.assert_allclose(pair.predict_samples(x), single.predict_samples(x), rtol=1e-5, atol=1e-6)
     with_tta = load_ensemble(["member"], tta=True)
     assert with_tta.tta and not np.allclose(with_tta.predict_samples(x), single.predict_samples(x))
+
+
+# -- one process per run name ---------------------------------------------------------------
+
+def test_a_run_name_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tiny_mnist):
+    import subprocess
+
+    from cnn_core.store import _process_identity
+
+    store = runs_store()
+    store.root.mkdir(parents=True, exist_ok=True)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        store.lock_path("busy").write_text(_process_identity(other.pid))
+        with pytest.raises(ModelStoreError, match=f"being trained right now by process {other.pid}"):
+            train(_config(epochs=1), "busy", data=tiny_mnist)
+        assert not store.has("busy")
+    finally:
+        other.kill()
+        other.wait()
+    # The holder is gone (say, killed with -9): its lock no longer blocks the name.
+    assert train(_config(epochs=1), "busy", data=tiny_mnist).status == STATUS_FINISHED
+    assert not store.lock_path("busy").exists()
+    # A recycled pid with another start time is not the holder either.
+    store.lock_path("recycled").write_text(f"{os.getpid()} 1")
+    assert train(_config(epochs=1), "recycled", data=tiny_mnist).status == STATUS_FINISHED
+
+
+def test_two_cli_processes_training_the_same_name_exactly_one_runs(data_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "CNN_RUNS_DIR": str(tmp_path / "runs"), "CNN_DATA_DIR": str(data_dir),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [sys.executable, "-m", "cnn_core", "train", "--dataset", "mnist", "--arch", "fast", "--subset", "6000",
+            "--epochs", "4", "--name", "twice"]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "runs" / "twice.lock"
+    deadline = time.time() + 120
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert lock.exists(), first.communicate()
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-2000:]
+    assert second.returncode == 2, (second.stdout, second.stderr)
+    assert f"being trained right now by process {first.pid}" in second.stderr
+    card = json.loads((tmp_path / "runs" / "twice.json").read_text())
+    assert card["status"] == "finished" and card["epochs_run"] == 4 and not lock.exists()
+    assert "Saved to" in out
