@@ -276,9 +276,10 @@ class ModelStore:
 
 
 def _without_optimizer(model):
-    import keras
-
-    copy = keras.models.clone_model(model)
+    """The same network and weights, never compiled, so its file holds no optimizer state.
+    (keras.models.clone_model re-compiles a compiled model in Keras 3.15, which kept the
+    SGD momentum in every best checkpoint: twice the file size.)"""
+    copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 

@@ -43,6 +43,10 @@ def test_full_run_saves_model_card_and_evaluation(tiny_mnist):
     assert card["params"] == 198_762 and card["train_size"] == 200 and card["val_size"] == 40
     assert card["test_accuracy"] == pytest.approx(store.load_eval("tiny")["accuracy"])
     assert store.load_model("tiny").count_params() == card["params"]
+    # The best checkpoint is for inference: no optimizer state in it (the last state keeps it).
+    assert getattr(store.load_model("tiny"), "optimizer", None) is None
+    assert store.load_model("tiny", last=True).optimizer is not None
+    assert store.model_path("tiny").stat().st_size < 0.75 * store.last_model_path("tiny").stat().st_size
 
 
 def test_stop_is_honoured_at_the_next_batch_and_keeps_the_best(tiny_mnist):
