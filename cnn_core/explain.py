@@ -55,7 +55,8 @@ def feature_maps(model, sample: np.ndarray, info: DatasetInfo) -> dict[str, np.n
     outputs = probe(to_model_input(np.asarray(sample)[None], info), training=False)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
-    return {n: keras.ops.convert_to_numpy(o)[0] for n, o in zip(names, outputs)}
+    # float32 whatever the model computes in: bfloat16 (`turbo`) maps would trip up plotting.
+    return {n: keras.ops.convert_to_numpy(o)[0].astype(np.float32) for n, o in zip(names, outputs)}
 
 
 def first_layer_filters(model) -> np.ndarray:

@@ -129,10 +129,10 @@ def test_committed_inference_results_follow_the_schema(committed_inference):
 
 
 @pytest.mark.parametrize("break_it", [
-    lambda d: d["models"].pop("mnist_fast"),
-    lambda d: d["models"]["cifar10_fast"]["single_image"].update(p50_ms=-1),
-    lambda d: d["models"]["mnist_fast"]["single_image"].update(p95_ms=0.0001),
-    lambda d: d["models"]["mnist_fast"]["batch"].update(images_per_sec=1.0),
+    lambda d: d["models"].pop(inference.MODELS[0]),
+    lambda d: d["models"][inference.MODELS[1]]["single_image"].update(p50_ms=-1),
+    lambda d: d["models"][inference.MODELS[0]]["single_image"].update(p95_ms=0.0001),
+    lambda d: d["models"][inference.MODELS[0]]["batch"].update(images_per_sec=1.0),
     lambda d: d["memory"].pop("serving_process"),
 ])
 def test_inference_validator_rejects_broken_documents(committed_inference, break_it):

@@ -14,7 +14,7 @@ def test_layer_table_covers_every_layer_with_explanations():
     assert all(r["what it does"] for r in rows if r["type"] != "InputLayer")
 
 
-@pytest.mark.parametrize("arch", ["seed", "fast"])
+@pytest.mark.parametrize("arch", ["seed", "fast", "turbo"])
 def test_one_feature_map_stack_per_conv_layer(arch):
     model = build_model(arch, "cifar10")
     info = dataset_info("cifar10")
@@ -22,6 +22,7 @@ def test_one_feature_map_stack_per_conv_layer(arch):
     convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
     assert list(maps) == [layer.name for layer in convs]
     assert [m.shape[-1] for m in maps.values()] == [layer.filters for layer in convs]
+    assert all(m.dtype == np.float32 for m in maps.values())  # also from the bfloat16 `turbo` net
 
 
 def test_first_layer_filters_are_scaled_kernels():
