@@ -64,9 +64,6 @@ def _use_app_navigation() -> None:
         st.rerun()
 
 
-_use_app_navigation()
-
-
 def env_int(name: str, default: int | None) -> int | None:
     value = os.environ.get(name)
     try:
@@ -218,3 +215,9 @@ def show_figure(fig):
 
     st.pyplot(fig)
     plt.close(fig)
+
+
+# Last, after every name above is defined: the rerun this may raise aborts the import of this
+# module, and a visitor's thread importing it at the same moment must never see it half-built
+# (that showed as "cannot import name 'confidence_note'" with 20 visitors on a fresh server).
+_use_app_navigation()
