@@ -30,6 +30,12 @@ st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
 ood = applicable_calibration(predictor)
 
 
+@st.cache_data(show_spinner=False)
+def committed_ood_rows(mtime: float) -> list[dict]:
+    """benchmarks/results/ood.json's rows, read once per version of the file, not every rerun."""
+    return json.loads(OOD_RESULTS.read_text())["models"] if mtime else []
+
+
 def ood_caption() -> None:
     """What the unfamiliar-picture check is, and how well it worked in the committed benchmark."""
     calibrated = predictor.card.get("ood")
@@ -41,7 +47,7 @@ def ood_caption() -> None:
         st.caption("The check for pictures that are none of the classes is calibrated for this model alone "
                    f"with test-time augmentation {'on' if calibrated['tta'] else 'off'}; it is off for this setting.")
         return
-    rows = json.loads(OOD_RESULTS.read_text())["models"] if OOD_RESULTS.is_file() else []
+    rows = committed_ood_rows(OOD_RESULTS.stat().st_mtime if OOD_RESULTS.is_file() else 0.0)
     row = next((r for r in rows if r["model"] == predictor.name and r["threshold"] == ood["threshold"]), None)
     with st.expander("How the 'none of these classes' warning works"):
         st.markdown(f"A network always picks one of its classes, even for a face or a handwritten digit. This one "
