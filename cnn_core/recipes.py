@@ -28,6 +28,9 @@ FAST_AUGMENT = {
     "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
     "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
 }
+# A single pass over MNIST cannot overfit, so shifting the digits only slows learning
+# (and costs a tf.data map per batch): the one-epoch digit recipe trains on them as they are.
+TURBO_AUGMENT = {**FAST_AUGMENT, "mnist": {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False}}
 
 RECIPES: dict[str, dict] = {
     "seed": {
@@ -64,19 +67,41 @@ RECIPES: dict[str, dict] = {
     # The `fast` recipe cut to the shortest schedules that reach the benchmark targets
     # (MNIST 99.0%, CIFAR-10 85%) on a 2-core CPU, for the `turbo` nets; trains on the
     # whole training set since a fixed schedule makes no decisions on validation.
+    # MNIST: one epoch in batches of 64 without augmentation. Chosen on a 5,000-image
+    # validation split over seeds 0-2 (one epoch each): batch 64 unaugmented 99.06-99.24%,
+    # batch 128 unaugmented 98.98-99.06%, batch 128 shifted (the old 2-epoch recipe's
+    # setting) 98.70-99.10%; smaller batches give the single pass more updates.
     "turbo": {
         "optimizer": "sgd_nesterov",
         "lr": 0.2,
         "momentum": 0.9,
+        "batch_size": {"mnist": 64, "fashion_mnist": 256, "cifar10": 256},
+        "epochs": {"mnist": 1, "fashion_mnist": 6, "cifar10": 8},
+        "schedule": "onecycle",
+        "warmup_fraction": 0.2,
+        "early_stopping_patience": 0,
+        "label_smoothing": 0.2,
+        "weight_decay": 5e-4,
+        "augment": TURBO_AUGMENT,
+        "val_size": 0,
+        "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
+    },
+    # The `fast` recipe run long on the `wide` net, for accuracy rather than speed: a
+    # one-cycle schedule only pays its accuracy at its end, so it is planned for the
+    # whole budget (40 CIFAR-10 epochs ≈ 55 min on a 2-core CPU).
+    "wide": {
+        "optimizer": "sgd_nesterov",
+        "lr": 0.2,
+        "momentum": 0.9,
         "batch_size": 256,
-        "epochs": {"mnist": 2, "fashion_mnist": 6, "cifar10": 8},
+        "epochs": {"mnist": 15, "fashion_mnist": 20, "cifar10": 40},
         "schedule": "onecycle",
         "warmup_fraction": 0.2,
         "early_stopping_patience": 0,
         "label_smoothing": 0.2,
         "weight_decay": 5e-4,
         "augment": FAST_AUGMENT,
-        "val_size": 0,
+        "val_size": 5000,
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
     },
 }

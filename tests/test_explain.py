@@ -14,7 +14,7 @@ def test_layer_table_covers_every_layer_with_explanations():
     assert all(r["what it does"] for r in rows if r["type"] != "InputLayer")
 
 
-@pytest.mark.parametrize("arch", ["seed", "fast", "turbo"])
+@pytest.mark.parametrize("arch", ["seed", "fast", "turbo", "wide"])
 def test_one_feature_map_stack_per_conv_layer(arch):
     model = build_model(arch, "cifar10")
     info = dataset_info("cifar10")
