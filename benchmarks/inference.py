@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 SCHEMA_VERSION = 1
-MODELS = ("mnist_fast30", "cifar10_turbo50")  # what the Draw and Photo pages open with
+MODELS = ("mnist_fast30", "cifar10_wide40")  # what the Draw and Photo pages open with
 GOALS = {"p50_ms": 5.0, "rss_mb": 1200.0}
 WARMUP, CALLS = 30, 300
 

@@ -183,7 +183,7 @@ def test_app_serves_every_page_read_only_without_data(read_only_app, tmp_path, r
 
     assert seen["repo_writable"] is False  # the scenario is real
     assert seen["ephemeral"] is True and Path(seen["runs_root"]).is_relative_to(seen["tmp"])
-    assert {"mnist_fast30", "cifar10_turbo50"} <= set(seen["models"])
+    assert {"mnist_fast30", "cifar10_wide40"} <= set(seen["models"])
     for page, got in seen["pages"].items():
         assert not got["exceptions"], (page, got["exceptions"])
         assert got["title"], page
