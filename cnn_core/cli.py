@@ -7,6 +7,7 @@ unreadable images) print one line on stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -65,6 +66,7 @@ def _fraction(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from .datasets import DATASETS
     from .models import ARCHITECTURES
+    from .precision import PRECISIONS
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
@@ -89,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--shift", type=float, metavar="FRAC", help="random shift, fraction of the size (0: off)")
     tr.add_argument("--zoom", type=float, metavar="FRAC", help="random zoom fraction (0: off)")
     tr.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
+    tr.add_argument("--precision", choices=PRECISIONS,
+                    help="number format: bf16 (mixed bfloat16, fast only on CPUs with AVX512-BF16/AMX), fp32, "
+                         "or auto (bf16 where the CPU does it natively); default: the recipe's")
     tr.add_argument("--resume", metavar="NAME", help="continue the interrupted run NAME from its last epoch")
     tr.add_argument("--name", help="name of the saved model (default: dataset_arch_timestamp)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run with the same name")
@@ -110,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="classify image files with a saved model")
     pr.add_argument("--model", required=True)
     pr.add_argument("--top", type=_positive_int, default=3, help="how many classes to show (default 3)")
+    pr.add_argument("--json", action="store_true",
+                    help="print one JSON object per file with every class probability (for scripts)")
     pr.add_argument("files", nargs="+", metavar="FILE")
 
     ca = sub.add_parser("calibrate", help="calibrate a model's out-of-distribution warning on its validation split",
@@ -137,7 +144,8 @@ class _ProgressPrinter:
         kind = event["type"]
         if kind == "start":
             replicas = event.get("replicas", 1)
-            print(f"Training '{event['name']}': {event['arch']} on {event['dataset']}, {event['params']:,} parameters, "
+            print(f"Training '{event['name']}': {event['arch']} on {event['dataset']}, {event['params']:,} parameters "
+                  f"in {event['precision']}, "
                   f"{event['train_size']:,} training / {event['val_size']:,} validation images"
                   + (f", {replicas} replicas." if replicas > 1 else "."), flush=True)
         elif kind == "batch":
@@ -165,7 +173,7 @@ def cmd_train(args) -> int:
     else:
         config = resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 subset=args.subset, seed=args.seed, val_size=args.val_size,
-                                no_augment=args.no_augment,
+                                precision=args.precision, no_augment=args.no_augment,
                                 augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom,
                                          "flip": args.flip})
     command = _command_line(args)
@@ -233,6 +241,11 @@ def cmd_predict(args) -> int:
         except ImageError as err:
             print(f"{path}: {err}", file=sys.stderr)
             failures += 1
+            continue
+        if args.json:
+            print(json.dumps({"file": path, "model": predictor.name, "precision": predictor.precision,
+                              "top": predictor.info.class_names[int(probs.argmax())],
+                              "probabilities": dict(zip(predictor.info.class_names, map(float, probs)))}))
             continue
         ranked = ", ".join(f"{name} {p:.1%}" for name, p in top_k(probs, predictor.info.class_names, args.top))
         print(f"{path}: {ranked}")

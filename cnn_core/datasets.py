@@ -74,6 +74,12 @@ class Dataset:
     sha256: str | None = None  # of the .npz file when loaded from one
     meta: dict = field(default_factory=dict)
 
+    @property
+    def source_name(self) -> str:
+        """Where the arrays came from, without this machine's folders: 'mnist.npz' or
+        'keras.datasets' (what model cards and results record, beside the checksum)."""
+        return Path(self.source).name if self.source.endswith(".npz") else self.source
+
 
 @dataclass
 class Split:

@@ -49,6 +49,7 @@ class Predictor:
     info: DatasetInfo
     tta: bool
     extra_models: tuple = ()  # further ensemble members; their probabilities are averaged with model's
+    precision: str = "fp32"  # what the network computes in here (cnn_core.precision)
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -74,16 +75,26 @@ class Predictor:
         return self.predict_image(load_image(data))
 
 
-def load_predictor(name: str, store: ModelStore | None = None, tta: bool | None = None) -> Predictor:
-    """Load a saved model; `tta` None follows its card."""
+def load_inference_model(store: ModelStore, name: str, precision: str | None = None):
+    """A saved model ready to predict on this CPU: computing in `precision` ('fp32' or 'bf16'),
+    by default float32 whatever it was trained in (see cnn_core.precision for why)."""
+    from .precision import INFERENCE_PRECISION, with_precision
+
+    return with_precision(store.load_model(name), precision or INFERENCE_PRECISION)
+
+
+def load_predictor(name: str, store: ModelStore | None = None, tta: bool | None = None,
+                   precision: str | None = None) -> Predictor:
+    """Load a saved model; `tta` None follows its card, `precision` None is the inference default."""
+    from .precision import model_precision
     from .runtime import configure_threads
 
     configure_threads()
     store = store or find_model(name)
     card = store.load_card(name)
-    model = store.load_model(name)
+    model = load_inference_model(store, name, precision)
     return Predictor(name, model, card, dataset_info(card["dataset"]),
-                     bool(card.get("tta", False)) if tta is None else tta)
+                     bool(card.get("tta", False)) if tta is None else tta, precision=model_precision(model))
 
 
 def load_ensemble(names: list[str], tta: bool | None = None) -> Predictor:
@@ -98,4 +109,4 @@ def load_ensemble(names: list[str], tta: bool | None = None) -> Predictor:
     if len(members) == 1:
         return first
     return Predictor("+".join(names), first.model, first.card, first.info,
-                     first.tta if tta is None else tta, tuple(m.model for m in members[1:]))
+                     first.tta if tta is None else tta, tuple(m.model for m in members[1:]), first.precision)

@@ -50,13 +50,15 @@ def fast_spec(widths: tuple[int, ...], stem: int) -> Spec:
 def mixed_bf16(spec: Spec) -> Spec:
     """The same network computing in bfloat16 (weights, BN statistics and the softmax
     stay float32): about 2× the training throughput on CPUs with AVX512-BF16 / AMX
-    and on recent GPUs, slower on CPUs without them."""
+    and on recent GPUs, ten times slower on CPUs without them (see cnn_core.precision)."""
+    from .precision import BF16_POLICY, FP32_POLICY
+
     body = [(kind, dict(options)) for kind, options in spec]
     kind, options = body[-1]
     if kind != "classifier":
         raise ConfigError("A mixed-precision spec must end with its classifier.")
-    body[-1] = (kind, {**options, "dtype": "float32"})
-    return [("dtype_policy", {"name": "mixed_bfloat16"}), *body]
+    body[-1] = (kind, {**options, "dtype": FP32_POLICY})
+    return [("dtype_policy", {"name": BF16_POLICY}), *body]
 
 
 @dataclass(frozen=True)
@@ -76,20 +78,20 @@ ARCHITECTURES: dict[str, Architecture] = {
         {"grey28": fast_spec((32, 64), stem=16),
          "colour32": fast_spec((64, 128, 256), stem=32)}),
     # Added for the time-to-accuracy benchmark on a 2-core CPU (benchmarks/): the
-    # `fast` photo net in bfloat16, and a narrower digit net (bf16 does not pay off
-    # for a net this small).
+    # `fast` photo net (its recipe trains it in bfloat16 where the CPU has it), and a
+    # narrower digit net.
     "turbo": Architecture(
-        "turbo", "The fast net tuned for a small CPU: bfloat16 for photos, narrower for digits.",
+        "turbo", "The fast net tuned for a small CPU: bfloat16 for photos where the CPU has it, narrower for digits.",
         {"grey28": fast_spec((24, 48), stem=12),
-         "colour32": mixed_bf16(fast_spec((64, 128, 256), stem=32))}),
+         "colour32": fast_spec((64, 128, 256), stem=32)}),
     # The turbo photo net with airbench's widths (64/256/256): 1.7x the parameters at
-    # the same images/s on a 2-core AVX512-BF16 CPU (597 img/s for both in a training
+    # the same images/s on a 2-core AVX512-BF16 CPU (597 img/s for both in a bf16 training
     # micro-benchmark), since the widened middle stage runs on 16x16 and 8x8 maps.
     # Built to ship the most accurate single photo model; the digit net is widened alike.
     "wide": Architecture(
         "wide", "The turbo net widened to airbench's 64/256/256 channels: the most accurate, slower to train.",
         {"grey28": fast_spec((64, 128), stem=32),
-         "colour32": mixed_bf16(fast_spec((64, 256, 256), stem=32))}),
+         "colour32": fast_spec((64, 256, 256), stem=32)}),
 }
 
 
@@ -163,12 +165,17 @@ def _step_layers(kind: str, options: dict, num_classes: int, names: _LayerNames,
     raise ConfigError(f"Unknown layer kind '{kind}' in architecture spec.")
 
 
-def build_model(arch: str, dataset: str, name: str | None = None):
-    """Build the named architecture for a dataset's input shape and class count (a keras.Model)."""
+def build_model(arch: str, dataset: str, name: str | None = None, precision: str = "fp32"):
+    """Build the named architecture for a dataset's input shape and class count (a keras.Model),
+    computing in `precision` ('fp32', or 'bf16' for mixed bfloat16)."""
     import keras
 
     info = dataset_info(dataset)
     spec = architecture_spec(arch, dataset)
+    if precision == "bf16":
+        spec = mixed_bf16(spec)
+    elif precision != "fp32":
+        raise ConfigError(f"Precision must be 'bf16' or 'fp32' to build a model (got '{precision}').")
     inputs = keras.Input(shape=info.input_shape, name="pixels")
     x, dtype, names = inputs, None, _LayerNames()
     for kind, options in spec:

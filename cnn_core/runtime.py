@@ -108,12 +108,43 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+# The flags that decide how fast our nets run, in the order a reader compares CPUs by:
+# the widest vector unit, then native bfloat16 (AVX512-BF16 dot products, AMX tiles).
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flag_summary(flags: frozenset[str] | None = None) -> list[str]:
+    """The speed-relevant flags this CPU has, e.g. ['avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_bf16']."""
+    flags = cpu_flags() if flags is None else flags
+    return [f for f in SPEED_FLAGS if f in flags]
+
+
+def machine_key(machine: dict) -> str:
+    """One string per kind of machine, for keeping benchmark results of different CPUs apart:
+    'CPU model | N cores | flag+flag'. Timings are comparable only under one key."""
+    flags = machine.get("flags")
+    flag_text = "+".join(flags) if flags else "flags unknown"
+    return f"{machine.get('cpu', 'unknown CPU')} | {machine.get('cores', '?')} cores | {flag_text}"
+
+
 def machine_info() -> dict:
     import tensorflow as tf
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {"cpu": cpu_model(), "cores": cpu_quota(), "visible_cpus": os.cpu_count(),
-            "gpus": gpus, "platform": platform.platform()}
+            "flags": cpu_flag_summary(), "gpus": gpus, "platform": platform.platform()}
 
 
 def library_versions() -> dict:

@@ -28,8 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .datasets import Dataset, load_dataset, split_validation, take_subset
+from .distributed import cluster_info, prepare_fit, stop_agreement
 from .errors import ConfigError, ModelStoreError
 from .evaluation import evaluate
+from .inference import load_inference_model
+from .precision import model_precision, resolve_precision
 from .recipes import validate_config
 from .runtime import configure_threads, git_commit, library_versions, machine_info, now_iso
 from .store import ModelStore, runs_store, shipped_store, validate_name
@@ -165,7 +168,7 @@ def distribution_info(strategy) -> dict:
         return {"strategy": "default", "replicas": 1}
     devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
     return {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
-            "devices": devices}
+            "devices": devices, **cluster_info(strategy)}
 
 
 # -- callbacks --------------------------------------------------------------------------------
@@ -224,12 +227,15 @@ def _callback_classes():
                 "elapsed": self.elapsed(), "eta": left * float(np.mean(self.epoch_seconds))}
 
     class StopOnSignal(keras.callbacks.Callback):
-        def __init__(self, event: threading.Event | None):
+        def __init__(self, event: threading.Event | None, agree=None):
             super().__init__()
-            self.event = event
+            self.event, self.agree = event, agree  # agree: distributed.stop_agreement
 
         def on_train_batch_end(self, batch, logs=None):
-            if self.event is not None and self.event.is_set():
+            requested = self.event is not None and self.event.is_set()
+            if self.agree is not None:
+                requested = self.agree(requested)
+            if requested:
                 raise StopRequested()
 
     class RestoresState:
@@ -294,6 +300,7 @@ class _Run:
         self.progress = None
         self.callbacks_with_state = {}
         self.distribution = {"strategy": "default", "replicas": 1}
+        self.precision = "fp32"  # what the network computes in while training
 
     @property
     def has_validation(self) -> bool:
@@ -338,6 +345,7 @@ class _Run:
             "params": int(self.model.count_params()),
             "hyperparameters": self.config,
             "augmentation": self.config["augment"],
+            "precision": self.precision,
             "tta": bool(self.config.get("tta")),
             "train_size": int(len(self.split.x_train)),
             "val_size": int(len(self.split.x_val)),
@@ -355,7 +363,7 @@ class _Run:
             "distribution": self.distribution,
             "versions": library_versions(),
             "dataset_sha256": self.data.sha256,
-            "data_source": self.data.source,
+            "data_source": self.data.source_name,
             "command": self.command,
             "git_commit": git_commit(),
             "started": self.started,
@@ -442,18 +450,20 @@ def _train_named(config: dict, name: str, state: dict | None, store: ModelStore,
                           f"pass a larger --epochs to continue it.")
 
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        if state:
+        if state:  # a resumed run keeps the precision it started with (its model file has it)
             model = store.load_model(name, last=True)
         else:
-            model = compile_model(build_model(config["arch"], config["dataset"], name=name), config, steps)
+            model = compile_model(build_model(config["arch"], config["dataset"], name=name,
+                                              precision=resolve_precision(config.get("precision"))), config, steps)
     run = _Run(config, name, store, data, split, model, command if command is not None else default_command(),
                listener, state)
     run.distribution = distribution_info(strategy)
+    run.precision = model_precision(model)
 
     ProgressEvents, StopOnSignal, EarlyStop, Plateau, RunCheckpoint = _callback_classes()
     run.progress = ProgressEvents(listener, steps, config["epochs"], config["batch_size"], len(split.x_train),
                                   start_epoch, run.prior_elapsed)
-    callbacks = [run.progress, StopOnSignal(stop_event)]
+    callbacks = [run.progress, StopOnSignal(stop_event, stop_agreement(strategy))]
     if run.has_validation and config.get("schedule") == "plateau":
         run.callbacks_with_state["plateau"] = Plateau(
             restored=run.callback_state.get("plateau"), monitor="val_loss", factor=config["plateau_factor"],
@@ -468,12 +478,14 @@ def _train_named(config: dict, name: str, state: dict | None, store: ModelStore,
                                config["augment"], shuffle=True, seed=config["seed"] + start_epoch)
     val_ds = make_tf_dataset(split.x_val, split.y_val, data.info, 512, None, shuffle=False, seed=0) \
         if run.has_validation else None
+    train_ds, val_ds = prepare_fit(model, strategy, train_ds, val_ds)  # a no-op on one machine
 
     if listener:
         listener({"type": "start", "name": name, "dataset": config["dataset"], "arch": config["arch"],
                   "epochs": config["epochs"], "start_epoch": start_epoch, "steps": steps,
                   "train_size": len(split.x_train), "val_size": len(split.x_val),
-                  "params": int(model.count_params()), "replicas": run.distribution["replicas"]})
+                  "params": int(model.count_params()), "replicas": run.distribution["replicas"],
+                  "precision": run.precision})
     status = STATUS_FINISHED
     warnings.filterwarnings("ignore", message=".*shuffle=True.*tf.data.Dataset")  # we shuffle in tf.data
     try:
@@ -493,7 +505,8 @@ def _train_named(config: dict, name: str, state: dict | None, store: ModelStore,
             listener({"type": "end", "status": STATUS_NOTHING_SAVED, "name": name, "message": message})
         return TrainResult(name, STATUS_NOTHING_SAVED, None, store, message)
 
-    best_model = store.load_model(name)  # the checkpoint chosen on validation, not the last epoch
+    # The checkpoint chosen on validation, not the last epoch, evaluated as it will be served.
+    best_model = load_inference_model(store, name)
     evaluation = evaluate(best_model, data, tta=bool(config.get("tta")), model_name=name, seed=config["seed"])
     card = run.card(status, evaluation)
     card["ood"] = _ood_calibration(best_model, config, data)
