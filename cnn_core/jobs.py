@@ -3,19 +3,70 @@
 The app keeps one `TrainingJobs` per server (via `st.cache_resource`): a run trains
 in a worker thread, not in the page script, so pages keep working; every visitor
 sees the same job; only the owner token that started it can stop it; a second
-start while one is active is refused with a clear message.
+start while one is active is refused with a clear message. On a public server,
+`ServerCaps` (from CNN_MAX_EPOCHS / CNN_MAX_SUBSET) bounds what one run may ask for.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import secrets
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 
-from .errors import CnnError, TrainingBusyError
+from .errors import CnnError, ConfigError, TrainingBusyError
+
+# What one visitor's run may ask for on a server, unless CNN_MAX_EPOCHS / CNN_MAX_SUBSET say
+# otherwise. The subset cap keeps the server plus a CIFAR-10 run within Streamlit Community
+# Cloud's 2.7 GB: see benchmarks/results/memory.md for what each phase measured.
+DEFAULT_MAX_EPOCHS = 30
+DEFAULT_MAX_SUBSET: int | None = None
+UNCAPPED = ("all", "none", "unlimited")
+
+
+def _env_cap(environ, name: str, default: int | None, allow_uncapped: bool) -> int | None:
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if allow_uncapped and raw.lower() in UNCAPPED:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        also = " or 'all'" if allow_uncapped else ""
+        raise ConfigError(f"{name} must be a whole number ≥ 1{also} (got '{raw}'); fix it in the server's settings.")
+    return value
+
+
+@dataclass(frozen=True)
+class ServerCaps:
+    """Upper bounds for runs started on this server (None: no bound)."""
+    max_epochs: int | None = DEFAULT_MAX_EPOCHS
+    max_subset: int | None = DEFAULT_MAX_SUBSET  # training images; None allows the whole split
+
+    @classmethod
+    def from_env(cls, environ=None) -> "ServerCaps":
+        """Caps from CNN_MAX_EPOCHS and CNN_MAX_SUBSET ('all' lifts the subset cap); an invalid
+        value raises ConfigError rather than silently serving without a cap."""
+        environ = os.environ if environ is None else environ
+        return cls(_env_cap(environ, "CNN_MAX_EPOCHS", DEFAULT_MAX_EPOCHS, allow_uncapped=False),
+                   _env_cap(environ, "CNN_MAX_SUBSET", DEFAULT_MAX_SUBSET, allow_uncapped=True))
+
+    def check(self, config: dict) -> None:
+        """Raise ConfigError naming the cap when `config` asks for more than this server allows."""
+        if self.max_epochs is not None and config["epochs"] > self.max_epochs:
+            raise ConfigError(f"This server allows at most {self.max_epochs} epochs per run (CNN_MAX_EPOCHS); "
+                              f"{config['epochs']} were asked for.")
+        subset = config.get("subset")
+        if self.max_subset is not None and (subset is None or subset > self.max_subset):
+            asked = "the whole training set" if subset is None else f"{subset:,}"
+            raise ConfigError(f"This server allows at most {self.max_subset:,} training images per run "
+                              f"(CNN_MAX_SUBSET); {asked} were asked for.")
 
 
 @dataclass
@@ -57,15 +108,20 @@ class _Job:
 class TrainingJobs:
     """At most one active training run; the latest finished one stays visible."""
 
-    def __init__(self, train_fn=None):
+    def __init__(self, train_fn=None, caps: ServerCaps | None = None):
+        """`caps`: bounds every start is checked against (the app passes the server's); None: none."""
         from .training import train
 
         self._train = train_fn or train
+        self._caps = caps
         self._lock = threading.Lock()
         self._job: _Job | None = None
 
     def start(self, config: dict, name: str | None, owner: str, **train_kwargs) -> str:
-        """Start a run in a worker thread; returns its job id. Raises TrainingBusyError."""
+        """Start a run in a worker thread; returns its job id. Raises TrainingBusyError, or
+        ConfigError when the config exceeds this server's caps."""
+        if self._caps is not None:
+            self._caps.check(config)
         with self._lock:
             if self._job is not None and self._job.state in ("running", "stopping"):
                 raise TrainingBusyError(

@@ -6,7 +6,6 @@ draws it.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 
@@ -64,14 +63,6 @@ def _use_app_navigation() -> None:
         st.rerun()
 
 
-def env_int(name: str, default: int | None) -> int | None:
-    value = os.environ.get(name)
-    try:
-        return int(value) if value else default
-    except ValueError:
-        return default
-
-
 @st.cache_resource(show_spinner="Warming up: loading TensorFlow and the model…")
 def _load_predictor(name: str, version: float):
     from cnn_core.inference import load_predictor
@@ -112,9 +103,9 @@ def prediction_options(predictor, dataset: str, key: str):
 
 @st.cache_resource
 def get_jobs():
-    from cnn_core.jobs import TrainingJobs
+    from cnn_core.jobs import ServerCaps, TrainingJobs
 
-    return TrainingJobs()
+    return TrainingJobs(caps=ServerCaps.from_env())
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

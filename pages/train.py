@@ -11,16 +11,20 @@ import streamlit as st
 
 from cnn_core.datasets import DATASETS, dataset_available
 from cnn_core.errors import CnnError
+from cnn_core.jobs import ServerCaps
 from cnn_core.models import ARCHITECTURES
 from cnn_core.recipes import RECIPES, SEED_AUGMENT, resolve_config
 from cnn_core.store import runs_store
-from pages._common import env_int, get_jobs, owner_token, runs_are_ephemeral
-
-# Caps for public deployments (see README → Deploy).
-MAX_EPOCHS = env_int("CNN_MAX_EPOCHS", 30)
-MAX_SUBSET = env_int("CNN_MAX_SUBSET", None)
+from pages._common import get_jobs, owner_token, runs_are_ephemeral
 
 st.title("🏋️ Train a model")
+# Caps for public deployments (see README → Deploy); the server's jobs refuse runs beyond them too.
+try:
+    caps = ServerCaps.from_env()
+except CnnError as err:
+    st.error(str(err))
+    st.stop()
+MAX_EPOCHS, MAX_SUBSET = caps.max_epochs, caps.max_subset
 jobs = get_jobs()
 owner = owner_token()
 
@@ -115,7 +119,9 @@ seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key=f"seed_{k}")
 
 subset_cap = MAX_SUBSET or 60000
 subset = st.slider("Training images (a subset trains faster)", 500, subset_cap, min(6000, subset_cap), step=500,
-                   key=f"subset_{k}", help="Class-balanced subset of the training split. Use the maximum for all.")
+                   key=f"subset_{k}", help="Class-balanced subset of the training split. " + (
+                       f"This server allows up to {MAX_SUBSET:,} images per run." if MAX_SUBSET
+                       else "Use the maximum for all."))
 
 st.markdown("**Augmentation**")
 aug_defaults = defaults["augment"]
