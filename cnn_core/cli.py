@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,calibrate,list}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,calibrate,list,download}",
                                 parser_class=_Parser)
 
     tr = sub.add_parser("train", help="train a model and save it to the runs folder",
@@ -129,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--data-dir")
 
     sub.add_parser("list", help="list saved models (shipped and runs) with their card figures")
+
+    dl = sub.add_parser("download", help="fetch datasets through keras.datasets into a folder of .npz files",
+                        description="Download datasets (needs internet; Keras caches them) and write each as "
+                                    "<name>.npz into a data folder, the layout --data-dir and CNN_DATA_DIR read.")
+    dl.add_argument("--dataset", action="append", choices=sorted(DATASETS),
+                    help="a dataset to fetch (repeat; default: all of them)")
+    dl.add_argument("--data-dir", default=os.environ.get("CNN_DATA_DIR"),
+                    help="folder to write into (default: $CNN_DATA_DIR)")
     return parser
 
 
@@ -299,8 +307,22 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from .datasets import DATASETS, dataset_available, download
+    from .errors import DataError
+
+    if not args.data_dir:
+        raise DataError("Say where to put the files: --data-dir DIR (or set CNN_DATA_DIR).")
+    for name in args.dataset or list(DATASETS):
+        if dataset_available(name, args.data_dir):
+            print(f"{name}: already in {args.data_dir}")
+            continue
+        print(f"{name}: saved {download(name, args.data_dir)}", flush=True)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "calibrate": cmd_calibrate,
-            "list": cmd_list}
+            "list": cmd_list, "download": cmd_download}
 
 
 def main(argv: list[str] | None = None) -> int:

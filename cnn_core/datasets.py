@@ -182,6 +182,33 @@ def _cached_npz(name: str, path: str, mtime_ns: int) -> Dataset:
     return load_npz(DATASETS[name], Path(path))
 
 
+def save_npz(data: Dataset, folder: str | os.PathLike) -> Path:
+    """Write a dataset as `<folder>/<name>.npz` (keys x_train y_train x_test y_test, uint8, the
+    layout `load_npz` reads), atomically, so a data folder can be filled from keras.datasets."""
+    from .store import atomic_write
+
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{data.info.name}.npz"
+    arrays = {"x_train": data.x_train, "y_train": data.y_train.astype(np.uint8),
+              "x_test": data.x_test, "y_test": data.y_test.astype(np.uint8)}
+    atomic_write(target, lambda tmp: np.savez(tmp, **arrays))
+    return target
+
+
+def download(name: str, folder: str | os.PathLike) -> Path:
+    """Fetch a dataset through keras.datasets (cached by Keras) into a data folder as .npz."""
+    info = dataset_info(name)
+    try:
+        data = _load_from_keras(info)
+    except DataError:
+        raise
+    except Exception as err:  # network errors come in many types
+        raise DataError(f"Downloading {name} through keras.datasets failed ({type(err).__name__}: {err}). "
+                        "Connect to the internet, or copy the .npz files into the folder by hand.") from None
+    return save_npz(data, folder)
+
+
 def dataset_available(name: str, data_dir: str | os.PathLike | None = None) -> bool:
     """True when a local .npz exists (a download may still work when this is False)."""
     folder = resolve_data_dir(data_dir)

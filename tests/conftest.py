@@ -1,4 +1,6 @@
-"""Shared fixtures. Real-data tests need the .npz folder: they FAIL (never skip) without it."""
+"""Shared fixtures. Real-data tests read the real datasets: from $CNN_DATA_DIR when it is set
+(CI, which has no internet), otherwise downloaded once through keras.datasets into a cache
+folder of .npz files. Either way they FAIL (never skip) when the data cannot be had."""
 
 import os
 from pathlib import Path
@@ -9,20 +11,41 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO.parent / "shared" / "datasets"
+DATASET_NAMES = ("mnist", "cifar10", "fashion_mnist")
+# Where keras.datasets' copies are written as .npz when CNN_DATA_DIR is not set.
+DOWNLOAD_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnn_core" / "datasets"
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("CNN_DATA_DIR") or DEFAULT_DATA_DIR)
+def real_data_dir(environ=os.environ, download=None, download_dir: Path = DOWNLOAD_DIR) -> Path:
+    """The folder of real .npz files the suite reads; fills the download folder when needed.
+    Fails the test session with one message when neither way gives the data."""
+    from cnn_core.errors import DataError
+
+    if environ.get("CNN_DATA_DIR"):
+        folder = Path(environ["CNN_DATA_DIR"]).expanduser()
+        missing = [n for n in DATASET_NAMES if not (folder / f"{n}.npz").is_file()]
+        if missing:
+            pytest.fail(f"Real-data tests need {', '.join(m + '.npz' for m in missing)} in {folder} "
+                        f"(CNN_DATA_DIR). Missing data is a failure, not a skip.")
+        return folder
+    if download is None:
+        from cnn_core.datasets import download
+    folder = download_dir
+    for name in DATASET_NAMES:
+        if not (folder / f"{name}.npz").is_file():
+            try:
+                download(name, folder)
+            except DataError as err:
+                pytest.fail(f"Real-data tests need the datasets: {err} Or set CNN_DATA_DIR to a folder of "
+                            f"mnist.npz, cifar10.npz and fashion_mnist.npz. Missing data is a failure, not a skip.")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    folder = _data_dir()
-    missing = [n for n in ("mnist", "cifar10", "fashion_mnist") if not (folder / f"{n}.npz").is_file()]
-    if missing:
-        pytest.fail(f"Real-data tests need {', '.join(m + '.npz' for m in missing)} in {folder} "
-                    f"(set CNN_DATA_DIR). Missing data is a failure, not a skip.")
+    folder = real_data_dir()
+    # Pages, subprocesses and library calls that read CNN_DATA_DIR see the same folder.
+    os.environ["CNN_DATA_DIR"] = str(folder)
     return folder
 
 

@@ -12,16 +12,35 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# (Not /usr/bin/chromium-browser: on Ubuntu that is a shim for a snap, which Playwright cannot drive.)
+SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/google-chrome")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+def chromium_executable() -> str | None:
+    """$CHROMIUM_PATH, else the system's Chromium (Debian's `chromium`), else None: Playwright's
+    own browser build (`python -m playwright install chromium`, what tests/install.sh falls back
+    to on Ubuntu, where Chromium is a snap)."""
+    if os.environ.get("CHROMIUM_PATH"):
+        return os.environ["CHROMIUM_PATH"]
+    return next((path for path in SYSTEM_CHROMIUMS if Path(path).exists()), None)
+
+
+CHROMIUM = chromium_executable()
+
+
 def launch_chromium(playwright):
-    if not Path(CHROMIUM).exists():
-        raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: install it (apt-get install -y chromium) "
-                                "or set CHROMIUM_PATH.")
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    if CHROMIUM is not None and not Path(CHROMIUM).exists():
+        raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: set CHROMIUM_PATH to a Chromium, or run "
+                                "`bash tests/install.sh`.")
+    try:
+        return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    except Exception as err:
+        if CHROMIUM is None:
+            raise FileNotFoundError(f"No Chromium on this machine ({err}). Run `bash tests/install.sh`, which "
+                                    "installs Debian's chromium or Playwright's own build.") from err
+        raise
 
 
 def _free_port() -> int:
