@@ -1,16 +1,22 @@
-"""Inference speed and memory of the shipped models, through the functions the app calls.
+"""Inference speed and memory of every shipped model, through the functions the app calls.
 
     CNN_DATA_DIR=../shared/datasets python benchmarks/inference.py
+    python benchmarks/inference.py --models mnist_fast30 --calls 20 --batch-images 256 --out /tmp/x  # smoke
 
 - Single-image latency, warm, in process: `Predictor.predict_image` (what the Photo and
   Draw pages call: picture → the sample the network sees → probabilities), p50/p95 over
-  many calls after a warm-up; without TTA, and for the photo model with its flip TTA too.
-- Batch throughput: `Predictor.predict_samples` on the whole test set.
-- Memory: peak RSS of a fresh process that loads both models and serves single-image
-  predictions (what an app process holds), and of this benchmark process (which also
-  holds both test sets and ran the batch predictions).
+  many calls after a warm-up; without TTA, and for models whose card uses flip TTA with it
+  too. Every model runs in the inference default precision (`load_predictor`'s
+  `precision=None`); models trained in bfloat16 are measured in bfloat16 as well, to show
+  whether it pays on the CPU at hand.
+- Batch throughput: `Predictor.predict_samples` on the test set.
+- Memory: peak RSS of a fresh process that loads the Draw and Photo pages' default models
+  and serves single-image predictions (what an app process holds), and of this benchmark
+  process (which also holds the test sets and ran the batch predictions).
 
-Writes `benchmarks/results/inference.{json,md}`.
+Writes `benchmarks/results/inference.{json,md}` with one entry per machine
+(`benchmarks/_machines.py`): a run replaces this machine's entry and keeps the others, so
+another CPU's figures are added beside these.
 """
 
 from __future__ import annotations
@@ -27,15 +33,52 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _machines  # noqa: E402
+
 RESULTS_DIR = REPO / "benchmarks" / "results"
-SCHEMA_VERSION = 1
-MODELS = ("mnist_fast30", "cifar10_wide40")  # what the Draw and Photo pages open with
+BENCHMARK = "inference"
+SCHEMA_VERSION = _machines.SCHEMA_VERSION
 GOALS = {"p50_ms": 5.0, "rss_mb": 1200.0}
 WARMUP, CALLS = 30, 300
+MIN_CALLS = 10
+# The dataset each page opens with; the Photo page starts on CIFAR-10.
+PAGE_DATASETS = {"draw": "mnist", "photo": "cifar10"}
+PAGE_TITLES = {"draw": "Draw a digit", "photo": "Classify a photo"}
+
+
+def shipped_models() -> list[str]:
+    from cnn_core.store import shipped_store
+
+    return shipped_store().names()
+
+
+def page_defaults() -> dict:
+    """The model each page opens with: its dataset's most accurate shipped model, the order
+    `pages/_common.model_picker` puts first."""
+    from cnn_core.store import shipped_store
+
+    store = shipped_store()
+    cards = [store.load_card(n) for n in store.names()]
+    defaults = {}
+    for page, dataset in PAGE_DATASETS.items():
+        rated = [c for c in cards if c.get("dataset") == dataset and c.get("test_accuracy") is not None]
+        if rated:
+            defaults[page] = max(rated, key=lambda c: c["test_accuracy"])["name"]
+    return defaults
+
+
+def trained_precision(card: dict) -> str:
+    """'bf16' or 'fp32': what a model computed in while it trained. Cards written before they
+    recorded it: the CIFAR-10 `turbo` and `wide` nets were the bfloat16 ones."""
+    if card.get("precision") in ("bf16", "fp32"):
+        return card["precision"]
+    bf16_arch = card.get("dataset") == "cifar10" and card.get("architecture") in ("turbo", "wide")
+    return "bf16" if bf16_arch else "fp32"
 
 
 def _peak_rss_mb() -> float:
@@ -167,139 +210,259 @@ def serving_process_memory(models) -> dict:
         raise RuntimeError(proc.stderr[-2000:])
     line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
     return {**json.loads(line[len("RESULT "):]), "models": list(models),
-            "what": "fresh process: import TensorFlow, load both models, 50 photo-sized predictions each"}
+            "what": "fresh process: import TensorFlow, load the Draw and Photo pages' default models, "
+                    "50 photo-sized predictions each"}
 
 
-def run(models=MODELS, data_dir=None, calls=CALLS) -> dict:
+def _timings(predictor, picture, samples, calls: int, warmup: int) -> dict:
+    """Single-image latency and batch throughput, without TTA and (if the predictor uses it) with."""
+    plain = dataclasses.replace(predictor, tta=False)
+    block = {"precision": predictor.precision,
+             "single_image": latency(plain, picture, warmup=warmup, calls=calls),
+             "batch": throughput(plain, samples)}
+    if predictor.tta:
+        block["single_image_tta"] = latency(predictor, picture, warmup=warmup, calls=calls)
+        block["batch_tta"] = throughput(predictor, samples)
+    return block
+
+
+def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: int | None = None,
+                  datasets: dict | None = None, log=print) -> dict:
+    """Every figure for one shipped model on this machine."""
     from cnn_core.datasets import load_dataset
     from cnn_core.inference import load_predictor
-    from cnn_core.runtime import git_commit, library_versions, machine_info, now_iso
 
-    memory = serving_process_memory(models)  # first, before this process grows
-    results = {}
-    for name in models:
-        predictor = load_predictor(name)
-        data = load_dataset(predictor.info.name, data_dir)
-        plain = dataclasses.replace(predictor, tta=False)
-        picture = test_picture(predictor.info.name, data)
-        entry = {"dataset": predictor.info.name, "picture": _describe(picture), "params": int(predictor.model.count_params()),
-                 "card_tta": predictor.tta,
-                 "single_image": latency(plain, picture, calls=calls),
-                 "single_image_breakdown": breakdown(plain, picture, calls=calls),
-                 "batch": throughput(plain, data.x_test)}
-        if predictor.tta:
-            entry["single_image_tta"] = latency(predictor, picture, calls=calls)
-            entry["batch_tta"] = throughput(predictor, data.x_test)
-        results[name] = entry
-    return {"schema_version": SCHEMA_VERSION, "benchmark": "inference",
-            "command": " ".join(["python benchmarks/inference.py", *map(shlex.quote, sys.argv[1:])]),
-            "git_commit": git_commit(), "machine": machine_info(), "versions": library_versions(),
-            "created": now_iso(), "goals": GOALS, "models": results,
+    predictor = load_predictor(name)  # the inference default precision
+    dataset = predictor.info.name
+    datasets = {} if datasets is None else datasets
+    if dataset not in datasets:
+        datasets[dataset] = load_dataset(dataset, data_dir)
+    data = datasets[dataset]
+    samples = data.x_test[:batch_images] if batch_images else data.x_test
+    picture = test_picture(dataset, data)
+    warmup = min(WARMUP, calls)
+    trained_in = trained_precision(predictor.card)
+    entry = {"dataset": dataset, "picture": _describe(picture), "params": int(predictor.model.count_params()),
+             "card_tta": predictor.tta, "trained_precision": trained_in,
+             **_timings(predictor, picture, samples, calls, warmup),
+             "single_image_breakdown": breakdown(dataclasses.replace(predictor, tta=False), picture,
+                                                 warmup=warmup, calls=calls)}
+    log(f"{name:20} {entry['precision']}: p50 {entry['single_image']['p50_ms']:.2f} ms"
+        + (f", flip TTA {entry['single_image_tta']['p50_ms']:.2f} ms" if predictor.tta else ""))
+    if trained_in == "bf16" and predictor.precision != "bf16":
+        entry["bf16"] = _timings(load_predictor(name, precision="bf16"), picture, samples, calls, warmup)
+        log(f"{name:20} bf16: p50 {entry['bf16']['single_image']['p50_ms']:.2f} ms"
+            + (f", flip TTA {entry['bf16']['single_image_tta']['p50_ms']:.2f} ms" if predictor.tta else ""))
+    return entry
+
+
+def run(models=None, data_dir=None, calls=CALLS, batch_images=None, command=None, log=print) -> dict:
+    """This machine's entry: every shipped model (or `models`), the pages' defaults marked."""
+    from cnn_core.runtime import git_commit, library_versions, now_iso
+
+    defaults = page_defaults()
+    models = list(models or shipped_models())
+    load_before = os.getloadavg()[0]
+    memory = serving_process_memory(sorted(set(defaults.values())))  # first, before this process grows
+    datasets: dict = {}
+    results = {name: measure_model(name, data_dir, calls, batch_images, datasets, log) for name in models}
+    return {"machine": _machines.this_machine(), "command": command or "python benchmarks/inference.py",
+            "git_commit": git_commit(), "versions": library_versions(), "created": now_iso(),
+            "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            "goals": GOALS, "page_defaults": defaults, "models": results,
             "memory": {"serving_process": memory,
                        "benchmark_process": {"peak_rss_mb": _peak_rss_mb(), "rss_mb": _current_rss_mb(),
-                                             "what": "this process: both models, both test sets, batch "
-                                                     "predictions of 10,000 images"}}}
+                                             "what": "this process: every model measured, their test sets, "
+                                                     "batch predictions"}}}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _need(ok, where, message):
+    if not ok:
+        raise ValueError(f"{where}: {message}")
+
+
+def _validate_timings(block: dict, card_tta: bool, where: str) -> None:
+    _need(block.get("precision") in ("fp32", "bf16"), f"{where}.precision", "must be 'fp32' or 'bf16'")
+    for part in ("single_image", "batch") + (("single_image_tta", "batch_tta") if card_tta else ()):
+        b = block.get(part)
+        pw = f"{where}.{part}"
+        _need(isinstance(b, dict), pw, "missing")
+        if part.startswith("single"):
+            for key in ("p50_ms", "p95_ms", "mean_ms", "min_ms"):
+                _need(_number(b.get(key)) and b[key] > 0, f"{pw}.{key}", "must be a positive number")
+            _need(b["min_ms"] <= b["p50_ms"] <= b["p95_ms"], pw, "needs min ≤ p50 ≤ p95")
+            _need(isinstance(b.get("calls"), int) and b["calls"] >= MIN_CALLS, f"{pw}.calls", "too few calls")
+        else:
+            _need(isinstance(b.get("images"), int) and b["images"] > 0, f"{pw}.images", "must be > 0")
+            _need(_number(b.get("seconds")) and b["seconds"] > 0, f"{pw}.seconds", "must be > 0")
+            _need(_number(b.get("images_per_sec"))
+                  and abs(b["images_per_sec"] - b["images"] / b["seconds"]) < 1e-6 * b["images_per_sec"],
+                  f"{pw}.images_per_sec", "must be images / seconds")
+
+
+def _validate_entry(entry: dict, where: str) -> None:
+    for key, kind in {"command": str, "machine": dict, "versions": dict, "created": str, "models": dict,
+                      "memory": dict, "page_defaults": dict}.items():
+        _need(isinstance(entry.get(key), kind), f"{where}.{key}", f"must be {kind.__name__}")
+    _need(entry["models"], f"{where}.models", "must not be empty")
+    for page in PAGE_DATASETS:
+        _need(entry["page_defaults"].get(page) in entry["models"], f"{where}.page_defaults.{page}",
+              "must name a measured model (the 5 ms goal is about the pages' defaults)")
+    for name, model in entry["models"].items():
+        mw = f"{where}.models.{name}"
+        _need(isinstance(model.get("card_tta"), bool), f"{mw}.card_tta", "must be true or false")
+        _need(model.get("trained_precision") in ("fp32", "bf16"), f"{mw}.trained_precision",
+              "must be 'fp32' or 'bf16'")
+        _validate_timings(model, model["card_tta"], mw)
+        if "bf16" in model:
+            _validate_timings(model["bf16"], model["card_tta"], f"{mw}.bf16")
+            _need(model["bf16"]["precision"] == "bf16", f"{mw}.bf16.precision", "must be 'bf16'")
+        parts = model.get("single_image_breakdown")
+        _need(isinstance(parts, dict) and all(_number(parts.get(k)) and parts[k] > 0 for k in
+                                              ("preprocess_p50_ms", "forward_p50_ms", "compiled_forward_p50_ms")),
+              f"{mw}.single_image_breakdown", "needs three positive p50s")
+    for proc in ("serving_process", "benchmark_process"):
+        block = entry["memory"].get(proc)
+        _need(isinstance(block, dict) and _number(block.get("peak_rss_mb")) and block["peak_rss_mb"] > 0,
+              f"{where}.memory.{proc}.peak_rss_mb", "must be a positive number")
+        _need(block["rss_mb"] <= block["peak_rss_mb"] + 1, f"{where}.memory.{proc}", "RSS above its peak")
 
 
 def validate_results(doc: dict) -> None:
     """Raise ValueError unless `doc` is a well-formed inference results document."""
-    def need(ok, where, message):
-        if not ok:
-            raise ValueError(f"{where}: {message}")
+    _machines.validate(doc, BENCHMARK, _validate_entry)
 
-    def number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
-    for key, kind in {"schema_version": int, "benchmark": str, "command": str, "machine": dict,
-                      "versions": dict, "created": str, "models": dict, "memory": dict}.items():
-        need(isinstance(doc.get(key), kind), f"inference.{key}", f"must be {kind.__name__}")
-    need(doc["schema_version"] == SCHEMA_VERSION and doc["benchmark"] == "inference", "inference", "wrong kind")
-    need(set(doc["models"]) == set(MODELS), "inference.models", f"must hold exactly {', '.join(MODELS)}")
-    for name, entry in doc["models"].items():
-        for part in ("single_image", "batch") + (("single_image_tta", "batch_tta") if entry.get("card_tta") else ()):
-            block = entry.get(part)
-            where = f"inference.models.{name}.{part}"
-            need(isinstance(block, dict), where, "missing")
-            if part.startswith("single"):
-                for key in ("p50_ms", "p95_ms", "mean_ms", "min_ms"):
-                    need(number(block.get(key)) and block[key] > 0, f"{where}.{key}", "must be a positive number")
-                need(block["min_ms"] <= block["p50_ms"] <= block["p95_ms"], where, "needs min ≤ p50 ≤ p95")
-                need(isinstance(block.get("calls"), int) and block["calls"] >= 20, f"{where}.calls", "too few calls")
-            else:
-                need(isinstance(block.get("images"), int) and block["images"] > 0, f"{where}.images", "must be > 0")
-                need(number(block.get("seconds")) and block["seconds"] > 0, f"{where}.seconds", "must be > 0")
-                need(abs(block["images_per_sec"] - block["images"] / block["seconds"]) < 1e-6 * block["images_per_sec"],
-                     f"{where}.images_per_sec", "must be images / seconds")
-        parts = entry.get("single_image_breakdown")
-        need(isinstance(parts, dict) and all(number(parts.get(k)) and parts[k] > 0 for k in
-                                             ("preprocess_p50_ms", "forward_p50_ms", "compiled_forward_p50_ms")),
-             f"inference.models.{name}.single_image_breakdown", "needs three positive p50s")
-    for proc in ("serving_process", "benchmark_process"):
-        block = doc["memory"].get(proc)
-        need(isinstance(block, dict) and number(block.get("peak_rss_mb")) and block["peak_rss_mb"] > 0,
-             f"inference.memory.{proc}.peak_rss_mb", "must be a positive number")
-        need(block["rss_mb"] <= block["peak_rss_mb"] + 1, f"inference.memory.{proc}", "RSS above its peak")
+def within_goal(model: dict) -> bool:
+    """The issue's goal: p50 per image without TTA within 5 ms."""
+    return model["single_image"]["p50_ms"] <= GOALS["p50_ms"]
+
+
+def _ms(block: dict | None, key="p50_ms") -> str:
+    return "–" if block is None else f"{block[key]:.2f} ms"
 
 
 def render_markdown(doc: dict) -> str:
-    m = doc["machine"]
-    mem = doc["memory"]
     lines = ["# Inference speed and memory", "",
-             f"- Command: `{doc['command']}`", f"- Commit: `{doc['git_commit']}`",
-             f"- Machine: {m['cpu']}, {m['cores']} cores usable; TensorFlow {doc['versions'].get('tensorflow')}",
-             "- Latency: `Predictor.predict_image` (picture → 28×28 / 32×32 sample → probabilities), the call "
-             "the Draw and Photo pages make; warm, in process, one picture per call.", "",
-             "| model | params | TTA | p50 | p95 | mean | batch throughput (10,000 test images) |",
-             "|---|---:|---|---:|---:|---:|---:|"]
-    rows_breakdown = []
-    for name, e in doc["models"].items():
-        rows = [("off", e["single_image"], e["batch"])]
-        if "single_image_tta" in e:
-            rows.append(("flip", e["single_image_tta"], e["batch_tta"]))
-        for tta, s, b in rows:
-            lines.append(f"| {name} | {e['params']:,} | {tta} | {s['p50_ms']:.2f} ms | {s['p95_ms']:.2f} ms | "
-                         f"{s['mean_ms']:.2f} ms | {b['images_per_sec']:,.0f} images/s |")
-        b = e["single_image_breakdown"]
-        rows_breakdown.append(f"| {name} | {b['preprocess_p50_ms']:.2f} ms | {b['forward_p50_ms']:.2f} ms | "
-                              f"{b['compiled_forward_p50_ms']:.2f} ms |")
-    lines += ["", "Where the time of one prediction (TTA off) goes, p50 of each part measured alone:", "",
-              "| model | picture → sample | forward, as the library does it | "
-              "bare Keras `predict_on_batch` |", "|---|---:|---:|---:|", *rows_breakdown]
-    p50s = [e["single_image"]["p50_ms"] for e in doc["models"].values()]
-    serve = mem["serving_process"]["peak_rss_mb"]
-    lines += ["",
-              f"- p50 goal ≤ {GOALS['p50_ms']:.0f} ms without TTA: "
-              f"{'met' if max(p50s) <= GOALS['p50_ms'] else 'NOT met'} (worst p50 {max(p50s):.2f} ms).",
-              f"- Memory goal ≤ {GOALS['rss_mb']:.0f} MB for both models plus TensorFlow: "
-              f"{'met' if serve <= GOALS['rss_mb'] else 'NOT met'} — peak RSS {serve:.0f} MB "
-              f"({mem['serving_process']['what']}; loading both took {mem['serving_process']['load_seconds']:.1f} s).",
-              f"- This benchmark's own process, which also held both test sets and ran the batch predictions, "
-              f"peaked at {mem['benchmark_process']['peak_rss_mb']:.0f} MB.", ""]
-    worst = max(doc["models"], key=lambda n: doc["models"][n]["single_image"]["p50_ms"])
-    b = doc["models"][worst]["single_image_breakdown"]
-    lines += [f"What limits latency: for `{worst}`, turning the picture into a sample takes "
-              f"{b['preprocess_p50_ms']:.1f} ms and the forward pass {b['forward_p50_ms']:.1f} ms (bare "
-              f"`predict_on_batch`: {b['compiled_forward_p50_ms']:.1f} ms, so the library adds little). An eager "
-              "`model(x)` call, which the library used before, paid ~10 ms of Keras 3 per-call overhead. "
-              "Times are upper bounds when the machine is shared.", ""]
+             "Generated by `benchmarks/inference.py` from `inference.json`. One section per machine "
+             "(CPU model | usable cores | speed-relevant CPU flags); timings compare only within a machine.",
+             "Latency: `Predictor.predict_image` (picture → 28×28 / 32×32 sample → probabilities), the call the "
+             "Draw and Photo pages make; warm, in process, one picture per call. Times are upper bounds when the "
+             "machine is shared (see each section's load average).", "",
+             f"## The pages' default models against the {GOALS['p50_ms']:.0f} ms p50 goal", "",
+             "Each page opens with its dataset's most accurate shipped model. The goal is p50 per image without "
+             "test-time augmentation; the flip-TTA figure (two forward passes) is beside it.", "",
+             "| machine | page | default model | computes in | p50 | p50 with flip TTA | "
+             f"within {GOALS['p50_ms']:.0f} ms p50? |", "|---|---|---|---|---:|---:|---|"]
+    for key, entry in _machines.entries(doc):
+        for page, name in entry["page_defaults"].items():
+            m = entry["models"][name]
+            lines.append(f"| {_machines.table_cell(key)} | {PAGE_TITLES.get(page, page)} | `{name}` | {m['precision']} | "
+                         f"{_ms(m['single_image'])} | {_ms(m.get('single_image_tta'))} | "
+                         f"{'yes' if within_goal(m) else 'NO'} |")
+    lines.append("")
+    for key, entry in _machines.entries(doc):
+        lines += _render_machine(key, entry)
     return "\n".join(lines)
+
+
+def _render_machine(key: str, entry: dict) -> list[str]:
+    defaults = {name: PAGE_TITLES.get(page, page) for page, name in entry["page_defaults"].items()}
+    load = entry.get("load_average")
+    lines = _machines.describe(key, entry) + [
+        f"- Command: `{entry['command']}`; commit `{entry.get('git_commit')}`; {entry['created']}; "
+        f"TensorFlow {entry['versions'].get('tensorflow')}"
+        + (f"; 1-minute load average {load['before']:.1f} → {load['after']:.1f}" if load else "")]
+    if entry.get("note"):
+        lines.append(f"- {entry['note']}")
+    batch_images = {m["batch"]["images"] for m in entry["models"].values()}
+    lines += ["", "| model | page default | trained in | computes in | params | p50 | p95 | p50 flip TTA | "
+              f"p95 flip TTA | batch ({', '.join(f'{n:,}' for n in sorted(batch_images))} test images) | "
+              "batch flip TTA |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows_breakdown, rows_bf16 = [], []
+    for name, m in entry["models"].items():
+        lines.append(f"| `{name}` | {defaults.get(name, '')} | {m['trained_precision']} | {m['precision']} | "
+                     f"{m['params']:,} | {_ms(m['single_image'])} | {_ms(m['single_image'], 'p95_ms')} | "
+                     f"{_ms(m.get('single_image_tta'))} | {_ms(m.get('single_image_tta'), 'p95_ms')} | "
+                     f"{m['batch']['images_per_sec']:,.0f} images/s | "
+                     + (f"{m['batch_tta']['images_per_sec']:,.0f} images/s |" if "batch_tta" in m else "– |"))
+        b = m["single_image_breakdown"]
+        rows_breakdown.append(f"| `{name}` | {b['preprocess_p50_ms']:.2f} ms | {b['forward_p50_ms']:.2f} ms | "
+                              f"{b['compiled_forward_p50_ms']:.2f} ms |")
+        if "bf16" in m:
+            f, h = m, m["bf16"]
+            for label, single, batch in (("off", "single_image", "batch"), ("flip", "single_image_tta", "batch_tta")):
+                if single in h:
+                    rows_bf16.append(f"| `{name}` | {label} | {_ms(f[single])} | {_ms(h[single])} | "
+                                     f"{h[single]['p50_ms'] / f[single]['p50_ms']:.2f}× | "
+                                     f"{f[batch]['images_per_sec']:,.0f} | {h[batch]['images_per_sec']:,.0f} images/s |")
+    if rows_bf16:
+        lines += ["", f"Models trained in bfloat16, run in bfloat16 instead of the default ({_default_precision(entry)}) "
+                  "on this CPU (a time ratio above 1× means bfloat16 is slower here):", "",
+                  f"| model | TTA | p50 {_default_precision(entry)} | p50 bf16 | bf16 / {_default_precision(entry)} | "
+                  f"batch {_default_precision(entry)} | batch bf16 |",
+                  "|---|---|---:|---:|---:|---:|---:|", *rows_bf16]
+    lines += ["", "Where the time of one prediction (TTA off) goes, p50 of each part measured alone:", "",
+              "| model | picture → sample | forward, as the library does it | bare Keras `predict_on_batch` |",
+              "|---|---:|---:|---:|", *rows_breakdown, ""]
+    mem = entry["memory"]
+    serve = mem["serving_process"]["peak_rss_mb"]
+    for name, page in defaults.items():
+        m = entry["models"][name]
+        lines.append(f"- {page} page's default `{name}`: p50 {m['single_image']['p50_ms']:.2f} ms without TTA, "
+                     f"{'within' if within_goal(m) else 'NOT within'} the {GOALS['p50_ms']:.0f} ms goal"
+                     + (f" (flip TTA: {m['single_image_tta']['p50_ms']:.2f} ms)." if "single_image_tta" in m else "."))
+    lines += [f"- Memory goal ≤ {GOALS['rss_mb']:.0f} MB for both pages' models plus TensorFlow: "
+              f"{'met' if serve <= GOALS['rss_mb'] else 'NOT met'} — peak RSS {serve:.0f} MB "
+              f"({mem['serving_process']['what']}; loading took {mem['serving_process']['load_seconds']:.1f} s).",
+              f"- This benchmark's own process ({mem['benchmark_process']['what']}) peaked at "
+              f"{mem['benchmark_process']['peak_rss_mb']:.0f} MB.", ""]
+    worst = max(defaults, key=lambda n: entry["models"][n]["single_image"]["p50_ms"])
+    b = entry["models"][worst]["single_image_breakdown"]
+    lines += [f"What limits latency: for `{worst}`, the slower page default, turning the picture into a sample takes "
+              f"{b['preprocess_p50_ms']:.1f} ms and the forward pass {b['forward_p50_ms']:.1f} ms (bare "
+              f"`predict_on_batch`: {b['compiled_forward_p50_ms']:.1f} ms, so the library adds little).", ""]
+    return lines
+
+
+def _default_precision(entry: dict) -> str:
+    """What the models without a bf16 block computed in: the inference default of that run."""
+    found = {m["precision"] for m in entry["models"].values() if "bf16" in m}
+    return "/".join(sorted(found)) or "fp32"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("CNN_DATA_DIR"))
-    parser.add_argument("--calls", type=int, default=CALLS)
+    parser.add_argument("--models", nargs="+", help="shipped models to measure (default: every one; the pages' "
+                                                     "defaults are always included)")
+    parser.add_argument("--calls", type=int, default=CALLS, help=f"timed calls per latency (at least {MIN_CALLS})")
+    parser.add_argument("--batch-images", type=int, help="test images for the throughput (default: the whole set)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    if args.calls < MIN_CALLS:
+        parser.error(f"--calls must be at least {MIN_CALLS}")
     from cnn_core.runtime import configure_threads
-    from cnn_core.store import atomic_write
 
+    known = shipped_models()
+    unknown = [m for m in args.models or () if m not in known]
+    if unknown:
+        parser.error(f"not shipped: {', '.join(unknown)} (shipped: {', '.join(known)})")
     configure_threads()
-    doc = run(data_dir=args.data_dir, calls=args.calls)
+    models = None
+    if args.models:  # the pages' defaults stay in: the report is about them
+        models = list(dict.fromkeys([*page_defaults().values(), *args.models]))
+    command = " ".join(["python benchmarks/inference.py", *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
+    previous = _machines.load(args.out / "inference.json", BENCHMARK)
+    entry = run(models, args.data_dir, args.calls, args.batch_images, command,
+                log=lambda text: print(text, flush=True))
+    doc = _machines.merge(previous, BENCHMARK, entry)
     validate_results(doc)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "inference.json", lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1) + "\n"))
-    atomic_write(args.out / "inference.md", lambda tmp: Path(tmp).write_text(render_markdown(doc)))
+    _machines.write(args.out, "inference", doc, render_markdown(doc))
     print(render_markdown(doc))
     return 0
 

@@ -12,16 +12,18 @@ start of an epoch to its end: the optimisation steps, the recipe's own validatio
 and the library's per-epoch checkpoint. The test-set evaluation runs after the clock
 stops, and data loading and model building run before it starts.
 
-Writes `benchmarks/results/time_to_accuracy.{json,md,png}`. Runs of (dataset, recipe)
-pairs that are not run again are kept from the existing JSON, each with its own
-`source` (command, commit, machine), so the expensive original-recipe run can be done
-once and reused. Text after the notes marker in the markdown is kept when it is rewritten.
+Writes `benchmarks/results/time_to_accuracy.{json,md,png}`, one entry per machine
+(`benchmarks/_machines.py`): a run on another CPU is added beside the committed ones, and
+speed-ups are computed only between runs of one machine. Within this machine's entry, runs
+of (dataset, recipe) pairs that are not run again are kept, each with its own `source`
+(command, commit, machine), so the expensive original-recipe run can be done once and
+reused. Text after the notes marker in the markdown is kept when it is rewritten.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
 import shlex
 import sys
@@ -30,18 +32,22 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import _machines  # noqa: E402
+
 RESULTS_DIR = REPO / "benchmarks" / "results"
-SCHEMA_VERSION = 1
+BENCHMARK = "time_to_accuracy"
+SCHEMA_VERSION = _machines.SCHEMA_VERSION
 TARGETS = {"mnist": 0.99, "cifar10": 0.85}
 # The issue's goals on a 2-core CPU: (seconds of training to the target, speed-up over `seed`).
 GOALS = {"mnist": (30.0, 20.0), "cifar10": (480.0, 10.0)}
 BASELINE = "seed"
 DEFAULT_RECIPES = ("seed", "turbo")
-NOTES_MARKER = "<!-- notes: everything below this line is kept when the script rewrites this file -->"
+NOTES_MARKER = _machines.NOTES_MARKER
 CLOCK = ("sum over epochs of the time from the start of an epoch to its end inside Keras fit(): "
          "optimisation steps, the recipe's validation pass (seed only) and the library's per-epoch "
          "checkpoint; the per-epoch test evaluation, data loading and model building are excluded")
@@ -164,11 +170,12 @@ def ratio_entry(baseline: dict | None, run: dict) -> dict:
 
 
 def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) -> dict:
-    """The results document: new runs plus the previous document's runs not redone."""
+    """The results document: this machine's entry (its new runs plus its earlier runs not
+    redone) beside the other machines' entries, kept as they were."""
     from cnn_core.runtime import now_iso
 
     datasets = {}
-    old = (previous or {}).get("datasets", {})
+    old = (_machines.entry_for(previous, source["machine"]) or {}).get("datasets", {})
     for dataset in sorted(set(old) | set(new_runs)):
         runs = {name: dict(run) for name, run in old.get(dataset, {}).get("runs", {}).items()}
         for name, run in new_runs.get(dataset, {}).items():
@@ -182,9 +189,9 @@ def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) 
             "runs": runs,
             "speedup": {name: ratio_entry(base, run) for name, run in runs.items() if name != BASELINE},
         }
-    return {"schema_version": SCHEMA_VERSION, "benchmark": "time_to_accuracy", "command": command,
-            "git_commit": source["git_commit"], "machine": source["machine"], "versions": source["versions"],
-            "created": now_iso(), "clock": CLOCK, "datasets": datasets}
+    entry = {"machine": source["machine"], "command": command, "git_commit": source["git_commit"],
+             "versions": source["versions"], "created": now_iso(), "datasets": datasets}
+    return _machines.merge(previous, BENCHMARK, entry, shared={"clock": CLOCK})
 
 
 # -- schema -----------------------------------------------------------------------------------
@@ -215,16 +222,20 @@ def _typed(obj: dict, keys: dict, where: str):
 
 def validate_results(doc: dict) -> None:
     """Raise ValueError unless `doc` is a well-formed, self-consistent results document."""
-    _typed(doc, {"schema_version": int, "benchmark": str, "command": str, "machine": dict, "versions": dict,
-                 "created": str, "clock": str, "datasets": dict}, "results")
-    _need(doc["schema_version"] == SCHEMA_VERSION, "results.schema_version", f"must be {SCHEMA_VERSION}")
-    _need(doc["benchmark"] == "time_to_accuracy", "results.benchmark", "must be 'time_to_accuracy'")
-    _need("git_commit" in doc and (doc["git_commit"] is None or isinstance(doc["git_commit"], str)),
-          "results.git_commit", "must be a string or null")
-    _typed(doc["machine"], {"cpu": str, "cores": int}, "results.machine")
-    _need(len(doc["datasets"]) > 0, "results.datasets", "must not be empty")
-    for dataset, block in doc["datasets"].items():
-        where = f"datasets.{dataset}"
+    _typed(doc, {"clock": str}, "results")
+    _machines.validate(doc, BENCHMARK, _validate_machine)
+
+
+def _validate_machine(entry: dict, where_machine: str) -> None:
+    """One machine's runs: well-formed, all measured on that machine, speed-ups among them."""
+    _typed(entry, {"command": str, "machine": dict, "versions": dict, "created": str, "datasets": dict},
+           where_machine)
+    _need("git_commit" in entry and (entry["git_commit"] is None or isinstance(entry["git_commit"], str)),
+          f"{where_machine}.git_commit", "must be a string or null")
+    _need(len(entry["datasets"]) > 0, f"{where_machine}.datasets", "must not be empty")
+    key = _machines.key_of(entry["machine"])
+    for dataset, block in entry["datasets"].items():
+        where = f"{where_machine}.datasets.{dataset}"
         _need(dataset in TARGETS, where, f"unknown dataset (known: {', '.join(TARGETS)})")
         _typed(block, {"target": float, "test_size": int, "runs": dict, "speedup": dict}, where)
         _need(block["target"] == TARGETS[dataset], f"{where}.target", f"must be {TARGETS[dataset]}")
@@ -258,10 +269,9 @@ def validate_results(doc: dict) -> None:
             _need(run["final_test_accuracy"] == accs[-1], f"{rw}.final_test_accuracy", "must be the last epoch's")
             _need(run["total_train_seconds"] == run["epochs"][-1]["train_seconds"], f"{rw}.total_train_seconds",
                   "must be the clock after the last epoch")
-        machines = {(r["source"]["machine"].get("cpu"), r["source"]["machine"].get("cores"))
-                    for r in block["runs"].values()}
-        _need(len(machines) == 1, f"{where}.runs", "speed-ups need every run on the same machine "
-                                                   f"(found {sorted(map(str, machines))})")
+        elsewhere = sorted({_machines.key_of(r["source"]["machine"]) for r in block["runs"].values()} - {key})
+        _need(not elsewhere, f"{where}.runs", "speed-ups need every run on the same machine as its entry "
+                                              f"(found runs of {elsewhere} under '{key}')")
         base = block["runs"].get(BASELINE)
         for name, entry in block["speedup"].items():
             sw = f"{where}.speedup.{name}"
@@ -288,20 +298,28 @@ def _fmt_contention(c):
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
-    m = doc["machine"]
     lines = ["# Time to accuracy", "",
              f"Generated by `benchmarks/time_to_accuracy.py`; data in `time_to_accuracy.json`, "
-             f"plot in `time_to_accuracy.png`.", "",
-             f"- Latest command: `{doc['command']}`",
-             f"- Commit: `{doc['git_commit']}`",
-             f"- Machine: {m['cpu']}, {m['cores']} cores usable (`{m.get('platform', '?')}`), "
-             f"TensorFlow {doc['versions'].get('tensorflow')}, Keras {doc['versions'].get('keras')}",
+             f"plot in `time_to_accuracy.png`. One section per machine (CPU model | usable cores | CPU flags): "
+             "times and speed-ups compare runs of one machine only.", "",
              f"- Training clock: {doc['clock']}.",
              "- CPU share: the run's CPU seconds over its wall time × usable cores (near 100% when it had the "
              "machine to itself); load: the 1-minute load average before → after it.", ""]
-    for dataset, block in doc["datasets"].items():
+    for key, entry in _machines.entries(doc):
+        lines += _machines.describe(key, entry)
+        lines += [f"- Latest command: `{entry['command']}`",
+                  f"- Commit: `{entry['git_commit']}`; TensorFlow {entry['versions'].get('tensorflow')}, "
+                  f"Keras {entry['versions'].get('keras')}", ""]
+        lines += _render_machine(entry)
+    lines += [NOTES_MARKER, notes.strip("\n"), ""]
+    return "\n".join(lines)
+
+
+def _render_machine(entry: dict) -> list[str]:
+    lines = []
+    for dataset, block in entry["datasets"].items():
         goal_s, goal_x = GOALS[dataset]
-        lines += [f"## {dataset}: time to {block['target']:.1%} test accuracy "
+        lines += [f"### {dataset}: time to {block['target']:.1%} test accuracy "
                   f"(goal ≤ {_fmt_seconds(goal_s)}, ≥ {goal_x:.0f}× the original)", "",
                   "| recipe | arch | params | train / val images | epochs run (planned) | time to target | "
                   "at epoch | best test acc | s / epoch | speed-up vs seed | stopped because | CPU share, load |",
@@ -336,57 +354,52 @@ def render_markdown(doc: dict, notes: str = "") -> str:
             lines.append(f"- `{name}` run from `{src['command']}` at commit `{src.get('git_commit')}` on "
                          f"{src['created']}" + (" (subset of the training set)" if run.get("subset") else "") + ".")
         lines.append("")
-    lines += [NOTES_MARKER, notes.strip("\n"), ""]
-    return "\n".join(lines)
+    return lines
 
 
 def plot(doc: dict, path: Path):
+    """One row of panels per machine, one panel per dataset."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    names = list(doc["datasets"])
-    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.5), squeeze=False)
-    for ax, dataset in zip(axes[0], names):
-        block = doc["datasets"][dataset]
-        for name, run in block["runs"].items():
-            xs = [e["train_seconds"] for e in run["epochs"]]
-            ys = [100 * e["test_accuracy"] for e in run["epochs"]]
-            ax.plot(xs, ys, marker="o", ms=3, label=f"{name} ({run['arch']})")
-            if run["time_to_target"] is not None:
-                ax.axvline(run["time_to_target"], color=ax.lines[-1].get_color(), ls=":", lw=1)
-        ax.axhline(100 * block["target"], color="grey", ls="--", lw=1, label=f"target {block['target']:.0%}")
-        ax.axvline(GOALS[dataset][0], color="red", ls="--", lw=0.8, label=f"goal {GOALS[dataset][0]:.0f} s")
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_xlabel("training time, seconds (log scale; evaluation excluded)")
-        ax.set_ylabel("test accuracy, %")
-        lo = min(min(100 * e["test_accuracy"] for e in r["epochs"]) for r in block["runs"].values())
-        ax.set_ylim(max(lo - 2, 100 * block["target"] - 25), 100)
-        ax.set_title(f"{dataset}: time to {block['target']:.0%}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Test accuracy vs training time on {doc['machine']['cpu']} ({doc['machine']['cores']} cores)")
+    machines = list(_machines.entries(doc))
+    cols = max(len(entry["datasets"]) for _, entry in machines)
+    fig, axes = plt.subplots(len(machines), cols, figsize=(6.5 * cols, 4.5 * len(machines)), squeeze=False)
+    for row, (key, entry) in zip(axes, machines):
+        for ax in row[len(entry["datasets"]):]:
+            ax.set_visible(False)
+        for ax, (dataset, block) in zip(row, entry["datasets"].items()):
+            for name, run in block["runs"].items():
+                xs = [e["train_seconds"] for e in run["epochs"]]
+                ys = [100 * e["test_accuracy"] for e in run["epochs"]]
+                ax.plot(xs, ys, marker="o", ms=3, label=f"{name} ({run['arch']})")
+                if run["time_to_target"] is not None:
+                    ax.axvline(run["time_to_target"], color=ax.lines[-1].get_color(), ls=":", lw=1)
+            ax.axhline(100 * block["target"], color="grey", ls="--", lw=1, label=f"target {block['target']:.0%}")
+            ax.axvline(GOALS[dataset][0], color="red", ls="--", lw=0.8, label=f"goal {GOALS[dataset][0]:.0f} s")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xlabel("training time, seconds (log scale; evaluation excluded)")
+            ax.set_ylabel("test accuracy, %")
+            lo = min(min(100 * e["test_accuracy"] for e in r["epochs"]) for r in block["runs"].values())
+            ax.set_ylim(max(lo - 2, 100 * block["target"] - 25), 100)
+            ax.set_title(f"{dataset}: time to {block['target']:.0%}\n{key}", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Test accuracy vs training time, per machine")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def write_outputs(doc: dict, out_dir: Path):
-    from cnn_core.store import atomic_write
-
     validate_results(doc)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md_path = out_dir / "time_to_accuracy.md"
-    notes = ""
-    if md_path.is_file() and NOTES_MARKER in md_path.read_text():
-        notes = md_path.read_text().split(NOTES_MARKER, 1)[1]
-    atomic_write(out_dir / "time_to_accuracy.json",
-                 lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=1) + "\n"))
-    atomic_write(md_path, lambda tmp: Path(tmp).write_text(render_markdown(doc, notes)))
-    plot(doc, out_dir / "time_to_accuracy.png")
+    notes = _machines.read_notes(Path(out_dir) / "time_to_accuracy.md")
+    _machines.write(out_dir, "time_to_accuracy", doc, render_markdown(doc, notes))
+    plot(doc, Path(out_dir) / "time_to_accuracy.png")
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -406,6 +419,7 @@ def main(argv=None) -> int:
                              "target is unchanged: its schedule reacts to validation only)")
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs (for smoke tests only)")
     parser.add_argument("--subset", type=int, help="train on N images (for smoke tests only)")
+    parser.add_argument("--test-limit", type=int, help="test on the first N test images (for smoke tests only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=os.environ.get("CNN_DATA_DIR"))
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
@@ -413,23 +427,26 @@ def main(argv=None) -> int:
 
     from cnn_core.datasets import load_dataset
     from cnn_core.models import ARCHITECTURES
-    from cnn_core.runtime import configure_threads, git_commit, library_versions, machine_info, now_iso
+    from cnn_core.runtime import configure_threads, git_commit, library_versions, now_iso
 
     unknown = [r for r in args.recipes if r not in ARCHITECTURES]
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
     configure_threads()
     json_path = args.out / "time_to_accuracy.json"
-    previous = json.loads(json_path.read_text()) if json_path.is_file() else None
+    previous = _machines.load(json_path, BENCHMARK)
     command = " ".join(["python benchmarks/time_to_accuracy.py", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
-    source = {"command": command, "git_commit": git_commit(), "machine": machine_info(),
+    source = {"command": command, "git_commit": git_commit(), "machine": _machines.this_machine(),
               "versions": library_versions(), "created": now_iso()}
     new_runs: dict = {}
     for dataset in args.datasets:
         data = load_dataset(dataset, args.data_dir)
+        if args.test_limit:
+            data = dataclasses.replace(data, x_test=data.x_test[:args.test_limit], y_test=data.y_test[:args.test_limit])
         new_runs[dataset] = {"_test_size": int(len(data.y_test))}
         for recipe in args.recipes:
-            have_old = previous and recipe in previous.get("datasets", {}).get(dataset, {}).get("runs", {})
+            mine = _machines.entry_for(previous, source["machine"]) or {}
+            have_old = recipe in mine.get("datasets", {}).get(dataset, {}).get("runs", {})
             if recipe == BASELINE and args.reuse_original and have_old:
                 print(f"{dataset} / {recipe}: reusing the run in {json_path}", flush=True)
                 continue

@@ -1,66 +1,150 @@
 """What flip test-time augmentation and small ensembles buy, measured on the test sets.
 
     CNN_DATA_DIR=../shared/datasets python benchmarks/tta_ensembles.py
+    python benchmarks/tta_ensembles.py --models mnist_fast30 mnist_seed --limit 500 --out /tmp/x   # smoke
 
-Evaluates every shipped model with TTA off and on, and every ensemble of two or more shipped
-models of one dataset (TTA as each card says), through the same code as
+Evaluates every shipped model (or those named) with TTA off and on, and every ensemble of two
+or more of them of one dataset (TTA as each card says), through the same code as
 `python -m cnn_core evaluate`. Writes benchmarks/results/tta_ensembles.json and .md; the
-Compare page shows the JSON.
+Compare page shows the JSON's rows. Accuracy and loss do not depend on the machine and sit
+at the top of the document; the seconds each evaluation took do, and are kept per machine
+(`benchmarks/_machines.py`) so another CPU's timings are added beside these.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import itertools
-import json
+import os
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+for _path in (HERE.parent, HERE):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-RESULT = HERE / "results" / "tta_ensembles.json"
+import _machines  # noqa: E402
+
+BENCHMARK = "tta_ensembles"
 
 
-def main():
+def row_label(row: dict) -> str:
+    """One row's name, for its timings: 'cifar10: cifar10_fast + cifar10_wide40, TTA on'."""
+    return f"{row['dataset']}: {' + '.join(row['models'])}, TTA {'on' if row['tta'] else 'off'}"
+
+
+def measure(names: list[str], data_dir: str | None, limit: int | None, log=print) -> tuple[list[dict], dict, int]:
+    """(accuracy rows, seconds per row label, test images per dataset)."""
     from cnn_core.datasets import load_dataset
     from cnn_core.evaluation import evaluate_predictor
     from cnn_core.inference import load_ensemble
-    from cnn_core.runtime import git_commit, import_tensorflow_quietly, machine_info
     from cnn_core.store import shipped_store
 
-    import_tensorflow_quietly()
     store = shipped_store()
     by_dataset: dict[str, list[str]] = {}
-    for name in store.names():
+    for name in names:
         by_dataset.setdefault(store.load_card(name)["dataset"], []).append(name)
-    rows = []
-    for dataset, names in sorted(by_dataset.items()):
-        data = load_dataset(dataset)
-        combos = [[n] for n in names] + [list(c) for k in range(2, len(names) + 1)
-                                         for c in itertools.combinations(names, k)]
+    rows, seconds, sizes = [], {}, set()
+    for dataset, members in sorted(by_dataset.items()):
+        data = load_dataset(dataset, data_dir)
+        if limit:
+            data = dataclasses.replace(data, x_test=data.x_test[:limit], y_test=data.y_test[:limit])
+        sizes.add(len(data.y_test))
+        combos = [[n] for n in members] + [list(c) for k in range(2, len(members) + 1)
+                                           for c in itertools.combinations(members, k)]
         for combo in combos:
             settings = (False, True) if len(combo) == 1 else (None,)
             for tta in settings:
                 predictor = load_ensemble(combo, tta=tta)
                 t0 = time.perf_counter()
                 result = evaluate_predictor(predictor, data)
-                rows.append({"dataset": dataset, "models": combo, "tta": predictor.tta,
-                             "accuracy": result["accuracy"], "loss": result["loss"],
-                             "seconds": round(time.perf_counter() - t0, 2)})
-                print(f"{dataset:14} {'+'.join(combo):40} TTA {'on ' if predictor.tta else 'off'} "
-                      f"{result['accuracy']:.2%}", flush=True)
-    out = {"command": "python benchmarks/tta_ensembles.py", "git_commit": git_commit(), "machine": machine_info(),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "test_size": 10_000, "rows": rows}
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(out, indent=2))
+                row = {"dataset": dataset, "models": combo, "tta": predictor.tta,
+                       "accuracy": result["accuracy"], "loss": result["loss"]}
+                rows.append(row)
+                seconds[row_label(row)] = round(time.perf_counter() - t0, 2)
+                log(f"{dataset:14} {'+'.join(combo):40} TTA {'on ' if predictor.tta else 'off'} "
+                    f"{result['accuracy']:.2%}")
+    return rows, seconds, min(sizes)
+
+
+def _need(ok, where, message):
+    if not ok:
+        raise ValueError(f"{where}: {message}")
+
+
+def _validate_entry(entry: dict, where: str) -> None:
+    for key in ("command", "git_commit", "date", "evaluation_seconds"):
+        _need(key in entry, where, f"missing '{key}'")
+    _need(entry["evaluation_seconds"] and all(v > 0 for v in entry["evaluation_seconds"].values()),
+          f"{where}.evaluation_seconds", "needs positive seconds per evaluation")
+
+
+def validate_results(doc: dict) -> None:
+    """Raise ValueError unless `doc` is a well-formed TTA/ensembles document."""
+    for key in ("command", "git_commit", "date", "test_size", "rows"):
+        _need(key in doc, BENCHMARK, f"missing '{key}'")
+    _need(isinstance(doc["rows"], list) and doc["rows"], f"{BENCHMARK}.rows", "no rows")
+    for row in doc["rows"]:
+        _need(0 <= row["accuracy"] <= 1 and row["loss"] >= 0, f"{BENCHMARK}.rows[{row_label(row)}]",
+              "accuracy must lie in [0, 1] and loss be ≥ 0")
+    _machines.validate(doc, BENCHMARK, _validate_entry)
+
+
+def render_markdown(doc: dict) -> str:
+    labels = [row_label(r) for r in doc["rows"]]
+    machines = list(_machines.entries(doc))
     lines = ["# Test-time augmentation and ensembles", "",
-             f"`{out['command']}`, commit {out['git_commit']}, {out['date']}; full 10,000-image test sets.", "",
-             "| dataset | models | flip TTA | test accuracy | loss |", "|---|---|---|---|---|"]
-    lines += [f"| {r['dataset']} | {' + '.join(r['models'])} | {'on' if r['tta'] else 'off'} | "
-              f"{r['accuracy']:.2%} | {r['loss']:.4f} |" for r in rows]
-    RESULT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+             f"`{doc['command']}`, commit {doc['git_commit']}, {doc['date']}; the first {doc['test_size']:,} images "
+             "of each test set" + (" (the whole set)." if doc["test_size"] == 10_000 else "."), "",
+             "| dataset | models | flip TTA | test accuracy | loss |"
+             + "".join(f" seconds, machine {i + 1} |" for i in range(len(machines))),
+             "|---|---|---|---|---|" + "---:|" * len(machines)]
+    for row, label in zip(doc["rows"], labels):
+        times = [entry["evaluation_seconds"].get(label) for _, entry in machines]
+        lines.append(f"| {row['dataset']} | {' + '.join(row['models'])} | {'on' if row['tta'] else 'off'} | "
+                     f"{row['accuracy']:.2%} | {row['loss']:.4f} |"
+                     + "".join(" – |" if t is None else f" {t:.2f} |" for t in times))
+    lines += ["", "Evaluation seconds (prediction plus the report) compare only within one machine's column:", ""]
+    for i, (key, entry) in enumerate(machines):
+        lines.append(f"- machine {i + 1}: `{key}`, timed by `{entry['command']}` (commit {entry['git_commit']}, "
+                     f"{entry['date']})" + (f"; flags {entry['machine']['flags_source']}"
+                                            if entry["machine"].get("flags_source") else "") + ".")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", help="shipped models to evaluate and combine (default: all)")
+    parser.add_argument("--limit", type=int, help="the first N test images of each set (default: all)")
+    parser.add_argument("--data-dir", default=os.environ.get("CNN_DATA_DIR"))
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+
+    from cnn_core.runtime import git_commit, import_tensorflow_quietly
+    from cnn_core.store import shipped_store
+
+    shipped = shipped_store().names()
+    unknown = [m for m in args.models or () if m not in shipped]
+    if unknown:
+        parser.error(f"not shipped: {', '.join(unknown)} (shipped: {', '.join(shipped)})")
+    import_tensorflow_quietly()
+    previous = _machines.load(args.out / f"{BENCHMARK}.json", BENCHMARK)
+    command = " ".join(["python benchmarks/tta_ensembles.py", *(argv if argv is not None else sys.argv[1:])])
+    rows, seconds, test_size = measure(args.models or shipped, args.data_dir, args.limit,
+                                       log=lambda text: print(text, flush=True))
+    date, commit = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), git_commit()
+    entry = {"machine": _machines.this_machine(), "command": command, "git_commit": commit, "date": date,
+             "evaluation_seconds": seconds}
+    doc = _machines.merge(previous, BENCHMARK, entry, shared={"command": command, "git_commit": commit, "date": date,
+                                                              "test_size": test_size, "rows": rows})
+    validate_results(doc)
+    _machines.write(args.out, BENCHMARK, doc, render_markdown(doc))
+    print(render_markdown(doc))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,27 +1,28 @@
-"""The committed benchmark results are well-formed and self-consistent, the validators
-reject broken documents, and the time-to-accuracy script runs end to end (on a tiny
-subset, one epoch: seconds, not a benchmark)."""
+"""The committed benchmark results are well-formed, self-consistent and kept per machine; the
+validators reject broken documents; and the time-to-accuracy script runs end to end (on a tiny
+subset, one epoch: seconds, not a benchmark), both into an empty folder and beside the
+committed runs of another machine."""
 
 import copy
-import importlib.util
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
+# The scripts import each other's shared module as `_machines`; the tests use that same module.
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tta = _load("time_to_accuracy")
-inference = _load("inference")
+_machines = importlib.import_module("_machines")
+tta = importlib.import_module("time_to_accuracy")
+inference = importlib.import_module("inference")
+ood = importlib.import_module("ood")
+app_metrics = importlib.import_module("app_metrics")
+load = importlib.import_module("load")
+tta_ensembles = importlib.import_module("tta_ensembles")
 
 
 def _committed(name, command):
@@ -37,17 +38,65 @@ def committed():
     return _committed("time_to_accuracy.json", "python benchmarks/time_to_accuracy.py")
 
 
+def _only_machine(doc):
+    """The entry of a document that holds exactly one machine."""
+    (entry,) = doc["machines"].values()
+    return entry
+
+
+# -- the shared per-machine layout -------------------------------------------------------------
+
+def _fake_machine(cpu="Imaginary CPU 9000", cores=2, flags=("avx2", "fma")):
+    return {"cpu": cpu, "cores": cores, "visible_cpus": cores, "flags": list(flags), "gpus": [], "platform": "test"}
+
+
+def test_a_run_replaces_only_its_own_machines_entry():
+    zen3 = _fake_machine("AMD EPYC", flags=("avx2", "fma"))
+    zen4 = _fake_machine("AMD EPYC", flags=("avx2", "fma", "avx512f", "avx512_bf16"))
+    doc = _machines.merge(None, "demo", {"machine": zen4, "value": 1})
+    doc = _machines.merge(doc, "demo", {"machine": zen3, "value": 2})
+    # One CPU name, two kinds of machine: the flags keep them apart.
+    assert len(doc["machines"]) == 2 and len({key.split(" | ")[0] for key in doc["machines"]}) == 1
+    doc = _machines.merge(doc, "demo", {"machine": zen3, "value": 3})
+    assert [e["value"] for e in doc["machines"].values()] == [1, 3]
+    _machines.validate(doc, "demo", lambda entry, where: None)
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda d: d.update(schema_version=1), "schema_version"),
+    (lambda d: d["machines"].clear(), "at least one machine"),
+    (lambda d: _only_machine(d)["machine"].pop("flags"), "flags"),
+    (lambda d: _only_machine(d)["machine"].update(cores=64), "wrong machine key"),
+])
+def test_the_shared_layout_rejects_broken_documents(break_it, message):
+    doc = _machines.merge(None, "demo", {"machine": _fake_machine()})
+    break_it(doc)
+    with pytest.raises(ValueError, match=message):
+        _machines.validate(doc, "demo", lambda entry, where: None)
+
+
+def test_a_document_in_the_old_single_machine_layout_is_refused_not_overwritten(tmp_path):
+    old = tmp_path / "inference.json"
+    old.write_text(json.dumps({"schema_version": 1, "benchmark": "inference", "machine": _fake_machine()}))
+    with pytest.raises(ValueError, match="per-machine"):
+        _machines.load(old, "inference")
+
+
+# -- time to accuracy ---------------------------------------------------------------------------
+
 def test_committed_time_to_accuracy_results_follow_the_schema(committed):
     tta.validate_results(committed)
-    # Both datasets of the issue, each with the original recipe and at least one fast one.
-    assert set(committed["datasets"]) == {"mnist", "cifar10"}
-    for dataset, block in committed["datasets"].items():
-        assert tta.BASELINE in block["runs"], dataset
-        assert set(block["speedup"]) == set(block["runs"]) - {tta.BASELINE}
-        assert block["speedup"], dataset
-        for run in block["runs"].values():
-            assert run["subset"] is None, "committed results must come from full training sets"
-            assert run["source"]["machine"]["cores"] >= 1
+    for key, entry in committed["machines"].items():
+        # Both datasets of the issue, each with the original recipe and at least one fast one.
+        assert set(entry["datasets"]) == {"mnist", "cifar10"}, key
+        for dataset, block in entry["datasets"].items():
+            assert tta.BASELINE in block["runs"], (key, dataset)
+            assert set(block["speedup"]) == set(block["runs"]) - {tta.BASELINE}
+            assert block["speedup"], dataset
+            assert block["test_size"] == 10_000, "committed results are tested on the whole test set"
+            for run in block["runs"].values():
+                assert run["subset"] is None, "committed results must come from full training sets"
+                assert _machines.key_of(run["source"]["machine"]) == key
 
 
 def test_committed_markdown_and_plot_match_the_json(committed):
@@ -62,13 +111,14 @@ def test_committed_markdown_and_plot_match_the_json(committed):
 
 
 def _first_run(doc):
-    block = next(iter(doc["datasets"].values()))
+    block = next(iter(_only_machine(doc)["datasets"].values()))
     return block, next(iter(block["runs"].values()))
 
 
 @pytest.mark.parametrize("break_it, message", [
-    (lambda d: d.pop("git_commit"), "git_commit"),
-    (lambda d: d.pop("command"), "command"),
+    (lambda d: _only_machine(d).pop("git_commit"), "git_commit"),
+    (lambda d: _only_machine(d).pop("command"), "command"),
+    (lambda d: d.pop("clock"), "clock"),
     (lambda d: d.update(schema_version=99), "schema_version"),
     (lambda d: _first_run(d)[1]["epochs"][0].update(test_accuracy=1.5), "test_accuracy"),
     (lambda d: _first_run(d)[1]["epochs"][0].update(epoch_seconds=-1.0), "epoch_seconds"),
@@ -79,10 +129,12 @@ def _first_run(doc):
     (lambda d: _first_run(d)[1]["source"].pop("machine"), "machine"),
     (lambda d: next(iter(_first_run(d)[0]["speedup"].values())).update(value=1234.5), "value"),
     (lambda d: _first_run(d)[0].update(target=0.5), "target"),
-    (lambda d: _first_run(d)[1]["source"]["machine"].update(cores=64), "same machine"),
+    # A run of another machine filed under this one would give a speed-up across machines.
+    (lambda d: _first_run(d)[1]["source"]["machine"].update(flags=["avx2"]), "same machine"),
 ])
 def test_validator_rejects_broken_documents(committed, break_it, message):
     doc = copy.deepcopy(committed)
+    doc["machines"] = dict(list(doc["machines"].items())[:1])
     break_it(doc)
     with pytest.raises(ValueError, match=message):
         tta.validate_results(doc)
@@ -96,27 +148,62 @@ def test_speedup_is_a_lower_bound_when_the_original_was_capped():
     assert tta.ratio_entry(base, {"time_to_target": None})["value"] is None
 
 
-def test_time_to_accuracy_script_runs_end_to_end_and_keeps_other_runs(data_dir, tmp_path, committed):
-    out = tmp_path / "results"
-    out.mkdir()
-    # Start from the committed document: the runs not redone must be kept with their source.
-    (out / "time_to_accuracy.json").write_text(json.dumps(committed))
-    (out / "time_to_accuracy.md").write_text(f"old\n{tta.NOTES_MARKER}\nLimits: hand-written notes.\n")
-    assert tta.main(["--datasets", "mnist", "--recipes", "turbo", "--subset", "1200", "--epochs", "1",
-                     "--data-dir", str(data_dir), "--out", str(out)]) == 0
-    doc = json.loads((out / "time_to_accuracy.json").read_text())
-    tta.validate_results(doc)
-    run = doc["datasets"]["mnist"]["runs"]["turbo"]
-    assert run["subset"] == 1200 and run["train_size"] == 1200 and len(run["epochs"]) == 1
+TINY_RUN = ["--datasets", "mnist", "--recipes", "turbo", "--subset", "600", "--epochs", "1", "--test-limit", "500"]
+
+
+def _check_tiny_run(run, out):
+    assert run["subset"] == 600 and run["train_size"] == 600 and len(run["epochs"]) == 1
     assert run["source"]["command"].endswith("--out " + str(out))
     assert run["epochs"][0]["eval_seconds"] > 0 and run["epochs"][0]["epoch_seconds"] > 0
-    # The original recipe's committed run was reused untouched.
-    assert doc["datasets"]["mnist"]["runs"]["seed"] == committed["datasets"]["mnist"]["runs"]["seed"]
-    assert doc["datasets"]["cifar10"] == committed["datasets"]["cifar10"]
+    assert 0 <= run["best_test_accuracy"] <= 1
+
+
+def test_time_to_accuracy_script_runs_end_to_end_into_an_empty_folder(data_dir, tmp_path):
+    out = tmp_path / "results"
+    assert tta.main([*TINY_RUN, "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    doc = json.loads((out / "time_to_accuracy.json").read_text())
+    tta.validate_results(doc)
+    entry = _only_machine(doc)
+    assert _machines.key_of(entry["machine"]) == _machines.key_of(_machines.this_machine())
+    assert set(entry["datasets"]) == {"mnist"} and entry["datasets"]["mnist"]["test_size"] == 500
+    _check_tiny_run(entry["datasets"]["mnist"]["runs"]["turbo"], out)
+    assert entry["datasets"]["mnist"]["speedup"]["turbo"]["kind"] == "no_baseline"
     md = (out / "time_to_accuracy.md").read_text()
-    assert md.endswith("Limits: hand-written notes.\n") and "| turbo | turbo |" in md
+    assert f"## Machine: {_machines.key_of(entry['machine'])}" in md and "| turbo | turbo |" in md
     assert (out / "time_to_accuracy.png").stat().st_size > 10_000
 
+
+def test_a_run_on_another_machine_is_added_beside_the_committed_runs(data_dir, tmp_path, committed, monkeypatch):
+    import cnn_core.runtime
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "time_to_accuracy.json").write_text(json.dumps(committed))
+    (out / "time_to_accuracy.md").write_text(f"old\n{tta.NOTES_MARKER}\nLimits: hand-written notes.\n")
+    other = _fake_machine("Imaginary CPU 9000 (not a committed machine)", cores=3)
+    monkeypatch.setattr(cnn_core.runtime, "machine_info", lambda: dict(other))
+    assert tta.main([*TINY_RUN, "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    doc = json.loads((out / "time_to_accuracy.json").read_text())
+    tta.validate_results(doc)
+    new_key = _machines.key_of(other)
+    assert new_key not in committed["machines"]
+    assert list(doc["machines"]) == [*committed["machines"], new_key]
+    for key, entry in committed["machines"].items():  # every committed machine kept untouched
+        assert doc["machines"][key] == entry
+    mine = doc["machines"][new_key]
+    _check_tiny_run(mine["datasets"]["mnist"]["runs"]["turbo"], out)
+    # No speed-up against another machine's `seed` run.
+    assert set(mine["datasets"]["mnist"]["runs"]) == {"turbo"}
+    assert mine["datasets"]["mnist"]["speedup"]["turbo"]["value"] is None
+    md = (out / "time_to_accuracy.md").read_text()
+    assert md.endswith("Limits: hand-written notes.\n")
+    sections = md.split("## Machine: ")[1:]
+    assert [s.splitlines()[0] for s in sections] == list(doc["machines"])
+    assert all("| recipe | arch |" in s for s in sections), "every machine gets its own tables"
+    assert "| turbo | turbo |" in sections[-1] and "| seed | seed |" in sections[0]
+
+
+# -- inference ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def committed_inference():
@@ -128,21 +215,67 @@ def test_committed_inference_results_follow_the_schema(committed_inference):
     assert (RESULTS / "inference.md").read_text() == inference.render_markdown(committed_inference)
 
 
+def test_committed_inference_results_cover_every_shipped_model_and_the_pages_defaults(committed_inference):
+    from cnn_core.store import shipped_store
+
+    store = shipped_store()
+    newest = max(committed_inference["machines"].values(), key=lambda e: e["created"])
+    assert set(newest["models"]) == set(store.names()), "rerun benchmarks/inference.py after shipping a model"
+    assert newest["page_defaults"] == inference.page_defaults(), "the pages' defaults changed: rerun it"
+    for name, model in newest["models"].items():
+        card = store.load_card(name)
+        assert ("single_image_tta" in model) == bool(card.get("tta")), name
+        # Models trained in bfloat16 are measured in bfloat16 too, beside the default.
+        assert ("bf16" in model or model["precision"] == "bf16") == (inference.trained_precision(card) == "bf16")
+    md = (RESULTS / "inference.md").read_text()
+    for key, entry in committed_inference["machines"].items():
+        assert f"## Machine: {key}" in md
+        for name in entry["page_defaults"].values():
+            assert f"| {_machines.table_cell(key)} |" in md and f"`{name}`" in md
+
+
+def _inference_entry(doc):
+    return _only_machine(doc)
+
+
 @pytest.mark.parametrize("break_it", [
-    lambda d: d["models"].pop(inference.MODELS[0]),
-    lambda d: d["models"][inference.MODELS[1]]["single_image"].update(p50_ms=-1),
-    lambda d: d["models"][inference.MODELS[0]]["single_image"].update(p95_ms=0.0001),
-    lambda d: d["models"][inference.MODELS[0]]["batch"].update(images_per_sec=1.0),
-    lambda d: d["memory"].pop("serving_process"),
+    lambda d: _inference_entry(d)["models"].pop(_inference_entry(d)["page_defaults"]["draw"]),
+    lambda d: _inference_entry(d)["page_defaults"].pop("photo"),
+    lambda d: next(iter(_inference_entry(d)["models"].values()))["single_image"].update(p50_ms=-1),
+    lambda d: next(iter(_inference_entry(d)["models"].values()))["single_image"].update(p95_ms=0.0001),
+    lambda d: next(iter(_inference_entry(d)["models"].values()))["batch"].update(images_per_sec=1.0),
+    lambda d: next(iter(_inference_entry(d)["models"].values())).update(precision="fp16"),
+    lambda d: _inference_entry(d)["memory"].pop("serving_process"),
+    lambda d: _inference_entry(d)["machine"].update(cpu="Another CPU"),
 ])
 def test_inference_validator_rejects_broken_documents(committed_inference, break_it):
     doc = copy.deepcopy(committed_inference)
+    doc["machines"] = dict(list(doc["machines"].items())[:1])
     break_it(doc)
     with pytest.raises(ValueError):
         inference.validate_results(doc)
 
 
-ood = _load("ood")
+# -- the other results files --------------------------------------------------------------------
+
+@pytest.mark.parametrize("module, name", [(app_metrics, "app_metrics"), (load, "load"),
+                                          (tta_ensembles, "tta_ensembles")])
+def test_committed_per_machine_results_follow_the_schema_and_match_their_markdown(module, name):
+    doc = _committed(f"{name}.json", f"python benchmarks/{name}.py")
+    module.validate_results(doc)
+    md = (RESULTS / f"{name}.md").read_text()
+    if _machines.NOTES_MARKER in md:
+        assert md == module.render_markdown(doc, _machines.read_notes(RESULTS / f"{name}.md"))
+    else:
+        assert md == module.render_markdown(doc)
+    for key in doc["machines"]:
+        assert key in md
+
+
+def test_the_compare_page_still_finds_the_tta_rows_at_the_top_of_the_document():
+    doc = _committed("tta_ensembles.json", "python benchmarks/tta_ensembles.py")
+    assert doc["rows"] and {"dataset", "models", "tta", "accuracy", "loss"} <= set(doc["rows"][0])
+    assert isinstance(doc["command"], str) and "git_commit" in doc
 
 
 def test_committed_ood_results_follow_the_schema_and_the_cards():

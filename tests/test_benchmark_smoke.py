@@ -1,0 +1,137 @@
+"""Every script in benchmarks/ runs end to end with its smallest settings, writing into a
+temporary folder, so a benchmark can never silently stop working. Each test checks what the
+script wrote: the schema, this machine's key, and numbers that are present and positive
+(never particular values: these are smoke runs on a shared machine)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _machines  # noqa: E402
+
+# Scripts run here; time_to_accuracy.py is run end to end in tests/test_benchmarks.py.
+SMOKE_TESTED_HERE = {"app_metrics", "inference", "load", "ood", "tta_ensembles"}
+
+
+def run_script(name: str, *args: str, timeout: float = 300) -> str:
+    """Run `python benchmarks/NAME.py ARGS` as a user would; its output, or a failure showing it."""
+    proc = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, f"{name}.py exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def this_key():
+    return _machines.key_of(_machines.this_machine())
+
+
+def _read(out: Path, stem: str, module_name: str):
+    """The JSON a script wrote, checked by that script's own validator, and its Markdown."""
+    module = __import__(module_name)
+    doc = json.loads((out / f"{stem}.json").read_text())
+    module.validate_results(doc)
+    return module, doc, (out / f"{stem}.md").read_text()
+
+
+def _positive(*values) -> bool:
+    return all(isinstance(v, (int, float)) and v > 0 for v in values)
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    scripts = {p.stem for p in BENCH.glob("*.py") if not p.name.startswith("_")}
+    others = {p.stem: p.read_text() for p in (REPO / "tests").glob("test_*.py") if p.name != Path(__file__).name}
+    # A script whose smoke test lives elsewhere has its own test file (tests/test_NAME.py), or
+    # a test file runs it by its file name.
+    elsewhere = {s for s in scripts if f"test_{s}" in others
+                 or any(re.search(rf"\b{s}\.py\b", text) for text in others.values())}
+    missing = sorted(scripts - SMOKE_TESTED_HERE - elsewhere)
+    assert not missing, f"benchmark scripts without a smoke test: {missing}"
+
+
+def test_inference_benchmark_smoke(data_dir, tmp_path, this_key):
+    out = tmp_path / "results"
+    run_script("inference", "--models", "mnist_fast30", "--calls", "10", "--batch-images", "128",
+               "--data-dir", str(data_dir), "--out", str(out))
+    inference, doc, md = _read(out, "inference", "inference")
+    assert list(doc["machines"]) == [this_key]
+    entry = doc["machines"][this_key]
+    defaults = inference.page_defaults()
+    # The pages' defaults are always measured: the 5 ms goal is about them.
+    assert entry["page_defaults"] == defaults and set(entry["models"]) == {"mnist_fast30", *defaults.values()}
+    for name, model in entry["models"].items():
+        blocks = [model] + ([model["bf16"]] if "bf16" in model else [])
+        for block in blocks:
+            assert _positive(block["single_image"]["p50_ms"], block["single_image"]["p95_ms"],
+                             block["batch"]["images_per_sec"]), name
+            assert block["single_image"]["calls"] == 10 and block["batch"]["images"] == 128
+            if model["card_tta"]:
+                assert _positive(block["single_image_tta"]["p50_ms"]), name
+        if model["trained_precision"] == "bf16" and model["precision"] != "bf16":
+            assert model["bf16"]["precision"] == "bf16", f"{name} was trained in bf16: measure it in bf16 too"
+    assert _positive(entry["memory"]["serving_process"]["peak_rss_mb"])
+    assert f"## Machine: {this_key}" in md
+    for page, name in defaults.items():
+        assert re.search(rf"\| {re.escape(inference.PAGE_TITLES[page])} \| `{name}` \|.*\| (yes|NO) \|", md), page
+
+
+def test_ood_benchmark_smoke(data_dir, tmp_path):
+    out = tmp_path / "results"
+    run_script("ood", "--model", "mnist_fast30", "--limit", "50", "--test-limit", "500", "--out", str(out))
+    _, doc, md = _read(out, "ood", "ood")
+    (row,) = doc["models"]
+    assert row["model"] == "mnist_fast30" and row["in_distribution"]["images"] == 500
+    assert {b["images"] for label, b in row["off_distribution"].items() if "test images" in label} == {50}
+    assert "## mnist_fast30 (mnist)" in md and "AUROC" in md
+
+
+def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
+    out = tmp_path / "results"
+    run_script("tta_ensembles", "--models", "mnist_fast30", "mnist_seed", "--limit", "300",
+               "--data-dir", str(data_dir), "--out", str(out))
+    module, doc, md = _read(out, "tta_ensembles", "tta_ensembles")
+    # Each model with TTA off and on, and the two together.
+    assert [(r["models"], r["tta"]) for r in doc["rows"]] == [
+        (["mnist_fast30"], False), (["mnist_fast30"], True), (["mnist_seed"], False), (["mnist_seed"], True),
+        (["mnist_fast30", "mnist_seed"], False)]
+    assert doc["test_size"] == 300
+    seconds = doc["machines"][this_key]["evaluation_seconds"]
+    assert set(seconds) == {module.row_label(r) for r in doc["rows"]} and _positive(*seconds.values())
+    assert "| mnist | mnist_fast30 + mnist_seed | off |" in md and this_key in md
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_app_metrics_benchmark_smoke(data_dir, tmp_path, this_key):
+    out = tmp_path / "results"
+    run_script("app_metrics", "--repeats", "1", "--pages", "draw", "--digits", "7", "--out", str(out))
+    _, doc, md = _read(out, "app_metrics", "app_metrics")
+    entry = doc["machines"][this_key]
+    draw = entry["page_load_seconds"]["draw"]
+    assert set(entry["page_load_seconds"]) == {"draw"} and _positive(draw["first"], draw["median_warm"])
+    assert entry["draw_to_prediction_seconds"]["n"] == 1 and _positive(entry["draw_to_prediction_seconds"]["median"])
+    assert entry["drawn_digits_recognised"].endswith("/1")
+    assert _positive(*entry["server_rss_mb"].values())
+    assert f"## Machine: {this_key}" in md and "| draw |" in md
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_load_benchmark_smoke(data_dir, tmp_path, this_key):
+    out = tmp_path / "results"
+    run_script("load", "--pages", "2", "--rounds", "idle", "--timeout", "120", "--out", str(out))
+    _, doc, md = _read(out, "load", "load")
+    (round_,) = doc["machines"][this_key]["rounds"].values()
+    assert round_["pages"] == 2 and round_["errors"] == 0, round_["visitors"]
+    assert {v["kind"] for v in round_["visitors"]} == {"draw", "upload"}
+    assert _positive(round_["p50_seconds"], round_["server_peak_rss_mb"], round_["cpu_seconds"]["server"])
+    assert f"## Machine: {this_key}" in md
