@@ -252,6 +252,7 @@ def cmd_predict(args) -> int:
             continue
         if args.json:
             print(json.dumps({"file": path, "model": predictor.name, "precision": predictor.precision,
+                              "runtime": predictor.runtime,
                               "top": predictor.info.class_names[int(probs.argmax())],
                               "probabilities": dict(zip(predictor.info.class_names, map(float, probs)))}))
             continue

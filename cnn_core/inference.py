@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -12,11 +12,14 @@ from .store import ModelStore, find_model
 
 
 def _forward(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Probabilities from a Keras model or a LiteModel (cnn_core.lite), `batch_size` at a time."""
     if len(x) <= batch_size:
         # predict_on_batch runs one compiled call: measured 1.6 ms for one CIFAR-10 image against
         # 10 ms for eager model(x) (Keras 3.15, 2-core CPU), without predict()'s per-call setup.
         return np.asarray(model.predict_on_batch(x))
-    return model.predict(x, batch_size=batch_size, verbose=0)
+    if hasattr(model, "predict"):  # Keras: its own batched loop
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    return np.concatenate([model.predict_on_batch(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool = False,
@@ -27,10 +30,13 @@ def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool = Fal
     (horizontal-flip test-time augmentation, for datasets trained with flips).
     """
     x = Preprocessor(info).to_model_input(x_uint8)
-    probs = _forward(model, x, batch_size)
-    if tta:
-        probs = (probs + _forward(model, x[:, :, ::-1, :], batch_size)) / 2.0
-    return probs
+    if not tta:
+        return _forward(model, x, batch_size)
+    mirrored = x[:, :, ::-1, :]
+    if 2 * len(x) <= batch_size:  # a picture and its mirror image in one call, not two
+        both = _forward(model, np.concatenate([x, mirrored]), batch_size)
+        return (both[:len(x)] + both[len(x):]) / 2.0
+    return (_forward(model, x, batch_size) + _forward(model, mirrored, batch_size)) / 2.0
 
 
 def top_k(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[str, float]]:
@@ -50,6 +56,8 @@ class Predictor:
     tta: bool
     extra_models: tuple = ()  # further ensemble members; their probabilities are averaged with model's
     precision: str = "fp32"  # what the network computes in here (cnn_core.precision)
+    runners: tuple = ()  # what each member's predictions run through (LiteModels); empty: the Keras models
+    runtime: str = "keras"  # "litert" when predictions run through LiteRT (cnn_core.lite)
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -60,7 +68,7 @@ class Predictor:
         return (self.model, *self.extra_models)
 
     def predict_samples(self, samples: np.ndarray) -> np.ndarray:
-        probs = [predict_proba(m, samples, self.info, tta=self.tta) for m in self.members]
+        probs = [predict_proba(m, samples, self.info, tta=self.tta) for m in self.runners or self.members]
         return probs[0] if len(probs) == 1 else np.mean(probs, axis=0)
 
     def sample_from_image(self, img) -> np.ndarray:
@@ -83,30 +91,53 @@ def load_inference_model(store: ModelStore, name: str, precision: str | None = N
     return with_precision(store.load_model(name), precision or INFERENCE_PRECISION)
 
 
+RUNTIMES = ("litert", "keras")
+
+
 def load_predictor(name: str, store: ModelStore | None = None, tta: bool | None = None,
-                   precision: str | None = None) -> Predictor:
-    """Load a saved model; `tta` None follows its card, `precision` None is the inference default."""
+                   precision: str | None = None, runtime: str | None = None) -> Predictor:
+    """Load a saved model; `tta` None follows its card, `precision` None is the inference default.
+
+    `runtime` "litert" (the default where it is installed: the fastest, see cnn_core.lite) runs
+    float32 predictions through LiteRT; "keras" (and any bfloat16 model) through Keras."""
+    from .errors import ConfigError
+    from .lite import lite_model
     from .precision import model_precision
     from .runtime import configure_threads
 
+    if runtime not in (None, *RUNTIMES):
+        raise ConfigError(f"Unknown runtime '{runtime}'. Choose one of: {', '.join(RUNTIMES)}.")
     configure_threads()
     store = store or find_model(name)
     card = store.load_card(name)
     model = load_inference_model(store, name, precision)
+    computes_in = model_precision(model)
+    lite = lite_model(model) if runtime != "keras" and computes_in == "fp32" else None
+    if runtime == "litert" and lite is None:
+        raise ConfigError("LiteRT cannot serve this model here: it needs the ai-edge-litert package and float32.")
     return Predictor(name, model, card, dataset_info(card["dataset"]),
-                     bool(card.get("tta", False)) if tta is None else tta, precision=model_precision(model))
+                     bool(card.get("tta", False)) if tta is None else tta, precision=computes_in,
+                     runners=(lite,) if lite is not None else (), runtime="litert" if lite is not None else "keras")
 
 
-def load_ensemble(names: list[str], tta: bool | None = None) -> Predictor:
-    """Several saved models of one dataset whose probabilities are averaged."""
+def ensemble_of(members: list[Predictor], tta: bool | None = None) -> Predictor:
+    """Loaded models of one dataset as one Predictor whose probabilities are averaged (the first
+    member's card and Keras model stand for the whole); `tta` None keeps the first member's."""
     from .errors import ModelStoreError
 
-    members = [load_predictor(n, tta=tta) for n in names]
     datasets = {m.info.name for m in members}
     if len(datasets) > 1:
         raise ModelStoreError(f"An ensemble needs models of one dataset; got {', '.join(sorted(datasets))}.")
     first = members[0]
+    tta = first.tta if tta is None else tta
     if len(members) == 1:
-        return first
-    return Predictor("+".join(names), first.model, first.card, first.info,
-                     first.tta if tta is None else tta, tuple(m.model for m in members[1:]), first.precision)
+        return first if tta == first.tta else replace(first, tta=tta)
+    return replace(first, name="+".join(m.name for m in members), tta=tta,
+                   extra_models=tuple(m.model for m in members[1:]),
+                   runners=tuple(m.runners[0] if m.runners else m.model for m in members),
+                   runtime="+".join(sorted({m.runtime for m in members})))
+
+
+def load_ensemble(names: list[str], tta: bool | None = None) -> Predictor:
+    """Several saved models of one dataset whose probabilities are averaged."""
+    return ensemble_of([load_predictor(n, tta=tta) for n in names], tta)

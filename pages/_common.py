@@ -78,12 +78,9 @@ def get_predictor(name: str):
 
 def get_ensemble(names: list[str], tta: bool):
     """Cached models combined: one Predictor averaging `names`, with TTA on or off."""
-    import dataclasses
+    from cnn_core.inference import ensemble_of
 
-    members = [get_predictor(n) for n in names]
-    first = members[0]
-    return dataclasses.replace(first, name="+".join(names), tta=tta,
-                               extra_models=tuple(m.model for m in members[1:]))
+    return ensemble_of([get_predictor(n) for n in names], tta)
 
 
 def prediction_options(predictor, dataset: str, key: str):
