@@ -13,6 +13,7 @@ from cnn_core.datasets import DATASETS, dataset_available
 from cnn_core.errors import CnnError
 from cnn_core.jobs import ServerCaps
 from cnn_core.models import ARCHITECTURES
+from cnn_core.precision import PRECISIONS, precision_choice_help
 from cnn_core.recipes import RECIPES, SEED_AUGMENT, resolve_config
 from cnn_core.store import runs_store
 from pages._common import get_jobs, owner_token, runs_are_ephemeral
@@ -116,6 +117,8 @@ batch_size = c2.selectbox("Batch size", batch_choices, index=batch_choices.index
 lr = c3.number_input("Learning rate" + (" (peak)" if RECIPES[arch]["schedule"] == "onecycle" else ""),
                      min_value=1e-5, max_value=5.0, value=float(defaults["lr"]), format="%.4f", key=f"lr_{k}")
 seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key=f"seed_{k}")
+precision = st.radio("Number format", PRECISIONS, index=PRECISIONS.index(defaults["precision"]), horizontal=True,
+                     key=f"precision_{k}", help=precision_choice_help())
 
 subset_cap = MAX_SUBSET or 60000
 subset = st.slider("Training images (a subset trains faster)", 500, subset_cap, min(6000, subset_cap), step=500,
@@ -155,7 +158,7 @@ if st.button("▶ Start training", type="primary", disabled=active, key="start")
     try:
         config = resolve_config(dataset, arch, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                                 seed=int(seed), subset=None if subset >= subset_cap and not MAX_SUBSET else int(subset),
-                                augment=augment)
+                                augment=augment, precision=precision)
         jobs.start(config, name, owner)
     except CnnError as err:
         st.error(str(err))

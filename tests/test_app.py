@@ -134,11 +134,18 @@ def _configure_small_run(at: AppTest, epochs: int, subset: int, name: str):
 def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
     at = open_page("pages/train.py")
     _configure_small_run(at, epochs=1, subset=1000, name="apptest_run")
+    precision = at.radio(key="precision_mnist_seed")
+    assert precision.value == "fp32" and set(precision.options) == {"auto", "bf16", "fp32"}  # the recipe's
+    precision.set_value("bf16")
     at.button(key="start").click().run()
     assert not at.exception and not at.error
     snap = _wait_for_job(at, lambda s: not s.active)
     assert snap.state == "done" and snap.result_status == "finished", snap
     assert (isolated_runs / "apptest_run.keras").is_file() and (isolated_runs / "apptest_run.json").is_file()
+    import json
+
+    card = json.loads((isolated_runs / "apptest_run.json").read_text())
+    assert card["precision"] == "bf16" and card["hyperparameters"]["precision"] == "bf16"
     at.run()
     assert any("apptest_run" in s.value for s in at.success)
 
