@@ -9,7 +9,7 @@
   too. Every model runs in the inference default precision (`load_predictor`'s
   `precision=None`); models trained in bfloat16 are measured in bfloat16 as well, to show
   whether it pays on the CPU at hand.
-- Batch throughput: `Predictor.predict_samples` on the test set.
+- Batch throughput: `Predictor.predict_samples` on the first 2,000 test images, best of two.
 - Memory: peak RSS of a fresh process that loads the Draw and Photo pages' default models
   and serves single-image predictions (what an app process holds), and of this benchmark
   process (which also holds the test sets and ran the batch predictions).
@@ -45,6 +45,9 @@ BENCHMARK = "inference"
 SCHEMA_VERSION = _machines.SCHEMA_VERSION
 GOALS = {"p50_ms": 5.0, "rss_mb": 1200.0}
 WARMUP, CALLS = 30, 300
+# Throughput is flat beyond a few batches; 2,000 images (four of the library's 512-image
+# batches per pass) keep a run of every shipped model and the bfloat16 twins to minutes on 2 cores.
+BATCH_IMAGES = 2000
 MIN_CALLS = 10
 # The dataset each page opens with; the Photo page starts on CIFAR-10.
 PAGE_DATASETS = {"draw": "mnist", "photo": "cifar10"}
@@ -217,7 +220,7 @@ def serving_process_memory(models) -> dict:
 def _timings(predictor, picture, samples, calls: int, warmup: int) -> dict:
     """Single-image latency and batch throughput, without TTA and (if the predictor uses it) with."""
     plain = dataclasses.replace(predictor, tta=False)
-    block = {"precision": predictor.precision,
+    block = {"precision": predictor.precision, "runtime": predictor.runtime,
              "single_image": latency(plain, picture, warmup=warmup, calls=calls),
              "batch": throughput(plain, samples)}
     if predictor.tta:
@@ -226,7 +229,7 @@ def _timings(predictor, picture, samples, calls: int, warmup: int) -> dict:
     return block
 
 
-def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: int | None = None,
+def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: int = BATCH_IMAGES,
                   datasets: dict | None = None, log=print) -> dict:
     """Every figure for one shipped model on this machine."""
     from cnn_core.datasets import load_dataset
@@ -238,7 +241,7 @@ def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: in
     if dataset not in datasets:
         datasets[dataset] = load_dataset(dataset, data_dir)
     data = datasets[dataset]
-    samples = data.x_test[:batch_images] if batch_images else data.x_test
+    samples = data.x_test[:batch_images]
     picture = test_picture(dataset, data)
     warmup = min(WARMUP, calls)
     trained_in = trained_precision(predictor.card)
@@ -256,7 +259,7 @@ def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: in
     return entry
 
 
-def run(models=None, data_dir=None, calls=CALLS, batch_images=None, command=None, log=print) -> dict:
+def run(models=None, data_dir=None, calls=CALLS, batch_images=BATCH_IMAGES, command=None, log=print) -> dict:
     """This machine's entry: every shipped model (or `models`), the pages' defaults marked."""
     from cnn_core.runtime import git_commit, library_versions, now_iso
 
@@ -287,6 +290,8 @@ def _need(ok, where, message):
 
 def _validate_timings(block: dict, card_tta: bool, where: str) -> None:
     _need(block.get("precision") in ("fp32", "bf16"), f"{where}.precision", "must be 'fp32' or 'bf16'")
+    _need(isinstance(block.get("runtime"), str) and block["runtime"], f"{where}.runtime",
+          "must name what ran the predictions (litert, keras)")
     for part in ("single_image", "batch") + (("single_image_tta", "batch_tta") if card_tta else ()):
         b = block.get(part)
         pw = f"{where}.{part}"
@@ -356,12 +361,13 @@ def render_markdown(doc: dict) -> str:
              f"## The pages' default models against the {GOALS['p50_ms']:.0f} ms p50 goal", "",
              "Each page opens with its dataset's most accurate shipped model. The goal is p50 per image without "
              "test-time augmentation; the flip-TTA figure (two forward passes) is beside it.", "",
-             "| machine | page | default model | computes in | p50 | p50 with flip TTA | "
+             "| machine | page | default model | computes in, runs on | p50 | p50 with flip TTA | "
              f"within {GOALS['p50_ms']:.0f} ms p50? |", "|---|---|---|---|---:|---:|---|"]
     for key, entry in _machines.entries(doc):
         for page, name in entry["page_defaults"].items():
             m = entry["models"][name]
-            lines.append(f"| {_machines.table_cell(key)} | {PAGE_TITLES.get(page, page)} | `{name}` | {m['precision']} | "
+            lines.append(f"| {_machines.table_cell(key)} | {PAGE_TITLES.get(page, page)} | `{name}` | "
+                         f"{m['precision']}, {m['runtime']} | "
                          f"{_ms(m['single_image'])} | {_ms(m.get('single_image_tta'))} | "
                          f"{'yes' if within_goal(m) else 'NO'} |")
     lines.append("")
@@ -380,12 +386,13 @@ def _render_machine(key: str, entry: dict) -> list[str]:
     if entry.get("note"):
         lines.append(f"- {entry['note']}")
     batch_images = {m["batch"]["images"] for m in entry["models"].values()}
-    lines += ["", "| model | page default | trained in | computes in | params | p50 | p95 | p50 flip TTA | "
+    lines += ["", "| model | page default | trained in | computes in, runs on | params | p50 | p95 | p50 flip TTA | "
               f"p95 flip TTA | batch ({', '.join(f'{n:,}' for n in sorted(batch_images))} test images) | "
               "batch flip TTA |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     rows_breakdown, rows_bf16 = [], []
     for name, m in entry["models"].items():
-        lines.append(f"| `{name}` | {defaults.get(name, '')} | {m['trained_precision']} | {m['precision']} | "
+        lines.append(f"| `{name}` | {defaults.get(name, '')} | {m['trained_precision']} | "
+                     f"{m['precision']}, {m['runtime']} | "
                      f"{m['params']:,} | {_ms(m['single_image'])} | {_ms(m['single_image'], 'p95_ms')} | "
                      f"{_ms(m.get('single_image_tta'))} | {_ms(m.get('single_image_tta'), 'p95_ms')} | "
                      f"{m['batch']['images_per_sec']:,.0f} images/s | "
@@ -402,11 +409,13 @@ def _render_machine(key: str, entry: dict) -> list[str]:
                                      f"{f[batch]['images_per_sec']:,.0f} | {h[batch]['images_per_sec']:,.0f} images/s |")
     if rows_bf16:
         lines += ["", f"Models trained in bfloat16, run in bfloat16 instead of the default ({_default_precision(entry)}) "
-                  "on this CPU (a time ratio above 1× means bfloat16 is slower here):", "",
+                  f"on this CPU, through {_bf16_runtime(entry)} (a time ratio above 1× means bfloat16 is slower here):",
+                  "",
                   f"| model | TTA | p50 {_default_precision(entry)} | p50 bf16 | bf16 / {_default_precision(entry)} | "
                   f"batch {_default_precision(entry)} | batch bf16 |",
                   "|---|---|---:|---:|---:|---:|---:|", *rows_bf16]
-    lines += ["", "Where the time of one prediction (TTA off) goes, p50 of each part measured alone:", "",
+    lines += ["", "Where the time of one prediction (TTA off) goes, p50 of each part measured alone (the library "
+              "forwards through the runtime named above; bare Keras is the same network in Keras):", "",
               "| model | picture → sample | forward, as the library does it | bare Keras `predict_on_batch` |",
               "|---|---:|---:|---:|", *rows_breakdown, ""]
     mem = entry["memory"]
@@ -429,6 +438,10 @@ def _render_machine(key: str, entry: dict) -> list[str]:
     return lines
 
 
+def _bf16_runtime(entry: dict) -> str:
+    return "/".join(sorted({m["bf16"]["runtime"] for m in entry["models"].values() if "bf16" in m}))
+
+
 def _default_precision(entry: dict) -> str:
     """What the models without a bf16 block computed in: the inference default of that run."""
     found = {m["precision"] for m in entry["models"].values() if "bf16" in m}
@@ -441,7 +454,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", help="shipped models to measure (default: every one; the pages' "
                                                      "defaults are always included)")
     parser.add_argument("--calls", type=int, default=CALLS, help=f"timed calls per latency (at least {MIN_CALLS})")
-    parser.add_argument("--batch-images", type=int, help="test images for the throughput (default: the whole set)")
+    parser.add_argument("--batch-images", type=int, default=BATCH_IMAGES,
+                        help=f"test images for the throughput (default: the first {BATCH_IMAGES:,})")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.calls < MIN_CALLS:

@@ -1,7 +1,7 @@
 """Time to accuracy: the original recipe against the fast ones, on one machine, in one command.
 
     CNN_DATA_DIR=../shared/datasets python benchmarks/time_to_accuracy.py
-    python benchmarks/time_to_accuracy.py --reuse-original         # keep the committed `seed` runs
+    python benchmarks/time_to_accuracy.py --reuse-original         # keep this machine's `seed` runs
     python benchmarks/time_to_accuracy.py --datasets mnist --recipes seed turbo fast
 
 Every recipe trains through `cnn_core.training.train` (the library's own trainer, the
@@ -410,7 +410,7 @@ def main(argv=None) -> int:
     parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
                         help="recipes to run (default: seed turbo); the first listed runs first")
     parser.add_argument("--reuse-original", action="store_true",
-                        help=f"do not rerun `{BASELINE}` where the results already hold its run")
+                        help=f"do not rerun `{BASELINE}` where the results already hold its run on this machine")
     parser.add_argument("--original-max-minutes", type=float, default=None,
                         help=f"stop `{BASELINE}` after this much training (default: uncapped); "
                              "a capped run reports a lower bound on the speed-up")

@@ -74,6 +74,7 @@ def test_inference_benchmark_smoke(data_dir, tmp_path, this_key):
             assert _positive(block["single_image"]["p50_ms"], block["single_image"]["p95_ms"],
                              block["batch"]["images_per_sec"]), name
             assert block["single_image"]["calls"] == 10 and block["batch"]["images"] == 128
+            assert block["runtime"] in ("litert", "keras"), name
             if model["card_tta"]:
                 assert _positive(block["single_image_tta"]["p50_ms"]), name
         if model["trained_precision"] == "bf16" and model["precision"] != "bf16":

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import REPO
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_eight_concurrent_visitors_all_get_predictions(data_dir):
