@@ -68,8 +68,8 @@ def prepare_fit(model, strategy, *datasets):
     model.train_step = _metrics_with_replica_axis(model.train_step)
     model.test_step = _metrics_with_replica_axis(model.test_step)
 
-    # Every worker runs the same pipeline (same seed, same shuffle order) and keeps every
-    # N-th per-replica batch, so each global batch is split across the workers as
+    # Every worker runs the same pipeline (same seed, same shuffle order) and keeps only its
+    # replicas' parts of each global batch, so a batch is split across the workers as
     # MirroredStrategy splits it across GPUs, and all workers run the same number of steps.
     # (The default, AUTO, tries to shard by file first and logs a warning for every
     # in-memory dataset before falling back to this.)
@@ -114,7 +114,8 @@ def _metrics_with_replica_axis(step):
 def stop_agreement(strategy):
     """For a multi-worker run, `any_worker(requested) -> bool`: whether any worker was asked to
     stop. A worker that left `fit` alone would leave the others waiting for it in the next
-    collective, so all must stop at the same batch. None when there is one worker."""
+    collective, so all must stop at the same batch (at the cost of one scalar all-reduce per
+    batch). None when there is one worker."""
     if worker_count(strategy) < 2:
         return None
     import tensorflow as tf
