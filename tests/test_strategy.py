@@ -139,6 +139,46 @@ def _start_training(name, runs_dir, data_dir, strategy, tf_config=None):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
 
 
+AGREE_SCRIPT = r"""
+import json, os
+import tensorflow as tf
+from cnn_core.distributed import cluster_info, stop_agreement
+
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+any_worker = stop_agreement(strategy)
+print("RESULT " + json.dumps({"cluster": cluster_info(strategy), "nobody": any_worker(False),
+                              "worker_1_only": any_worker(index == 1)}))
+"""
+
+
+def test_a_stop_on_one_worker_stops_every_worker(tmp_path):
+    cluster = [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+               "TF_CONFIG": json.dumps({"cluster": {"worker": cluster}, "task": {"type": "worker", "index": i}}),
+               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        procs.append(subprocess.Popen([sys.executable, "-c", AGREE_SCRIPT], stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path))
+    try:
+        outputs = [proc.communicate(timeout=180)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    results = []
+    for proc, output in zip(procs, outputs):
+        assert proc.returncode == 0, output[-3000:]
+        results.append(json.loads(next(line for line in output.splitlines()
+                                       if line.startswith("RESULT "))[len("RESULT "):]))
+    for i, result in enumerate(results):
+        assert result["cluster"] == {"workers": 2, "task": {"type": "worker", "index": i}}
+        assert result["nobody"] is False
+        assert result["worker_1_only"] is True  # worker 0 was not asked, and stops too
+
+
 def test_multi_worker_training_with_two_workers_on_loopback(data_dir, tmp_path):
     cluster = [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]
     workers = [_start_training("mw", tmp_path / f"worker{i}", data_dir, "multi_worker",
