@@ -360,15 +360,16 @@ def render_markdown(doc: dict) -> str:
              "machine is shared (see each section's load average).", "",
              f"## The pages' default models against the {GOALS['p50_ms']:.0f} ms p50 goal", "",
              "Each page opens with its dataset's most accurate shipped model. The goal is p50 per image without "
-             "test-time augmentation; the flip-TTA figure (two forward passes) is beside it.", "",
-             "| machine | page | default model | computes in, runs on | p50 | p50 with flip TTA | "
-             f"within {GOALS['p50_ms']:.0f} ms p50? |", "|---|---|---|---|---:|---:|---|"]
+             "test-time augmentation; the flip-TTA figure (two forward passes) is beside it. The fastest call shows "
+             "what the machine does when nothing else competes for it.", "",
+             "| machine | page | default model | computes in, runs on | p50 | fastest call | p50 with flip TTA | "
+             f"within {GOALS['p50_ms']:.0f} ms p50? |", "|---|---|---|---|---:|---:|---:|---|"]
     for key, entry in _machines.entries(doc):
         for page, name in entry["page_defaults"].items():
             m = entry["models"][name]
             lines.append(f"| {_machines.table_cell(key)} | {PAGE_TITLES.get(page, page)} | `{name}` | "
                          f"{m['precision']}, {m['runtime']} | "
-                         f"{_ms(m['single_image'])} | {_ms(m.get('single_image_tta'))} | "
+                         f"{_ms(m['single_image'])} | {_ms(m['single_image'], 'min_ms')} | {_ms(m.get('single_image_tta'))} | "
                          f"{'yes' if within_goal(m) else 'NO'} |")
     lines.append("")
     for key, entry in _machines.entries(doc):
