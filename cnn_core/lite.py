@@ -46,8 +46,11 @@ class LiteModel:
     def __init__(self, flatbuffer: bytes, threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
-        self._interpreter.allocate_tensors()
+        from .runtime import native_stderr_captured
+
+        with native_stderr_captured():  # LiteRT announces its XNNPACK delegate on fd 2
+            self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = None

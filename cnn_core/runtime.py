@@ -3,6 +3,7 @@ and TensorFlow thread settings that follow the CPU quota rather than the host.""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
@@ -51,13 +52,11 @@ def cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT) -> int:
     return max(1, min(counts))
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and find its devices with the C++ start-up chatter (oneDNN notices, the
-    CUDA probe on a machine without a GPU) kept off the terminal: some of those lines ignore
-    TF_CPP_MIN_LOG_LEVEL. They are captured at the file-descriptor level and printed only if the
-    import fails."""
-    if "tensorflow" in sys.modules:
-        return
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Keep what C++ libraries write straight to file descriptor 2 (TensorFlow's start-up notices,
+    LiteRT's 'Created TensorFlow Lite XNNPACK delegate') off the terminal, where one-line error
+    messages go; replay it if the block fails, so nothing that explains a failure is lost."""
     import tempfile
 
     sys.stderr.flush()
@@ -65,9 +64,7 @@ def import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
+            yield
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
@@ -76,6 +73,18 @@ def import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and find its devices with the C++ start-up chatter (oneDNN notices, the
+    CUDA probe on a machine without a GPU) kept off the terminal: some of those lines ignore
+    TF_CPP_MIN_LOG_LEVEL."""
+    if "tensorflow" in sys.modules:
+        return
+    with native_stderr_captured():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 _THREADS_SET = False
