@@ -4,7 +4,8 @@ The app keeps one `TrainingJobs` per server (via `st.cache_resource`): a run tra
 in a worker thread, not in the page script, so pages keep working; every visitor
 sees the same job; only the owner token that started it can stop it; a second
 start while one is active is refused with a clear message. On a public server,
-`ServerCaps` (from CNN_MAX_EPOCHS / CNN_MAX_SUBSET) bounds what one run may ask for.
+`ServerCaps` (from CNN_MAX_EPOCHS / CNN_MAX_SUBSET / CNN_MAX_BATCH_SIZE) bounds what one
+run may ask for.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from dataclasses import dataclass, field
 
 from .errors import CnnError, ConfigError, TrainingBusyError
 
-# What one visitor's run may ask for on a server, unless CNN_MAX_EPOCHS / CNN_MAX_SUBSET say
-# otherwise. The subset cap keeps the server plus a CIFAR-10 run within Streamlit Community
-# Cloud's 2.7 GB: see benchmarks/results/memory.md for what each phase measured.
+# What one visitor's run may ask for on a server, unless CNN_MAX_EPOCHS / CNN_MAX_SUBSET /
+# CNN_MAX_BATCH_SIZE say otherwise. Memory, not time, sets them: the server plus a run on the whole
+# CIFAR-10 training set stays within Streamlit Community Cloud's 2.7 GB (benchmarks/results/
+# memory.md), and batches of 512 would add ≈ 330-400 MB of activations over 256 (the largest
+# batch any recipe uses), which that margin does not hold.
 DEFAULT_MAX_EPOCHS = 30
 DEFAULT_MAX_SUBSET: int | None = None
+DEFAULT_MAX_BATCH_SIZE: int | None = 256
 UNCAPPED = ("all", "none", "unlimited")
 
 
@@ -48,14 +52,16 @@ class ServerCaps:
     """Upper bounds for runs started on this server (None: no bound)."""
     max_epochs: int | None = DEFAULT_MAX_EPOCHS
     max_subset: int | None = DEFAULT_MAX_SUBSET  # training images; None allows the whole split
+    max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE
 
     @classmethod
     def from_env(cls, environ=None) -> "ServerCaps":
-        """Caps from CNN_MAX_EPOCHS and CNN_MAX_SUBSET ('all' lifts the subset cap); an invalid
-        value raises ConfigError rather than silently serving without a cap."""
+        """Caps from CNN_MAX_EPOCHS, CNN_MAX_SUBSET and CNN_MAX_BATCH_SIZE ('all' lifts the last
+        two); an invalid value raises ConfigError rather than silently serving without a cap."""
         environ = os.environ if environ is None else environ
         return cls(_env_cap(environ, "CNN_MAX_EPOCHS", DEFAULT_MAX_EPOCHS, allow_uncapped=False),
-                   _env_cap(environ, "CNN_MAX_SUBSET", DEFAULT_MAX_SUBSET, allow_uncapped=True))
+                   _env_cap(environ, "CNN_MAX_SUBSET", DEFAULT_MAX_SUBSET, allow_uncapped=True),
+                   _env_cap(environ, "CNN_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, allow_uncapped=True))
 
     def check(self, config: dict) -> None:
         """Raise ConfigError naming the cap when `config` asks for more than this server allows."""
@@ -67,6 +73,9 @@ class ServerCaps:
             asked = "the whole training set" if subset is None else f"{subset:,}"
             raise ConfigError(f"This server allows at most {self.max_subset:,} training images per run "
                               f"(CNN_MAX_SUBSET); {asked} were asked for.")
+        if self.max_batch_size is not None and config["batch_size"] > self.max_batch_size:
+            raise ConfigError(f"This server allows batches of at most {self.max_batch_size} images "
+                              f"(CNN_MAX_BATCH_SIZE); {config['batch_size']} were asked for.")
 
 
 @dataclass

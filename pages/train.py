@@ -25,7 +25,7 @@ try:
 except CnnError as err:
     st.error(str(err))
     st.stop()
-MAX_EPOCHS, MAX_SUBSET = caps.max_epochs, caps.max_subset
+MAX_EPOCHS, MAX_SUBSET, MAX_BATCH = caps.max_epochs, caps.max_subset, caps.max_batch_size
 jobs = get_jobs()
 owner = owner_token()
 
@@ -111,9 +111,12 @@ k = f"{dataset}_{arch}"  # widget keys per choice, so defaults follow the recipe
 c1, c2, c3, c4 = st.columns(4)
 epochs = c1.number_input("Epochs", 1, MAX_EPOCHS, min(3, MAX_EPOCHS), key=f"epochs_{k}",
                          help=f"Recipe default {defaults['epochs']}; this server allows up to {MAX_EPOCHS}.")
-batch_choices = sorted({32, 64, 128, 256, 512, defaults["batch_size"]})
-batch_size = c2.selectbox("Batch size", batch_choices, index=batch_choices.index(defaults["batch_size"]),
-                          key=f"bs_{k}")
+batch_offered = {32, 64, 128, 256, 512, defaults["batch_size"]} | ({MAX_BATCH} if MAX_BATCH else set())
+batch_choices = sorted(b for b in batch_offered if not MAX_BATCH or b <= MAX_BATCH)
+batch_default = min(defaults["batch_size"], MAX_BATCH or defaults["batch_size"])
+batch_size = c2.selectbox("Batch size", batch_choices, index=batch_choices.index(batch_default), key=f"bs_{k}",
+                          help=f"Recipe default {defaults['batch_size']}"
+                          + (f"; this server allows up to {MAX_BATCH}." if MAX_BATCH else "."))
 lr = c3.number_input("Learning rate" + (" (peak)" if RECIPES[arch]["schedule"] == "onecycle" else ""),
                      min_value=1e-5, max_value=5.0, value=float(defaults["lr"]), format="%.4f", key=f"lr_{k}")
 seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key=f"seed_{k}")

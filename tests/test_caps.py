@@ -1,4 +1,4 @@
-"""Server caps for public deployments: CNN_MAX_EPOCHS / CNN_MAX_SUBSET bound what a visitor's
+"""Server caps for public deployments: CNN_MAX_EPOCHS / CNN_MAX_SUBSET / CNN_MAX_BATCH_SIZE bound what a visitor's
 run may ask for, on the Train page's widgets and again in the server's job runner, with a
 message naming the cap. (One run per server is tested in test_app.py and test_faults.py.)"""
 
@@ -8,20 +8,29 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnn_core.errors import ConfigError
-from cnn_core.jobs import DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET, ServerCaps, TrainingJobs
+from cnn_core.jobs import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET, ServerCaps,
+                           TrainingJobs)
 from cnn_core.recipes import resolve_config
 from conftest import REPO
 
 
 def test_caps_come_from_the_environment_with_documented_defaults():
-    assert ServerCaps.from_env({}) == ServerCaps(DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET)
-    assert ServerCaps.from_env({"CNN_MAX_EPOCHS": "5", "CNN_MAX_SUBSET": "2000"}) == ServerCaps(5, 2000)
+    assert ServerCaps.from_env({}) == ServerCaps(DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET, DEFAULT_MAX_BATCH_SIZE)
+    assert ServerCaps.from_env({"CNN_MAX_EPOCHS": "5", "CNN_MAX_SUBSET": "2000", "CNN_MAX_BATCH_SIZE": "64"}) \
+        == ServerCaps(5, 2000, 64)
     assert ServerCaps.from_env({"CNN_MAX_EPOCHS": " 7 ", "CNN_MAX_SUBSET": ""}).max_epochs == 7
-    assert ServerCaps.from_env({"CNN_MAX_SUBSET": "all"}).max_subset is None
+    lifted = ServerCaps.from_env({"CNN_MAX_SUBSET": "all", "CNN_MAX_BATCH_SIZE": "ALL"})
+    assert lifted.max_subset is None and lifted.max_batch_size is None
+    # No recipe's own batch size is beyond the default cap, so every recipe runs as designed.
+    from cnn_core.datasets import DATASETS
+    from cnn_core.models import ARCHITECTURES
+
+    assert all(resolve_config(d, a)["batch_size"] <= DEFAULT_MAX_BATCH_SIZE for d in DATASETS for a in ARCHITECTURES)
 
 
 @pytest.mark.parametrize("name, value", [("CNN_MAX_EPOCHS", "lots"), ("CNN_MAX_EPOCHS", "0"),
-                                         ("CNN_MAX_EPOCHS", "all"), ("CNN_MAX_SUBSET", "-5")])
+                                         ("CNN_MAX_EPOCHS", "all"), ("CNN_MAX_SUBSET", "-5"),
+                                         ("CNN_MAX_BATCH_SIZE", "1.5")])
 def test_an_invalid_cap_is_an_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         ServerCaps.from_env({name: value})
@@ -32,16 +41,18 @@ def _instant_train(config, name, listener=None, stop_event=None, **kwargs):
 
 
 def test_the_job_runner_refuses_runs_beyond_the_caps_with_a_clear_message():
-    jobs = TrainingJobs(train_fn=_instant_train, caps=ServerCaps(max_epochs=5, max_subset=2000))
+    jobs = TrainingJobs(train_fn=_instant_train, caps=ServerCaps(max_epochs=5, max_subset=2000, max_batch_size=128))
     with pytest.raises(ConfigError, match=r"at most 5 epochs per run \(CNN_MAX_EPOCHS\); 6 were asked for"):
         jobs.start(resolve_config("mnist", "seed", epochs=6, subset=1000), "too_long", owner="a")
     with pytest.raises(ConfigError, match=r"at most 2,000 training images per run \(CNN_MAX_SUBSET\); 2,500"):
         jobs.start(resolve_config("mnist", "seed", epochs=5, subset=2500), "too_big", owner="a")
     with pytest.raises(ConfigError, match="the whole training set were asked for"):
         jobs.start(resolve_config("mnist", "seed", epochs=1), "everything", owner="a")
+    with pytest.raises(ConfigError, match=r"batches of at most 128 images \(CNN_MAX_BATCH_SIZE\); 256 were"):
+        jobs.start(resolve_config("mnist", "fast", epochs=1, subset=1000, batch_size=256), "wide_batch", owner="a")
     assert jobs.snapshot() is None  # nothing was started
 
-    jobs.start(resolve_config("mnist", "seed", epochs=5, subset=2000), "at_the_caps", owner="a")
+    jobs.start(resolve_config("mnist", "seed", epochs=5, subset=2000, batch_size=128), "at_the_caps", owner="a")
     assert jobs.wait(10) and jobs.snapshot().state == "done"
 
 
@@ -59,6 +70,7 @@ def capped_server(monkeypatch, data_dir):
     monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
     monkeypatch.setenv("CNN_MAX_EPOCHS", "4")
     monkeypatch.setenv("CNN_MAX_SUBSET", "1500")
+    monkeypatch.setenv("CNN_MAX_BATCH_SIZE", "100")
     st.cache_resource.clear()
     yield
     st.cache_resource.clear()
@@ -80,11 +92,13 @@ def test_train_page_bounds_its_widgets_by_the_caps_and_refuses_forged_values(cap
     epochs, subset = at.number_input(key="epochs_mnist_seed"), at.slider(key="subset_mnist_seed")
     assert epochs.max == 4 and "allows up to 4" in epochs.help
     assert subset.max == 1500 and "allows up to 1,500 images" in subset.help
+    batch = at.selectbox(key="bs_mnist_seed")
+    assert max(batch.options, key=int) == "100" and batch.value == 100 and "allows up to 100" in batch.help
 
     # A value beyond a widget's bound (a forged request) does not get through: Streamlit puts the
     # widget back to its default, and the server's runner would refuse it anyway (tested above).
     jobs = get_jobs()
-    assert jobs._caps == ServerCaps(4, 1500)
+    assert jobs._caps == ServerCaps(4, 1500, 100)
     jobs._train = _instant_train  # only the config that reaches the runner matters here
     at.number_input(key="epochs_mnist_seed").set_value(9)
     at.slider(key="subset_mnist_seed").set_value(60000)
@@ -94,6 +108,7 @@ def test_train_page_bounds_its_widgets_by_the_caps_and_refuses_forged_values(cap
     assert jobs.wait(10)
     started = jobs.snapshot().config
     assert started["epochs"] <= 4 and started["subset"] is not None and started["subset"] <= 1500, started
+    assert started["batch_size"] <= 100, started
 
 
 def test_train_page_names_an_invalid_cap_instead_of_failing(capped_server, monkeypatch):
