@@ -1,0 +1,54 @@
+"""benchmarks/memory.py end to end with its smallest settings: the real app server, a real
+browser on every page, a tiny MNIST run started and stopped on the Train page. Checks what it
+wrote (schema, every phase, consistent figures), never particular numbers: this is a smoke run
+on a shared machine."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+BENCH = REPO / "benchmarks"
+
+
+def test_memory_benchmark_smoke_run_writes_every_phase(tmp_path, data_dir):
+    sys.path.insert(0, str(BENCH))
+    import memory
+
+    out = tmp_path / "results"
+    # Stop before the first epoch ends where the machine allows: the final evaluation of a run is
+    # measured by the real benchmark, the smoke run only has to go through every phase.
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "memory.py"), "--out", str(out), "--dataset", "mnist", "--subset", "500",
+         "--train-seconds", "2", "--min-epochs", "0", "--idle-seconds", "1", "--after-seconds", "1",
+         "--no-runtime-baseline"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+        env={**os.environ, "CNN_DATA_DIR": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+    doc = json.loads((out / "memory.json").read_text())
+    memory.validate_results(doc)  # every phase present with positive figures, peak = largest phase peak
+    from cnn_core.runtime import machine_info, machine_key
+
+    assert list(doc["machines"]) == [machine_key(machine_info())]
+    entry = doc["machines"][machine_key(machine_info())]
+    phases = entry["phases"]
+    assert list(phases) == list(memory.PHASES)
+    assert not entry["pages_with_exceptions"], entry["pages_with_exceptions"]
+    # Pages load TensorFlow and two models into an idle server; training adds its data on top.
+    assert phases["pages"]["peak_rss_mb"] > phases["idle"]["peak_rss_mb"]
+    assert phases["training"]["peak_rss_mb"] >= phases["pages"]["end_rss_mb"] - 1
+    assert all(p["peak_rss_mb"] >= phases["idle"]["peak_rss_mb"] for p in phases.values())
+    assert entry["run"]["dataset"] == "mnist" and entry["run"]["subset_slider"] == 500
+    assert entry["run"]["train_size"] in (None, 500)  # None: stopped before the first card was written
+    assert "stopped" in entry["end_message"] or "nothing was saved" in entry["end_message"], entry["end_message"]
+    assert entry["timeline"] and {row[2] for row in entry["timeline"]} <= set(memory.PHASES)
+
+    report = (out / "memory.md").read_text()
+    assert all(label in report for label in (p["label"] for p in phases.values()))
+    assert memory.NOTES_MARKER in report
