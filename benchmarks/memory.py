@@ -4,13 +4,15 @@ started and stopped through the UI, while that run stops (its final evaluation),
 
     CNN_DATA_DIR=../shared/datasets python benchmarks/memory.py          # CIFAR-10 `fast`, full set
     CNN_DATA_DIR=../shared/datasets python benchmarks/memory.py --dataset mnist --subset 500 \\
-        --train-seconds 3 --idle-seconds 2 --after-seconds 2 --no-runtime-baseline --out /tmp/mem  # smoke
+        --train-seconds 2 --min-epochs 0 --idle-seconds 1 --after-seconds 1 --no-runtime-baseline \
+        --out /tmp/mem                                                  # smoke (tests/test_memory_benchmark.py)
 
-The server runs with the caps of its environment (CNN_MAX_EPOCHS, CNN_MAX_SUBSET; defaults in
-cnn_core/jobs.py). Each phase's peak is the kernel's high-water mark (VmHWM, reset at the phase's
+The server runs with the caps of its environment (CNN_MAX_EPOCHS, CNN_MAX_SUBSET,
+CNN_MAX_BATCH_SIZE; defaults in cnn_core/jobs.py). Each phase's peak is the kernel's high-water mark (VmHWM, reset at the phase's
 start through /proc/PID/clear_refs) of the server and its child processes, so short spikes
-between two samples count too; a 0.2 s sampler adds the time series. `--runtime-baseline` also
-measures fresh processes importing the app's libraries with and without TensorFlow.
+between two samples count too; a 0.2 s sampler adds the time series. Unless --no-runtime-baseline,
+fresh processes are measured too: the app's libraries with and without TensorFlow, with the Draw and
+Photo models, and those models through LiteRT alone (--only-runtime-baseline re-measures just these).
 
 Writes memory.json and memory.md into --out (default benchmarks/results), one entry per machine
 (benchmarks/_machines.py): a run replaces this machine's entry and keeps the others.
