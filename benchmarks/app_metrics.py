@@ -66,6 +66,8 @@ def draw_and_time(page, strokes, timeout_s: float = 60.0) -> tuple[float, str, i
     """Draw a digit on the Draw page's canvas; (seconds from the final mouse-up to the prediction
     on screen, the predicted digit, how many drawings were dropped and redrawn first)."""
     value = page.locator('[data-testid="stMetricValue"]').first
+    # A prediction still on screen from the previous drawing would stop the clock at once.
+    value.wait_for(state="detached", timeout=timeout_s * 1000)
     deadline = time.perf_counter() + timeout_s
     redraws = 0
     while True:
