@@ -30,6 +30,8 @@ import numpy as np
 from .datasets import Dataset, load_dataset, split_validation, take_subset
 from .distributed import cluster_info, prepare_fit, stop_agreement
 from .errors import ConfigError, ModelStoreError
+from .cards import (STATUS_EARLY_STOPPED, STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_RUNNING,
+                    STATUS_STOPPED, display_status)
 from .evaluation import evaluate
 from .inference import load_inference_model
 from .precision import model_precision, resolve_precision
@@ -38,11 +40,6 @@ from .runtime import configure_threads, git_commit, library_versions, machine_in
 from .store import ModelStore, runs_store, shipped_store, validate_name
 
 
-STATUS_RUNNING = "running"
-STATUS_FINISHED = "finished"
-STATUS_EARLY_STOPPED = "early_stopped"
-STATUS_STOPPED = "stopped"
-STATUS_NOTHING_SAVED = "stopped_before_first_epoch"
 
 
 class StopRequested(Exception):
@@ -531,16 +528,6 @@ def _ood_calibration(model, config: dict, data: Dataset) -> dict | None:
         return calibration(predictor, data)
     except ConfigError:  # no validation split, or too small a one to calibrate on
         return None
-
-
-def display_status(card: dict) -> str:
-    """The card's status, with runs whose process died shown as 'interrupted'."""
-    from .store import process_alive
-
-    status = card.get("status", "unknown")
-    if status == STATUS_RUNNING and not process_alive(card.get("pid")):
-        return "interrupted"
-    return status
 
 
 __all__ = ["train", "TrainResult", "StopRequested", "make_tf_dataset", "prepare_data", "display_status"]
