@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import math
 import os
 import platform
 import subprocess
@@ -13,43 +12,48 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+def cpu_quota() -> int:
+    """CPUs this process may really use: the smallest of the visible count, the affinity mask and
+    the cgroup v1/v2 quota (containers, Community Cloud), as `joblib.cpu_count()` works it out."""
+    import joblib
+
+    return joblib.cpu_count()
 
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+# -- memory of a process tree (Linux /proc; 0 where it cannot be read) -------------------------
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (from /proc/PID/task/TID/children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
 
 
-def _cgroup_cpus(root: Path) -> int | None:
-    """CPUs the cgroup quota under `root` allows (v2 `cpu.max`, else v1 `cpu/cpu.cfs_*`);
-    None when there is no quota or it cannot be read."""
-    try:  # cgroup v2: "<quota> <period>" or "max <period>"
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        if quota == "max":
-            return None
-        if int(quota) > 0 and int(period) > 0:
-            return max(1, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass
-    try:  # cgroup v1: quota -1 means unlimited
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        if quota > 0 and period > 0:
-            return max(1, math.ceil(quota / period))
-    except (OSError, ValueError):
-        pass
-    return None
+def status_mb(pid: int, field: str = "VmRSS", children: bool = True) -> float:
+    """A memory field of /proc/PID/status (VmRSS: resident now, VmHWM: its peak) in MiB, summed
+    over the process and, with `children`, all its descendants."""
+    total_kb = 0
+    for p in process_tree(pid) if children else [pid]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    total_kb += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return total_kb / 1024
 
 
-def cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT) -> int:
-    """CPUs this process may really use: the cgroup quota (containers, Community Cloud),
-    the affinity mask, and the visible count, whichever is smallest."""
-    counts = [os.cpu_count() or 1]
-    if hasattr(os, "sched_getaffinity"):
-        counts.append(len(os.sched_getaffinity(0)))
-    limit = _cgroup_cpus(Path(cgroup_root))
-    if limit is not None:
-        counts.append(limit)
-    return max(1, min(counts))
+def rss_mb(pid: int, children: bool = True) -> float:
+    """Resident memory of a process (and, with `children`, its descendants) in MiB."""
+    return status_mb(pid, "VmRSS", children)
 
 
 @contextlib.contextmanager
@@ -166,11 +170,13 @@ def library_versions() -> dict:
             "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
 
 
+_HERE = Path(__file__).resolve().parent  # git finds the repository from any folder inside it
+
+
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_ROOT,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_HERE, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_HERE,
                                capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None

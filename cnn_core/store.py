@@ -127,17 +127,24 @@ def atomic_write(target: Path, write) -> None:
 
 
 def atomic_write_json(target: Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, default=_json_default)
+    text = json.dumps(data, indent=2, default=to_json_value)
     atomic_write(target, lambda tmp: tmp.write_text(text))
 
 
-def _json_default(value):
+def to_json_value(value):
+    """`value` as JSON can hold it: numpy scalars and arrays as Python numbers and lists, and the
+    infinities and NaN that strict JSON lacks as +-1e300 and None. Other Python values are kept;
+    anything else is a TypeError (the `default=` contract of `json.dumps`)."""
     import numpy as np
 
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else (1e300 if value > 0 else -1e300)
+    if value is None or isinstance(value, (str, int, float, list, dict, tuple)):
+        return value
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
@@ -148,6 +155,37 @@ def read_json(path: Path) -> dict:
         raise ModelStoreError(f"{Path(path).name} does not exist.") from None
     except (OSError, ValueError) as err:
         raise ModelStoreError(f"{Path(path).name} is damaged and cannot be read ({err}).") from None
+
+
+def _lock_exclusively(target: Path, name: str):
+    """NAME.lock opened and exclusively flock'ed, or a ModelStoreError naming the holder."""
+    import fcntl  # POSIX only: imported here so that predictions still work where it is missing
+
+    while True:
+        try:
+            handle = open(target, "a+")  # created when missing; never truncates a holder's pid
+        except OSError as err:
+            raise ModelStoreError(_describe_os_error(err, target)) from err
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise ModelStoreError(_busy_message(name, holder)) from None
+        # A holder that finished between our open and our flock removed the file we opened: then
+        # the lock is on a file no one else will open, so lock the one now at the path instead.
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(target)):
+                return handle
+        handle.close()
+
+
+def _busy_message(name: str, holder: str) -> str:
+    if holder == str(os.getpid()):
+        return f"Run '{name}' is already being trained in this process."
+    who = f"process {holder}" if holder.isdigit() else "another process"
+    return f"Run '{name}' is being trained right now by {who}; wait for it to finish, or pick another --name."
 
 
 @dataclass(frozen=True)
@@ -202,38 +240,21 @@ class ModelStore:
 
     @contextlib.contextmanager
     def run_lock(self, name: str):
-        """Held while a process trains `name`. A lock left by a process that died (kill -9)
-        is taken over; one held by a live process is a clear error."""
+        """Held while a process trains `name`: an exclusive `flock` on NAME.lock, which holds the
+        holder's pid. The kernel releases it when the process ends, however it ends (kill -9
+        too), so a lock is never stale. A second run of the name, from another process or
+        another thread of this one (flock locks belong to one open file), is a clear error."""
         self._require_writable()
         target = self.lock_path(name)
-        me = _process_identity(os.getpid())
-        for _ in range(2):
-            try:
-                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                break
-            except FileExistsError:
-                try:
-                    holder = target.read_text().strip()
-                except OSError:
-                    holder = ""
-                pid = int(holder.split()[0]) if holder[:1].isdigit() else 0
-                # Compare start times too: after a restart a new process can get the old one's pid.
-                if pid and _process_identity(pid) == holder:
-                    if holder == me:
-                        raise ModelStoreError(f"Run '{name}' is already being trained in this process.") from None
-                    raise ModelStoreError(f"Run '{name}' is being trained right now by process {pid}; "
-                                          "wait for it to finish, or pick another --name.") from None
-                target.unlink(missing_ok=True)  # stale: its process is gone
-            except OSError as err:
-                raise ModelStoreError(_describe_os_error(err, target)) from err
-        else:
-            raise ModelStoreError(f"Could not lock run '{name}' in {self.root}; try again.")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(me)
+        handle = _lock_exclusively(target, name)
         try:
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
             yield target
         finally:
-            target.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)  # before the unlock: the next run creates a new file
+            handle.close()
 
     def save_model(self, model, name: str, last: bool = False) -> Path:
         self._require_writable()
@@ -334,19 +355,8 @@ def list_model_names() -> list[str]:
     return names
 
 
-def _process_identity(pid: int) -> str:
-    """'PID START' for a live process (START: its start time in clock ticks since boot, where
-    /proc tells it), '' for a dead one."""
-    if not process_alive(pid):
-        return ""
-    try:
-        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        start = "?"
-    return f"{pid} {start}"
-
-
 def process_alive(pid: int | None) -> bool:
+    """Whether a process with this pid is running (signal 0 checks without sending anything)."""
     if not pid:
         return False
     try:
