@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 
 import numpy as np
 from PIL import Image
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
 from .datasets import Dataset
 from .inference import predict_proba
@@ -30,8 +31,14 @@ def decode_png(text: str) -> np.ndarray:
 
 
 def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
-    picked = probs[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+    """Mean negative log-probability of the true class, from the probabilities of every class.
+
+    scikit-learn clips probabilities at their dtype's machine epsilon (1.2e-7 for the models'
+    float32), Keras at 1e-7: the two agree unless a true class got less than that."""
+    with warnings.catch_warnings():
+        # scikit-learn 1.9 renamed the second parameter `y_proba`; positional works from 1.4 on.
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(log_loss(labels, probs, labels=list(range(probs.shape[1]))))
 
 
 def evaluate(model, data: Dataset, tta: bool = False, model_name: str | None = None,
@@ -76,7 +83,6 @@ def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
                 "confidence": round(float(conf[i]), 4), "image": encode_png(data.x_test[i])}
                for i in sample_idx]
     augment_sources = [encode_png(data.x_test[int(i)]) for i in sample_idx[:AUGMENT_SOURCES]]
-    per_class_acc = np.divide(np.diag(cm), cm.sum(axis=1), out=np.zeros(len(labels)), where=cm.sum(axis=1) > 0)
     return {
         "model": model_name,
         "dataset": info.name,
@@ -85,7 +91,8 @@ def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
         "test_size": int(len(y)),
         "accuracy": float((pred == y).mean()),
         "loss": cross_entropy(probs, y),
-        "per_class_accuracy": {info.class_names[i]: float(a) for i, a in enumerate(per_class_acc)},
+        # A class's accuracy is its recall: the share of its test images predicted as it.
+        "per_class_accuracy": {c: float(report[c]["recall"]) for c in info.class_names},
         "report": report,
         "confusion_matrix": cm.tolist(),
         "misclassified": misclassified,
@@ -95,6 +102,14 @@ def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
         "dataset_sha256": data.sha256,
         "created": now_iso(),
     }
+
+
+def most_confused_cell(confusion: np.ndarray | list) -> tuple[int, int]:
+    """(true, predicted) of the off-diagonal cell with the most mistakes; the first such cell on a tie."""
+    off = np.array(confusion)
+    np.fill_diagonal(off, 0)
+    true, predicted = np.unravel_index(off.argmax(), off.shape)
+    return int(true), int(predicted)
 
 
 def mistakes_for_cell(evaluation: dict, true: int | None = None, pred: int | None = None) -> list[dict]:

@@ -59,13 +59,36 @@ def feature_maps(model, sample: np.ndarray, info: DatasetInfo) -> dict[str, np.n
     return {n: keras.ops.convert_to_numpy(o)[0].astype(np.float32) for n, o in zip(names, outputs)}
 
 
+def _unit_scaled(stack: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Each item of `stack` min-max scaled on its own to 0..1 over `axes` (flat items become 0)."""
+    lo = stack.min(axis=axes, keepdims=True)
+    hi = stack.max(axis=axes, keepdims=True)
+    return (stack - lo) / np.maximum(hi - lo, 1e-8)
+
+
+def _grey_levels(unit: np.ndarray) -> np.ndarray:
+    """0..1 values as 0..255 uint8 pixels, for display."""
+    return (unit * 255).astype(np.uint8)
+
+
 def first_layer_filters(model) -> np.ndarray:
     """The first convolution's kernels as (filters, 3, 3, in_channels), each scaled to 0..1 for display."""
     kernel = keras_weights(model.get_layer(conv_layer_names(model)[0]))[0]  # (3, 3, in, out)
-    filters = np.transpose(kernel, (3, 0, 1, 2))
-    lo = filters.min(axis=(1, 2, 3), keepdims=True)
-    hi = filters.max(axis=(1, 2, 3), keepdims=True)
-    return (filters - lo) / np.maximum(hi - lo, 1e-8)
+    return _unit_scaled(np.transpose(kernel, (3, 0, 1, 2)), axes=(1, 2, 3))
+
+
+def first_layer_filter_tiles(model) -> list[np.ndarray]:
+    """The first convolution's kernels as uint8 pictures: grey (3, 3) for one input channel, else (3, 3, 3)."""
+    filters = _grey_levels(first_layer_filters(model))
+    return [f[..., 0] if f.shape[-1] == 1 else f for f in filters]
+
+
+def strongest_feature_maps(maps: np.ndarray, count: int = 32) -> list[tuple[int, np.ndarray]]:
+    """The `count` channels of one layer's (H, W, channels) maps with the highest mean response,
+    strongest first, each as (channel, uint8 picture scaled to its own range)."""
+    channels = np.argsort(maps.reshape(-1, maps.shape[-1]).mean(axis=0))[::-1][:count]
+    tiles = _grey_levels(_unit_scaled(np.moveaxis(maps[..., channels], -1, 0), axes=(1, 2)))
+    return [(int(c), tile) for c, tile in zip(channels, tiles)]
 
 
 def keras_weights(layer) -> list[np.ndarray]:

@@ -40,6 +40,14 @@ def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool = Fal
     return (_forward(model, x) + _forward(model, mirrored)) / 2.0
 
 
+LOW_CONFIDENCE = 0.6  # below this top-class probability the model counts as unsure
+
+
+def is_unsure(probs: np.ndarray) -> bool:
+    """True when one prediction's top class has too little probability to be taken at its word."""
+    return bool(np.max(probs) < LOW_CONFIDENCE)
+
+
 def top_k(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[str, float]]:
     """[(class name, probability)] for the k most likely classes of one prediction."""
     order = np.argsort(probs)[::-1][:k]
@@ -139,6 +147,7 @@ def ensemble_of(members: list[Predictor], tta: bool | None = None) -> Predictor:
                    runtime="+".join(sorted({m.runtime for m in members})))
 
 
-def load_ensemble(names: list[str], tta: bool | None = None) -> Predictor:
-    """Several saved models of one dataset whose probabilities are averaged."""
-    return ensemble_of([load_predictor(n, tta=tta) for n in names], tta)
+def load_ensemble(names: list[str], tta: bool | None = None, load=None) -> Predictor:
+    """Several saved models of one dataset whose probabilities are averaged. `load` (a name →
+    Predictor function, default `load_predictor`) lets the app pass its cached loader."""
+    return ensemble_of([(load or load_predictor)(n) for n in names], tta)

@@ -78,6 +78,12 @@ class ServerCaps:
                               f"(CNN_MAX_BATCH_SIZE); {config['batch_size']} were asked for.")
 
 
+def fraction_done(batch: dict) -> float:
+    """How far a run is, 0..1, from its latest batch event: batches done over all batches of all epochs."""
+    done = (batch["epoch"] - 1) * batch["steps"] + batch["step"]
+    return min(done / (batch["epochs"] * batch["steps"]), 1.0)
+
+
 @dataclass
 class JobSnapshot:
     """A consistent copy of a job's state, for rendering."""
@@ -96,6 +102,11 @@ class JobSnapshot:
     @property
     def active(self) -> bool:
         return self.state in ("running", "stopping")
+
+    @property
+    def progress(self) -> float | None:
+        """Share of the run's batches done (0..1); None before the first batch."""
+        return None if self.last_batch is None else fraction_done(self.last_batch)
 
 
 class _Job:

@@ -56,6 +56,13 @@ def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
     ext = name.rsplit(".", 1)[-1].lower() if name and "." in name else ""
     if ext in UNSUPPORTED_EXTENSIONS:
         raise ImageError(f"{UNSUPPORTED_EXTENSIONS[ext]} files are not supported: upload a {SUPPORTED_TEXT} image.")
+    data = _read_bytes(data, max_bytes)
+    _check_header(data, max_pixels)
+    return standard_mode(_decode(data))
+
+
+def _read_bytes(data: bytes | str | io.IOBase, max_bytes: int) -> bytes:
+    """The file's bytes (from a path, a file object or bytes), refused when empty or over `max_bytes`."""
     if isinstance(data, str):
         try:
             with open(data, "rb") as fh:
@@ -71,39 +78,45 @@ def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
     head = data[:512].lstrip().lower()
     if head.startswith(b"<?xml") or b"<svg" in head:
         raise ImageError(f"SVG files are not supported: upload a {SUPPORTED_TEXT} image.")
+    return data
+
+
+def _check_header(data: bytes, max_pixels: int) -> None:
+    """Read only the header: refuse unreadable files, unsupported formats and too many pixels
+    before any pixel is decoded."""
     try:
-        with warnings.catch_warnings():  # the pixel limit below replaces Pillow's bomb warning
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            warnings.simplefilter("ignore", UserWarning)  # e.g. "Corrupt EXIF data"
+            warnings.simplefilter("ignore", UserWarning)
             with Image.open(io.BytesIO(data)) as probe:
-                fmt = probe.format
-                width, height = probe.size
+                fmt, (width, height) = probe.format, probe.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise ImageError(
-            f"This file is not an image we can read. Upload a {SUPPORTED_TEXT} image.") from None
+        raise ImageError(f"This file is not an image we can read. Upload a {SUPPORTED_TEXT} image.") from None
     except Image.DecompressionBombError:
         raise ImageError("The image has too many pixels to process safely.") from None
     if fmt not in SUPPORTED_FORMATS:
-        raise ImageError(
-            f"{fmt} images are not supported: upload a {SUPPORTED_TEXT} image.")
+        raise ImageError(f"{fmt} images are not supported: upload a {SUPPORTED_TEXT} image.")
     if width * height > max_pixels:
         raise ImageError(
             f"The image is {width}×{height} pixels; the limit is {max_pixels // 1_000_000} megapixels.")
     if width < 1 or height < 1:
         raise ImageError("The image has no pixels.")
+
+
+def _decode(data: bytes) -> Image.Image:
+    """Every pixel of the first frame, turned upright as its EXIF orientation says."""
     try:
-        with warnings.catch_warnings():  # e.g. "Corrupt EXIF data": noise for the person uploading
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             img.seek(0)
             img.load()
-            img = ImageOps.exif_transpose(img)
+            return ImageOps.exif_transpose(img)
     except Image.DecompressionBombError:
         raise ImageError("The image has too many pixels to process safely.") from None
     except (OSError, ValueError, SyntaxError, EOFError):
         raise ImageError("The image file is damaged or incomplete and cannot be decoded.") from None
-    return standard_mode(img)
 
 
 # Modes every later step (display, preprocessing) handles; load_image returns only these.
@@ -244,6 +257,20 @@ def digit_to_mnist(img: Image.Image) -> np.ndarray:
 def is_blank(sample: np.ndarray) -> bool:
     """True when a preprocessed sample holds (almost) no ink: nothing to classify."""
     return float(np.asarray(sample, np.float32).max()) < 255 * INK_THRESHOLD
+
+
+CANVAS_FILLED = 0.9  # share of a drawing canvas in ink from which it counts as painted over
+
+
+def why_no_digit(picture, sample: np.ndarray, from_canvas: bool = False) -> str | None:
+    """Why a picture holds no digit to read, or None when it does: "filled" for a drawing canvas
+    painted (almost) all over, "blank" when its preprocessed `sample` has (almost) no ink.
+
+    A filled canvas is checked on the canvas itself: preprocessing would read its few unpainted
+    pixels as the ink, or find no ink at all, and call it empty."""
+    if from_canvas and canvas_ink_fraction(picture) >= CANVAS_FILLED:
+        return "filled"
+    return "blank" if is_blank(sample) else None
 
 
 def canvas_ink_fraction(canvas: np.ndarray) -> float:

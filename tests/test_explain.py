@@ -69,3 +69,25 @@ def test_grad_cam_highlights_the_discriminative_region(arch):
         on_bar[boxes[i]] = True
         hits += heat[on_bar].mean() > heat[~on_bar].mean()
     assert hits >= 15, hits  # measured: 18 of 20 for both architectures
+
+
+def test_strongest_feature_maps_rank_by_mean_response_and_scale_each_map():
+    maps = np.zeros((4, 4, 5), np.float32)
+    maps[..., 1] = 1.0  # flat: no contrast to show
+    maps[..., 3] = np.arange(16, dtype=np.float32).reshape(4, 4) * 2  # mean 15, the strongest
+    maps[..., 4] = np.arange(16, dtype=np.float32).reshape(4, 4) - 10  # mean -2.5, the weakest
+    ranked = explain.strongest_feature_maps(maps, count=3)
+    assert [channel for channel, _ in ranked] == [3, 1, 2]
+    tile = ranked[0][1]
+    assert tile.dtype == np.uint8 and tile.shape == (4, 4)
+    assert tile.min() == 0 and tile.max() == 255 and tile[0, 1] == int(2 / 30 * 255)
+    assert ranked[1][1].max() == 0  # a flat map is black, not a division by zero
+    assert len(explain.strongest_feature_maps(maps, count=32)) == 5
+
+
+def test_first_layer_filter_tiles_are_pictures_of_each_kernel():
+    grey = explain.first_layer_filter_tiles(build_model("seed", "mnist"))
+    colour = explain.first_layer_filter_tiles(build_model("seed", "cifar10"))
+    assert len(grey) == 32 and grey[0].shape == (3, 3) and grey[0].dtype == np.uint8
+    assert colour[0].shape == (3, 3, 3)
+    assert all(t.min() == 0 and t.max() == 255 for t in grey)  # each kernel spans its own range

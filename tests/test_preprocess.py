@@ -67,6 +67,26 @@ def test_canvas_ink_fraction_counts_opaque_light_pixels():
     assert canvas_ink_fraction(np.full((28, 28), 255, np.uint8)) == 1.0
 
 
+def test_why_no_digit_tells_a_painted_over_canvas_from_an_empty_one():
+    from cnn_core.preprocess import why_no_digit
+
+    def canvas(fraction_in_ink: float) -> np.ndarray:
+        rgba = np.zeros((280, 280, 4), np.uint8)
+        rgba[..., 3] = 255
+        rgba[:round(280 * fraction_in_ink), :, :3] = 255  # white ink from the top down
+        return rgba
+
+    def sample(rgba):
+        return digit_to_mnist(Image.fromarray(rgba))
+
+    painted, empty, half = canvas(0.95), canvas(0.0), canvas(0.3)
+    assert why_no_digit(painted, sample(painted), from_canvas=True) == "filled"
+    assert why_no_digit(empty, sample(empty), from_canvas=True) == "blank"
+    assert why_no_digit(half, sample(half), from_canvas=True) is None
+    # Only a canvas can be painted over: an upload is judged by its sample alone.
+    assert why_no_digit(painted, sample(painted), from_canvas=False) != "filled"
+
+
 def test_cifar_centre_crops_and_resizes():
     img = Image.new("RGB", (400, 200), (255, 0, 0))
     img.paste((0, 0, 255), (100, 0, 300, 200))  # blue square in the middle
