@@ -13,8 +13,9 @@ validation split by `python -m cnn_core calibrate` or at the end of training), i
   how often the warning fires (detection rate) and the AUROC of the score.
 
 Writes benchmarks/results/ood.json and ood.md (the notes below the marker are kept). It holds
-rates and AUROCs, no timings, so it is one document for every machine (the Photo page reads
-its `models` rows).
+rates and AUROCs, no timings, so it is one document for every machine. Each model's row also goes
+beside the model, into trained_models/NAME.ood.json (cnn_core.benchmark_figures): the Photo page
+shows it from there (`--out` elsewhere, as in smoke tests, leaves trained_models/ alone).
 """
 
 from __future__ import annotations
@@ -152,6 +153,19 @@ def main(argv=None):
         else ""
     md_path.write_text(render_markdown(doc) + notes)
     print(f"Wrote {result} and {md_path}")
+    if args.out.resolve() == RESULTS_DIR.resolve():
+        for path in write_beside_models(doc):
+            print(f"Wrote {path}")
+
+
+def write_beside_models(doc: dict, store=None) -> list[Path]:
+    """Every model's row into NAME.ood.json beside the model (the shipped store by default)."""
+    from cnn_core.benchmark_figures import write_ood_figures
+    from cnn_core.store import SHIPPED_DIR, ModelStore
+
+    store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
+    source = {key: doc[key] for key in ("command", "git_commit", "date")}
+    return [write_ood_figures(row, source, store) for row in doc["models"]]
 
 
 if __name__ == "__main__":

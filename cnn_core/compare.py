@@ -8,18 +8,41 @@ def curve_key(history: list[dict]) -> str:
     return "val_accuracy" if any(h.get("val_accuracy") is not None for h in history) else "accuracy"
 
 
+def elapsed_seconds(history: list[dict]) -> list[float]:
+    """Training seconds at the end of each epoch (epochs without a time count as 0 s)."""
+    elapsed, total = [], 0.0
+    for h in history:
+        total += h.get("seconds") or 0.0
+        elapsed.append(total)
+    return elapsed
+
+
 def time_to_accuracy(history: list[dict], target: float, key: str | None = None) -> float | None:
     """Training seconds until `key` (default: curve_key) first reached `target`; None if never."""
     key = key or curve_key(history)
-    elapsed = 0.0
-    for h in history:
-        elapsed += h.get("seconds") or 0.0
+    for h, elapsed in zip(history, elapsed_seconds(history)):
         if h.get(key) is not None and h[key] >= target:
             return elapsed
     return None
 
 
+def curve_points(cards: list[dict]) -> list[dict]:
+    """One row per model and epoch for drawing every run's curves on one chart: accuracy and loss
+    of the curve `curve_key` picks (validation when there was one), against epochs and minutes."""
+    rows = []
+    for card in cards:
+        history = card.get("history") or []
+        validated = curve_key(history) == "val_accuracy"
+        label = f"{card['name']} ({'val' if validated else 'train'})"
+        for h, elapsed in zip(history, elapsed_seconds(history)):
+            rows.append({"model": label, "epoch": h["epoch"], "training minutes": elapsed / 60,
+                         "accuracy": h.get("val_accuracy" if validated else "accuracy"),
+                         "loss": h.get("val_loss" if validated else "loss")})
+    return rows
+
+
 def summary(cards: list[dict], target: float) -> list[dict]:
+    """One row per model: what it is, its test accuracy, size and time, and its time to `target`."""
     rows = []
     for card in cards:
         history = card.get("history") or []

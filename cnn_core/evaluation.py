@@ -105,7 +105,8 @@ def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
 
 
 def most_confused_cell(confusion: np.ndarray | list) -> tuple[int, int]:
-    """(true, predicted) of the off-diagonal cell with the most mistakes; the first such cell on a tie."""
+    """(true, predicted) of the off-diagonal cell with the most mistakes, the first one on a tie;
+    (0, 0) when there are no mistakes at all."""
     off = np.array(confusion)
     np.fill_diagonal(off, 0)
     true, predicted = np.unravel_index(off.argmax(), off.shape)

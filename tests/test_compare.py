@@ -21,3 +21,16 @@ def test_summary_and_per_class_differences():
     assert rows[0]["minutes to 90.0% (val)"] == round(22 / 60, 2)
     diffs = per_class_differences([a, b])
     assert round(diffs["b"]["0"], 6) == 0.05 and round(diffs["b"]["1"], 6) == -0.1
+
+
+def test_curve_points_follow_the_validation_curve_and_accumulate_minutes():
+    from cnn_core.compare import curve_points
+
+    with_val = {"name": "a", "history": [{**h, "loss": 1.0, "val_loss": 2.0} for h in HISTORY]}
+    no_val = {"name": "b", "history": [{**h, "val_accuracy": None, "loss": 0.5, "val_loss": None} for h in HISTORY]}
+    rows = curve_points([with_val, no_val])
+    assert [r["model"] for r in rows] == ["a (val)"] * 3 + ["b (train)"] * 3
+    assert [r["accuracy"] for r in rows] == [0.85, 0.93, 0.92, 0.8, 0.9, 0.95]
+    assert {r["loss"] for r in rows[:3]} == {2.0} and {r["loss"] for r in rows[3:]} == {0.5}
+    assert [round(r["training minutes"] * 60, 6) for r in rows[:3]] == [10.0, 22.0, 33.0]
+    assert rows[0]["epoch"] == 1 and rows[-1]["epoch"] == 3

@@ -1,0 +1,63 @@
+"""Benchmark figures kept beside the models (cnn_core.benchmark_figures): the app's only source
+for them, so the shipped ones must belong to the shipped models as they are now."""
+
+import importlib.util
+
+import pytest
+
+from cnn_core.benchmark_figures import (ensemble_figures, ood_figures, ood_figures_path, write_ensemble_figures,
+                                        write_ood_figures)
+from cnn_core.store import ModelStore, shipped_store
+from conftest import REPO
+
+
+def _calibrated_shipped_models() -> list[str]:
+    store = shipped_store()
+    return [n for n in store.names() if store.load_card(n).get("ood")]
+
+
+@pytest.mark.parametrize("name", _calibrated_shipped_models())
+def test_every_calibrated_shipped_model_has_figures_for_its_own_threshold(name):
+    threshold = shipped_store().load_card(name)["ood"]["threshold"]
+    figures = ood_figures(name, threshold)
+    assert figures is not None, f"rerun benchmarks/ood.py: trained_models/{name}.ood.json is missing or stale"
+    assert figures["model"] == name and figures["in_distribution"]["images"] > 0
+    assert {"mnist test images", "fashion_mnist test images", "cifar10 test images"} & set(figures["off_distribution"])
+    assert figures["command"].startswith("python benchmarks/ood.py")
+    assert ood_figures(name, threshold + 0.01) is None  # figures of another calibration are not shown
+
+
+def test_a_model_without_figures_and_an_unknown_model_have_none():
+    assert ood_figures("cifar10_fast", 0.5) is None  # trained without a validation split: never calibrated
+    assert ood_figures("no_such_model", 0.5) is None
+
+
+def test_ood_benchmark_writes_each_row_beside_its_model(tmp_path):
+    spec = importlib.util.spec_from_file_location("ood_benchmark", REPO / "benchmarks" / "ood.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    store = ModelStore(tmp_path, "shipped", writable=True)
+    row = {"model": "m1", "threshold": 0.42, "in_distribution": {"images": 10}, "off_distribution": {}}
+    doc = {"command": "python benchmarks/ood.py", "git_commit": "abc", "date": "today", "models": [row]}
+    assert benchmark.write_beside_models(doc, store) == [ood_figures_path("m1", store)]
+    assert ood_figures("m1", 0.42, store) == {**row, "command": doc["command"], "git_commit": "abc", "date": "today"}
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "cifar10"])
+def test_shipped_tta_and_ensemble_figures_cover_every_shipped_model_of_the_dataset(dataset):
+    store = shipped_store()
+    models = {n for n in store.names() if store.load_card(n)["dataset"] == dataset}
+    figures = ensemble_figures(dataset)
+    assert figures is not None and figures["dataset"] == dataset
+    singles = {(r["models"][0], r["tta"]) for r in figures["rows"] if len(r["models"]) == 1}
+    assert singles == {(m, tta) for m in models for tta in (False, True)}
+    for row in figures["rows"]:
+        assert set(row["models"]) <= models and 0 < row["accuracy"] <= 1 and row["loss"] > 0
+
+
+def test_ensemble_figures_round_trip_and_are_absent_for_an_unmeasured_dataset(tmp_path):
+    store = ModelStore(tmp_path, "shipped", writable=True)
+    assert ensemble_figures("mnist", store) is None
+    rows = [{"models": ["a", "b"], "tta": False, "accuracy": 0.99, "loss": 0.03}]
+    write_ensemble_figures("mnist", rows, {"command": "x", "git_commit": "y", "date": "z"}, store)
+    assert ensemble_figures("mnist", store)["rows"] == rows
