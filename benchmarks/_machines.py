@@ -15,13 +15,10 @@ speed-ups and goals are computed and compared only within one entry.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 SCHEMA_VERSION = 2
 NOTES_MARKER = "<!-- notes: everything below this line is kept when the script rewrites this file -->"

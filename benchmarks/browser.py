@@ -1,6 +1,7 @@
-"""Real-browser harness shared by the browser tests and the app benchmarks: start the real
-app with `streamlit run app.py` on a free port, launch Debian's Chromium through Playwright,
-and draw digits on the canvas with mouse drags."""
+"""Real-browser harness shared by the app benchmarks and the browser tests
+(`from benchmarks.browser import ...`): start the real app with `streamlit run app.py` on a
+free port, launch Debian's Chromium through Playwright, and draw digits on the canvas with
+mouse drags."""
 
 import math
 import os

@@ -1,7 +1,7 @@
 """Inference speed and memory of every shipped model, through the functions the app calls.
 
-    CNN_DATA_DIR=../shared/datasets python benchmarks/inference.py
-    python benchmarks/inference.py --models mnist_fast30 --calls 20 --batch-images 256 --out /tmp/x  # smoke
+    CNN_DATA_DIR=../shared/datasets python -m benchmarks.inference
+    python -m benchmarks.inference --models mnist_fast30 --calls 20 --batch-images 256 --out /tmp/x  # smoke
 
 - Single-image latency, warm, in process: `Predictor.predict_image` (what the Photo and
   Draw pages call: picture → the sample the network sees → probabilities), p50/p95 over
@@ -32,13 +32,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-for _path in (REPO, REPO / "benchmarks"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from benchmarks import _machines
 
-import _machines  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 BENCHMARK = "inference"
@@ -86,13 +83,6 @@ def trained_precision(card: dict) -> str:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
-def _current_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def test_picture(dataset: str, data):
@@ -187,12 +177,12 @@ def throughput(predictor, samples, repeats=2) -> dict:
 
 
 SERVE_SCRIPT = r"""
-import json, sys, time, resource
-sys.path.insert(0, sys.argv[1])
+import json, os, sys, time, resource
 import numpy as np
 from cnn_core.inference import load_predictor
+from cnn_core.runtime import rss_mb
 t = time.perf_counter()
-predictors = [load_predictor(name) for name in sys.argv[2:]]
+predictors = [load_predictor(name) for name in sys.argv[1:]]
 load_seconds = time.perf_counter() - t
 rng = np.random.default_rng(0)
 for p in predictors:
@@ -200,14 +190,13 @@ for p in predictors:
     for _ in range(50):
         picture = rng.integers(0, 256, size=(96, 96, 3), dtype=np.uint8)
         p.predict_image(picture)
-rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS:")][0].split()[1]
 print("RESULT " + json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                              "rss_mb": int(rss) / 1024.0, "load_seconds": load_seconds}))
+                              "rss_mb": rss_mb(os.getpid(), children=False), "load_seconds": load_seconds}))
 """
 
 
 def serving_process_memory(models) -> dict:
-    proc = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, str(REPO), *models], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, *models], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
@@ -261,7 +250,7 @@ def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: in
 
 def run(models=None, data_dir=None, calls=CALLS, batch_images=BATCH_IMAGES, command=None, log=print) -> dict:
     """This machine's entry: every shipped model (or `models`), the pages' defaults marked."""
-    from cnn_core.runtime import git_commit, library_versions, now_iso
+    from cnn_core.runtime import git_commit, library_versions, now_iso, rss_mb
 
     defaults = page_defaults()
     models = list(models or shipped_models())
@@ -269,12 +258,12 @@ def run(models=None, data_dir=None, calls=CALLS, batch_images=BATCH_IMAGES, comm
     memory = serving_process_memory(sorted(set(defaults.values())))  # first, before this process grows
     datasets: dict = {}
     results = {name: measure_model(name, data_dir, calls, batch_images, datasets, log) for name in models}
-    return {"machine": _machines.this_machine(), "command": command or "python benchmarks/inference.py",
+    return {"machine": _machines.this_machine(), "command": command or "python -m benchmarks.inference",
             "git_commit": git_commit(), "versions": library_versions(), "created": now_iso(),
             "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
             "goals": GOALS, "page_defaults": defaults, "models": results,
             "memory": {"serving_process": memory,
-                       "benchmark_process": {"peak_rss_mb": _peak_rss_mb(), "rss_mb": _current_rss_mb(),
+                       "benchmark_process": {"peak_rss_mb": _peak_rss_mb(), "rss_mb": rss_mb(os.getpid(), children=False),
                                              "what": "this process: every model measured, their test sets, "
                                                      "batch predictions"}}}
 
@@ -353,7 +342,7 @@ def _ms(block: dict | None, key="p50_ms") -> str:
 
 def render_markdown(doc: dict) -> str:
     lines = ["# Inference speed and memory", "",
-             "Generated by `benchmarks/inference.py` from `inference.json`. One section per machine "
+             "Generated by `python -m benchmarks.inference` from `inference.json`. One section per machine "
              "(CPU model | usable cores | speed-relevant CPU flags); timings compare only within a machine.",
              "Latency: `Predictor.predict_image` (picture → 28×28 / 32×32 sample → probabilities), the call the "
              "Draw and Photo pages make; warm, in process, one picture per call. Times are upper bounds when the "
@@ -477,7 +466,7 @@ def main(argv=None) -> int:
     models = None
     if args.models:  # the pages' defaults stay in: the report is about them
         models = list(dict.fromkeys([*page_defaults().values(), *args.models]))
-    command = " ".join(["python benchmarks/inference.py", *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m benchmarks.inference", *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
     previous = _machines.load(args.out / "inference.json", BENCHMARK)
     entry = run(models, args.data_dir, args.calls, args.batch_images, command,
                 log=lambda text: print(text, flush=True))

@@ -2,8 +2,8 @@
 peak RSS idle after start, after a real browser visited every page, during a Train-page run
 started and stopped through the UI, while that run stops (its final evaluation), and after it.
 
-    CNN_DATA_DIR=../shared/datasets python benchmarks/memory.py          # CIFAR-10 `fast`, full set
-    CNN_DATA_DIR=../shared/datasets python benchmarks/memory.py --dataset mnist --subset 500 \\
+    CNN_DATA_DIR=../shared/datasets python -m benchmarks.memory          # CIFAR-10 `fast`, full set
+    CNN_DATA_DIR=../shared/datasets python -m benchmarks.memory --dataset mnist --subset 500 \\
         --train-seconds 2 --min-epochs 0 --idle-seconds 1 --after-seconds 1 --no-runtime-baseline \
         --out /tmp/mem                                                  # smoke (tests/test_memory_benchmark.py)
 
@@ -31,13 +31,12 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent))
+from benchmarks import _machines
+from benchmarks.browser import (DIGIT_STROKES, REPO, draw_digit_and_read_prediction, goto, launch_chromium,
+                                start_app, stop_app, wait_until_idle)
+from cnn_core.runtime import process_tree, rss_mb, status_mb
 
-import _machines  # noqa: E402
-from e2e import (DIGIT_STROKES, REPO, draw_digit_and_read_prediction, goto, launch_chromium,  # noqa: E402
-                 start_app, stop_app, wait_until_idle)
+HERE = Path(__file__).resolve().parent
 
 # Community Cloud's per-app memory, "2.7 GB", read as decimal gigabytes (the stricter reading: 2.7 GiB
 # would be 2765 MiB), in MiB like every figure here.
@@ -57,40 +56,7 @@ PHASES = {
 }
 
 
-# -- memory of a process tree ----------------------------------------------------------
-
-def _status_kb(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (from /proc/PID/task/TID/children)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def tree_rss_mb(pid: int) -> float:
-    return sum(_status_kb(p, "VmRSS") for p in process_tree(pid)) / 1024
-
-
-def tree_hwm_mb(pid: int) -> float:
-    """Sum of each process's peak RSS since its last reset (an upper bound for the tree's peak)."""
-    return sum(_status_kb(p, "VmHWM") for p in process_tree(pid)) / 1024
-
+# -- memory of a process tree (cnn_core.runtime reads it) ------------------------------
 
 def reset_hwm(pid: int) -> bool:
     """Reset the kernel's peak-RSS counter of every process in the tree; False where refused."""
@@ -118,7 +84,7 @@ class Recorder(threading.Thread):
 
     def run(self):
         while self.running:
-            rss = tree_rss_mb(self.pid)
+            rss = rss_mb(self.pid)
             with self.lock:
                 if self.phase is not None:
                     self.samples.append((round(time.monotonic() - self.t0, 2), round(rss, 1), self.phase))
@@ -131,7 +97,7 @@ class Recorder(threading.Thread):
             self.phase = phase
             exact = reset_hwm(self.pid)
             self.phases[phase] = {"label": PHASES[phase], "start_s": round(time.monotonic() - self.t0, 2),
-                                  "start_rss_mb": round(tree_rss_mb(self.pid), 1), "hwm_exact": exact}
+                                  "start_rss_mb": round(rss_mb(self.pid), 1), "hwm_exact": exact}
 
     def end(self):
         with self.lock:
@@ -139,7 +105,7 @@ class Recorder(threading.Thread):
                 return
             info = self.phases[self.phase]
             rss = [s[1] for s in self.samples if s[2] == self.phase]
-            end_rss = tree_rss_mb(self.pid)
+            end_rss = rss_mb(self.pid)
             info.update({
                 "seconds": round(time.monotonic() - self.t0 - info["start_s"], 1),
                 "end_rss_mb": round(end_rss, 1),
@@ -148,7 +114,7 @@ class Recorder(threading.Thread):
             })
             # The kernel's mark catches spikes between samples; without a reset it would also
             # hold earlier phases' peaks, so then only the samples count.
-            hwm = tree_hwm_mb(self.pid) if info["hwm_exact"] else 0.0
+            hwm = status_mb(self.pid, "VmHWM") if info["hwm_exact"] else 0.0
             info["hwm_peak_mb"] = round(hwm, 1) if info["hwm_exact"] else None
             info["peak_rss_mb"] = round(max(hwm, info["sampled_peak_mb"]), 1)
             self.phase = None
@@ -465,7 +431,7 @@ def render_markdown(doc: dict, notes: str = "") -> str:
              "are meant, the limit here is the stricter reading). Every figure is "
              "MiB of resident memory of the `streamlit run app.py` process (and its children, if any); a phase's "
              "peak is the kernel's high-water mark, reset at the phase's start, so spikes between samples count. "
-             "Written by `benchmarks/memory.py`; one section per machine.", ""]
+             "Written by `python -m benchmarks.memory`; one section per machine.", ""]
     for key, r in _machines.entries(doc):
         run = r["run"]
         lines += _machines.describe(key, r)
@@ -532,7 +498,7 @@ def main(argv=None):
         if entry is None:
             parser.error(f"{out / 'memory.json'} has no entry for this machine to add the baseline to")
         entry["runtime_baseline"] = runtime_baseline()
-        entry["runtime_baseline_command"] = " ".join(["python benchmarks/memory.py",
+        entry["runtime_baseline_command"] = " ".join(["python -m benchmarks.memory",
                                                       *(argv if argv is not None else sys.argv[1:])])
         write_results(out, entry)
         print(json.dumps(entry["runtime_baseline"], indent=2))
@@ -542,7 +508,7 @@ def main(argv=None):
 
     data_dir = Path(os.environ.get("CNN_DATA_DIR", REPO.parent / "shared" / "datasets"))
     entry = {"machine": _machines.this_machine(),
-             "command": " ".join(["python benchmarks/memory.py", *(argv if argv is not None else sys.argv[1:])]),
+             "command": " ".join(["python -m benchmarks.memory", *(argv if argv is not None else sys.argv[1:])]),
              "git_commit": git_commit(),
              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     entry.update(run_memory(data_dir, args.dataset, args.arch, args.subset, args.train_seconds, args.min_epochs,

@@ -1,7 +1,7 @@
 """What flip test-time augmentation and small ensembles buy, measured on the test sets.
 
-    CNN_DATA_DIR=../shared/datasets python benchmarks/tta_ensembles.py
-    python benchmarks/tta_ensembles.py --models mnist_fast30 mnist_seed --limit 500 --out /tmp/x   # smoke
+    CNN_DATA_DIR=../shared/datasets python -m benchmarks.tta_ensembles
+    python -m benchmarks.tta_ensembles --models mnist_fast30 mnist_seed --limit 500 --out /tmp/x   # smoke
 
 Evaluates every shipped model (or those named) with TTA off and on, and every ensemble of two
 or more of them of one dataset (TTA as each card says), through the same code as
@@ -21,12 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-for _path in (HERE.parent, HERE):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from benchmarks import _machines
 
-import _machines  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 BENCHMARK = "tta_ensembles"
 
@@ -132,7 +129,7 @@ def main(argv=None) -> int:
         parser.error(f"not shipped: {', '.join(unknown)} (shipped: {', '.join(shipped)})")
     import_tensorflow_quietly()
     previous = _machines.load(args.out / f"{BENCHMARK}.json", BENCHMARK)
-    command = " ".join(["python benchmarks/tta_ensembles.py", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m benchmarks.tta_ensembles", *(argv if argv is not None else sys.argv[1:])])
     rows, seconds, test_size = measure(args.models or shipped, args.data_dir, args.limit,
                                        log=lambda text: print(text, flush=True))
     date, commit = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), git_commit()

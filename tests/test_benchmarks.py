@@ -4,25 +4,16 @@ subset, one epoch: seconds, not a benchmark), both into an empty folder and besi
 committed runs of another machine."""
 
 import copy
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import _machines, app_metrics, inference, load, ood, tta_ensembles
+from benchmarks import time_to_accuracy as tta
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-# The scripts import each other's shared module as `_machines`; the tests use that same module.
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-_machines = importlib.import_module("_machines")
-tta = importlib.import_module("time_to_accuracy")
-inference = importlib.import_module("inference")
-ood = importlib.import_module("ood")
-app_metrics = importlib.import_module("app_metrics")
-load = importlib.import_module("load")
-tta_ensembles = importlib.import_module("tta_ensembles")
 
 
 def _committed(name, command):
@@ -35,7 +26,7 @@ def _committed(name, command):
 
 @pytest.fixture(scope="module")
 def committed():
-    return _committed("time_to_accuracy.json", "python benchmarks/time_to_accuracy.py")
+    return _committed("time_to_accuracy.json", "python -m benchmarks.time_to_accuracy")
 
 
 def _only_machine(doc):
@@ -158,6 +149,7 @@ def _check_tiny_run(run, out):
     assert 0 <= run["best_test_accuracy"] <= 1
 
 
+@pytest.mark.slow  # trains on real data
 def test_time_to_accuracy_script_runs_end_to_end_into_an_empty_folder(data_dir, tmp_path):
     out = tmp_path / "results"
     assert tta.main([*TINY_RUN, "--data-dir", str(data_dir), "--out", str(out)]) == 0
@@ -173,6 +165,7 @@ def test_time_to_accuracy_script_runs_end_to_end_into_an_empty_folder(data_dir, 
     assert (out / "time_to_accuracy.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # trains on real data
 def test_a_run_on_another_machine_is_added_beside_the_committed_runs(data_dir, tmp_path, committed, monkeypatch):
     import cnn_core.runtime
 
@@ -207,7 +200,7 @@ def test_a_run_on_another_machine_is_added_beside_the_committed_runs(data_dir, t
 
 @pytest.fixture(scope="module")
 def committed_inference():
-    return _committed("inference.json", "python benchmarks/inference.py")
+    return _committed("inference.json", "python -m benchmarks.inference")
 
 
 def test_committed_inference_results_follow_the_schema(committed_inference):
@@ -220,7 +213,7 @@ def test_committed_inference_results_cover_every_shipped_model_and_the_pages_def
 
     store = shipped_store()
     newest = max(committed_inference["machines"].values(), key=lambda e: e["created"])
-    assert set(newest["models"]) == set(store.names()), "rerun benchmarks/inference.py after shipping a model"
+    assert set(newest["models"]) == set(store.names()), "rerun benchmarks.inference after shipping a model"
     assert newest["page_defaults"] == inference.page_defaults(), "the pages' defaults changed: rerun it"
     for name, model in newest["models"].items():
         card = store.load_card(name)
@@ -238,21 +231,28 @@ def _inference_entry(doc):
     return _only_machine(doc)
 
 
-@pytest.mark.parametrize("break_it", [
-    lambda d: _inference_entry(d)["models"].pop(_inference_entry(d)["page_defaults"]["draw"]),
-    lambda d: _inference_entry(d)["page_defaults"].pop("photo"),
-    lambda d: next(iter(_inference_entry(d)["models"].values()))["single_image"].update(p50_ms=-1),
-    lambda d: next(iter(_inference_entry(d)["models"].values()))["single_image"].update(p95_ms=0.0001),
-    lambda d: next(iter(_inference_entry(d)["models"].values()))["batch"].update(images_per_sec=1.0),
-    lambda d: next(iter(_inference_entry(d)["models"].values())).update(precision="fp16"),
-    lambda d: _inference_entry(d)["memory"].pop("serving_process"),
-    lambda d: _inference_entry(d)["machine"].update(cpu="Another CPU"),
+def _first_model(doc):
+    return next(iter(_inference_entry(doc)["models"].values()))
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda d: _inference_entry(d)["models"].pop(_inference_entry(d)["page_defaults"]["draw"]),
+     r"page_defaults\.draw: must name a measured model"),
+    (lambda d: _inference_entry(d)["page_defaults"].pop("photo"), r"page_defaults\.photo: must name a measured model"),
+    (lambda d: _first_model(d)["single_image"].update(p50_ms=-1), r"single_image\.p50_ms: must be a positive number"),
+    (lambda d: _first_model(d)["single_image"].update(p95_ms=0.0001), "needs min ≤ p50 ≤ p95"),
+    (lambda d: _first_model(d)["batch"].update(images_per_sec=1.0), r"batch\.images_per_sec: must be images / seconds"),
+    (lambda d: _first_model(d).update(precision="fp16"), r"\.precision: must be 'fp32' or 'bf16'"),
+    (lambda d: _inference_entry(d)["memory"].pop("serving_process"),
+     r"memory\.serving_process\.peak_rss_mb: must be a positive number"),
+    (lambda d: _inference_entry(d)["machine"].update(cpu="Another CPU"), "wrong machine key"),
 ])
-def test_inference_validator_rejects_broken_documents(committed_inference, break_it):
+def test_inference_validator_rejects_broken_documents(committed_inference, break_it, message):
     doc = copy.deepcopy(committed_inference)
     doc["machines"] = dict(list(doc["machines"].items())[:1])
+    inference.validate_results(doc)  # whole before it is broken: the error below is the break's
     break_it(doc)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         inference.validate_results(doc)
 
 
@@ -261,7 +261,7 @@ def test_inference_validator_rejects_broken_documents(committed_inference, break
 @pytest.mark.parametrize("module, name", [(app_metrics, "app_metrics"), (load, "load"),
                                           (tta_ensembles, "tta_ensembles")])
 def test_committed_per_machine_results_follow_the_schema_and_match_their_markdown(module, name):
-    doc = _committed(f"{name}.json", f"python benchmarks/{name}.py")
+    doc = _committed(f"{name}.json", f"python -m benchmarks.{name}")
     module.validate_results(doc)
     md = (RESULTS / f"{name}.md").read_text()
     if _machines.NOTES_MARKER in md:
@@ -273,7 +273,7 @@ def test_committed_per_machine_results_follow_the_schema_and_match_their_markdow
 
 
 def test_the_compare_page_still_finds_the_tta_rows_at_the_top_of_the_document():
-    doc = _committed("tta_ensembles.json", "python benchmarks/tta_ensembles.py")
+    doc = _committed("tta_ensembles.json", "python -m benchmarks.tta_ensembles")
     assert doc["rows"] and {"dataset", "models", "tta", "accuracy", "loss"} <= set(doc["rows"][0])
     assert isinstance(doc["command"], str) and "git_commit" in doc
 
@@ -281,13 +281,13 @@ def test_the_compare_page_still_finds_the_tta_rows_at_the_top_of_the_document():
 def test_committed_ood_results_follow_the_schema_and_the_cards():
     from cnn_core.store import shipped_store
 
-    doc = _committed("ood.json", "python benchmarks/ood.py")
+    doc = _committed("ood.json", "python -m benchmarks.ood")
     ood.validate_results(doc)
     md = (RESULTS / "ood.md").read_text()
     assert md.split(ood.NOTES_MARKER)[0] == ood.render_markdown(doc).split(ood.NOTES_MARKER)[0]
     store = shipped_store()
     calibrated = {n for n in store.names() if store.load_card(n).get("ood")}
-    assert {row["model"] for row in doc["models"]} == calibrated, "rerun benchmarks/ood.py after calibrating"
+    assert {row["model"] for row in doc["models"]} == calibrated, "rerun benchmarks.ood after calibrating"
     for row in doc["models"]:
         # The results belong to the calibration the shipped card carries now.
         assert row["threshold"] == store.load_card(row["model"])["ood"]["threshold"], row["model"]
@@ -303,7 +303,7 @@ def test_committed_ood_results_follow_the_schema_and_the_cards():
     (lambda d: next(iter(d["models"][0]["off_distribution"].values())).update(auroc=1.2), "must lie in"),
 ])
 def test_ood_validator_rejects_broken_documents(break_it, message):
-    doc = copy.deepcopy(_committed("ood.json", "python benchmarks/ood.py"))
+    doc = copy.deepcopy(_committed("ood.json", "python -m benchmarks.ood"))
     break_it(doc)
     with pytest.raises(ValueError, match=message):
         ood.validate_results(doc)

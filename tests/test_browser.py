@@ -6,8 +6,9 @@ Chromium comes from the system (Debian's `chromium`); its path is $CHROMIUM_PATH
 
 import pytest
 
+from benchmarks.browser import (DIGIT_STROKES, draw, draw_digit_and_read_prediction, goto, launch_chromium, start_app,
+                                stop_app, wait_until_idle)
 from conftest import REPO
-from e2e import DIGIT_STROKES, draw, draw_digit_and_read_prediction, goto, launch_chromium, start_app, stop_app, wait_until_idle
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts"

@@ -1,18 +1,14 @@
-"""A smaller version of benchmarks/load.py: 8 concurrent browser visitors, no errors, all answered."""
-
-import sys
+"""A smaller version of the load benchmark (`python -m benchmarks.load`): 8 concurrent browser
+visitors, no errors, all answered."""
 
 import pytest
 
-from conftest import REPO
+from benchmarks.load import run_load
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_eight_concurrent_visitors_all_get_predictions(data_dir):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from load import run_load
-
     result = run_load(8, data_dir, with_training=False, timeout_s=60)
     failures = [v for v in result["visitors"] if not v["ok"]]
     assert result["errors"] == 0, failures

@@ -1,6 +1,6 @@
-"""benchmarks/memory.py end to end with its smallest settings: the real app server, a real
-browser on every page, a tiny MNIST run started and stopped on the Train page. Checks what it
-wrote (schema, every phase, consistent figures), never particular numbers: this is a smoke run
+"""The memory benchmark (`python -m benchmarks.memory`) end to end with its smallest settings:
+the real app server, a real browser on every page, a tiny MNIST run started and stopped on the
+Train page. Checks what it wrote (schema, every phase, consistent figures), never particular numbers: this is a smoke run
 on a shared machine."""
 
 import json
@@ -13,18 +13,16 @@ import pytest
 from conftest import REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-BENCH = REPO / "benchmarks"
 
 
 def test_memory_benchmark_smoke_run_writes_every_phase(tmp_path, data_dir):
-    sys.path.insert(0, str(BENCH))
-    import memory
+    from benchmarks import memory
 
     out = tmp_path / "results"
     # Stop before the first epoch ends where the machine allows: the final evaluation of a run is
     # measured by the real benchmark, the smoke run only has to go through every phase.
     proc = subprocess.run(
-        [sys.executable, str(BENCH / "memory.py"), "--out", str(out), "--dataset", "mnist", "--subset", "500",
+        [sys.executable, "-m", "benchmarks.memory", "--out", str(out), "--dataset", "mnist", "--subset", "500",
          "--train-seconds", "2", "--min-epochs", "0", "--idle-seconds", "1", "--after-seconds", "1",
          "--no-runtime-baseline"],
         cwd=REPO, capture_output=True, text=True, timeout=240,
