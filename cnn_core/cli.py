@@ -23,31 +23,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _int_at_least(minimum: int):
-    """argparse type: a whole number ≥ minimum, with a one-line message otherwise."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"must be at least {minimum} (got {value})" if minimum else f"must be 0 or more (got {value})")
-        return value
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_float(text: str) -> float:
+def _whole_number(text: str) -> int:
+    """argparse type: any whole number; whether it suits the setting is recipes.validate_config's say."""
     try:
-        value = float(text)
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0 (got {text})")
+
+
+def _positive_int(text: str) -> int:
+    """For options that are not recipe values (such as --top)."""
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
     return value
 
 
@@ -57,8 +52,8 @@ def _command_line(args) -> str:
 
 
 def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if not value < 1:
+    value = _number(text)
+    if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, like 0.95 (got {text})")
     return value
 
@@ -79,17 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     tr.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed",
                     help="architecture and its training recipe (default: seed, the original notebook's)")
-    tr.add_argument("--epochs", type=_positive_int, help="maximum epochs (recipe default if omitted)")
-    tr.add_argument("--batch-size", type=_positive_int)
-    tr.add_argument("--lr", type=_positive_float, help="(peak) learning rate")
-    tr.add_argument("--subset", type=_positive_int, help="train on a class-balanced subset of N images")
-    tr.add_argument("--val-size", type=_non_negative_int,
+    # Recipe values are only parsed here; cnn_core.recipes.validate_config checks them (main()).
+    tr.add_argument("--epochs", type=_whole_number, help="maximum epochs (recipe default if omitted)")
+    tr.add_argument("--batch-size", type=_whole_number)
+    tr.add_argument("--lr", type=_number, help="(peak) learning rate")
+    tr.add_argument("--subset", type=_whole_number, help="train on a class-balanced subset of N images")
+    tr.add_argument("--val-size", type=_whole_number,
                     help="images held out of training for validation (0: train on all of it)")
-    tr.add_argument("--seed", type=_non_negative_int, default=0)
+    tr.add_argument("--seed", type=_whole_number, default=0)
     tr.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
-    tr.add_argument("--rotation", type=float, metavar="DEG", help="random rotation range in degrees (0: off)")
-    tr.add_argument("--shift", type=float, metavar="FRAC", help="random shift, fraction of the size (0: off)")
-    tr.add_argument("--zoom", type=float, metavar="FRAC", help="random zoom fraction (0: off)")
+    tr.add_argument("--rotation", type=_number, metavar="DEG", help="random rotation range in degrees (0: off)")
+    tr.add_argument("--shift", type=_number, metavar="FRAC", help="random shift, fraction of the size (0: off)")
+    tr.add_argument("--zoom", type=_number, metavar="FRAC", help="random zoom fraction (0: off)")
     tr.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
     tr.add_argument("--precision", choices=PRECISIONS,
                     help="number format: bf16 (mixed bfloat16, fast only on CPUs with AVX512-BF16/AMX), fp32, "
@@ -171,19 +167,26 @@ class _ProgressPrinter:
             print(event["message"], flush=True)
 
 
-def cmd_train(args) -> int:
-    from .recipes import resolve_config
-    from .training import STATUS_NOTHING_SAVED, train
+def train_config(args) -> dict:
+    """The run's hyperparameters from the arguments, validated (before TensorFlow loads)."""
+    from .recipes import resolve_config, validate_config
 
     if args.resume:
         # A resumed run keeps its saved hyperparameters; only an explicit --epochs extends it.
-        config = {"epochs": args.epochs} if args.epochs else {}
-    else:
-        config = resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                                subset=args.subset, seed=args.seed, val_size=args.val_size,
-                                precision=args.precision, no_augment=args.no_augment,
-                                augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom,
-                                         "flip": args.flip})
+        if args.epochs is not None:
+            validate_config({**resolve_config(args.dataset, args.arch), "epochs": args.epochs})
+        return {"epochs": args.epochs} if args.epochs else {}
+    return resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          subset=args.subset, seed=args.seed, val_size=args.val_size, precision=args.precision,
+                          no_augment=args.no_augment,
+                          augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom, "flip": args.flip})
+
+
+def cmd_train(args) -> int:
+    from .cards import STATUS_NOTHING_SAVED
+    from .training import train
+
+    config = args.config
     command = _command_line(args)
     stop = threading.Event()
     try:
@@ -284,7 +287,7 @@ def cmd_calibrate(args) -> int:
 
 def cmd_list(args) -> int:
     from .store import all_stores
-    from .training import display_status
+    from .cards import display_status
 
     rows = []
     for store in all_stores():
@@ -331,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argument mistakes exit here, before TensorFlow is loaded
     args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if args.command == "train":
+            args.config = train_config(args)  # a wrong recipe value exits here, before TensorFlow loads
         if args.command != "list":
             from .runtime import import_tensorflow_quietly
 

@@ -242,3 +242,19 @@ def _stratify(y: np.ndarray, size: int):
     # Stratifying needs every class twice and room for each class in the smaller part.
     counts = np.bincount(y)
     return y if counts[counts > 0].min() >= 2 and size >= (counts > 0).sum() else None
+
+
+def prepare_data(config: dict, data_dir=None, data: Dataset | None = None) -> tuple[Dataset, Split]:
+    """The dataset and the run's train/validation split, exactly as a run's config says
+    (`dataset`, `val_size`, `subset`, `seed`): the trainer and the calibration of a finished
+    run rebuild the same split from the same config."""
+    data = data or load_dataset(config["dataset"], data_dir)
+    subset, seed = config["subset"], config["seed"]
+    val_size = min(config["val_size"], len(data.x_train) // 5) if subset else config["val_size"]
+    split = split_validation(data.x_train, data.y_train, val_size, seed)
+    split.x_train, split.y_train = take_subset(split.x_train, split.y_train, subset, seed)
+    quick_val_size = max(1000, (subset or 0) // 2)
+    if subset and len(split.x_val) > quick_val_size:
+        # A quick demo on a subset does not need thousands of validation images per epoch.
+        split.x_val, split.y_val = take_subset(split.x_val, split.y_val, quick_val_size, seed)
+    return data, split

@@ -22,6 +22,36 @@ and `stop_agreement` makes every worker stop at the same batch.
 
 from __future__ import annotations
 
+from .errors import ConfigError
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str | None = "default", devices: list[str] | None = None):
+    """A tf.distribute strategy by name, or None for the default (one device).
+
+    `mirrored`: synchronous data parallelism over the GPUs of one machine (all of them,
+    or `devices`); `multi_worker`: the same across machines, each reading TF_CONFIG.
+    """
+    import tensorflow as tf
+
+    if name in (None, "default"):
+        return None
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"Unknown strategy '{name}'. Choose one of: {', '.join(STRATEGIES)}.")
+
+
+def distribution_info(strategy) -> dict:
+    """What the card records about how a run was spread over devices and machines."""
+    if strategy is None:
+        return {"strategy": "default", "replicas": 1}
+    devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
+    return {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
+            "devices": devices, **cluster_info(strategy)}
+
 
 def _cluster(strategy):
     """(cluster spec, task type, task index) of a multi-worker strategy, else None."""

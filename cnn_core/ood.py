@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .datasets import prepare_data
 from .errors import ConfigError
 
 SCORE = "max_softmax"
@@ -41,8 +42,6 @@ def calibration(predictor, data, pass_rate: float = DEFAULT_PASS_RATE) -> dict:
     """Calibrate a predictor's threshold on the validation split its card describes.
 
     The split is rebuilt exactly as training built it (same size, seed and subset)."""
-    from .training import prepare_data
-
     card = predictor.card
     config = card.get("hyperparameters") or {}
     if not config.get("val_size"):

@@ -1,79 +1,95 @@
-"""Training recipes: every hyperparameter in one dict per recipe (airbench style).
+"""Training recipes: every hyperparameter of a run in one dict per recipe (airbench style).
 
-A recipe is chosen by architecture name: `seed` is the original notebook's recipe,
-`fast` the project's time-to-accuracy recipe. `resolve_config` merges a recipe with
-per-dataset values and the user's overrides into one flat, JSON-able dict that the
-trainer reads and the model card records verbatim.
+A recipe is named after the architecture it trains: `seed` is the original notebook's
+recipe, `fast` the project's time-to-accuracy recipe, `turbo` its shortest schedules,
+`wide` the same recipe run long for accuracy. A value that differs per dataset is a
+`{dataset: value}` dict. One key decides one thing; the trainer reads nothing else.
+
+The small API the Train page, the CLI and the benchmarks share:
+
+    recipe_names()                       the recipes, in the order the app lists them
+    default_config("cifar10", "fast")    one run's flat, JSON-able hyperparameters
+    resolve_config(dataset, recipe, epochs=3, ...)   the same with the user's overrides
+    validate_config(config)              the one check of every value (a ConfigError)
+    augment_choices("cifar10")           what each augmentation is when switched on
+    lr_is_peak(config)                   whether `lr` is the top of a warm-up/decay schedule
+
+The model card records the resolved dict verbatim (`hyperparameters`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
-from .datasets import dataset_info
+from .datasets import DATASETS, dataset_info
 from .errors import ConfigError
 from .models import ARCHITECTURES
 from .precision import PRECISIONS
 
-# Augmentation per dataset, as the original README describes (flip for CIFAR-10 only;
-# Fashion-MNIST items are left/right symmetric enough to flip too).
-SEED_AUGMENT = {
-    "mnist": {"rotation": 10.0, "shift": 0.1, "zoom": 0.1, "flip": False},
-    "fashion_mnist": {"rotation": 10.0, "shift": 0.1, "zoom": 0.1, "flip": True},
-    "cifar10": {"rotation": 15.0, "shift": 0.1, "zoom": 0.1, "flip": True},
-}
-# The fast trainers use only cheap, label-safe transforms: a reflect-padded random
-# shift of up to 2 px (28 px) / 4 px (32 px) and, for photos, horizontal flips.
-FAST_AUGMENT = {
-    "mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": False},
-    "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
-    "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
-}
-# A single pass over MNIST cannot overfit, so shifting the digits only slows learning
-# (and costs a tf.data map per batch): the one-epoch digit recipe trains on them as they are.
-TURBO_AUGMENT = {**FAST_AUGMENT, "mnist": {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False}}
+OPTIMIZERS = ("adam", "sgd_nesterov")
+# plateau:  constant lr, halved by ReduceLROnPlateau when validation loss stalls.
+# onecycle: per batch, linear warm-up from lr/10 to lr over `warmup_fraction` of the run,
+#           then cosine decay to 0 at the last batch.
+SCHEDULES = ("plateau", "onecycle")
+AUGMENT_KEYS = ("rotation", "shift", "zoom", "flip")
+NO_AUGMENT = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False}
 
 RECIPES: dict[str, dict] = {
+    # The original notebook: Adam, plateau halving, early stopping, heavy augmentation.
     "seed": {
         "optimizer": "adam",
-        "lr": 1e-3,
-        "batch_size": {"mnist": 128, "fashion_mnist": 128, "cifar10": 64},
-        "epochs": 30,
-        "schedule": "plateau",      # ReduceLROnPlateau on validation loss
-        "plateau_factor": 0.5,
-        "plateau_patience": 3,
-        "min_lr": 1e-6,
-        "early_stopping_patience": 8,  # on validation accuracy, best weights restored
-        "label_smoothing": 0.0,
-        "weight_decay": 0.0,
-        "augment": SEED_AUGMENT,
-        "val_size": 5000,
-        "tta": False,
-        "precision": "fp32",        # the original's float32 throughout
+        "lr": 1e-3,                    # constant until the plateau rule halves it
+        "batch_size": {"mnist": 128, "fashion_mnist": 128, "cifar10": 64},   # images per step
+        "epochs": 30,                  # at most; early stopping may end sooner
+        "schedule": "plateau",
+        "plateau_factor": 0.5,         # lr × this when validation loss stalls ...
+        "plateau_patience": 3,         # ... for this many epochs
+        "min_lr": 1e-6,                # the plateau rule's floor
+        "early_stopping_patience": 8,  # epochs without a better validation accuracy (0: off)
+        "label_smoothing": 0.0,        # share of the target spread over all classes
+        "weight_decay": 0.0,           # decoupled, applied by the optimizer
+        "augment": {                   # degrees; fractions of the image size; mirror left/right
+            # Flip for photos only: a mirrored 2 is not a 2 (Fashion-MNIST items are
+            # left/right symmetric enough to flip).
+            "mnist": {"rotation": 10.0, "shift": 0.1, "zoom": 0.1, "flip": False},
+            "fashion_mnist": {"rotation": 10.0, "shift": 0.1, "zoom": 0.1, "flip": True},
+            "cifar10": {"rotation": 15.0, "shift": 0.1, "zoom": 0.1, "flip": True},
+        },
+        "val_size": 5000,              # training images held out for the plateau/early-stop decisions
+        "tta": False,                  # average the prediction with its mirror image
+        "precision": "fp32",           # the original's float32 throughout
     },
+    # The project's time-to-accuracy recipe: SGD with Nesterov momentum on a one-cycle
+    # schedule, label smoothing and only cheap, label-safe augmentation (a reflect-padded
+    # shift of up to 2 px on 28 px digits, 4 px on 32 px photos, flips for photos).
     "fast": {
         "optimizer": "sgd_nesterov",
-        "lr": {"mnist": 0.2, "fashion_mnist": 0.2, "cifar10": 0.2},
+        "lr": 0.2,                     # the schedule's peak
         "momentum": 0.9,
-        "batch_size": {"mnist": 256, "fashion_mnist": 256, "cifar10": 256},
-        "epochs": {"mnist": 3, "fashion_mnist": 8, "cifar10": 12},
-        "schedule": "onecycle",     # linear warm-up to lr, then linear decay to 0, per batch
-        "warmup_fraction": 0.2,
-        "early_stopping_patience": 0,  # fixed schedule: no decisions on validation
+        "batch_size": 256,
+        "epochs": {"mnist": 3, "fashion_mnist": 8, "cifar10": 12},  # exactly; the schedule spans them
+        "schedule": "onecycle",
+        "warmup_fraction": 0.2,        # share of all batches spent warming up
+        "early_stopping_patience": 0,  # a fixed schedule makes no decisions on validation
         "label_smoothing": 0.2,
-        "weight_decay": 5e-4,       # decoupled (applied by the optimizer, not the loss)
-        "augment": FAST_AUGMENT,
+        "weight_decay": 5e-4,          # conv/dense kernels only (not BN scales or biases)
+        "augment": {
+            "mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": False},
+            "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
+            "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
+        },
         "val_size": 5000,
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},  # flip TTA for photos
-        "precision": "fp32",        # 'auto' | 'bf16' | 'fp32' (cnn_core.precision)
+        "precision": "fp32",           # 'auto' | 'bf16' | 'fp32' (cnn_core.precision)
     },
     # The `fast` recipe cut to the shortest schedules that reach the benchmark targets
-    # (MNIST 99.0%, CIFAR-10 85%) on a 2-core CPU, for the `turbo` nets; trains on the
-    # whole training set since a fixed schedule makes no decisions on validation.
+    # (MNIST 99.0%, CIFAR-10 85%) on a 2-core CPU, on the whole training set.
     # MNIST: one epoch in batches of 64 without augmentation. Chosen on a 5,000-image
     # validation split over seeds 0-2 (one epoch each): batch 64 unaugmented 99.06-99.24%,
     # batch 128 unaugmented 98.98-99.06%, batch 128 shifted (the old 2-epoch recipe's
-    # setting) 98.70-99.10%; smaller batches give the single pass more updates.
+    # setting) 98.70-99.10%; smaller batches give the single pass more updates, and a
+    # single pass cannot overfit, so shifting the digits only slows learning.
     "turbo": {
         "optimizer": "sgd_nesterov",
         "lr": 0.2,
@@ -85,71 +101,148 @@ RECIPES: dict[str, dict] = {
         "early_stopping_patience": 0,
         "label_smoothing": 0.2,
         "weight_decay": 5e-4,
-        "augment": TURBO_AUGMENT,
-        "val_size": 0,
+        "augment": {
+            "mnist": {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False},
+            "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
+            "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
+        },
+        "val_size": 0,                 # nothing held out: no decisions need it
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
         # bfloat16 for the photo net where the CPU does it natively (≈2× the images/s there),
         # float32 elsewhere; the digit nets are too small for bf16 to pay off.
         "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
     },
+    # The `fast` recipe run long on the `wide` net, for accuracy rather than speed. A
+    # one-cycle schedule pays its accuracy only at its end, so it is planned for the whole
+    # budget (40 CIFAR-10 epochs ≈ 55 min on a 2-core CPU).
+    "wide": {
+        "optimizer": "sgd_nesterov",
+        "lr": 0.2,
+        "momentum": 0.9,
+        "batch_size": 256,
+        "epochs": {"mnist": 15, "fashion_mnist": 20, "cifar10": 40},
+        "schedule": "onecycle",
+        "warmup_fraction": 0.2,
+        "early_stopping_patience": 0,
+        "label_smoothing": 0.2,
+        "weight_decay": 5e-4,
+        "augment": {
+            "mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": False},
+            "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
+            "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
+        },
+        "val_size": 5000,
+        "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
+        "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
+    },
 }
-# The `fast` recipe run long on the `wide` net, for accuracy rather than speed: only the
-# schedule's length differs. A one-cycle schedule pays its accuracy only at its end, so it
-# is planned for the whole budget (40 CIFAR-10 epochs ≈ 55 min on a 2-core CPU).
-RECIPES["wide"] = {**RECIPES["fast"], "epochs": {"mnist": 15, "fashion_mnist": 20, "cifar10": 40},
-                   "precision": RECIPES["turbo"]["precision"]}
-
-AUGMENT_KEYS = ("rotation", "shift", "zoom", "flip")
 
 
-def _per_dataset(value, dataset: str):
-    return value[dataset] if isinstance(value, dict) and dataset in value else value
+def recipe_names() -> tuple[str, ...]:
+    return tuple(RECIPES)
+
+
+def _for_dataset(value, dataset: str):
+    return value[dataset] if isinstance(value, dict) and set(value) == set(DATASETS) else value
+
+
+def default_config(dataset: str, recipe: str = "seed") -> dict:
+    """One run's hyperparameters as the recipe gives them for `dataset`."""
+    return resolve_config(dataset, recipe)
 
 
 def resolve_config(dataset: str, arch: str = "seed", **overrides) -> dict:
-    """The full hyperparameter dict for one run. `None` overrides are ignored.
+    """The full hyperparameter dict for one run, validated. `None` overrides are ignored.
 
-    Recognised overrides: epochs, batch_size, lr, subset, seed, val_size, no_augment,
-    augment (dict of per-transform values), name, tta, precision.
-    """
+    Recognised overrides: any recipe key (epochs, batch_size, lr, val_size, tta, precision,
+    ...), subset, seed, name, `augment` (a partial {transform: value} dict) and
+    `no_augment` (every transform off)."""
     dataset_info(dataset)  # raises DataError for unknown names
-    if arch not in ARCHITECTURES:
+    if arch not in RECIPES or arch not in ARCHITECTURES:
         raise ConfigError(f"Unknown architecture '{arch}'. Choose one of: {', '.join(ARCHITECTURES)}.")
-    recipe = RECIPES[arch]
-    config = {key: copy.deepcopy(_per_dataset(value, dataset)) for key, value in recipe.items()}
+    config = {key: copy.deepcopy(_for_dataset(value, dataset)) for key, value in RECIPES[arch].items()}
     config.update(dataset=dataset, arch=arch, recipe=arch, subset=None, seed=0)
-    augment_override = overrides.pop("augment", None)
-    no_augment = overrides.pop("no_augment", False)
-    for key, value in overrides.items():
-        if value is not None:
-            config[key] = value
-    if augment_override:
-        config["augment"].update({k: v for k, v in augment_override.items() if v is not None})
-    if no_augment:
-        config["augment"] = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False}
+    augment_override = overrides.pop("augment", None) or {}
+    if overrides.pop("no_augment", False):
+        config["augment"] = dict(NO_AUGMENT)
+    config.update({key: value for key, value in overrides.items() if value is not None})
+    config["augment"].update({key: value for key, value in augment_override.items() if value is not None})
     validate_config(config)
     return config
 
 
-def validate_config(config: dict) -> None:
-    def need(ok: bool, message: str):
-        if not ok:
-            raise ConfigError(message)
+def augment_choices(dataset: str) -> dict:
+    """The strength each augmentation takes when it is switched on for `dataset`: the
+    original recipe's, which has every transform."""
+    return default_config(dataset, "seed")["augment"]
 
-    need(isinstance(config["epochs"], int) and config["epochs"] >= 1, f"Epochs must be a whole number ≥ 1 (got {config['epochs']}).")
-    need(isinstance(config["batch_size"], int) and config["batch_size"] >= 1,
-         f"Batch size must be a whole number ≥ 1 (got {config['batch_size']}).")
-    need(float(config["lr"]) > 0, f"Learning rate must be greater than 0 (got {config['lr']}).")
-    need(float(config["lr"]) <= 10, f"Learning rate {config['lr']} is far too large (use ≤ 10).")
-    need(config["subset"] is None or (isinstance(config["subset"], int) and config["subset"] >= 10),
-         f"Subset must be at least 10 images (got {config['subset']}).")
-    need(isinstance(config["val_size"], int) and config["val_size"] >= 0,
-         f"Validation size must be ≥ 0 (got {config['val_size']}).")
-    need(isinstance(config["seed"], int) and config["seed"] >= 0, f"Seed must be a whole number ≥ 0 (got {config['seed']}).")
-    need(config.get("precision", "auto") in PRECISIONS,
-         f"Precision must be one of {', '.join(PRECISIONS)} (got {config.get('precision')}).")
-    aug = config["augment"]
-    need(set(aug) == set(AUGMENT_KEYS), f"Augmentation needs exactly the keys {', '.join(AUGMENT_KEYS)}.")
-    need(0 <= float(aug["rotation"]) <= 180, "Rotation must be between 0 and 180 degrees.")
-    need(0 <= float(aug["shift"]) < 1, "Shift must be a fraction between 0 and 1.")
-    need(0 <= float(aug["zoom"]) < 1, "Zoom must be a fraction between 0 and 1.")
+
+def lr_is_peak(config: dict) -> bool:
+    """True when `lr` is the top of a warm-up/decay schedule rather than a starting value."""
+    return config["schedule"] == "onecycle"
+
+
+def _is_whole(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate_config(config: dict) -> None:
+    """Every recipe value checked, each mistake told in one sentence (a ConfigError)."""
+    _need(_is_whole(config["epochs"], 1), f"Epochs must be a whole number ≥ 1 (got {config['epochs']}).")
+    _need(_is_whole(config["batch_size"], 1), f"Batch size must be a whole number ≥ 1 (got {config['batch_size']}).")
+    _need(_is_number(config["lr"]) and config["lr"] > 0, f"Learning rate must be greater than 0 (got {config['lr']}).")
+    _need(config["lr"] <= 10, f"Learning rate {config['lr']} is far too large (use ≤ 10).")
+    _need(config["subset"] is None or _is_whole(config["subset"], 10),
+          f"Subset must be at least 10 images (got {config['subset']}).")
+    _need(_is_whole(config["val_size"], 0), f"Validation size must be a whole number ≥ 0 (got {config['val_size']}).")
+    _need(_is_whole(config["seed"], 0), f"Seed must be a whole number ≥ 0 (got {config['seed']}).")
+    _need(config.get("precision", "fp32") in PRECISIONS,
+          f"Precision must be one of {', '.join(PRECISIONS)} (got {config.get('precision')}).")
+    _validate_optimizer(config)
+    _validate_augment(config["augment"])
+
+
+def _validate_optimizer(config: dict) -> None:
+    _need(config["optimizer"] in OPTIMIZERS,
+          f"Optimizer must be one of {', '.join(OPTIMIZERS)} (got {config['optimizer']}).")
+    _need(config["schedule"] in SCHEDULES, f"Schedule must be one of {', '.join(SCHEDULES)} (got {config['schedule']}).")
+    _need(_is_number(config.get("label_smoothing", 0.0)) and 0 <= config.get("label_smoothing", 0.0) < 1,
+          f"Label smoothing must be between 0 and 1 (got {config.get('label_smoothing')}).")
+    _need(_is_number(config.get("weight_decay", 0.0)) and 0 <= config.get("weight_decay", 0.0) < 1,
+          f"Weight decay must be between 0 and 1 (got {config.get('weight_decay')}).")
+    _need(_is_whole(config.get("early_stopping_patience", 0), 0),
+          f"Early-stopping patience must be a whole number ≥ 0 (got {config.get('early_stopping_patience')}).")
+    if config["optimizer"] == "sgd_nesterov":
+        _need(_is_number(config.get("momentum")) and 0 <= config["momentum"] < 1,
+              f"Momentum must be between 0 and 1 (got {config.get('momentum')}).")
+    if config["schedule"] == "onecycle":
+        _need(_is_number(config.get("warmup_fraction")) and 0 <= config["warmup_fraction"] < 1,
+              f"The warm-up fraction must be between 0 and 1 (got {config.get('warmup_fraction')}).")
+    else:
+        _need(_is_number(config.get("plateau_factor")) and 0 < config["plateau_factor"] < 1,
+              f"The plateau factor must be between 0 and 1 (got {config.get('plateau_factor')}).")
+        _need(_is_whole(config.get("plateau_patience"), 1),
+              f"The plateau patience must be a whole number ≥ 1 (got {config.get('plateau_patience')}).")
+        _need(_is_number(config.get("min_lr")) and 0 <= config["min_lr"] <= config["lr"],
+              f"The smallest learning rate must be between 0 and the learning rate (got {config.get('min_lr')}).")
+
+
+def _validate_augment(augment: dict) -> None:
+    _need(isinstance(augment, dict) and set(augment) == set(AUGMENT_KEYS),
+          f"Augmentation needs exactly the keys {', '.join(AUGMENT_KEYS)}.")
+    _need(_is_number(augment["rotation"]) and 0 <= augment["rotation"] <= 180,
+          f"Rotation must be between 0 and 180 degrees (got {augment['rotation']}).")
+    _need(_is_number(augment["shift"]) and 0 <= augment["shift"] < 1,
+          f"Shift must be a fraction between 0 and 1 (got {augment['shift']}).")
+    _need(_is_number(augment["zoom"]) and 0 <= augment["zoom"] < 1,
+          f"Zoom must be a fraction between 0 and 1 (got {augment['zoom']}).")
+    _need(isinstance(augment["flip"], bool), f"Flip must be true or false (got {augment['flip']}).")

@@ -23,11 +23,20 @@ def run_cli(*args, env_extra=None, timeout=600):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["train", "--epochs", "-1"], "must be at least 1"),
-    (["train", "--epochs", "many"], "not a whole number"),
-    (["train", "--batch-size", "0"], "must be at least 1"),
-    (["train", "--lr", "0"], "greater than 0"),
-    (["train", "--lr", "-0.1"], "greater than 0"),
+    (["train", "--epochs", "-1"], "Epochs must be a whole number ≥ 1 (got -1)"),
+    (["train", "--epochs", "many"], "'many' is not a whole number"),
+    (["train", "--batch-size", "0"], "Batch size must be a whole number ≥ 1 (got 0)"),
+    (["train", "--lr", "0"], "Learning rate must be greater than 0"),
+    (["train", "--lr", "-0.1"], "Learning rate must be greater than 0"),
+    (["train", "--lr", "50"], "far too large"),
+    (["train", "--subset", "5"], "Subset must be at least 10 images"),
+    (["train", "--val-size", "-3"], "Validation size must be a whole number ≥ 0"),
+    (["train", "--seed", "-1"], "Seed must be a whole number ≥ 0"),
+    (["train", "--rotation", "270"], "Rotation must be between 0 and 180 degrees"),
+    (["train", "--shift", "1.5"], "Shift must be a fraction between 0 and 1"),
+    (["train", "--resume", "ghost", "--epochs", "0"], "Epochs must be a whole number ≥ 1"),
+    (["predict", "--model", "x", "--top", "0", "a.png"], "must be at least 1 (got 0)"),
+    (["calibrate", "--model", "x", "--pass-rate", "1.5"], "must be between 0 and 1"),
     (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
     (["train", "--arch", "vgg99"], "invalid choice: 'vgg99'"),
     (["fly"], "invalid choice: 'fly'"),
@@ -39,6 +48,16 @@ def test_wrong_arguments_give_one_line_and_exit_2(args, words):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in out.stderr
+
+
+def test_recipe_values_are_checked_before_tensorflow_loads():
+    # recipes.validate_config is the one check of recipe values; the CLI runs it right after
+    # parsing, so a typo costs no TensorFlow start-up.
+    probe = ("import sys; from cnn_core.cli import main; "
+             "rc = main(['train', '--epochs', '0']); print(rc, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
+    assert "Epochs must be a whole number ≥ 1 (got 0)" in out.stderr
 
 
 def test_library_errors_give_one_line_and_exit_2(tmp_path):
@@ -55,6 +74,7 @@ def test_library_errors_give_one_line_and_exit_2(tmp_path):
         assert words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
 
 
+@pytest.mark.slow  # trains a model
 def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs, tmp_path):
     env = {"CNN_DATA_DIR": str(data_dir)}
     out = run_cli("train", "--dataset", "mnist", "--epochs", "1", "--subset", "6000", "--name", "cli_mnist",

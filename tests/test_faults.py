@@ -23,7 +23,8 @@ from cnn_core import store as store_mod
 from cnn_core.errors import ModelStoreError, TrainingBusyError
 from cnn_core.recipes import resolve_config
 from cnn_core.store import FAULT_PAUSE_ENV, ModelStore, list_model_names, runs_store
-from cnn_core.training import STATUS_FINISHED, STATUS_STOPPED, display_status, train
+from cnn_core.cards import STATUS_FINISHED, STATUS_STOPPED, display_status
+from cnn_core.training import train
 from conftest import REPO
 
 SMALL_RUN = ["train", "--dataset", "mnist", "--subset", "1000", "--batch-size", "32", "--epochs", "2", "--seed", "3"]
@@ -120,6 +121,7 @@ def _resume_and_check(runs: Path, data_dir: Path, name: str, before: dict):
     return card
 
 
+@pytest.mark.slow  # trains a model
 def test_kill_9_mid_epoch_keeps_every_file_and_resume_finishes(data_dir, isolated_runs):
     run = CliRun([*SMALL_RUN, "--name", "killed_mid_epoch"], isolated_runs, data_dir)
     run.wait_for(lambda: "Epoch 2/2" in run.text, "epoch 2 to start")  # printed after epoch 2's first batch
@@ -130,6 +132,7 @@ def test_kill_9_mid_epoch_keeps_every_file_and_resume_finishes(data_dir, isolate
     _resume_and_check(isolated_runs, data_dir, "killed_mid_epoch", before)
 
 
+@pytest.mark.slow  # trains a model
 def test_kill_9_mid_save_keeps_the_previous_files_and_resume_finishes(data_dir, isolated_runs):
     # Every atomic write pauses 3 s between "temporary file written and fsynced" and the rename.
     run = CliRun([*SMALL_RUN, "--name", "killed_mid_save"], isolated_runs, data_dir,
@@ -148,6 +151,7 @@ def test_kill_9_mid_save_keeps_the_previous_files_and_resume_finishes(data_dir, 
 
 # -- stop from the UI -------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains a model
 def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues(data_dir, isolated_runs):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
@@ -191,6 +195,7 @@ def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues
 
 # -- two training requests at once ----------------------------------------------------------------
 
+@pytest.mark.slow  # trains a model
 def test_simultaneous_starts_run_exactly_one_and_the_registry_is_never_half_written(tiny_mnist, isolated_runs):
     from cnn_core.jobs import TrainingJobs
 
@@ -275,6 +280,7 @@ def _config():
     return resolve_config("mnist", "seed", epochs=3, batch_size=32, val_size=40, seed=1)
 
 
+@pytest.mark.slow  # trains a model
 def test_disk_full_during_training_is_a_clear_error_and_resume_works_after(tiny_mnist, isolated_runs, monkeypatch):
     with monkeypatch.context() as mp:
         _fail_replace_in(isolated_runs, errno.ENOSPC, after=4, monkeypatch=mp)  # epoch 1 writes 4 files
@@ -290,6 +296,7 @@ def test_disk_full_during_training_is_a_clear_error_and_resume_works_after(tiny_
     assert result.status == STATUS_FINISHED and result.card["epochs_run"] == 3
 
 
+@pytest.mark.slow  # trains a model
 def test_read_only_disk_fails_the_app_job_with_the_message(tiny_mnist, isolated_runs, monkeypatch):
     from cnn_core.jobs import TrainingJobs
 
@@ -300,7 +307,8 @@ def test_read_only_disk_fails_the_app_job_with_the_message(tiny_mnist, isolated_
         assert jobs.wait(300)
     snap = jobs.snapshot()
     assert snap.state == "failed" and "read-only" in snap.error and "unexpectedly" not in snap.error, snap
-    assert runs_store().load_model("ro_disk") is not None and runs_store().load_card("ro_disk")["epochs_run"] == 1
+    card = runs_store().load_card("ro_disk")
+    assert card["epochs_run"] == 1 and runs_store().load_model("ro_disk").count_params() == card["params"]
 
 
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only")])

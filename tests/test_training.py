@@ -12,7 +12,8 @@ from cnn_core import store as store_mod
 from cnn_core.errors import ConfigError, ModelStoreError
 from cnn_core.recipes import resolve_config
 from cnn_core.store import runs_store, validate_name
-from cnn_core.training import STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_STOPPED, train
+from cnn_core.cards import STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_STOPPED
+from cnn_core.training import train
 
 
 def _config(**kw):
@@ -29,6 +30,7 @@ def _stop_at(stop, epoch, step, seen):
     return listener
 
 
+@pytest.mark.slow  # trains a model
 def test_full_run_saves_model_card_and_evaluation(tiny_mnist):
     events = []
     result = train(_config(), "tiny", listener=events.append, data=tiny_mnist, command="test")
@@ -49,6 +51,7 @@ def test_full_run_saves_model_card_and_evaluation(tiny_mnist):
     assert store.model_path("tiny").stat().st_size < 0.75 * store.last_model_path("tiny").stat().st_size
 
 
+@pytest.mark.slow  # trains a model
 def test_stop_is_honoured_at_the_next_batch_and_keeps_the_best(tiny_mnist):
     stop, seen = threading.Event(), []
     result = train(_config(), "stopped", listener=_stop_at(stop, 2, 3, seen), stop_event=stop, data=tiny_mnist)
@@ -57,9 +60,10 @@ def test_stop_is_honoured_at_the_next_batch_and_keeps_the_best(tiny_mnist):
     assert epoch2 == [1, 2, 3]  # nothing ran after the batch that saw the signal
     card = runs_store().load_card("stopped")
     assert card["status"] == "stopped" and card["epochs_run"] == 1 and "test_accuracy" in card
-    assert runs_store().load_model("stopped") is not None
+    assert runs_store().load_model("stopped").count_params() == card["params"]
 
 
+@pytest.mark.slow  # trains a model
 def test_stop_before_the_first_epoch_saves_nothing(tiny_mnist):
     stop, seen = threading.Event(), []
     result = train(_config(), "early", listener=_stop_at(stop, 1, 2, seen), stop_event=stop, data=tiny_mnist)
@@ -67,6 +71,7 @@ def test_stop_before_the_first_epoch_saves_nothing(tiny_mnist):
     assert not runs_store().has("early")
 
 
+@pytest.mark.slow  # trains a model
 def test_resume_continues_the_epoch_count(tiny_mnist):
     stop, seen = threading.Event(), []
     train(_config(epochs=3), "resumable", listener=_stop_at(stop, 2, 2, seen), stop_event=stop, data=tiny_mnist)
@@ -86,6 +91,7 @@ def test_resume_of_an_unknown_run_is_a_clear_error(tiny_mnist):
         train({}, "ghost", data=tiny_mnist, resume=True)
 
 
+@pytest.mark.slow  # trains a model
 def test_existing_names_are_not_overwritten(tiny_mnist):
     train(_config(epochs=1), "taken", data=tiny_mnist)
     with pytest.raises(ModelStoreError, match="already exists.*--resume taken"):
@@ -153,6 +159,7 @@ def test_disk_errors_are_clear_and_keep_the_previous_model(tmp_path, monkeypatch
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
+@pytest.mark.slow  # trains a model
 def test_an_ensemble_of_identical_models_equals_the_single_model(tiny_mnist):
     from cnn_core.inference import load_ensemble, load_predictor
 
@@ -168,30 +175,34 @@ def test_an_ensemble_of_identical_models_equals_the_single_model(tiny_mnist):
 
 # -- one process per run name ---------------------------------------------------------------
 
+@pytest.mark.slow  # trains a model
 def test_a_run_name_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tiny_mnist):
     import subprocess
-
-    from cnn_core.store import _process_identity
+    import sys
 
     store = runs_store()
     store.root.mkdir(parents=True, exist_ok=True)
-    other = subprocess.Popen(["sleep", "60"])
+    # Another process holds the run's lock the way a trainer does: an flock on NAME.lock
+    # with its pid inside.
+    holder_code = ("import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+                   "f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)")
+    other = subprocess.Popen([sys.executable, "-c", holder_code, str(store.lock_path("busy"))],
+                             stdout=subprocess.PIPE, text=True)
     try:
-        store.lock_path("busy").write_text(_process_identity(other.pid))
+        assert other.stdout.readline().strip() == "held"
         with pytest.raises(ModelStoreError, match=f"being trained right now by process {other.pid}"):
             train(_config(epochs=1), "busy", data=tiny_mnist)
         assert not store.has("busy")
     finally:
-        other.kill()
+        other.kill()  # SIGKILL: the holder gets no chance to clean up
         other.wait()
-    # The holder is gone (say, killed with -9): its lock no longer blocks the name.
+    # The kernel released the dead holder's flock: its leftover file no longer blocks the name.
+    assert store.lock_path("busy").exists()
     assert train(_config(epochs=1), "busy", data=tiny_mnist).status == STATUS_FINISHED
     assert not store.lock_path("busy").exists()
-    # A recycled pid with another start time is not the holder either.
-    store.lock_path("recycled").write_text(f"{os.getpid()} 1")
-    assert train(_config(epochs=1), "recycled", data=tiny_mnist).status == STATUS_FINISHED
 
 
+@pytest.mark.slow  # trains a model
 def test_two_cli_processes_training_the_same_name_exactly_one_runs(data_dir, tmp_path):
     import subprocess
     import sys

@@ -1,0 +1,130 @@
+"""The trainer's Keras callbacks: progress events, the stop signal, resumable early
+stopping and plateau rules, and the per-epoch checkpoint."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import keras
+import numpy as np
+
+from .optimizer import current_lr
+
+
+class StopRequested(Exception):
+    """Raised inside fit() at the batch after a stop was requested."""
+
+
+class ProgressEvents(keras.callbacks.Callback):
+    """Turns fit()'s batches and epochs into the trainer's progress events (cnn_core.training)."""
+
+    def __init__(self, listener, steps: int, epochs: int, batch_size: int, train_size: int, prior_elapsed: float):
+        super().__init__()
+        self.listener, self.steps, self.epochs = listener, steps, epochs
+        self.batch_size, self.train_size, self.prior_elapsed = batch_size, train_size, prior_elapsed
+        self.epoch_seconds: list[float] = []
+        self.last_epoch_event: dict | None = None
+
+    def _emit(self, event: dict) -> None:
+        if self.listener is not None:
+            self.listener(event)
+
+    def on_train_begin(self, logs=None):
+        self.t_start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Training seconds of the whole run, earlier sessions of a resumed run included."""
+        return self.prior_elapsed + time.perf_counter() - self.t_start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.t_epoch = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        spent = time.perf_counter() - self.t_epoch
+        done = batch + 1
+        seen = min(done * self.batch_size, self.train_size)
+        remaining_steps = (self.steps - done) + (self.epochs - self.epoch - 1) * self.steps
+        self._emit({"type": "batch", "epoch": self.epoch + 1, "epochs": self.epochs, "step": done,
+                    "steps": self.steps, "loss": float(logs.get("loss", np.nan)),
+                    "accuracy": float(logs.get("accuracy", np.nan)), "lr": current_lr(self.model),
+                    "images_per_sec": seen / spent if spent > 0 else 0.0,
+                    "elapsed": self.elapsed(), "eta": remaining_steps * spent / done})
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Not emitted here: the checkpoint callback emits it once the epoch is saved.
+        logs = logs or {}
+        seconds = time.perf_counter() - self.t_epoch
+        self.epoch_seconds.append(seconds)
+        self.last_epoch_event = {
+            "type": "epoch", "epoch": epoch + 1, "epochs": self.epochs,
+            "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan)),
+            "val_loss": float(logs["val_loss"]) if "val_loss" in logs else None,
+            "val_accuracy": float(logs["val_accuracy"]) if "val_accuracy" in logs else None,
+            "lr": current_lr(self.model), "seconds": seconds,
+            "images_per_sec": self.train_size / seconds if seconds > 0 else 0.0,
+            "elapsed": self.elapsed(), "eta": (self.epochs - epoch - 1) * float(np.mean(self.epoch_seconds))}
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Stops fit() at the next batch once `event` is set (the Stop button, Ctrl-C in a job)."""
+
+    def __init__(self, event: threading.Event | None, agree=None):
+        super().__init__()
+        self.event, self.agree = event, agree  # agree: distributed.stop_agreement
+
+    def on_train_batch_end(self, batch, logs=None):
+        requested = self.event is not None and self.event.is_set()
+        if self.agree is not None:
+            requested = self.agree(requested)
+        if requested:
+            raise StopRequested()
+
+
+def _json_safe(value):
+    """A callback counter as JSON can hold it (infinite 'best' values become ±1e300)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else (1e300 if value > 0 else -1e300)
+    return value
+
+
+class RestoresState:
+    """Mixin for Keras callbacks whose counters must survive --resume: `state()` is saved
+    every epoch and handed back as `restored`, re-applied after Keras resets them."""
+    STATE: tuple = ()
+
+    def __init__(self, restored: dict | None = None, **kw):
+        super().__init__(**kw)
+        self.restored = restored or {}
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for key, value in self.restored.items():
+            setattr(self, key, value)
+
+    def state(self) -> dict:
+        return {key: _json_safe(getattr(self, key, None)) for key in self.STATE}
+
+
+class ResumableEarlyStopping(RestoresState, keras.callbacks.EarlyStopping):
+    STATE = ("wait", "best", "best_epoch")
+
+
+class ResumablePlateau(RestoresState, keras.callbacks.ReduceLROnPlateau):
+    STATE = ("wait", "best", "cooldown_counter")
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch, hands the epoch to `on_epoch_end(epoch)` (the run saves its
+    best and last model, its state and its card there)."""
+
+    def __init__(self, on_epoch_end):
+        super().__init__()
+        self.save_epoch = on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save_epoch(epoch)

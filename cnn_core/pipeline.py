@@ -1,0 +1,35 @@
+"""The tf.data input pipeline: uint8 arrays → shuffled, augmented, one-hot batches for fit()."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .augment import build_augmenter
+from .datasets import DatasetInfo
+
+
+def make_tf_dataset(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, augment: dict | None,
+                    shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0..255, one-hot labels), prefetched; the models rescale internally."""
+    # The set stays uint8 and each batch is cast to float32: a float32 copy of the whole set,
+    # held again by the shuffle buffer, cost 1.27 GB more peak memory on CIFAR-10
+    # (benchmarks/memory.py), for the same values.
+    x = np.asarray(x)
+    if x.ndim == len(info.input_shape):  # (N,H,W) grey → add the channel axis
+        x = x[..., None]
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    augmenter = build_augmenter(augment, seed) if augment else None
+
+    def to_example(images, labels):
+        images = tf.cast(images, tf.float32)
+        if augmenter is not None:
+            images = augmenter(images, training=True)
+        return images, tf.one_hot(labels, info.num_classes)
+
+    # Augmenting whole batches is far cheaper than per image on a CPU.
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
