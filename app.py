@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from pages._common import keep_keras_state_between_reruns
+import pages._common  # noqa: F401  (importing it leaves Streamlit's legacy pages-folder mode)
+from pages._streamlit_patches import keep_keras_state_between_reruns
 
 keep_keras_state_between_reruns()
 st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
 
-pages = [
+all_pages = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/train.py", title="Train", icon="🏋️"),
     st.Page("pages/results.py", title="Results", icon="📊"),
@@ -16,4 +17,4 @@ pages = [
     st.Page("pages/explain.py", title="Inside the CNN", icon="🔬"),
     st.Page("pages/compare.py", title="Compare runs", icon="⚖️"),
 ]
-st.navigation(pages).run()
+st.navigation(all_pages).run()

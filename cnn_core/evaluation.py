@@ -113,6 +113,13 @@ def most_confused_cell(confusion: np.ndarray | list) -> tuple[int, int]:
     return int(true), int(predicted)
 
 
+def per_class_rows(evaluation: dict) -> list[dict]:
+    """The classification report as one row per class: precision, recall, F1 and support."""
+    report = evaluation["report"]
+    return [{"class": c, "precision": report[c]["precision"], "recall": report[c]["recall"],
+             "F1": report[c]["f1-score"], "support": int(report[c]["support"])} for c in evaluation["class_names"]]
+
+
 def mistakes_for_cell(evaluation: dict, true: int | None = None, pred: int | None = None) -> list[dict]:
     """Misclassified items (with images when the artefact kept them) for one matrix cell,
     or for a whole row / column when one side is None."""

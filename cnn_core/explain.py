@@ -147,6 +147,12 @@ def grad_cam(model, sample: np.ndarray, info: DatasetInfo, class_index: int | No
     return np.clip(heat, 0, 1), class_index
 
 
+def grad_cam_picture(model, sample: np.ndarray, info: DatasetInfo, class_index: int) -> np.ndarray:
+    """The sample with its Grad-CAM heat map for `class_index` on top, as a uint8 RGB picture."""
+    heat, _ = grad_cam(model, sample, info, class_index)
+    return _grey_levels(overlay(sample, heat))
+
+
 def overlay(sample: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """The sample in grey/colour with the heat map on top (cividis: colour-blind safe)."""
     from matplotlib import colormaps

@@ -29,6 +29,8 @@ DEFAULT_MAX_EPOCHS = 30
 DEFAULT_MAX_SUBSET: int | None = None
 DEFAULT_MAX_BATCH_SIZE: int | None = 256
 UNCAPPED = ("all", "none", "unlimited")
+BATCH_SIZES_OFFERED = (32, 64, 128, 256, 512)
+LARGEST_TRAINING_SPLIT = 60_000  # MNIST's and Fashion-MNIST's; CIFAR-10 has 50,000
 
 
 def _env_cap(environ, name: str, default: int | None, allow_uncapped: bool) -> int | None:
@@ -62,6 +64,22 @@ class ServerCaps:
         return cls(_env_cap(environ, "CNN_MAX_EPOCHS", DEFAULT_MAX_EPOCHS, allow_uncapped=False),
                    _env_cap(environ, "CNN_MAX_SUBSET", DEFAULT_MAX_SUBSET, allow_uncapped=True),
                    _env_cap(environ, "CNN_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, allow_uncapped=True))
+
+    def batch_size_choices(self, recipe_default: int) -> tuple[list[int], int]:
+        """(the batch sizes a form offers, the one it starts on): common sizes and the recipe's, within the cap."""
+        cap = self.max_batch_size
+        offered = set(BATCH_SIZES_OFFERED) | {recipe_default} | ({cap} if cap else set())
+        choices = sorted(b for b in offered if not cap or b <= cap)
+        return choices, min(recipe_default, cap or recipe_default)
+
+    @property
+    def subset_limit(self) -> int:
+        """The most training images a form offers: the cap, else the largest training split."""
+        return self.max_subset or LARGEST_TRAINING_SPLIT
+
+    def subset_for(self, images: int) -> int | None:
+        """A form's image count as a run's `subset`: None (the whole split) at the limit of an uncapped server."""
+        return None if images >= self.subset_limit and self.max_subset is None else int(images)
 
     def check(self, config: dict) -> None:
         """Raise ConfigError naming the cap when `config` asks for more than this server allows."""

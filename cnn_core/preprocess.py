@@ -250,6 +250,14 @@ def digit_steps(img: Image.Image) -> dict[str, np.ndarray]:
             "boxed": boxed.astype(np.uint8), "final": final}
 
 
+def preparation_steps(picture, dataset: str) -> dict[str, np.ndarray] | None:
+    """`digit_steps` of a picture (PIL image or array) a digit model normalises; None when there are
+    no steps to show: photo models only crop and resize, and a 28×28 array is already a sample."""
+    if dataset != "mnist" or (isinstance(picture, np.ndarray) and picture.shape == (28, 28)):
+        return None
+    return digit_steps(array_to_image(picture) if isinstance(picture, np.ndarray) else picture)
+
+
 def digit_to_mnist(img: Image.Image) -> np.ndarray:
     return digit_steps(img)["final"]
 

@@ -1,13 +1,11 @@
 """Compare runs: curves on one chart, accuracy, size, time, time to a chosen accuracy and
 per-class differences — what each recipe buys."""
 
-import json
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from cnn_core.compare import curve_key, per_class_differences, summary
+from cnn_core.benchmark_figures import ensemble_figures
+from cnn_core.compare import curve_points, per_class_differences, summary
 from pages._common import catalogue
 
 st.title("⚖️ Compare runs")
@@ -32,16 +30,7 @@ st.caption("Time to accuracy uses the validation curve when the run had a valida
            "training curve (runs trained on the full training set with a fixed schedule).")
 
 x_axis = st.radio("Curves against", ["epoch", "training minutes"], horizontal=True, key="cmp_x")
-rows = []
-for card in selected:
-    key = curve_key(card["history"])
-    minutes = 0.0
-    for h in card["history"]:
-        minutes += (h.get("seconds") or 0) / 60
-        rows.append({"model": f"{card['name']} ({'val' if key == 'val_accuracy' else 'train'})",
-                     "epoch": h["epoch"], "training minutes": minutes, "accuracy": h.get(key),
-                     "loss": h.get("val_loss") if key == "val_accuracy" else h.get("loss")})
-frame = pd.DataFrame(rows)
+frame = pd.DataFrame(curve_points(selected))
 left, right = st.columns(2)
 left.line_chart(frame, x=x_axis, y="accuracy", color="model", x_label=x_axis.capitalize(), y_label="Accuracy")
 right.line_chart(frame, x=x_axis, y="loss", color="model", x_label=x_axis.capitalize(), y_label="Loss")
@@ -54,15 +43,11 @@ if diffs:
     st.dataframe(pd.DataFrame({c["name"]: c["per_class_accuracy"] for c in selected if c.get("per_class_accuracy")})
                  .style.format("{:.2%}"), width="stretch")
 
-TTA_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "tta_ensembles.json"
-if TTA_RESULTS.is_file():
-    measured = json.loads(TTA_RESULTS.read_text())
-    rows = [r for r in measured["rows"] if r["dataset"] == dataset]
-    if rows:
-        st.subheader("What test-time augmentation and ensembles buy")
-        st.dataframe(pd.DataFrame([{"models": " + ".join(r["models"]), "flip TTA": "on" if r["tta"] else "off",
-                                    "test accuracy": r["accuracy"], "test loss": r["loss"]} for r in rows])
-                     .style.format({"test accuracy": "{:.2%}", "test loss": "{:.4f}"}), hide_index=True,
-                     width="stretch")
-        st.caption(f"Measured on the full test set by `{measured['command']}` (commit {measured['git_commit']}). "
-                   "Use these options on the Classify a photo page.")
+measured = ensemble_figures(dataset)  # written beside the shipped models by benchmarks/tta_ensembles.py
+if measured and measured["rows"]:
+    st.subheader("What test-time augmentation and ensembles buy")
+    st.dataframe(pd.DataFrame([{"models": " + ".join(r["models"]), "flip TTA": "on" if r["tta"] else "off",
+                                "test accuracy": r["accuracy"], "test loss": r["loss"]} for r in measured["rows"]])
+                 .style.format({"test accuracy": "{:.2%}", "test loss": "{:.4f}"}), hide_index=True, width="stretch")
+    st.caption(f"Measured on the full test set by `{measured['command']}` (commit {measured['git_commit']}). "
+               "Use these options on the Classify a photo page.")

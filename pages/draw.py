@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core.errors import ImageError
-from cnn_core.preprocess import canvas_ink_fraction, is_blank, load_image
+from cnn_core.preprocess import load_image, why_no_digit
 from pages._common import confidence_note, get_predictor, model_picker, show_probabilities, upscale
 
 st.title("✏️ Draw a digit")
@@ -14,8 +14,9 @@ if name is None:
     st.stop()
 predictor = get_predictor(name)
 
-
-FILLED = 0.9  # share of the canvas in ink above which it counts as painted over
+NO_DIGIT = {"filled": "The canvas is filled almost completely, so no digit shape is left to read. "
+                      "Clear it and draw one digit, large and roughly centred.",
+            "blank": "The canvas is empty: draw a digit, large and roughly centred."}
 
 
 def show_digit_prediction(image, from_canvas: bool = False) -> None:
@@ -23,14 +24,10 @@ def show_digit_prediction(image, from_canvas: bool = False) -> None:
     if image is None:
         st.info("Draw a digit on the canvas (or upload a photo of one) to see what the network predicts.")
         return
-    if from_canvas and canvas_ink_fraction(image) >= FILLED:
-        # Checked before preprocessing: the few unpainted pixels would otherwise be read as the ink.
-        st.info("The canvas is filled almost completely, so no digit shape is left to read. "
-                "Clear it and draw one digit, large and roughly centred.")
-        return
     sample = predictor.sample_from_image(image)
-    if is_blank(sample):
-        st.info("The canvas is empty: draw a digit, large and roughly centred.")
+    problem = why_no_digit(image, sample, from_canvas)
+    if problem:
+        st.info(NO_DIGIT[problem])
         return
     probs = predictor.predict_samples(sample[None])[0]
     digit = int(np.argmax(probs))

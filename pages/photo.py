@@ -1,19 +1,17 @@
 """Classify a photo: uploads (or bundled samples) → the 32×32 the network sees → top 3 classes."""
 
-import json
 from pathlib import Path
 
 import streamlit as st
 
+from cnn_core.benchmark_figures import ood_figures
 from cnn_core.errors import ImageError
 from cnn_core.inference import top_k
 from cnn_core.ood import applicable_calibration
 from cnn_core.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
 from pages._common import confidence_note, get_predictor, model_picker, prediction_options, upscale
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "assets" / "samples"
-OOD_RESULTS = ROOT / "benchmarks" / "results" / "ood.json"
+SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
 
 st.title("📷 Classify a photo")
@@ -30,12 +28,6 @@ st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
 ood = applicable_calibration(predictor)
 
 
-@st.cache_data(show_spinner=False)
-def committed_ood_rows(mtime: float) -> list[dict]:
-    """benchmarks/results/ood.json's rows, read once per version of the file, not every rerun."""
-    return json.loads(OOD_RESULTS.read_text())["models"] if mtime else []
-
-
 def ood_caption() -> None:
     """What the unfamiliar-picture check is, and how well it worked in the committed benchmark."""
     calibrated = predictor.card.get("ood")
@@ -47,8 +39,7 @@ def ood_caption() -> None:
         st.caption("The check for pictures that are none of the classes is calibrated for this model alone "
                    f"with test-time augmentation {'on' if calibrated['tta'] else 'off'}; it is off for this setting.")
         return
-    rows = committed_ood_rows(OOD_RESULTS.stat().st_mtime if OOD_RESULTS.is_file() else 0.0)
-    row = next((r for r in rows if r["model"] == predictor.name and r["threshold"] == ood["threshold"]), None)
+    row = ood_figures(predictor.name, ood["threshold"])  # what benchmarks/ood.py measured for this calibration
     with st.expander("How the 'none of these classes' warning works"):
         st.markdown(f"A network always picks one of its classes, even for a face or a handwritten digit. This one "
                     f"warns when its top probability falls below **{ood['threshold']:.0%}**, a level "
@@ -61,7 +52,7 @@ def ood_caption() -> None:
                         "on images of other kinds, and how well the score separates them (AUROC, 1 = perfectly):")
             st.dataframe([{"images": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
                           for label, b in row["off_distribution"].items()], hide_index=True)
-            st.caption("From benchmarks/results/ood.json.")
+            st.caption(f"Measured by `{row['command']}` (commit {row['git_commit'][:12]}).")
 
 
 ood_caption()

@@ -60,6 +60,14 @@ def _png(arr) -> bytes:
     return buf.getvalue()
 
 
+def chart_frame(at: AppTest, index: int = 0):
+    """The data of the page's index-th Vega-Lite chart (st.bar_chart, st.line_chart) as a DataFrame."""
+    import pyarrow as pa
+
+    chart = (at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"))[index]
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+
+
 def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):
     from cnn_core.datasets import load_dataset
 
@@ -73,7 +81,10 @@ def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):
     at.run()
     assert not at.exception
     assert at.metric[0].value == "7"
-    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # the probability bars
+    bars = chart_frame(at)  # all ten probabilities, highest first, agreeing with the metric
+    assert sorted(bars["class"]) == [str(d) for d in range(10)] and bars["class"][0] == "7"
+    assert abs(bars["probability"].sum() - 1) < 1e-3 and bars["probability"].is_monotonic_decreasing
+    assert at.metric[0].delta == f"{bars['probability'][0]:.1%} confident"
 
 
 def test_draw_page_blank_upload_is_a_prompt_not_a_prediction():
@@ -199,8 +210,15 @@ def test_explain_page_shows_gradcam_feature_maps_and_layers_for_a_test_image():
     assert not at.exception, at.exception
     headers = [h.value for h in at.subheader]
     assert any("Grad-CAM" in h for h in headers) and any("Feature maps" in h for h in headers)
-    assert at.selectbox(key="fm_layer").options  # one entry per conv layer
-    assert at.dataframe  # the layer table
+    from cnn_core.explain import conv_layer_names
+    from pages._common import get_predictor
+
+    model = get_predictor(at.selectbox(key="explain_model").value).model
+    layers = at.selectbox(key="fm_layer").options  # one entry per conv layer, named after it
+    assert [option.split(" — ")[0] for option in layers] == conv_layer_names(model)
+    table = at.dataframe[0].value  # the layer table: every layer of the model, parameters adding up
+    assert list(table["layer"]) == [layer.name for layer in model.layers]
+    assert table["parameters"].sum() == model.count_params()
 
 
 def test_draw_page_carries_its_input_to_the_explain_page(data_dir):

@@ -81,3 +81,16 @@ def test_training_progress_counts_batches_over_all_epochs():
     assert snap.progress is None
     snap.last_batch = {"epoch": 2, "epochs": 2, "step": 5, "steps": 10}
     assert snap.progress == 0.75
+
+
+def test_the_train_forms_batch_sizes_and_image_counts_stay_within_the_caps():
+    from cnn_core.jobs import ServerCaps
+
+    capped = ServerCaps(max_epochs=30, max_subset=20_000, max_batch_size=256)
+    assert capped.batch_size_choices(64) == ([32, 64, 128, 256], 64)
+    assert capped.batch_size_choices(512) == ([32, 64, 128, 256], 256)  # the recipe's own size is over the cap
+    assert ServerCaps(max_batch_size=200).batch_size_choices(128) == ([32, 64, 128, 200], 128)
+    assert ServerCaps(max_batch_size=None).batch_size_choices(384) == ([32, 64, 128, 256, 384, 512], 384)
+    assert capped.subset_limit == 20_000 and capped.subset_for(20_000) == 20_000  # a capped server never trains on all
+    uncapped = ServerCaps(max_subset=None)
+    assert uncapped.subset_limit == 60_000 and uncapped.subset_for(60_000) is None and uncapped.subset_for(6000) == 6000

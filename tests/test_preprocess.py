@@ -87,6 +87,17 @@ def test_why_no_digit_tells_a_painted_over_canvas_from_an_empty_one():
     assert why_no_digit(painted, sample(painted), from_canvas=False) != "filled"
 
 
+def test_preparation_steps_are_shown_for_digit_pictures_only():
+    from cnn_core.preprocess import preparation_steps
+
+    drawing = _drawn_one()
+    steps = preparation_steps(drawing, "mnist")
+    assert list(steps) == ["ink", "cropped", "boxed", "final"] and steps["final"].shape == (28, 28)
+    assert preparation_steps(np.asarray(drawing.convert("L")), "mnist")["final"].shape == (28, 28)
+    assert preparation_steps(np.zeros((28, 28), np.uint8), "mnist") is None  # already a sample
+    assert preparation_steps(drawing, "cifar10") is None and preparation_steps(drawing, "fashion_mnist") is None
+
+
 def test_cifar_centre_crops_and_resizes():
     img = Image.new("RGB", (400, 200), (255, 0, 0))
     img.paste((0, 0, 255), (100, 0, 300, 200))  # blue square in the middle

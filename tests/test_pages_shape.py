@@ -1,0 +1,44 @@
+"""The app's shape: thin pages over cnn_core (issue #12). Every page and app.py fits in 100 lines,
+the pages read nothing from benchmarks/, and cnn_core never imports Streamlit."""
+
+import ast
+import re
+
+import pytest
+
+from conftest import REPO
+
+MAX_PAGE_LINES = 100
+PAGES = sorted(p for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
+
+
+def test_the_pages_are_the_ones_app_py_declares():
+    declared = re.findall(r'st\.Page\("(pages/[a-z_]+\.py)"', (REPO / "app.py").read_text())
+    assert sorted(declared) == [f"pages/{p.name}" for p in PAGES]
+
+
+@pytest.mark.parametrize("path", [REPO / "app.py", *PAGES], ids=lambda p: p.name)
+def test_every_page_is_at_most_100_lines(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_PAGE_LINES, f"{path.relative_to(REPO)} has {lines} lines; move its rules into cnn_core"
+
+
+def test_the_app_reads_nothing_from_benchmarks():
+    for path in [REPO / "app.py", *sorted((REPO / "pages").glob("*.py"))]:
+        assert "benchmarks" not in path.read_text().replace("benchmarks/ood.py", "").replace(
+            "benchmarks/tta_ensembles.py", ""), f"{path.relative_to(REPO)} reads from benchmarks/"
+
+
+def _imported_modules(path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "cnn_core").glob("*.py")), ids=lambda p: p.name)
+def test_cnn_core_never_imports_streamlit(path):
+    assert "streamlit" not in _imported_modules(path), f"cnn_core/{path.name} imports streamlit"
