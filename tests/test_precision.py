@@ -167,6 +167,7 @@ def predictions_per_setting(data_dir):
     return {label: _predict_everything(data_dir, env) for label, env in ONEDNN_SETTINGS.items()}
 
 
+@pytest.mark.slow  # every shipped model in fresh processes per setting: minutes
 @pytest.mark.parametrize("setting", [s for s in ONEDNN_SETTINGS if s != "default"])
 def test_every_shipped_model_predicts_the_same_under_any_onednn_setting(predictions_per_setting, setting):
     default, other = predictions_per_setting["default"], predictions_per_setting[setting]

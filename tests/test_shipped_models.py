@@ -31,6 +31,7 @@ def test_models_are_shipped():
     assert {"mnist", "cifar10", "fashion_mnist"} <= datasets, SHIPPED
 
 
+@pytest.mark.slow  # every shipped model on its whole test set: minutes
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_matches_its_card(measured, name):
     card, accuracy = measured[name]
@@ -41,6 +42,7 @@ def test_shipped_model_matches_its_card(measured, name):
     assert STORE.model_path(name).stat().st_size < 8 * 2**20
 
 
+@pytest.mark.slow  # every shipped model on its whole test set: minutes
 @pytest.mark.parametrize("dataset", sorted(FLOORS))
 def test_best_shipped_model_meets_the_floor(measured, dataset):
     accuracies = {name: acc for name, (card, acc) in measured.items() if card["dataset"] == dataset}

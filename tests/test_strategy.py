@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from cnn_core.cli import build_parser
 
 SCRIPT = r"""
@@ -72,6 +74,7 @@ def _run_split_cpu_training(data_dir, tmp_path):
     return json.loads(line[len("RESULT "):])
 
 
+@pytest.mark.slow  # trains on real MNIST
 def test_mirrored_strategy_trains_on_two_logical_cpus(data_dir, tmp_path):
     out = _run_split_cpu_training(data_dir, tmp_path)
     assert len(out["logical_cpus"]) == 2
@@ -179,6 +182,7 @@ def test_a_stop_on_one_worker_stops_every_worker(tmp_path):
         assert result["worker_1_only"] is True  # worker 0 was not asked, and stops too
 
 
+@pytest.mark.slow  # trains on real MNIST
 def test_multi_worker_training_with_two_workers_on_loopback(data_dir, tmp_path):
     cluster = [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]
     workers = [_start_training("mw", tmp_path / f"worker{i}", data_dir, "multi_worker",
