@@ -1,6 +1,6 @@
 """How well the out-of-distribution warning separates real images from images of other kinds.
 
-    CNN_DATA_DIR=../shared/datasets python benchmarks/ood.py [--model NAME ...] [--limit N] [--out DIR]
+    CNN_DATA_DIR=../shared/datasets python -m benchmarks.ood [--model NAME ...] [--limit N] [--out DIR]
 
 For every shipped model whose card carries an "ood" calibration (threshold set on its
 validation split by `python -m cnn_core calibrate` or at the end of training), it scores:
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 RESULTS_DIR = HERE / "results"
 NOTES_MARKER = "<!-- notes: everything below this line is kept when the script rewrites this file -->"
@@ -140,7 +139,7 @@ def main(argv=None):
     import_tensorflow_quietly()
     store = shipped_store()
     names = args.model or [n for n in store.names() if store.load_card(n).get("ood")]
-    doc = {"command": " ".join(["python benchmarks/ood.py", *(argv if argv is not None else sys.argv[1:])]),
+    doc = {"command": " ".join(["python -m benchmarks.ood", *(argv if argv is not None else sys.argv[1:])]),
            "git_commit": git_commit(), "machine": machine_info(),
            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "models": [score_model(n, args.limit, test_limit=args.test_limit) for n in names]}

@@ -43,7 +43,7 @@ if diffs:
     st.dataframe(pd.DataFrame({c["name"]: c["per_class_accuracy"] for c in selected if c.get("per_class_accuracy")})
                  .style.format("{:.2%}"), width="stretch")
 
-measured = ensemble_figures(dataset)  # written beside the shipped models by benchmarks/tta_ensembles.py
+measured = ensemble_figures(dataset)  # written beside the shipped models by benchmarks.tta_ensembles
 if measured and measured["rows"]:
     st.subheader("What test-time augmentation and ensembles buy")
     st.dataframe(pd.DataFrame([{"models": " + ".join(r["models"]), "flip TTA": "on" if r["tta"] else "off",

@@ -39,7 +39,7 @@ def ood_caption() -> None:
         st.caption("The check for pictures that are none of the classes is calibrated for this model alone "
                    f"with test-time augmentation {'on' if calibrated['tta'] else 'off'}; it is off for this setting.")
         return
-    row = ood_figures(predictor.name, ood["threshold"])  # what benchmarks/ood.py measured for this calibration
+    row = ood_figures(predictor.name, ood["threshold"])  # what benchmarks.ood measured for this calibration
     with st.expander("How the 'none of these classes' warning works"):
         st.markdown(f"A network always picks one of its classes, even for a face or a handwritten digit. This one "
                     f"warns when its top probability falls below **{ood['threshold']:.0%}**, a level "
