@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from cnn_core.benchmark_figures import ensemble_figures
-from cnn_core.compare import curve_points, per_class_differences, summary
+from cnn_core.compare import curve_points, default_target, per_class_differences, summary
 from pages._common import catalogue
 
 st.title("⚖️ Compare runs")
@@ -22,7 +22,7 @@ if not chosen:
     st.info("Pick at least one model.")
     st.stop()
 selected = [by_name[n] for n in chosen]
-target = st.slider("Target accuracy for 'time to accuracy'", 0.50, 0.999, 0.90 if dataset == "cifar10" else 0.99,
+target = st.slider("Target accuracy for 'time to accuracy'", 0.50, 0.999, default_target(dataset),
                    step=0.001, format="%.3f", key="cmp_target")
 
 st.dataframe(pd.DataFrame(summary(selected, target)).set_index("model"), width="stretch")

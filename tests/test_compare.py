@@ -34,3 +34,10 @@ def test_curve_points_follow_the_validation_curve_and_accumulate_minutes():
     assert {r["loss"] for r in rows[:3]} == {2.0} and {r["loss"] for r in rows[3:]} == {0.5}
     assert [round(r["training minutes"] * 60, 6) for r in rows[:3]] == [10.0, 22.0, 33.0]
     assert rows[0]["epoch"] == 1 and rows[-1]["epoch"] == 3
+
+
+def test_the_default_time_to_accuracy_target_per_dataset():
+    from cnn_core.compare import default_target
+
+    assert default_target("cifar10") == 0.90
+    assert default_target("mnist") == default_target("fashion_mnist") == 0.99
