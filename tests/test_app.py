@@ -245,6 +245,10 @@ def test_compare_page_puts_models_side_by_side():
     at.selectbox(key="cmp_dataset").set_value("mnist").run()
     table = at.dataframe[0].value
     assert "mnist_fast" in table.index and "test accuracy" in table.columns
+    from cnn_core.benchmark_figures import ensemble_figures
+
+    measured = at.dataframe[-1].value  # what TTA and ensembles buy, from beside the shipped models
+    assert "flip TTA" in measured.columns and len(measured) == len(ensemble_figures("mnist")["rows"])
 
 
 def test_photo_page_tta_option_changes_the_prediction_path():
@@ -276,6 +280,8 @@ def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
     at = open_page("pages/photo.py")
     at.button_group(key="photo_dataset").set_value("fashion_mnist").run()
     assert any("none of these classes" in e.label for e in at.expander)
+    measured = at.dataframe[0].value  # the benchmark's figures for this model's calibration
+    assert "AUROC" in measured.columns and "mnist test images" in set(measured["images"])
     at.file_uploader(key="photo_upload").set_value(("digit.png", flagged, "image/png")).run()
     assert not at.exception
     warnings = [w.value for w in at.warning]
