@@ -286,21 +286,17 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .store import all_stores
-    from .cards import display_status
+    from .catalog import list_models
 
     rows = []
-    for store in all_stores():
-        for name in store.names():
-            try:
-                card = store.load_card(name)
-            except CnnError as err:
-                rows.append((name, store.kind, "?", "?", "?", "?", "?", f"damaged card: {err}"))
-                continue
-            acc = card.get("test_accuracy")
-            rows.append((name, store.kind, card.get("dataset", "?"), card.get("architecture", "?"),
-                         f"{acc:.2%}" if acc is not None else "-", f"{card.get('params', 0):,}",
-                         f"{card.get('train_seconds', 0) / 60:.1f} min", display_status(card)))
+    for model in list_models(include_damaged=True):
+        if "error" in model:
+            rows.append((model["name"], model["store"], "?", "?", "?", "?", "?", f"damaged card: {model['error']}"))
+            continue
+        acc = model.get("test_accuracy")
+        rows.append((model["name"], model["store"], model.get("dataset", "?"), model.get("architecture", "?"),
+                     f"{acc:.2%}" if acc is not None else "-", f"{model.get('params', 0):,}",
+                     f"{model.get('train_seconds', 0) / 60:.1f} min", model["display_status"]))
     if not rows:
         print("No saved models yet. Train one with: python -m cnn_core train --dataset mnist --epochs 1")
         return 0

@@ -119,3 +119,19 @@ def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs
     out = run_cli("predict", "--model", "cli_mnist", str(bad), str(files[0]), env_extra=env)
     assert out.returncode == 2 and "not an image" in out.stderr and "Traceback" not in out.stderr
     assert str(files[0]) in out.stdout  # the good file after the bad one is still classified
+
+
+def test_list_shows_shipped_models_and_a_damaged_run_card_without_failing(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "broken.json").write_text("{ not json")
+    (runs / "broken.keras").write_bytes(b"")
+    out = run_cli("list", env_extra={"CNN_RUNS_DIR": str(runs)})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["name", "store", "dataset", "arch", "test", "acc", "params", "train", "time", "status"]
+    shipped = json.loads((REPO / "trained_models" / "mnist_fast30.json").read_text())
+    assert any(line.startswith("mnist_fast30 ") and "shipped" in line and f"{shipped['test_accuracy']:.2%}" in line
+               for line in lines), lines
+    broken = next(line for line in lines if line.startswith("broken "))
+    assert "runs" in broken and "damaged card" in broken
