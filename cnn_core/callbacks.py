@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from .optimizer import current_lr
+from .store import to_json_value
 
 
 class StopRequested(Exception):
@@ -83,15 +84,6 @@ class StopOnSignal(keras.callbacks.Callback):
             raise StopRequested()
 
 
-def _json_safe(value):
-    """A callback counter as JSON can hold it (infinite 'best' values become ±1e300)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None if np.isnan(value) else (1e300 if value > 0 else -1e300)
-    return value
-
-
 class RestoresState:
     """Mixin for Keras callbacks whose counters must survive --resume: `state()` is saved
     every epoch and handed back as `restored`, re-applied after Keras resets them."""
@@ -107,7 +99,7 @@ class RestoresState:
             setattr(self, key, value)
 
     def state(self) -> dict:
-        return {key: _json_safe(getattr(self, key, None)) for key in self.STATE}
+        return {key: to_json_value(getattr(self, key, None)) for key in self.STATE}
 
 
 class ResumableEarlyStopping(RestoresState, keras.callbacks.EarlyStopping):
