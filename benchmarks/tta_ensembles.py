@@ -140,7 +140,24 @@ def main(argv=None) -> int:
     validate_results(doc)
     _machines.write(args.out, BENCHMARK, doc, render_markdown(doc))
     print(render_markdown(doc))
+    if args.out.resolve() == (HERE / "results").resolve():  # a smoke run (--out elsewhere) leaves the models alone
+        for path in write_beside_models(doc):
+            print(f"Wrote {path}")
     return 0
+
+
+def write_beside_models(doc: dict, store=None) -> list:
+    """Each dataset's rows into DATASET.tta_ensembles.json beside the shipped models: what the
+    Compare page shows (the app never reads benchmarks/)."""
+    from cnn_core.benchmark_figures import write_ensemble_figures
+    from cnn_core.store import SHIPPED_DIR, ModelStore
+
+    store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
+    source = {key: doc[key] for key in ("command", "git_commit", "date", "test_size")}
+    datasets = sorted({row["dataset"] for row in doc["rows"]})
+    return [write_ensemble_figures(dataset, [{key: row[key] for key in ("models", "tta", "accuracy", "loss")}
+                                             for row in doc["rows"] if row["dataset"] == dataset], source, store)
+            for dataset in datasets]
 
 
 if __name__ == "__main__":

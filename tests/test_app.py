@@ -142,6 +142,7 @@ def _configure_small_run(at: AppTest, epochs: int, subset: int, name: str):
     at.run()
 
 
+@pytest.mark.slow  # trains a model
 def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
     at = open_page("pages/train.py")
     _configure_small_run(at, epochs=1, subset=1000, name="apptest_run")
@@ -168,6 +169,7 @@ def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
     assert results.metric[0].value.endswith("%")
 
 
+@pytest.mark.slow  # trains a model
 def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolated_runs):
     from cnn_core.store import runs_store
 
@@ -189,6 +191,7 @@ def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolate
     assert runs_store().load_model("apptest_stop").count_params() == card["params"]
 
 
+@pytest.mark.slow  # trains a model
 def test_second_start_while_running_gets_a_clear_message(isolated_runs):
     from cnn_core.errors import TrainingBusyError
     from cnn_core.recipes import resolve_config

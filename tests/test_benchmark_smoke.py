@@ -113,6 +113,15 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     seconds = doc["machines"][this_key]["evaluation_seconds"]
     assert set(seconds) == {module.row_label(r) for r in doc["rows"]} and _positive(*seconds.values())
     assert "| mnist | mnist_fast30 + mnist_seed | off |" in md and this_key in md
+    # What the Compare page shows is written beside the models (here a scratch store, not trained_models/).
+    from cnn_core.benchmark_figures import ensemble_figures
+    from cnn_core.store import ModelStore
+
+    beside = ModelStore(tmp_path / "models", "shipped", writable=True)
+    beside.root.mkdir()
+    assert [p.name for p in module.write_beside_models(doc, beside)] == ["mnist.tta_ensembles.json"]
+    figures = ensemble_figures("mnist", beside)
+    assert figures["test_size"] == 300 and [r["accuracy"] for r in figures["rows"]] == [r["accuracy"] for r in doc["rows"]]
 
 
 @pytest.mark.browser
