@@ -402,9 +402,11 @@ def write_outputs(doc: dict, out_dir: Path):
 # -- command line ---------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
+    from cnn_core.recipes import recipe_names
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(TARGETS), default=["mnist", "cifar10"])
-    parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES),
+    parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=recipe_names(),
                         help="recipes to run (default: seed turbo); the first listed runs first")
     parser.add_argument("--reuse-original", action="store_true",
                         help=f"do not rerun `{BASELINE}` where the results already hold its run on this machine")
