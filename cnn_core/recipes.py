@@ -34,6 +34,13 @@ OPTIMIZERS = ("adam", "sgd_nesterov")
 SCHEDULES = ("plateau", "onecycle")
 AUGMENT_KEYS = ("rotation", "shift", "zoom", "flip")
 NO_AUGMENT = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False}
+# The fast recipes' cheap, label-safe augmentation: a reflect-padded random shift of up to
+# 2 px on 28 px digits, 4 px on 32 px photos, and flips for photos.
+SHIFT_AND_FLIP = {
+    "mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": False},
+    "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
+    "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
+}
 
 RECIPES: dict[str, dict] = {
     # The original notebook: Adam, plateau halving, early stopping, heavy augmentation.
@@ -61,8 +68,7 @@ RECIPES: dict[str, dict] = {
         "precision": "fp32",           # the original's float32 throughout
     },
     # The project's time-to-accuracy recipe: SGD with Nesterov momentum on a one-cycle
-    # schedule, label smoothing and only cheap, label-safe augmentation (a reflect-padded
-    # shift of up to 2 px on 28 px digits, 4 px on 32 px photos, flips for photos).
+    # schedule, label smoothing and only cheap, label-safe augmentation.
     "fast": {
         "optimizer": "sgd_nesterov",
         "lr": 0.2,                     # the schedule's peak
@@ -74,11 +80,7 @@ RECIPES: dict[str, dict] = {
         "early_stopping_patience": 0,  # a fixed schedule makes no decisions on validation
         "label_smoothing": 0.2,
         "weight_decay": 5e-4,          # conv/dense kernels only (not BN scales or biases)
-        "augment": {
-            "mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": False},
-            "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
-            "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
-        },
+        "augment": SHIFT_AND_FLIP,
         "val_size": 5000,
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},  # flip TTA for photos
         "precision": "fp32",           # 'auto' | 'bf16' | 'fp32' (cnn_core.precision)
@@ -101,11 +103,7 @@ RECIPES: dict[str, dict] = {
         "early_stopping_patience": 0,
         "label_smoothing": 0.2,
         "weight_decay": 5e-4,
-        "augment": {
-            "mnist": {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False},
-            "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
-            "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
-        },
+        "augment": {**SHIFT_AND_FLIP, "mnist": NO_AUGMENT},
         "val_size": 0,                 # nothing held out: no decisions need it
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
         # bfloat16 for the photo net where the CPU does it natively (≈2× the images/s there),
@@ -126,11 +124,7 @@ RECIPES: dict[str, dict] = {
         "early_stopping_patience": 0,
         "label_smoothing": 0.2,
         "weight_decay": 5e-4,
-        "augment": {
-            "mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": False},
-            "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
-            "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
-        },
+        "augment": SHIFT_AND_FLIP,
         "val_size": 5000,
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
         "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
