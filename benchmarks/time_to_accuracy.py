@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import _machines
+from benchmarks import _machines, peer
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,6 +40,9 @@ RESULTS_DIR = REPO / "benchmarks" / "results"
 BENCHMARK = "time_to_accuracy"
 SCHEMA_VERSION = _machines.SCHEMA_VERSION
 TARGETS = {"mnist": 0.99, "cifar10": 0.85}
+# The summary's targets per dataset: the runs' own target, and for CIFAR-10 also 94% (TTA allowed),
+# the accuracy the peer's full run is compared at.
+SUMMARY_TARGETS = {"mnist": (0.99,), "cifar10": (0.85, 0.94)}
 # The issue's goals on a 2-core CPU: (seconds of training to the target, speed-up over `seed`).
 GOALS = {"mnist": (30.0, 20.0), "cifar10": (480.0, 10.0)}
 BASELINE = "seed"
@@ -180,15 +183,46 @@ def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) 
                 runs[name] = {**run, "source": source}
         base = runs.get(BASELINE)
         test_size = new_runs.get(dataset, {}).get("_test_size") or old.get(dataset, {}).get("test_size")
+        peer_runs = dict(old.get(dataset, {}).get("peer", {}))
+        peer_runs.update({key: {**run, "source": source} for key, run in new_runs.get(dataset, {}).get("_peer", {}).items()})
         datasets[dataset] = {
             "target": TARGETS[dataset],
             "test_size": test_size,
             "runs": runs,
             "speedup": {name: ratio_entry(base, run) for name, run in runs.items() if name != BASELINE},
+            **({"peer": peer_runs} if peer_runs else {}),
         }
     entry = {"machine": source["machine"], "command": command, "git_commit": source["git_commit"],
              "versions": source["versions"], "created": now_iso(), "datasets": datasets}
-    return _machines.merge(previous, BENCHMARK, entry, shared={"clock": CLOCK})
+    return with_summaries(_machines.merge(previous, BENCHMARK, entry, shared={"clock": CLOCK}))
+
+
+def _first_at(epochs: list[dict], target: float) -> float | None:
+    reached = next((e for e in epochs if e["test_accuracy"] >= target), None)
+    return reached["train_seconds"] if reached else None
+
+
+def summary_rows(machine_key: str, datasets: dict) -> list[dict]:
+    """One row per dataset and target: our fastest recipe's time to it, the peer's (the time of the
+    peer run the target is compared with; null where the peer does not apply, i.e. MNIST, or was
+    not run here) and the original recipe's, and the ratios (ours / theirs: below 1 is faster)."""
+    rows = []
+    for dataset, block in datasets.items():
+        for target in SUMMARY_TARGETS[dataset]:
+            ours = sorted((t, name) for name, run in block["runs"].items() if name != BASELINE
+                          and (t := _first_at(run["epochs"], target)) is not None)
+            seed_run = block["runs"].get(BASELINE)
+            peer_run = block.get("peer", {}).get(peer.PEER_RUN_FOR_TARGET.get(target, ""))
+            ours_s, ours_recipe = ours[0] if ours else (None, None)
+            seed_s = _first_at(seed_run["epochs"], target) if seed_run else None
+            peer_s = peer_run["total_train_seconds"] if peer_run else None
+            rows.append({"machine": machine_key, "dataset": dataset, "target": target, "ours_s": ours_s,
+                         "ours_recipe": ours_recipe, "peer_s": peer_s,
+                         "peer_run": f"--epochs {peer_run['epochs_planned']:g}" if peer_run else None,
+                         "peer_accuracy": peer_run["tta_test_accuracy"] if peer_run else None, "seed_s": seed_s,
+                         "ratio_vs_peer": ours_s / peer_s if ours_s is not None and peer_s else None,
+                         "ratio_vs_seed": ours_s / seed_s if ours_s is not None and seed_s else None})
+    return rows
 
 
 # -- schema -----------------------------------------------------------------------------------
@@ -231,12 +265,18 @@ def _validate_machine(entry: dict, where_machine: str) -> None:
           f"{where_machine}.git_commit", "must be a string or null")
     _need(len(entry["datasets"]) > 0, f"{where_machine}.datasets", "must not be empty")
     key = _machines.key_of(entry["machine"])
-    for dataset, block in entry["datasets"].items():
+    datasets, summary = entry["datasets"], entry.get("summary")
+    for dataset, block in datasets.items():
         where = f"{where_machine}.datasets.{dataset}"
         _need(dataset in TARGETS, where, f"unknown dataset (known: {', '.join(TARGETS)})")
         _typed(block, {"target": float, "test_size": int, "runs": dict, "speedup": dict}, where)
         _need(block["target"] == TARGETS[dataset], f"{where}.target", f"must be {TARGETS[dataset]}")
-        _need(len(block["runs"]) > 0, f"{where}.runs", "must not be empty")
+        _need(len(block["runs"]) > 0 or block.get("peer"), f"{where}.runs", "must not be empty")
+        for name, run in block.get("peer", {}).items():
+            _need(dataset == peer.PEER_DATASET, f"{where}.peer", "the peer trains CIFAR-10 only")
+            peer.validate_run(run, f"{where}.peer.{name}", _need)
+            _need(_machines.key_of(run["source"]["machine"]) == key, f"{where}.peer.{name}.source",
+                  "must be measured on the entry's machine")
         for name, run in block["runs"].items():
             rw = f"{where}.runs.{name}"
             _typed(run, RUN_KEYS, rw)
@@ -278,6 +318,9 @@ def _validate_machine(entry: dict, where_machine: str) -> None:
             _need((entry.get("value") is None) == (expected["value"] is None)
                   and (expected["value"] is None or abs(entry["value"] - expected["value"]) < 1e-9),
                   f"{sw}.value", "must be the baseline's time over the run's time to the target")
+    # Last: a broken run above is reported as itself, not as the summary it would change.
+    _need(summary == summary_rows(key, datasets), f"{where_machine}.summary",
+          "must be what the runs give (summary_rows)")
 
 
 # -- reports -----------------------------------------------------------------------------------
@@ -312,8 +355,38 @@ def render_markdown(doc: dict, notes: str = "") -> str:
     return "\n".join(lines)
 
 
+def _fmt_ratio(value):
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _render_summary(entry: dict) -> list[str]:
+    lines = ["### Summary: time to each target on this machine (ratio below 1 = ours is faster)", "",
+             "| dataset | target | ours (recipe) | peer (run) | original | ours / peer | ours / original |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in entry["summary"]:
+        ours = "not reached" if row["ours_s"] is None else f"{_fmt_seconds(row['ours_s'])} ({row['ours_recipe']})"
+        peer_s = ("n/a" if row["dataset"] != peer.PEER_DATASET else "not run here") if row["peer_s"] is None \
+            else f"{_fmt_seconds(row['peer_s'])} ({row['peer_run']}, {row['peer_accuracy']:.2%} with TTA)"
+        seed_s = "not reached" if row["seed_s"] is None else _fmt_seconds(row["seed_s"])
+        lines.append(f"| {row['dataset']} | {row['target']:.0%} | {ours} | {peer_s} | {seed_s} | "
+                     f"{_fmt_ratio(row['ratio_vs_peer'])} | {_fmt_ratio(row['ratio_vs_seed'])} |")
+    return lines + [""]
+
+
+def _render_peer(block: dict) -> list[str]:
+    lines = ["Peer (airbench94 CPU port, run beside ours on this machine; its own clock, evaluation excluded):", "",
+             "| run | precision | test accuracy by epoch (no TTA) | clock at the end | final with TTA |",
+             "|---|---|---|---:|---:|"]
+    for name, run in block["peer"].items():
+        accs = " ".join(f"{100 * e['test_accuracy']:.1f}" for e in run["epochs"])
+        lines.append(f"| `--epochs {name}` | {run['precision']} | {accs}% | {_fmt_seconds(run['total_train_seconds'])}"
+                     f" | {run['tta_test_accuracy']:.2%} ({_fmt_seconds(run['train_seconds_with_tta'])}) |")
+    return lines + [""] + [f"- peer `--epochs {name}`: `{run['command']}` (torch {run['torch']}), "
+                           f"{run['source']['created']}." for name, run in block["peer"].items()] + [""]
+
+
 def _render_machine(entry: dict) -> list[str]:
-    lines = []
+    lines = _render_summary(entry)
     for dataset, block in entry["datasets"].items():
         goal_s, goal_x = GOALS[dataset]
         lines += [f"### {dataset}: time to {block['target']:.1%} test accuracy "
@@ -351,6 +424,8 @@ def _render_machine(entry: dict) -> list[str]:
             lines.append(f"- `{name}` run from `{src['command']}` at commit `{src.get('git_commit')}` on "
                          f"{src['created']}" + (" (subset of the training set)" if run.get("subset") else "") + ".")
         lines.append("")
+        if block.get("peer"):
+            lines += _render_peer(block)
     return lines
 
 
@@ -392,7 +467,16 @@ def plot(doc: dict, path: Path):
     plt.close(fig)
 
 
+def with_summaries(doc: dict) -> dict:
+    """Every machine's `summary` rows, derived from its runs (so entries written before the
+    summary existed get theirs too)."""
+    for key, entry in _machines.entries(doc):
+        entry["summary"] = summary_rows(key, entry["datasets"])
+    return doc
+
+
 def write_outputs(doc: dict, out_dir: Path):
+    doc = with_summaries(doc)
     validate_results(doc)
     notes = _machines.read_notes(Path(out_dir) / "time_to_accuracy.md")
     _machines.write(out_dir, "time_to_accuracy", doc, render_markdown(doc, notes))
@@ -406,8 +490,14 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(TARGETS), default=["mnist", "cifar10"])
-    parser.add_argument("--recipes", nargs="+", default=list(DEFAULT_RECIPES), choices=recipe_names(),
-                        help="recipes to run (default: seed turbo); the first listed runs first")
+    parser.add_argument("--recipes", nargs="*", default=list(DEFAULT_RECIPES), choices=recipe_names(),
+                        help="recipes to run (default: seed turbo); the first listed runs first; none: only the peer")
+    parser.add_argument("--peer-python", help="a Python with torch (outside this project) to run the CIFAR-10 peer")
+    parser.add_argument("--peer-script", type=Path, default=peer.DEFAULT_SCRIPT,
+                        help="the airbench94 CPU port (default: ../shared/peers/airbench94_cpu.py)")
+    parser.add_argument("--peer-epochs", type=float, nargs="+", default=[3.0],
+                        help="the peer's --epochs, one run each (default 3; 9.9 is its full schedule)")
+    parser.add_argument("--peer-precision", choices=("auto", "bf16", "fp32"), default="auto")
     parser.add_argument("--reuse-original", action="store_true",
                         help=f"do not rerun `{BASELINE}` where the results already hold its run on this machine")
     parser.add_argument("--original-max-minutes", type=float, default=None,
@@ -443,6 +533,8 @@ def main(argv=None) -> int:
         if args.test_limit:
             data = dataclasses.replace(data, x_test=data.x_test[:args.test_limit], y_test=data.y_test[:args.test_limit])
         new_runs[dataset] = {"_test_size": int(len(data.y_test))}
+        if args.peer_python and dataset == peer.PEER_DATASET:
+            _run_peers(args, new_runs, previous, command, source)
         for recipe in args.recipes:
             mine = _machines.entry_for(previous, source["machine"]) or {}
             have_old = recipe in mine.get("datasets", {}).get(dataset, {}).get("runs", {})
@@ -462,6 +554,23 @@ def main(argv=None) -> int:
             print(f"  -> time to {TARGETS[dataset]:.1%}: {_fmt_seconds(run['time_to_target'])}; "
                   f"best {run['best_test_accuracy']:.2%}; wrote {args.out}", flush=True)
     return 0
+
+
+def _run_peers(args, new_runs: dict, previous, command: str, source: dict) -> None:
+    """The peer's runs, written after each like ours (the peer reads cifar10.npz itself)."""
+    from cnn_core.datasets import resolve_data_dir
+    from cnn_core.runtime import machine_info
+
+    if args.subset or args.test_limit or args.epochs:
+        raise SystemExit("The peer always trains on the full data; run it without --subset, --test-limit, --epochs.")
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is None or not (data_dir / "cifar10.npz").is_file():
+        raise SystemExit("The peer reads cifar10.npz from a folder: pass --data-dir or set CNN_DATA_DIR.")
+    for epochs in args.peer_epochs:
+        run = peer.run_peer(args.peer_python, args.peer_script, data_dir, epochs, threads=machine_info()["cores"],
+                            precision=args.peer_precision, log=lambda text: print(text, flush=True))
+        new_runs[peer.PEER_DATASET].setdefault("_peer", {})[peer.run_key(epochs)] = run
+        write_outputs(assemble(previous, new_runs, command, source), args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import _machines, app_metrics, inference, load, ood, tta_ensembles
+from benchmarks import _machines, app_metrics, inference, load, ood, peer, tta_ensembles
 from benchmarks import time_to_accuracy as tta
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,6 +129,63 @@ def test_validator_rejects_broken_documents(committed, break_it, message):
     break_it(doc)
     with pytest.raises(ValueError, match=message):
         tta.validate_results(doc)
+
+
+def test_every_machine_has_a_summary_row_per_dataset_and_target_from_its_own_runs(committed):
+    for key, entry in committed["machines"].items():
+        rows = {(r["dataset"], r["target"]): r for r in entry["summary"]}
+        assert set(rows) == {(d, t) for d in entry["datasets"] for t in tta.SUMMARY_TARGETS[d]}, key
+        for (dataset, target), row in rows.items():
+            assert row["machine"] == key
+            runs = entry["datasets"][dataset]["runs"]
+            if row["ours_s"] is not None:  # the fastest non-original run's first epoch at the target
+                epochs = runs[row["ours_recipe"]]["epochs"]
+                first = next(e for e in epochs if e["test_accuracy"] >= target)
+                assert row["ours_s"] == first["train_seconds"] and row["ours_recipe"] != tta.BASELINE
+            if row["seed_s"] is not None and row["ours_s"] is not None:
+                assert row["ratio_vs_seed"] == pytest.approx(row["ours_s"] / row["seed_s"])
+            if dataset != peer.PEER_DATASET:
+                assert row["peer_s"] is None and row["ratio_vs_peer"] is None  # the peer trains CIFAR-10 only
+            elif row["peer_s"] is not None:
+                run = entry["datasets"][dataset]["peer"][peer.PEER_RUN_FOR_TARGET[target]]
+                assert row["peer_s"] == run["total_train_seconds"]
+                assert row["ratio_vs_peer"] == pytest.approx(row["ours_s"] / row["peer_s"]) if row["ours_s"] else True
+
+
+def test_a_summary_that_does_not_follow_from_the_runs_is_refused(committed):
+    doc = copy.deepcopy(committed)
+    next(iter(doc["machines"].values()))["summary"][0]["ours_s"] = 1.0
+    with pytest.raises(ValueError, match="summary: must be what the runs give"):
+        tta.validate_results(doc)
+
+
+PEER_OUTPUT = """{"epoch": 1, "clock_s": 430.8, "test_acc": 0.705}
+{"epoch": 2, "clock_s": 845.6, "test_acc": 0.84}
+{"epoch": 3, "clock_s": 1242.0, "test_acc": 0.885}
+{"peer": "airbench94 (CPU port)", "epochs": 3.0, "threads": 2, "log": [{"epoch": 1, "clock_s": 430.8, "test_acc": 0.705}, {"epoch": 2, "clock_s": 845.6, "test_acc": 0.84}, {"epoch": 3, "clock_s": 1242.0, "test_acc": 0.885}], "precision": "fp32", "tta_test_acc": 0.8922, "clock_s_with_tta": 1409.0, "torch": "2.13.0+cpu"}
+"""
+
+
+def test_the_peers_printed_result_becomes_a_run_that_the_summary_compares_with(committed):
+    # The port's output format (see ../shared/peers/airbench94_cpu.py), with the figures ../shared/README.md
+    # gives for the Zen 3.
+    run = peer.as_run(peer.parse_output(PEER_OUTPUT), "peer --epochs 3")
+    assert [e["train_seconds"] for e in run["epochs"]] == [430.8, 845.6, 1242.0]
+    assert run["total_train_seconds"] == 1242.0 and run["tta_test_accuracy"] == 0.8922
+    doc = copy.deepcopy(committed)
+    key, entry = next(iter(doc["machines"].items()))
+    entry["datasets"]["cifar10"]["peer"] = {"3": {**run, "source": {"machine": entry["machine"]}}}
+    tta.with_summaries(doc)
+    tta.validate_results(doc)
+    row = next(r for r in entry["summary"] if r["dataset"] == "cifar10" and r["target"] == 0.85)
+    assert row["peer_s"] == 1242.0 and row["peer_run"] == "--epochs 3"
+    assert row["ratio_vs_peer"] == pytest.approx(row["ours_s"] / 1242.0)
+    # A peer run from another machine under this entry would compare across machines.
+    entry["datasets"]["cifar10"]["peer"]["3"]["source"] = {"machine": {**entry["machine"], "flags": ["avx2"]}}
+    with pytest.raises(ValueError, match="must be measured on the entry's machine"):
+        tta.validate_results(tta.with_summaries(doc))
+    with pytest.raises(ValueError, match="no final result line"):
+        peer.parse_output('{"epoch": 1, "clock_s": 1.0, "test_acc": 0.5}\nTraceback ...')
 
 
 def test_speedup_is_a_lower_bound_when_the_original_was_capped():
