@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 
 # Scripts run here; time_to_accuracy is run end to end in tests/test_benchmarks.py.
-SMOKE_TESTED_HERE = {"app_metrics", "inference", "load", "ood", "tta_ensembles"}
+SMOKE_TESTED_HERE = {"app_metrics", "inference", "load", "ood", "step_profile", "tta_ensembles"}
 
 
 def run_script(name: str, *args: str, timeout: float = 300) -> str:
@@ -150,3 +150,22 @@ def test_load_benchmark_smoke(data_dir, tmp_path, this_key):
     assert {v["kind"] for v in round_["visitors"]} == {"draw", "upload"}
     assert _positive(round_["p50_seconds"], round_["server_peak_rss_mb"], round_["cpu_seconds"]["server"])
     assert f"## Machine: {this_key}" in md
+
+
+def test_step_profile_benchmark_smoke(data_dir, tmp_path, this_key):
+    out = tmp_path / "results"
+    run_script("step_profile", "--arch", "turbo", "--precision", "fp32", "--steps", "2", "--data-dir", str(data_dir),
+               "--out", str(out))
+    module, doc, md = _read(out, "step_profile", "step_profile")
+    prof = doc["machines"][this_key]["profile"]
+    assert prof["arch"] == "turbo" and prof["precision"] == "fp32" and prof["batch_size"] == 256
+    assert _positive(prof["step_s"], prof["images_per_sec"], prof["input_pipeline_s"], prof["optimizer_s"],
+                     prof["gflops_per_sec"])
+    assert {"convolution", "batch norm", "max pooling", "ReLU"} <= set(prof["parts"])
+    # Every layer of the network is timed, forward and backward.
+    from cnn_core.models import build_model
+
+    model = build_model("turbo", "cifar10")
+    assert [row["layer"] for row in prof["layers"]] == [layer.name for layer in model.layers[1:]]
+    assert prof["training_flops_per_image"] == module.keras_training_flops_per_image(model)
+    assert "| convolution |" in md and this_key in md

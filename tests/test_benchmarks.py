@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import _machines, app_metrics, inference, load, ood, peer, tta_ensembles
+from benchmarks import _machines, app_metrics, inference, load, ood, peer, step_profile, tta_ensembles
 from benchmarks import time_to_accuracy as tta
 
 REPO = Path(__file__).resolve().parent.parent
@@ -364,3 +364,27 @@ def test_ood_validator_rejects_broken_documents(break_it, message):
     break_it(doc)
     with pytest.raises(ValueError, match=message):
         ood.validate_results(doc)
+
+
+# -- step profile: arithmetic counted by one rule for both networks ------------------------------
+
+def test_training_flops_follow_the_layer_shapes():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.GlobalMaxPooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    # forward multiply-adds × 2 FLOPs × 3 (forward, input gradient, weight gradient)
+    assert step_profile.keras_training_flops_per_image(model) == 3 * 2 * (8 * 8 * 3 * 3 * 3 * 4 + 4 * 10)
+
+
+def test_the_peer_network_counted_is_the_one_in_the_peer_script():
+    import re
+
+    source = peer.DEFAULT_SCRIPT.read_text()
+    widths = re.search(r"'widths': \{'block1': (\d+), 'block2': (\d+), 'block3': (\d+)\}", source).groups()
+    convs = [layer for layer in step_profile.PEER_LAYERS if layer[0] == "conv"]
+    assert [c[4] for c in convs] == [int(widths[0])] * 2 + [int(widths[1])] * 2 + [int(widths[2])] * 2
+    assert "Conv(3, 24, 2, padding=0" in source and step_profile.PEER_LAYERS[0] == ("conv_frozen", 32, 32, 3, 24, 2)
+    assert "'batch_size': 1024" in source and step_profile.PEER_BATCH == 1024
