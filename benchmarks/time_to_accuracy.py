@@ -444,19 +444,22 @@ def plot(doc: dict, path: Path):
         for ax in row[len(entry["datasets"]):]:
             ax.set_visible(False)
         for ax, (dataset, block) in zip(row, entry["datasets"].items()):
-            for name, run in block["runs"].items():
+            curves = [(f"{name} ({run['arch']})", run) for name, run in block["runs"].items()]
+            curves += [(f"peer airbench94 --epochs {name}", run) for name, run in block.get("peer", {}).items()]
+            for label, run in curves:
                 xs = [e["train_seconds"] for e in run["epochs"]]
                 ys = [100 * e["test_accuracy"] for e in run["epochs"]]
-                ax.plot(xs, ys, marker="o", ms=3, label=f"{name} ({run['arch']})")
-                if run["time_to_target"] is not None:
-                    ax.axvline(run["time_to_target"], color=ax.lines[-1].get_color(), ls=":", lw=1)
+                ax.plot(xs, ys, marker="o", ms=3, label=label, ls="--" if label.startswith("peer") else "-")
+                reached = _first_at(run["epochs"], block["target"])
+                if reached is not None:
+                    ax.axvline(reached, color=ax.lines[-1].get_color(), ls=":", lw=1)
             ax.axhline(100 * block["target"], color="grey", ls="--", lw=1, label=f"target {block['target']:.0%}")
             ax.axvline(GOALS[dataset][0], color="red", ls="--", lw=0.8, label=f"goal {GOALS[dataset][0]:.0f} s")
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_xlabel("training time, seconds (log scale; evaluation excluded)")
             ax.set_ylabel("test accuracy, %")
-            lo = min(min(100 * e["test_accuracy"] for e in r["epochs"]) for r in block["runs"].values())
+            lo = min(100 * e["test_accuracy"] for _, run in curves for e in run["epochs"])
             ax.set_ylim(max(lo - 2, 100 * block["target"] - 25), 100)
             ax.set_title(f"{dataset}: time to {block['target']:.0%}\n{key}", fontsize=9)
             ax.grid(alpha=0.3, which="both")
