@@ -11,8 +11,9 @@ median seconds per batch:
 - every layer's forward and backward pass (gradients for its input and its weights), from the
   activations it really receives, summed per layer type (convolution, batch norm, pooling, ...);
 - the optimizer's update of every weight;
-- the rest of the whole step: Keras' step machinery, the loss and metrics, and the dtype casts
-  between layers.
+- the rest of the whole step: Keras' step machinery, the loss and metrics, the dtype casts
+  between layers, and what the layers cost together beyond their costs alone (a whole step keeps
+  every activation for the backward pass, so less of it stays in the CPU's caches).
 
 Arithmetic is counted analytically from layer shapes for both networks, by one rule: a
 convolution or dense layer costs 2·(multiply-adds) per image forward, and training costs 3× that
@@ -112,12 +113,16 @@ def time_layers(model, images, repeats: int) -> list[dict]:
         def forward(inputs, layer=layer):
             return layer(inputs, training=True)
 
+        # A random upstream gradient, as the layer above would send: a constant one (the gradient
+        # of a plain sum) lets TensorFlow simplify some backward kernels and under-counts them.
+        upstream = tf.random.normal(forward(x).shape, seed=1)
+
         @tf.function
-        def forward_backward(inputs, layer=layer, variables=variables):
+        def forward_backward(inputs, layer=layer, variables=variables, upstream=upstream):
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
                 out = layer(inputs, training=True)
-                loss = tf.reduce_sum(tf.cast(out, tf.float32))
+                loss = tf.reduce_sum(tf.cast(out, tf.float32) * upstream)
             return tape.gradient(loss, [inputs, *variables])
 
         fwd = median_seconds(lambda: forward(x), repeats)
@@ -229,7 +234,7 @@ def render_markdown(doc: dict, notes: str = "") -> str:
             lines.append(f"| {kind} | {part['forward_s'] * 1000:.1f} | {part['backward_s'] * 1000:.1f} | "
                          f"{total / prof['step_s']:.0%} |")
         lines += [f"| optimizer update | – | – | {prof['optimizer_s'] / prof['step_s']:.0%} |",
-                  f"| rest of the step (Keras step, loss, metrics, casts) | – | – | "
+                  f"| rest of the step (Keras step, loss, metrics, casts, layers together vs alone) | – | – | "
                   f"{prof['rest_of_step_s'] / prof['step_s']:.0%} |", "",
                   f"Input pipeline alone: {prof['input_pipeline_s'] * 1000:.1f} ms per batch "
                   f"({prof['input_pipeline_s'] / prof['step_s']:.0%} of a step; {prof['input_pipeline_overlaps']}).", ""]
