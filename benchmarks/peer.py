@@ -54,6 +54,17 @@ def as_run(result: dict, command: str) -> dict:
             "train_seconds_with_tta": float(result["clock_s_with_tta"])}
 
 
+def recorded_command(args: list[str]) -> str:
+    """The peer's command as the results keep it: paths relative to this repository (no machine's
+    folders), the interpreter by its name."""
+    import os
+
+    def shown(arg: str) -> str:
+        return os.path.relpath(arg, REPO) if os.path.isabs(arg) and os.path.exists(arg) else arg
+
+    return " ".join([Path(args[0]).name, *(shown(a) for a in args[1:])])
+
+
 def run_peer(python: str, script: Path, data_dir: str, epochs: float, *, threads: int,
              precision: str = "auto", log=print) -> dict:
     """Run the port once; each epoch's line is logged as it arrives."""
@@ -61,6 +72,7 @@ def run_peer(python: str, script: Path, data_dir: str, epochs: float, *, threads
             "--precision", precision]
     command = " ".join(args)
     log(f"peer: {command}")
+    command = recorded_command(args)
     lines = []
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
         for line in process.stdout:
