@@ -46,6 +46,7 @@ SUMMARY_TARGETS = {"mnist": (0.99,), "cifar10": (0.85, 0.94)}
 # The goals on a 2-core CPU: (seconds of training to the target, speed-up over `seed`).
 GOALS = {"mnist": (30.0, 20.0), "cifar10": (480.0, 10.0)}
 BASELINE = "seed"
+PEER_PYTHON_SHOWN = "PEER_VENV/bin/python"  # how --peer-python is recorded
 DEFAULT_RECIPES = ("seed", "turbo")
 NOTES_MARKER = _machines.NOTES_MARKER
 CLOCK = ("sum over epochs of the time from the start of an epoch to its end inside Keras fit(): "
@@ -527,7 +528,9 @@ def main(argv=None) -> int:
     configure_threads()
     json_path = args.out / "time_to_accuracy.json"
     previous = _machines.load(json_path, BENCHMARK)
-    command = " ".join(["python -m benchmarks.time_to_accuracy", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
+    # The peer's interpreter is a machine's own folder: recorded as a placeholder, not a path.
+    typed = [PEER_PYTHON_SHOWN if args.peer_python and a == args.peer_python else a for a in (argv or sys.argv[1:])]
+    command = " ".join(["python -m benchmarks.time_to_accuracy", *(shlex.quote(a) for a in typed)])
     source = {"command": command, "git_commit": git_commit(), "machine": _machines.this_machine(),
               "versions": library_versions(), "created": now_iso()}
     new_runs: dict = {}
