@@ -485,6 +485,33 @@ def write_outputs(doc: dict, out_dir: Path):
     notes = _machines.read_notes(Path(out_dir) / "time_to_accuracy.md")
     _machines.write(out_dir, "time_to_accuracy", doc, render_markdown(doc, notes))
     plot(doc, Path(out_dir) / "time_to_accuracy.png")
+    if Path(out_dir).resolve() == RESULTS_DIR.resolve():  # the committed results: the app's labels too
+        write_beside_models(doc)
+
+
+def recipe_figures(doc: dict, dataset: str) -> dict:
+    """Per machine, each recipe's run as the Train page shows it: its last epoch's test accuracy,
+    its training clock and its epochs (cnn_core.benchmark_figures.write_recipe_times)."""
+    machines = {}
+    for key, entry in doc["machines"].items():
+        runs = entry.get("datasets", {}).get(dataset, {}).get("runs", {})
+        recipes = {recipe: {"train_seconds": run["total_train_seconds"],
+                            "test_accuracy": run["final_test_accuracy"], "epochs": len(run["epochs"]),
+                            "tta": run["tta"]} for recipe, run in runs.items()}
+        if recipes:
+            machines[key] = {"machine": entry["machine"], "recipes": recipes}
+    return machines
+
+
+def write_beside_models(doc: dict, store=None) -> list[Path]:
+    """Every dataset's recipe figures into DATASET.recipe_times.json in the shipped store."""
+    from cnn_core.benchmark_figures import write_recipe_times
+    from cnn_core.store import SHIPPED_DIR, ModelStore
+
+    store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
+    source = {"command": "python -m benchmarks.time_to_accuracy", "results": "benchmarks/results/time_to_accuracy.json"}
+    return [write_recipe_times(dataset, machines, source, store) for dataset in TARGETS
+            if (machines := recipe_figures(doc, dataset))]
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -510,7 +537,8 @@ def main(argv=None) -> int:
     parser.add_argument("--original-until-target", action="store_true",
                         help=f"stop `{BASELINE}` at the first epoch that reaches the target (its time to the "
                              "target is unchanged: its schedule reacts to validation only)")
-    parser.add_argument("--epochs", type=int, help="override every recipe's epochs (for smoke tests only)")
+    parser.add_argument("--epochs", type=int,
+                        help="plan every recipe for N epochs (its schedule spans them, as the peer's --peer-epochs)")
     parser.add_argument("--subset", type=int, help="train on N images (for smoke tests only)")
     parser.add_argument("--test-limit", type=int, help="test on the first N test images (for smoke tests only)")
     parser.add_argument("--seed", type=int, default=0)
@@ -555,7 +583,8 @@ def main(argv=None) -> int:
                              log=lambda text: print(text, flush=True))
             new_runs[dataset][recipe] = run
             # Write after every run so an interrupted benchmark keeps what it measured.
-            doc = assemble(previous, new_runs, command, source)
+            # Read again just before writing: another benchmark process may have written since.
+            doc = assemble(_machines.load(json_path, BENCHMARK), new_runs, command, source)
             write_outputs(doc, args.out)
             print(f"  -> time to {TARGETS[dataset]:.1%}: {_fmt_seconds(run['time_to_target'])}; "
                   f"best {run['best_test_accuracy']:.2%}; wrote {args.out}", flush=True)
@@ -567,8 +596,8 @@ def _run_peers(args, new_runs: dict, previous, command: str, source: dict) -> No
     from cnn_core.datasets import resolve_data_dir
     from cnn_core.runtime import machine_info
 
-    if args.subset or args.test_limit or args.epochs:
-        raise SystemExit("The peer always trains on the full data; run it without --subset, --test-limit, --epochs.")
+    if args.subset or args.test_limit:
+        raise SystemExit("The peer always trains on the full data; run it without --subset or --test-limit.")
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is None or not (data_dir / "cifar10.npz").is_file():
         raise SystemExit("The peer reads cifar10.npz from a folder: pass --data-dir or set CNN_DATA_DIR.")
@@ -576,7 +605,8 @@ def _run_peers(args, new_runs: dict, previous, command: str, source: dict) -> No
         run = peer.run_peer(args.peer_python, args.peer_script, data_dir, epochs, threads=machine_info()["cores"],
                             precision=args.peer_precision, log=lambda text: print(text, flush=True))
         new_runs[peer.PEER_DATASET].setdefault("_peer", {})[peer.run_key(epochs)] = run
-        write_outputs(assemble(previous, new_runs, command, source), args.out)
+        write_outputs(assemble(_machines.load(args.out / "time_to_accuracy.json", BENCHMARK), new_runs, command,
+                               source), args.out)
 
 
 if __name__ == "__main__":

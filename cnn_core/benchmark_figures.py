@@ -5,7 +5,9 @@ other kinds; what flip TTA and ensembles buy). A benchmark writes them here, nex
 they describe, so the app reads only the model store and never `benchmarks/`:
 
 - `NAME.ood.json`: benchmarks/ood.py's row for model NAME (for the calibration it measured);
-- `DATASET.tta_ensembles.json`: every measured TTA setting and ensemble of that dataset's models.
+- `DATASET.tta_ensembles.json`: every measured TTA setting and ensemble of that dataset's models;
+- `DATASET.recipe_times.json`: benchmarks/time_to_accuracy.py's runs of each recipe, per machine
+  (the Train page labels each recipe with its time on this CPU, or on the nearest one measured).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .store import ModelStore, atomic_write_json, find_model, read_json, shipped
 
 OOD_SUFFIX = ".ood.json"
 ENSEMBLES_SUFFIX = ".tta_ensembles.json"
+RECIPE_TIMES_SUFFIX = ".recipe_times.json"
 
 
 def ood_figures_path(name: str, store: ModelStore | None = None) -> Path:
@@ -60,3 +63,54 @@ def ensemble_figures(dataset: str, store: ModelStore | None = None) -> dict | No
     """{"command", "git_commit", "rows": [...]} measured for `dataset`'s shipped models, or None."""
     path = ensemble_figures_path(dataset, store)
     return read_json(path) if path.is_file() else None
+
+
+def recipe_times_path(dataset: str, store: ModelStore | None = None) -> Path:
+    return (store or shipped_store()).root / f"{validate_name(dataset)}{RECIPE_TIMES_SUFFIX}"
+
+
+def write_recipe_times(dataset: str, machines: dict, source: dict, store: ModelStore | None = None) -> Path:
+    """Save what each recipe measured on each machine: `machines` maps a machine key
+    (cnn_core.runtime.machine_key) to {"machine": machine_info(), "recipes": {recipe: {"train_seconds",
+    "test_accuracy", "epochs", "tta"}}}; `source` as for write_ood_figures."""
+    path = recipe_times_path(dataset, store)
+    atomic_write_json(path, {**source, "dataset": dataset, "machines": machines})
+    return path
+
+
+def _nearness(machine: dict, here: dict) -> tuple:
+    """How alike two machines are for training speed: native bfloat16 or not first (it doubles the
+    photo recipes' speed), then the core count, then the CPU model."""
+    from .precision import NATIVE_BF16_FLAGS
+
+    def bf16(m):
+        return bool(set(m.get("flags") or ()) & set(NATIVE_BF16_FLAGS))
+
+    return (bf16(machine) == bf16(here), machine.get("cores") == here.get("cores"), machine.get("cpu") == here.get("cpu"))
+
+
+def recipe_times(dataset: str, here: dict, store: ModelStore | None = None) -> dict | None:
+    """The measured recipe figures of the machine `here` (a machine_info() dict) or, failing that, of
+    the most alike machine measured: {"machine": key, "exact": bool, "recipes": {...}}; None if none."""
+    from .runtime import machine_key
+
+    path = recipe_times_path(dataset, store)
+    machines = read_json(path).get("machines", {}) if path.is_file() else {}
+    if not machines:
+        return None
+    key = machine_key(here)
+    if key not in machines:
+        key = max(machines, key=lambda k: _nearness(machines[k]["machine"], here))
+    return {"machine": key, "exact": key == machine_key(here), "recipes": machines[key]["recipes"]}
+
+
+def recipe_time_label(recipe: str, times: dict | None) -> str:
+    """'98.9% in 13 s here' / '… on AMD EPYC | 2 cores | avx2+fma' / '' for a recipe never measured."""
+    figures = (times or {}).get("recipes", {}).get(recipe)
+    if not figures:
+        return ""
+    seconds = figures["train_seconds"]
+    spent = f"{seconds:.0f} s" if seconds < 100 else f"{seconds / 60:.1f} min"
+    where = "on this CPU" if times["exact"] else f"on {times['machine']}"
+    epochs = f"{figures['epochs']} epoch{'s' if figures['epochs'] != 1 else ''}"
+    return f"measured {figures['test_accuracy']:.1%} after {epochs}, {spent} of training {where}"

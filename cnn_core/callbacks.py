@@ -120,3 +120,32 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.save_epoch(epoch)
+
+
+class Lookahead(keras.callbacks.Callback):
+    """airbench's weight averaging: every `every` steps the running average of the weights (BN
+    statistics included) moves toward the current weights, and the weights are reset to it. The
+    average's memory grows with progress, decay·(step/total)^power: none at the start, most
+    at the end. After the last step the weights are the average."""
+
+    def __init__(self, every: int, decay: float, power: float, total_steps: int):
+        super().__init__()
+        self.every, self.decay, self.power, self.total_steps = every, decay, power, max(1, total_steps)
+        self.averages: list | None = None
+
+    def _float_variables(self) -> list:
+        return [v for v in self.model.variables if "float" in str(v.dtype)]
+
+    def on_train_begin(self, logs=None):
+        self.averages = [keras.ops.copy(v.value) for v in self._float_variables()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.every == 0:
+            keep = self.decay * min(1.0, step / self.total_steps) ** self.power
+            for i, variable in enumerate(self._float_variables()):
+                self.averages[i] = self.averages[i] + (1 - keep) * (variable.value - self.averages[i])
+                variable.assign(self.averages[i])
+        elif step >= self.total_steps:  # the last step's few updates since the last average are dropped
+            for variable, average in zip(self._float_variables(), self.averages):
+                variable.assign(average)

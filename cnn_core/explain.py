@@ -72,13 +72,13 @@ def _grey_levels(unit: np.ndarray) -> np.ndarray:
 
 
 def first_layer_filters(model) -> np.ndarray:
-    """The first convolution's kernels as (filters, 3, 3, in_channels), each scaled to 0..1 for display."""
-    kernel = keras_weights(model.get_layer(conv_layer_names(model)[0]))[0]  # (3, 3, in, out)
+    """The first convolution's kernels as (filters, k, k, in_channels), each scaled to 0..1 for display."""
+    kernel = keras_weights(model.get_layer(conv_layer_names(model)[0]))[0]  # (k, k, in, out)
     return _unit_scaled(np.transpose(kernel, (3, 0, 1, 2)), axes=(1, 2, 3))
 
 
 def first_layer_filter_tiles(model) -> list[np.ndarray]:
-    """The first convolution's kernels as uint8 pictures: grey (3, 3) for one input channel, else (3, 3, 3)."""
+    """The first convolution's kernels as uint8 pictures: grey (k, k) for one input channel, else (k, k, 3)."""
     filters = _grey_levels(first_layer_filters(model))
     return [f[..., 0] if f.shape[-1] == 1 else f for f in filters]
 

@@ -10,8 +10,9 @@ from .datasets import DatasetInfo
 
 
 def make_tf_dataset(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, augment: dict | None,
-                    shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0..255, one-hot labels), prefetched; the models rescale internally."""
+                    shuffle: bool, seed: int, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of (float32 pixels 0..255, one-hot labels), prefetched; the models rescale internally.
+    `drop_remainder` drops a last, smaller batch (a compiled step would compile again for its shape)."""
     # The set stays uint8 and each batch is cast to float32: a float32 copy of the whole set,
     # held again by the shuffle buffer, cost 1.27 GB more peak memory on CIFAR-10
     # (benchmarks/memory.py), for the same values.
@@ -21,7 +22,7 @@ def make_tf_dataset(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size:
     ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     augmenter = build_augmenter(augment, seed) if augment else None
 
     def to_example(images, labels):

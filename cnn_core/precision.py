@@ -38,12 +38,15 @@ _BF16_ISA_CAPS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX
                   "AVX10_2_512", "AVX10_2_512_AMX_2")
 
 
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of hardware bfloat16 maths
+
+
 def native_bf16(flags: frozenset[str] | None = None, environ: dict | None = None) -> bool:
     """True when bfloat16 maths runs in hardware here: the CPU has AVX512-BF16 or AMX-BF16,
     oneDNN is on (TF_ENABLE_ONEDNN_OPTS is not 0) and not capped below a bf16 ISA."""
     flags = cpu_flags() if flags is None else flags
     environ = os.environ if environ is None else environ
-    if not ({"avx512_bf16", "amx_bf16"} & set(flags)):
+    if not (set(NATIVE_BF16_FLAGS) & set(flags)):
         return False
     if environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() == "0":
         return False
@@ -82,6 +85,10 @@ def _with_policy(config, policy: str):
     return config
 
 
+# The layers that turn features into probabilities (cnn_core.models): always float32.
+FLOAT32_HEAD = ("classifier", "logit_scale", "softmax")
+
+
 def with_precision(model, precision: str):
     """The same network and weights computing in `precision` ('bf16' or 'fp32'); the model
     itself when it already does. Weights are float32 either way, so nothing is rounded."""
@@ -93,7 +100,7 @@ def with_precision(model, precision: str):
     config = _with_policy(model.get_config(), policy)
     if precision == "bf16":  # keep the softmax in float32, as the training builder does
         for layer in config["layers"]:
-            if layer["config"].get("name") == "classifier":
+            if layer["config"].get("name") in FLOAT32_HEAD:
                 layer["config"]["dtype"] = _with_policy(layer["config"]["dtype"], FP32_POLICY)
     twin = type(model).from_config(config)
     twin.set_weights(model.get_weights())

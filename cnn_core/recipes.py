@@ -2,7 +2,7 @@
 
 A recipe is named after the architecture it trains: `seed` is the original notebook's
 recipe, `fast` the project's time-to-accuracy recipe, `turbo` its shortest schedules,
-`wide` the same recipe run long for accuracy. A value that differs per dataset is a
+`wide` the same recipe run long for accuracy, `airbench` the CIFAR-10 speed record's method. A value that differs per dataset is a
 `{dataset: value}` dict. One key decides one thing; the trainer reads nothing else.
 
 The small API the Train page, the CLI and the benchmarks share:
@@ -27,11 +27,15 @@ from .errors import ConfigError
 from .models import ARCHITECTURES
 from .precision import PRECISIONS
 
-OPTIMIZERS = ("adam", "sgd_nesterov")
+# sgd_nesterov_l2: PyTorch's SGD as airbench uses it (cnn_core.optimizer.GroupedSGD): weight
+# decay through the momentum, per-variable lr multipliers, a frozen whitening stem.
+OPTIMIZERS = ("adam", "sgd_nesterov", "sgd_nesterov_l2")
 # plateau:  constant lr, halved by ReduceLROnPlateau when validation loss stalls.
 # onecycle: per batch, linear warm-up from lr/10 to lr over `warmup_fraction` of the run,
 #           then cosine decay to 0 at the last batch.
-SCHEDULES = ("plateau", "onecycle")
+# triangle: per batch, linear from lr·lr_start_factor up to lr at `warmup_fraction` of the
+#           run, then linear down to lr·lr_end_factor at the last batch (airbench).
+SCHEDULES = ("plateau", "onecycle", "triangle")
 AUGMENT_KEYS = ("rotation", "shift", "zoom", "flip")
 NO_AUGMENT = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False}
 # The fast recipes' cheap, label-safe augmentation: a reflect-padded random shift of up to
@@ -41,6 +45,51 @@ SHIFT_AND_FLIP = {
     "fashion_mnist": {"rotation": 0.0, "shift": 2 / 28, "zoom": 0.0, "flip": True},
     "cifar10": {"rotation": 0.0, "shift": 4 / 32, "zoom": 0.0, "flip": True},
 }
+
+# airbench94 (Keller Jordan's CIFAR-10 speed record, the peer of benchmarks/time_to_accuracy)
+# rebuilt in Keras on the `airbench` net. Its hyperparameters are set per 1024 examples of a
+# summed loss; here they are converted for Keras' mean loss at batch 1024:
+# lr = 11.5 / (1024·(1 + 1/(1 − 0.85))) · 1024 ≈ 1.5, and the L2 coefficient
+# = 0.0153·1024/7850.67 / 1.5 ≈ 0.00133, so each step shrinks every weight by
+# 0.2% × the schedule's factor, as there.
+AIRBENCH = {
+    "optimizer": "sgd_nesterov_l2",
+    # The schedule's peak, for BN-free weights: 1.5 per 1024 images of a batch (airbench's
+    # decoupled lr); digits take batches of 256, and one unaugmented epoch (more steps per image).
+    "lr": {"mnist": 0.375, "fashion_mnist": 1.5, "cifar10": 1.5},
+    "momentum": 0.85,
+    "batch_size": {"mnist": 256, "fashion_mnist": 1024, "cifar10": 1024},
+    "epochs": {"mnist": 1, "fashion_mnist": 10, "cifar10": 10},  # airbench94 runs 9.9
+    "schedule": "triangle",
+    "warmup_fraction": 0.23,       # the peak's place in the run
+    "lr_start_factor": 0.2,
+    "lr_end_factor": 0.07,
+    "early_stopping_patience": 0,
+    "label_smoothing": 0.2,
+    "weight_decay": 0.0013305,     # L2, through the momentum (see above)
+    "lr_multipliers": {"beta": 64.0},  # BN biases learn 64× faster (airbench's bias_scaler)
+    "whiten_bias_epochs": 3,       # the whitening stem's bias trains this many epochs, then freezes
+    "lookahead_every": 5,          # steps between weight averages (0: off; cnn_core.callbacks.Lookahead)
+    "lookahead_decay": 0.95 ** 5,  # the average's memory at the end of the run ...
+    "lookahead_power": 3,          # ... reached as (step/total)^power
+    "augment": {**SHIFT_AND_FLIP, "mnist": NO_AUGMENT,
+                "cifar10": {"rotation": 0.0, "shift": 2 / 32, "zoom": 0.0, "flip": True}},
+    "val_size": 0,                 # as the peer: every training image (ship with --val-size)
+    "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
+    "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
+    # XLA for float32 photo runs (cnn_core.optimizer.jit_compiles; it drops the last partial batch);
+    # off for digits, whose one short epoch XLA's compiling slows (16.5 s without, 25.4 s with).
+    "jit_compile": {"mnist": False, "fashion_mnist": "auto", "cifar10": "auto"},
+}
+# The Train page's first choice: the airbench method on the narrower `quick` nets and the
+# shortest schedules: MNIST in one epoch of batches of 512, CIFAR-10 in 3 epochs.
+QUICK = {**AIRBENCH,
+         "lr": {"mnist": 0.75, "fashion_mnist": 0.75, "cifar10": 1.5},
+         "batch_size": {"mnist": 512, "fashion_mnist": 512, "cifar10": 1024},
+         "epochs": {"mnist": 1, "fashion_mnist": 3, "cifar10": 3}}
+
+
+FIRST_RECIPE = "quick"  # what the Train page offers first: a good model soonest
 
 RECIPES: dict[str, dict] = {
     # The original notebook: Adam, plateau halving, early stopping, heavy augmentation.
@@ -129,6 +178,8 @@ RECIPES: dict[str, dict] = {
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
         "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
     },
+    "airbench": AIRBENCH,
+    "quick": QUICK,
 }
 
 
@@ -173,7 +224,7 @@ def augment_choices(dataset: str) -> dict:
 
 def lr_is_peak(config: dict) -> bool:
     """True when `lr` is the top of a warm-up/decay schedule rather than a starting value."""
-    return config["schedule"] == "onecycle"
+    return config["schedule"] in ("onecycle", "triangle")
 
 
 def _is_whole(value, minimum: int) -> bool:
@@ -218,16 +269,41 @@ def _validate_optimizer(config: dict) -> None:
     if config["optimizer"] == "sgd_nesterov":
         _need(_is_number(config.get("momentum")) and 0 <= config["momentum"] < 1,
               f"Momentum must be between 0 and 1 (got {config.get('momentum')}).")
-    if config["schedule"] == "onecycle":
+    _validate_airbench_keys(config)
+    if config["schedule"] in ("onecycle", "triangle"):
         _need(_is_number(config.get("warmup_fraction")) and 0 <= config["warmup_fraction"] < 1,
               f"The warm-up fraction must be between 0 and 1 (got {config.get('warmup_fraction')}).")
-    else:
+    if config["schedule"] == "triangle":
+        for key in ("lr_start_factor", "lr_end_factor"):
+            _need(_is_number(config.get(key)) and 0 <= config[key] <= 1,
+                  f"The schedule's {key.replace('_', ' ')} must be between 0 and 1 (got {config.get(key)}).")
+    if config["schedule"] == "plateau":
         _need(_is_number(config.get("plateau_factor")) and 0 < config["plateau_factor"] < 1,
               f"The plateau factor must be between 0 and 1 (got {config.get('plateau_factor')}).")
         _need(_is_whole(config.get("plateau_patience"), 1),
               f"The plateau patience must be a whole number ≥ 1 (got {config.get('plateau_patience')}).")
         _need(_is_number(config.get("min_lr")) and 0 <= config["min_lr"] <= config["lr"],
               f"The smallest learning rate must be between 0 and the learning rate (got {config.get('min_lr')}).")
+
+
+def _validate_airbench_keys(config: dict) -> None:
+    """The keys only airbench's method uses: lr multipliers, the stem's bias, weight averaging."""
+    if config["optimizer"] == "sgd_nesterov_l2":
+        multipliers = config.get("lr_multipliers")
+        _need(isinstance(multipliers, dict) and all(isinstance(k, str) and _is_number(v) and v >= 0
+                                                    for k, v in multipliers.items()),
+              f"lr_multipliers must map variable names to numbers ≥ 0 (got {multipliers}).")
+        _need(_is_whole(config.get("whiten_bias_epochs"), 0),
+              f"whiten_bias_epochs must be a whole number ≥ 0 (got {config.get('whiten_bias_epochs')}).")
+    _need(config.get("jit_compile", False) in (True, False, "auto"),
+          f"jit_compile must be true, false or 'auto' (got {config.get('jit_compile')}).")
+    _need(_is_whole(config.get("lookahead_every", 0), 0),
+          f"lookahead_every must be a whole number of steps ≥ 0 (got {config.get('lookahead_every')}).")
+    if config.get("lookahead_every"):
+        _need(_is_number(config.get("lookahead_decay")) and 0 <= config["lookahead_decay"] < 1,
+              f"lookahead_decay must be between 0 and 1 (got {config.get('lookahead_decay')}).")
+        _need(_is_number(config.get("lookahead_power")) and config["lookahead_power"] >= 0,
+              f"lookahead_power must be ≥ 0 (got {config.get('lookahead_power')}).")
 
 
 def _validate_augment(augment: dict) -> None:

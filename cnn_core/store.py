@@ -273,6 +273,9 @@ class ModelStore:
     def load_model(self, name: str, last: bool = False):
         import keras
 
+        # The project's registered classes (layers, optimizer, schedule) must be known to load.
+        from . import layers, optimizer  # noqa: F401
+
         path = self.last_model_path(name) if last else self.model_path(name)
         if not path.is_file():
             raise ModelStoreError(f"No model named '{name}' in {self.root}.")

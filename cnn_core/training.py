@@ -32,9 +32,10 @@ from .distributed import distribution_info, make_strategy, prepare_fit, stop_agr
 from .errors import ConfigError, ModelStoreError
 from .evaluation import evaluate
 from .inference import Predictor, load_inference_model
+from .initialisers import initialise_from_data
 from .models import build_model
 from .ood import calibration
-from .optimizer import compile_model
+from .optimizer import compile_model, jit_compiles
 from .pipeline import make_tf_dataset
 from .precision import model_precision, resolve_precision
 from .recipes import validate_config
@@ -151,7 +152,13 @@ class _Run:
         if self.start_epoch >= self.config["epochs"]:
             raise ConfigError(f"Run '{self.name}' already completed {self.start_epoch} of {self.config['epochs']} "
                               f"epochs; pass a larger --epochs to continue it.")
-        return int(np.ceil(len(self.split.x_train) / self.config["batch_size"]))
+        whole_batches, remainder = divmod(len(self.split.x_train), self.config["batch_size"])
+        if jit_compiles(self.config):  # the last, smaller batch is dropped (see _datasets)
+            if whole_batches == 0:
+                raise ConfigError(f"A compiled (jit) run needs at least one full batch of {self.config['batch_size']} "
+                                  f"images; it has {len(self.split.x_train)}. Lower the batch size.")
+            return whole_batches
+        return whole_batches + (remainder > 0)
 
     def _new_or_resumed_model(self, steps: int) -> keras.Model:
         if self.start_epoch:  # a resumed run keeps the precision it started with (its model file has it)
@@ -159,6 +166,7 @@ class _Run:
         config = self.config
         model = build_model(config["arch"], config["dataset"], name=self.name,
                             precision=resolve_precision(config.get("precision")))
+        initialise_from_data(model, config["arch"], config["dataset"], self.split.x_train)
         return compile_model(model, config, steps)
 
     def _callbacks(self, steps: int, stop_event, strategy) -> list[keras.callbacks.Callback]:
@@ -173,7 +181,9 @@ class _Run:
             self.stateful_callbacks["early_stopping"] = cb.ResumableEarlyStopping(
                 restored=restored.get("early_stopping"), monitor="val_accuracy",
                 patience=config["early_stopping_patience"], restore_best_weights=False, verbose=0)
-        return [self.progress, cb.StopOnSignal(stop_event, stop_agreement(strategy)),
+        lookahead = [cb.Lookahead(config["lookahead_every"], config["lookahead_decay"], config["lookahead_power"],
+                                  steps * config["epochs"])] if config.get("lookahead_every") else []
+        return [self.progress, cb.StopOnSignal(stop_event, stop_agreement(strategy)), *lookahead,
                 *self.stateful_callbacks.values(), cb.EpochCheckpoint(self.save_epoch)]
 
     def _datasets(self):
@@ -181,7 +191,8 @@ class _Run:
         # Reshuffled per session from a seed that moves on with the epoch, so a resumed run
         # does not replay the order of its first epochs.
         train_ds = make_tf_dataset(split.x_train, split.y_train, info, config["batch_size"], config["augment"],
-                                   shuffle=True, seed=config["seed"] + self.start_epoch)
+                                   shuffle=True, seed=config["seed"] + self.start_epoch,
+                                   drop_remainder=jit_compiles(config))
         val_ds = make_tf_dataset(split.x_val, split.y_val, info, VALIDATION_BATCH_SIZE, None, shuffle=False,
                                  seed=0) if self.has_validation else None
         return train_ds, val_ds

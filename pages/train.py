@@ -12,7 +12,9 @@ from cnn_core.errors import CnnError
 from cnn_core.jobs import ServerCaps
 from cnn_core.models import ARCHITECTURES
 from cnn_core.precision import PRECISIONS, precision_choice_help
-from cnn_core.recipes import augment_choices, default_config, lr_is_peak, recipe_names, resolve_config
+from cnn_core.benchmark_figures import recipe_time_label, recipe_times
+from cnn_core.recipes import FIRST_RECIPE, augment_choices, default_config, lr_is_peak, recipe_names, resolve_config
+from cnn_core.runtime import machine_info
 from pages._common import get_jobs, owner_token, runs_are_ephemeral
 from pages._job_view import show_job
 
@@ -41,11 +43,13 @@ st.divider()
 st.subheader("New run")
 c1, c2 = st.columns(2)
 dataset = c1.selectbox("Dataset", list(DATASETS), format_func=lambda d: DATASETS[d].title, key="dataset")
-arch = c2.selectbox("Architecture and recipe", recipe_names(), key="arch",
-                    format_func=lambda a: f"{a} — {ARCHITECTURES[a].description}")
+times = recipe_times(dataset, machine_info())  # measured on this CPU, or on the most alike one
+arch = c2.selectbox("Architecture and recipe", recipe_names(), index=recipe_names().index(FIRST_RECIPE), key="arch",
+                    format_func=lambda a: " · ".join(filter(None, (a, recipe_time_label(a, times)))))
+st.caption(ARCHITECTURES[arch].description)
 defaults, k = default_config(dataset, arch), f"{dataset}_{arch}"  # widget keys per choice: defaults follow the recipe
 c1, c2, c3, c4 = st.columns(4)
-epochs = c1.number_input("Epochs", 1, caps.max_epochs, min(3, caps.max_epochs), key=f"epochs_{k}",
+epochs = c1.number_input("Epochs", 1, caps.max_epochs, min(defaults["epochs"], 3, caps.max_epochs), key=f"epochs_{k}",
                          help=f"Recipe default {defaults['epochs']}; this server allows up to {caps.max_epochs}.")
 batches, batch_default = caps.batch_size_choices(defaults["batch_size"])
 batch_size = c2.selectbox("Batch size", batches, index=batches.index(batch_default), key=f"bs_{k}",
@@ -56,7 +60,7 @@ lr = c3.number_input("Learning rate" + (" (peak)" if lr_is_peak(defaults) else "
 seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key=f"seed_{k}")
 precision = st.radio("Number format", PRECISIONS, index=PRECISIONS.index(defaults["precision"]), horizontal=True,
                      key=f"precision_{k}", help=precision_choice_help())
-subset = st.slider("Training images (a subset trains faster)", 500, caps.subset_limit, min(6000, caps.subset_limit),
+subset = st.slider("Training images (a subset trains faster)", 500, caps.subset_limit, caps.subset_limit,
                    step=500, key=f"subset_{k}", help="Class-balanced subset of the training split. " + (
                        f"This server allows up to {caps.max_subset:,} images per run." if caps.max_subset
                        else "Use the maximum for all."))

@@ -135,7 +135,30 @@ def _wait_for_job(at: AppTest, until, timeout=300):
     raise AssertionError(f"training job did not reach the expected state: {jobs.snapshot()}")
 
 
+def test_train_page_offers_the_quick_recipe_first_labelled_with_its_measured_time():
+    from cnn_core.benchmark_figures import recipe_time_label, recipe_times
+    from cnn_core.jobs import LARGEST_TRAINING_SPLIT
+    from cnn_core.runtime import machine_info
+
+    at = open_page("pages/train.py")
+    box = at.selectbox(key="arch")
+    assert box.value == "quick"
+    # Every recipe measured by benchmarks/time_to_accuracy.py (on this CPU or the most alike one)
+    # carries its figures in the list; the committed ones include the quick recipe's.
+    times = recipe_times("mnist", machine_info())
+    assert times is not None and {"quick", "seed"} <= set(times["recipes"])
+    for recipe in times["recipes"]:
+        assert f"{recipe} · {recipe_time_label(recipe, times)}" in box.options
+    # The form starts on the recipe's own schedule and the whole training set, as measured.
+    assert at.number_input(key="epochs_mnist_quick").value == times["recipes"]["quick"]["epochs"] == 1
+    assert at.slider(key="subset_mnist_quick").value == LARGEST_TRAINING_SPLIT  # every MNIST training image
+    at.selectbox(key="dataset").set_value("cifar10").run()
+    assert not at.exception and at.selectbox(key="arch").value == "quick"
+    assert at.number_input(key="epochs_cifar10_quick").value == 3
+
+
 def _configure_small_run(at: AppTest, epochs: int, subset: int, name: str):
+    at.selectbox(key="arch").set_value("seed").run()
     at.number_input(key="epochs_mnist_seed").set_value(epochs)
     at.slider(key="subset_mnist_seed").set_value(subset)
     at.text_input(key="run_name").set_value(name)

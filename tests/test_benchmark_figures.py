@@ -57,3 +57,28 @@ def test_ensemble_figures_round_trip_and_are_absent_for_an_unmeasured_dataset(tm
     rows = [{"models": ["a", "b"], "tta": False, "accuracy": 0.99, "loss": 0.03}]
     write_ensemble_figures("mnist", rows, {"command": "x", "git_commit": "y", "date": "z"}, store)
     assert ensemble_figures("mnist", store)["rows"] == rows
+
+
+ZEN3 = {"cpu": "AMD EPYC", "cores": 2, "flags": ["avx2", "fma"]}
+ZEN4 = {"cpu": "AMD EPYC", "cores": 2, "flags": ["avx2", "fma", "avx512f", "avx512_bf16"]}
+XEON = {"cpu": "Intel(R) Xeon(R) Platinum 8481C", "cores": 2, "flags": ["avx2", "fma", "avx512f", "amx_bf16"]}
+
+
+def test_recipe_times_are_this_machines_or_the_most_alike_ones(tmp_path):
+    from cnn_core.benchmark_figures import recipe_time_label, recipe_times, write_recipe_times
+    from cnn_core.runtime import machine_key
+
+    store = ModelStore(tmp_path, "shipped", writable=True)
+    assert recipe_times("mnist", ZEN3, store) is None  # nothing measured yet
+    figures = {"quick": {"train_seconds": 12.8, "test_accuracy": 0.9887, "epochs": 1, "tta": False}}
+    slow = {"quick": {"train_seconds": 130.0, "test_accuracy": 0.99, "epochs": 2, "tta": False}}
+    write_recipe_times("mnist", {machine_key(ZEN3): {"machine": ZEN3, "recipes": figures},
+                                 machine_key(XEON): {"machine": XEON, "recipes": slow}}, {"command": "x"}, store)
+    here = recipe_times("mnist", ZEN3, store)
+    assert here["exact"] and here["recipes"] == figures
+    assert recipe_time_label("quick", here) == "measured 98.9% after 1 epoch, 13 s of training on this CPU"
+    # A Zen 4 with native bf16 was never measured: the Xeon (bf16 too) is nearer than the Zen 3.
+    near = recipe_times("mnist", ZEN4, store)
+    assert not near["exact"] and near["machine"] == machine_key(XEON)
+    assert recipe_time_label("quick", near).endswith(f"after 2 epochs, 2.2 min of training on {machine_key(XEON)}")
+    assert recipe_time_label("seed", near) == ""  # a recipe never measured gets no label

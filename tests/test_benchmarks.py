@@ -392,3 +392,21 @@ def test_the_peer_network_counted_is_the_one_in_the_peer_script():
     assert [c[4] for c in convs] == [int(widths[0])] * 2 + [int(widths[1])] * 2 + [int(widths[2])] * 2
     assert "Conv(3, 24, 2, padding=0" in source and step_profile.PEER_LAYERS[0] == ("conv_frozen", 32, 32, 3, 24, 2)
     assert "'batch_size': 1024" in source and step_profile.PEER_BATCH == 1024
+
+
+def test_the_app_reads_the_committed_recipe_figures_of_every_machine(committed):
+    """trained_models/DATASET.recipe_times.json (the Train page's labels) is what the committed
+    time-to-accuracy results say, run by run: written by the benchmark, never by hand."""
+    from cnn_core.benchmark_figures import recipe_times_path
+    from cnn_core.store import read_json
+
+    for dataset in tta.TARGETS:
+        expected = tta.recipe_figures(committed, dataset)
+        assert expected, f"no recipe measured on {dataset}"
+        assert read_json(recipe_times_path(dataset))["machines"] == expected
+        for key, figures in expected.items():
+            runs = committed["machines"][key]["datasets"][dataset]["runs"]
+            assert set(figures["recipes"]) == set(runs)
+            for recipe, row in figures["recipes"].items():
+                assert row["test_accuracy"] == runs[recipe]["epochs"][-1]["test_accuracy"]
+                assert row["train_seconds"] == runs[recipe]["epochs"][-1]["train_seconds"]

@@ -9,9 +9,14 @@ def _count_from_spec(spec, input_shape, num_classes):
     h, w, c = input_shape
     total = 0
     for kind, opt in spec:
-        if kind in ("conv_relu_bn", "conv_bn_relu", "conv_pool_bn_relu"):
+        if kind == "whiten_stem":  # a k×k valid conv with a bias
+            k, f = opt["kernel"], opt["filters"]
+            total += k * k * c * f + f
+            h, w, c = h - k + 1, w - k + 1, f
+        elif kind in ("conv_relu_bn", "conv_bn_relu", "conv_pool_bn_relu"):
             f = opt["filters"]
-            total += 9 * c * f + (f if kind == "conv_relu_bn" else 0) + 4 * f
+            bn_vectors = 3 if opt.get("bn", {}).get("scale") is False else 4  # [γ,] β, moving mean and variance
+            total += 9 * c * f + (f if kind == "conv_relu_bn" else 0) + bn_vectors * f
             if opt.get("padding") == "valid":
                 h, w = h - 2, w - 2
             if kind == "conv_pool_bn_relu":

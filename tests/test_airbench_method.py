@@ -1,0 +1,146 @@
+"""airbench94's method in Keras (the `airbench` net and recipe): the whitening stem, the
+dirac init, per-variable learning rates with L2 through the momentum, the triangle schedule and
+the weight averaging, each checked against what it promises, and one short real training run."""
+
+import keras
+import numpy as np
+import pytest
+
+from cnn_core.callbacks import Lookahead
+from cnn_core.errors import ConfigError
+from cnn_core.initialisers import dirac_identity, initialise_from_data, patch_whitening_kernel
+from cnn_core.models import WHITEN_LAYER, build_model
+from cnn_core.optimizer import GroupedSGD, TriangleSchedule
+from cnn_core.recipes import resolve_config
+
+
+def _patches(x, k):
+    n, h, w, c = x.shape
+    return np.concatenate([x[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)],
+                          axis=-1).reshape(-1, k * k * c)
+
+
+def test_whitening_kernel_decorrelates_real_photo_patches(data_dir):
+    from cnn_core.datasets import load_dataset
+
+    x = load_dataset("cifar10", data_dir).x_train[:500].astype(np.float64) / 64 - 2
+    kernel = patch_whitening_kernel(x, 2, 24, eps=0.0)
+    assert kernel.shape == (2, 2, 3, 24)
+    np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])  # each filter with its negation
+    # Projected onto the first 12 filters, the patches have (nearly) the identity covariance.
+    projected = _patches(x, 2) @ kernel[..., :12].reshape(12, 12)
+    covariance = projected.T @ projected / len(projected)
+    np.testing.assert_allclose(covariance, np.eye(12), atol=1e-3)
+
+
+def test_whitening_stem_filter_count_is_checked():
+    with pytest.raises(ValueError, match="at most 24 filters"):
+        patch_whitening_kernel(np.zeros((2, 8, 8, 3)), 2, 26)
+
+
+def test_dirac_init_passes_the_first_channels_through():
+    rng = np.random.default_rng(0)
+    kernel = dirac_identity(np.zeros((3, 3, 4, 6), np.float32))
+    conv = keras.layers.Conv2D(6, 3, padding="same", use_bias=False)
+    x = rng.normal(size=(1, 5, 5, 4)).astype(np.float32)
+    conv.build(x.shape)
+    conv.set_weights([kernel])
+    out = keras.ops.convert_to_numpy(conv(x))
+    np.testing.assert_allclose(out[..., :4], x, atol=1e-6)
+    np.testing.assert_allclose(out[..., 4:], 0.0, atol=1e-6)
+
+
+def test_the_keras_net_has_the_peers_layer_shapes():
+    from benchmarks.step_profile import PEER_LAYERS
+
+    model = build_model("airbench", "cifar10")
+    ours = [tuple(layer.get_weights()[0].shape) for layer in model.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    theirs = [(k, k, cin, cout) if kind.startswith("conv") else (cin, cout) for kind, _, _, cin, cout, k in PEER_LAYERS]
+    assert ours == theirs
+    bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bn and all(layer.gamma is None and layer.momentum == 0.6 for layer in bn)  # scale-free, fast stats
+
+
+def _one_step(multipliers, l2=0.0, freeze_after=None, steps=1):
+    variables = [keras.Variable(np.ones(3, np.float32), name=name) for name in ("kernel", "beta", "frozen")]
+    optimizer = GroupedSGD(learning_rate=0.1, momentum=0.5, l2=l2, lr_multipliers=multipliers,
+                           freeze_after=freeze_after)
+    for _ in range(steps):
+        optimizer.apply_gradients([(np.full(3, 0.5, np.float32), v) for v in variables])
+    return [keras.ops.convert_to_numpy(v)[0] for v in variables]
+
+
+def test_grouped_sgd_scales_each_variables_learning_rate():
+    kernel, beta, frozen = _one_step({"beta": 64.0, "frozen": 0.0})
+    assert frozen == 1.0
+    np.testing.assert_allclose((1 - beta) / (1 - kernel), 64.0, rtol=1e-5)
+
+
+def test_grouped_sgd_decay_shrinks_every_weight_by_the_same_share():
+    # With a zero gradient the L2 term alone moves the weights: the same step for both groups.
+    variables = [keras.Variable(np.ones(3, np.float32), name=name) for name in ("kernel", "beta")]
+    optimizer = GroupedSGD(learning_rate=0.1, momentum=0.0, l2=0.01, lr_multipliers={"beta": 64.0})
+    optimizer.apply_gradients([(np.zeros(3, np.float32), v) for v in variables])
+    kernel, beta = (keras.ops.convert_to_numpy(v)[0] for v in variables)
+    np.testing.assert_allclose([kernel, beta], [1 - 0.1 * 0.01] * 2, rtol=1e-6)
+
+
+def test_grouped_sgd_freezes_a_variable_after_its_step():
+    moved_once = _one_step({}, freeze_after={"frozen": 1}, steps=1)
+    moved_thrice = _one_step({}, freeze_after={"frozen": 1}, steps=3)
+    assert moved_once[2] == moved_thrice[2] < 1.0  # stepped once, then held
+    assert moved_thrice[0] < moved_once[0]
+
+
+def test_grouped_sgd_round_trips_through_its_config():
+    optimizer = GroupedSGD(learning_rate=0.1, momentum=0.85, l2=0.001, lr_multipliers={"beta": 64.0},
+                           freeze_after={"whiten/bias": 147})
+    twin = GroupedSGD.from_config(optimizer.get_config())
+    assert (twin.l2, twin.lr_multipliers, twin.freeze_after, twin.nesterov) == (0.001, {"beta": 64.0},
+                                                                                {"whiten/bias": 147}, True)
+
+
+def test_triangle_schedule_rises_to_the_peak_then_falls_to_its_end():
+    schedule = TriangleSchedule(1.5, peak_step=23, total_steps=100, start_factor=0.2, end_factor=0.07)
+    values = [float(schedule(step)) for step in (0, 23, 100, 150)]
+    np.testing.assert_allclose(values, [0.3, 1.5, 0.105, 0.105], rtol=1e-5)
+    assert float(schedule(10)) < float(schedule(20)) and float(schedule(60)) > float(schedule(90))
+
+
+def test_lookahead_resets_the_weights_to_their_running_average():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    lookahead = Lookahead(every=1, decay=0.5, power=0, total_steps=10)  # keep half of the average each step
+    start = model.get_weights()[0].copy()
+    lookahead.set_model(model)
+    lookahead.on_train_begin()
+    model.train_on_batch(np.ones((4, 2), np.float32), np.full((4, 1), 5.0, np.float32))
+    stepped = model.get_weights()[0].copy()
+    lookahead.on_train_batch_end(0)
+    np.testing.assert_allclose(model.get_weights()[0], 0.5 * start + 0.5 * stepped, rtol=1e-6)
+
+
+def test_recipe_values_are_checked():
+    assert resolve_config("cifar10", "airbench")["batch_size"] == 1024
+    with pytest.raises(ConfigError, match="lr_multipliers"):
+        resolve_config("cifar10", "airbench", lr_multipliers={"beta": -1.0})
+    with pytest.raises(ConfigError, match="lookahead_decay"):
+        resolve_config("cifar10", "airbench", lookahead_decay=1.5)
+    with pytest.raises(ConfigError, match="lr end factor"):
+        resolve_config("cifar10", "airbench", lr_end_factor=2.0)
+
+
+def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
+    from cnn_core.datasets import prepare_data
+    from cnn_core.training import train
+
+    config = resolve_config("mnist", "airbench", epochs=1, subset=3000, val_size=500, batch_size=256)
+    result = train(config, "airbench_smoke")
+    stem = result.store.load_model("airbench_smoke").get_layer(WHITEN_LAYER).get_weights()
+    # The stem the run started from: whitened on the run's own training images.
+    fresh = build_model("airbench", "mnist")
+    initialise_from_data(fresh, "airbench", "mnist", prepare_data(config)[1].x_train)
+    np.testing.assert_allclose(stem[0], fresh.get_layer(WHITEN_LAYER).get_weights()[0], rtol=1e-4, atol=1e-5)
+    assert np.any(stem[1] != 0)  # its bias did train (the first whiten_bias_epochs)
+    assert result.card["test_accuracy"] > 0.8
