@@ -49,7 +49,8 @@ class GroupedSGD(keras.optimizers.SGD):
 
     @staticmethod
     def _lookup(table: dict, variable):
-        path = getattr(variable, "path", variable.name)
+        # Inside fit() TensorFlow hands over its own variables, named "layer/kernel:0" without a path.
+        path = getattr(variable, "path", None) or variable.name.split(":")[0]
         return next((value for key, value in table.items() if path == key or path.endswith("/" + key)), None)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -58,12 +59,19 @@ class GroupedSGD(keras.optimizers.SGD):
         if multiplier == 0.0:
             return
         learning_rate = ops.cast(learning_rate, variable.dtype) * multiplier
-        freeze_step = self._lookup(self.freeze_after, variable)
-        if freeze_step is not None:
-            learning_rate = ops.where(self.iterations < freeze_step, learning_rate, ops.zeros_like(learning_rate))
         if self.l2:
             gradient = ops.cast(gradient, variable.dtype) + (self.l2 / multiplier) * variable
+        freeze_step = self._lookup(self.freeze_after, variable)
+        if freeze_step is None:
+            super().update_step(gradient, variable, learning_rate)
+            return
+        # Past its step the variable and its momentum stay as they are (no momentum carry-over).
+        momentum = self.momentums[self._get_variable_index(variable)]
+        before = (ops.copy(variable), ops.copy(momentum))
         super().update_step(gradient, variable, learning_rate)
+        live = self.iterations < freeze_step
+        variable.assign(ops.where(live, variable, before[0]))
+        momentum.assign(ops.where(live, momentum, before[1]))
 
     def get_config(self):
         config = super().get_config()

@@ -135,7 +135,7 @@ def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
     from cnn_core.datasets import prepare_data
     from cnn_core.training import train
 
-    config = resolve_config("mnist", "airbench", epochs=1, subset=3000, val_size=500, batch_size=256)
+    config = resolve_config("mnist", "airbench", epochs=1, subset=10000, val_size=500, batch_size=256)
     result = train(config, "airbench_smoke")
     stem = result.store.load_model("airbench_smoke").get_layer(WHITEN_LAYER).get_weights()
     # The stem the run started from: whitened on the run's own training images.
