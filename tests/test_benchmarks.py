@@ -85,9 +85,12 @@ def test_committed_time_to_accuracy_results_follow_the_schema(committed):
             if not block["runs"]:
                 assert dataset == peer.PEER_DATASET and block["peer"], (key, dataset)
                 continue
-            assert tta.BASELINE in block["runs"], (key, dataset)
-            assert set(block["speedup"]) == set(block["runs"]) - {tta.BASELINE}
-            assert block["speedup"], dataset
+            # The original recipe is the yardstick, or (CIFAR-10 on the AVX2-only Zen 3, where the
+            # original has not been run) the peer's runs are.
+            assert tta.BASELINE in block["runs"] or block.get("peer"), (key, dataset)
+            if tta.BASELINE in block["runs"]:
+                assert set(block["speedup"]) == set(block["runs"]) - {tta.BASELINE}
+                assert block["speedup"], dataset
             assert block["test_size"] == 10_000, "committed results are tested on the whole test set"
             for run in block["runs"].values():
                 assert run["subset"] is None, "committed results must come from full training sets"
