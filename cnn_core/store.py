@@ -273,8 +273,9 @@ class ModelStore:
     def load_model(self, name: str, last: bool = False):
         import keras
 
-        # The project's registered classes (layers, optimizer, schedule) must be known to load.
-        from . import layers, optimizer  # noqa: F401
+        # The project's registered layers must be known to load a model; its optimizer and schedule
+        # (cnn_core.optimizer) only for a resumed run, whose trainer has imported them.
+        from . import layers  # noqa: F401
 
         path = self.last_model_path(name) if last else self.model_path(name)
         if not path.is_file():

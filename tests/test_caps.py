@@ -21,11 +21,13 @@ def test_caps_come_from_the_environment_with_documented_defaults():
     assert ServerCaps.from_env({"CNN_MAX_EPOCHS": " 7 ", "CNN_MAX_SUBSET": ""}).max_epochs == 7
     lifted = ServerCaps.from_env({"CNN_MAX_SUBSET": "all", "CNN_MAX_BATCH_SIZE": "ALL"})
     assert lifted.max_subset is None and lifted.max_batch_size is None
-    # No recipe's own batch size is beyond the default cap, so every recipe runs as designed.
+    # No recipe's own batch size is beyond the default cap, so every recipe runs as designed, except
+    # airbench's method at batch 1024 on photos (a capped server runs it at 256: issue #13's note).
     from cnn_core.datasets import DATASETS
     from cnn_core.models import ARCHITECTURES
 
-    assert all(resolve_config(d, a)["batch_size"] <= DEFAULT_MAX_BATCH_SIZE for d in DATASETS for a in ARCHITECTURES)
+    beyond = {(d, a) for d in DATASETS for a in ARCHITECTURES if resolve_config(d, a)["batch_size"] > DEFAULT_MAX_BATCH_SIZE}
+    assert beyond == {(d, a) for d in ("fashion_mnist", "cifar10") for a in ("airbench", "quick")} | {("mnist", "quick")}
 
 
 @pytest.mark.parametrize("name, value", [("CNN_MAX_EPOCHS", "lots"), ("CNN_MAX_EPOCHS", "0"),
@@ -76,11 +78,13 @@ def capped_server(monkeypatch, data_dir):
     st.cache_resource.clear()
 
 
-def _train_page() -> AppTest:
+def _train_page(recipe: str | None = "seed") -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("pages/train.py")
     at.run()
+    if recipe:  # the original recipe by default (the page offers `quick` first)
+        at.selectbox(key="arch").set_value(recipe).run()
     return at
 
 
@@ -113,7 +117,7 @@ def test_train_page_bounds_its_widgets_by_the_caps_and_refuses_forged_values(cap
 
 def test_train_page_names_an_invalid_cap_instead_of_failing(capped_server, monkeypatch):
     monkeypatch.setenv("CNN_MAX_SUBSET", "plenty")
-    at = _train_page()
+    at = _train_page(recipe=None)  # the page stops before its form
     assert not at.exception, at.exception
     assert any("CNN_MAX_SUBSET must be a whole number" in e.value for e in at.error)
     assert not at.button  # no Start button under a misconfigured server

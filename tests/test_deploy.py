@@ -97,6 +97,7 @@ CHECK_SCRIPT = textwrap.dedent('''
                                            "progress": len(at.get("progress"))}
         if page == "pages/train.py":  # no data and no network: pressing Start must end in a clear message
             from pages._common import get_jobs
+            at.selectbox(key="arch").set_value("seed").run()  # the original recipe, not the first offered
             at.number_input(key="epochs_mnist_seed").set_value(1)
             at.text_input(key="run_name").set_value("nodata")
             at.run()

@@ -162,6 +162,7 @@ def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("pages/train.py").run()
+    at.selectbox(key="arch").set_value("seed").run()
     at.number_input(key="epochs_mnist_seed").set_value(20)
     at.slider(key="subset_mnist_seed").set_value(1000)
     at.text_input(key="run_name").set_value("ui_stopped")
