@@ -185,7 +185,8 @@ def start_training_in_ui(page, url: str, dataset_title: str, arch: str, subset: 
     """Fill the Train page's form and press Start; returns the number of images chosen."""
     goto(page, url, "train", "Train a model")
     _choose(page, "Dataset", re.compile(re.escape(dataset_title)))
-    _choose(page, "Architecture and recipe", re.compile(rf"^{re.escape(arch)} —"))
+    # Options read "arch" or "arch · measured …" (the recipe's figures on this CPU).
+    _choose(page, "Architecture and recipe", re.compile(rf"^{re.escape(arch)}( ·|$)"))
     images = _set_slider(page, "Training images", subset)
     name = page.get_by_role("textbox", name="Run name (optional)")
     name.fill(RUN_NAME)
