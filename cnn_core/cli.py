@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="architecture and its training recipe (default: seed, the original notebook's)")
     # Recipe values are only parsed here; cnn_core.recipes.validate_config checks them (main()).
     tr.add_argument("--epochs", type=_whole_number, help="maximum epochs (recipe default if omitted)")
-    tr.add_argument("--batch-size", type=_whole_number)
+    tr.add_argument("--batch-size", type=_whole_number,
+                    help="images per step; without --lr, recipes with a per-image lr (airbench, quick) scale it "
+                         "in proportion")
     tr.add_argument("--lr", type=_number, help="(peak) learning rate")
     tr.add_argument("--subset", type=_whole_number, help="train on a class-balanced subset of N images")
     tr.add_argument("--val-size", type=_whole_number,

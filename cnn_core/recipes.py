@@ -13,6 +13,7 @@ The small API the Train page, the CLI and the benchmarks share:
     validate_config(config)              the one check of every value (a ConfigError)
     augment_choices("cifar10")           what each augmentation is when switched on
     lr_is_peak(config)                   whether `lr` is the top of a warm-up/decay schedule
+    lr_for_batch(config, 256)            the recipe's lr for another batch size
 
 The model card records the resolved dict verbatim (`hyperparameters`).
 """
@@ -59,6 +60,9 @@ AIRBENCH = {
     "lr": {"mnist": 0.375, "fashion_mnist": 1.5, "cifar10": 1.5},
     "momentum": 0.85,
     "batch_size": {"mnist": 256, "fashion_mnist": 1024, "cifar10": 1024},
+    # Another batch size keeps the step per example: lr × batch / the batch above (airbench's
+    # summed loss does this by itself; a capped server runs these recipes at 256).
+    "lr_scales_with_batch": True,
     "epochs": {"mnist": 1, "fashion_mnist": 10, "cifar10": 10},  # airbench94 runs 9.9
     "schedule": "triangle",
     "warmup_fraction": 0.23,       # the peak's place in the run
@@ -77,8 +81,8 @@ AIRBENCH = {
     "val_size": 0,                 # as the peer: every training image (ship with --val-size)
     "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
     "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
-    # XLA for float32 photo runs (cnn_core.optimizer.jit_compiles; it drops the last partial batch);
-    # off for digits, whose one short epoch XLA's compiling slows (16.5 s without, 25.4 s with).
+    # XLA for float32 photo runs without oneDNN (cnn_core.optimizer.jit_compiles; it drops the last
+    # partial batch); off for digits, whose one short epoch XLA's compiling slows (16.5 s without, 25.4 s with).
     "jit_compile": {"mnist": False, "fashion_mnist": "auto", "cifar10": "auto"},
 }
 # The Train page's first choice: the airbench method on the narrower `quick` nets and the
@@ -210,7 +214,10 @@ def resolve_config(dataset: str, arch: str = "seed", **overrides) -> dict:
     augment_override = overrides.pop("augment", None) or {}
     if overrides.pop("no_augment", False):
         config["augment"] = dict(NO_AUGMENT)
+    recipe_batch = config["batch_size"]
     config.update({key: value for key, value in overrides.items() if value is not None})
+    if overrides.get("lr") is None and _is_whole(config["batch_size"], 1):  # the recipe's lr, for this batch size
+        config["lr"] = lr_for_batch(config, config["batch_size"], recipe_batch)
     config["augment"].update({key: value for key, value in augment_override.items() if value is not None})
     validate_config(config)
     return config
@@ -225,6 +232,16 @@ def augment_choices(dataset: str) -> dict:
 def lr_is_peak(config: dict) -> bool:
     """True when `lr` is the top of a warm-up/decay schedule rather than a starting value."""
     return config["schedule"] in ("onecycle", "triangle")
+
+
+def lr_for_batch(config: dict, batch_size: int, recipe_batch: int | None = None) -> float:
+    """`config`'s lr (set for batches of `recipe_batch`, by default its own batch size) for batches
+    of `batch_size`: scaled in proportion where the recipe says so (`lr_scales_with_batch`, the
+    airbench method's per-example lr), else unchanged (Adam's, for one, does not scale)."""
+    recipe_batch = recipe_batch or config["batch_size"]
+    if not config.get("lr_scales_with_batch") or batch_size == recipe_batch:
+        return config["lr"]
+    return config["lr"] * batch_size / recipe_batch
 
 
 def _is_whole(value, minimum: int) -> bool:
@@ -295,6 +312,8 @@ def _validate_airbench_keys(config: dict) -> None:
               f"lr_multipliers must map variable names to numbers ≥ 0 (got {multipliers}).")
         _need(_is_whole(config.get("whiten_bias_epochs"), 0),
               f"whiten_bias_epochs must be a whole number ≥ 0 (got {config.get('whiten_bias_epochs')}).")
+    _need(config.get("lr_scales_with_batch", False) in (True, False),
+          f"lr_scales_with_batch must be true or false (got {config.get('lr_scales_with_batch')}).")
     _need(config.get("jit_compile", False) in (True, False, "auto"),
           f"jit_compile must be true, false or 'auto' (got {config.get('jit_compile')}).")
     _need(_is_whole(config.get("lookahead_every", 0), 0),

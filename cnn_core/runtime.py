@@ -152,12 +152,21 @@ def machine_key(machine: dict) -> str:
     return f"{machine.get('cpu', 'unknown CPU')} | {machine.get('cores', '?')} cores | {flag_text}"
 
 
+def onednn_enabled() -> bool:
+    """Whether this TensorFlow runs oneDNN's kernels (cnn_core switches them on unless
+    TF_ENABLE_ONEDNN_OPTS=0 came first, or TensorFlow was imported before cnn_core)."""
+    from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow itself reads
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def machine_info() -> dict:
     import tensorflow as tf
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {"cpu": cpu_model(), "cores": cpu_quota(), "visible_cpus": os.cpu_count(),
-            "flags": cpu_flag_summary(), "gpus": gpus, "platform": platform.platform()}
+            "flags": cpu_flag_summary(), "gpus": gpus, "platform": platform.platform(),
+            "onednn": onednn_enabled()}
 
 
 def library_versions() -> dict:

@@ -13,7 +13,8 @@ from cnn_core.jobs import ServerCaps
 from cnn_core.models import ARCHITECTURES
 from cnn_core.precision import PRECISIONS, precision_choice_help
 from cnn_core.benchmark_figures import recipe_time_label, recipe_times
-from cnn_core.recipes import FIRST_RECIPE, augment_choices, default_config, lr_is_peak, recipe_names, resolve_config
+from cnn_core.recipes import (FIRST_RECIPE, augment_choices, default_config, lr_for_batch, lr_is_peak,
+                             recipe_names, resolve_config)
 from cnn_core.runtime import machine_info
 from pages._common import get_jobs, owner_token, runs_are_ephemeral
 from pages._job_view import show_job
@@ -56,7 +57,9 @@ batch_size = c2.selectbox("Batch size", batches, index=batches.index(batch_defau
                           help=f"Recipe default {defaults['batch_size']}" + (
                               f"; this server allows up to {caps.max_batch_size}." if caps.max_batch_size else "."))
 lr = c3.number_input("Learning rate" + (" (peak)" if lr_is_peak(defaults) else ""), min_value=1e-5, max_value=5.0,
-                     value=float(defaults["lr"]), format="%.4f", key=f"lr_{k}")
+                     value=float(lr_for_batch(defaults, batch_size)), format="%.4f", key=f"lr_{k}_{batch_size}",
+                     help=f"Recipe default {defaults['lr']:g} for batches of {defaults['batch_size']}" + (
+                         ", in proportion for other batch sizes." if defaults.get("lr_scales_with_batch") else "."))
 seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key=f"seed_{k}")
 precision = st.radio("Number format", PRECISIONS, index=PRECISIONS.index(defaults["precision"]), horizontal=True,
                      key=f"precision_{k}", help=precision_choice_help())

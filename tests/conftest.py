@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import cnn_core  # noqa: E402,F401  before any test imports TensorFlow: the package's oneDNN setting
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET_NAMES = ("mnist", "cifar10", "fashion_mnist")

@@ -131,6 +131,33 @@ def test_recipe_values_are_checked():
         resolve_config("cifar10", "airbench", lr_end_factor=2.0)
 
 
+def test_the_recipes_lr_keeps_the_step_per_image_at_another_batch_size():
+    # airbench's decoupled lr: its summed loss gives every image the same step at any batch size;
+    # with Keras' mean loss the lr follows the batch in proportion.
+    quick = resolve_config("cifar10", "quick")
+    assert quick["batch_size"] == 1024 and quick["lr_scales_with_batch"] is True
+    assert resolve_config("cifar10", "quick", batch_size=256)["lr"] == pytest.approx(quick["lr"] / 4)
+    assert resolve_config("mnist", "airbench", batch_size=1024)["lr"] == pytest.approx(
+        4 * resolve_config("mnist", "airbench")["lr"])
+    assert resolve_config("cifar10", "quick", batch_size=256, lr=1.0)["lr"] == 1.0  # an lr asked for is kept
+    seed = resolve_config("cifar10", "seed")  # Adam's lr does not scale with the batch
+    assert resolve_config("cifar10", "seed", batch_size=4 * seed["batch_size"])["lr"] == seed["lr"]
+    with pytest.raises(ConfigError, match="lr_scales_with_batch"):
+        resolve_config("cifar10", "quick", lr_scales_with_batch="yes")
+    with pytest.raises(ConfigError, match="Batch size must be"):  # checked, not scaled, when invalid
+        resolve_config("cifar10", "quick", batch_size=0)
+
+
+@pytest.mark.parametrize("onednn, precision, setting, expected", [
+    (False, "fp32", "auto", True), (True, "fp32", "auto", False),  # XLA pays only over Eigen's convolutions
+    (False, "bf16", "auto", False), (True, "fp32", True, True), (False, "fp32", False, False)])
+def test_xla_is_chosen_where_it_was_measured_to_pay(monkeypatch, onednn, precision, setting, expected):
+    from cnn_core import optimizer, runtime
+
+    monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
+    assert optimizer.jit_compiles({"jit_compile": setting, "precision": precision}) is expected
+
+
 def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
     from cnn_core.datasets import prepare_data
     from cnn_core.training import train

@@ -22,7 +22,7 @@ def test_caps_come_from_the_environment_with_documented_defaults():
     lifted = ServerCaps.from_env({"CNN_MAX_SUBSET": "all", "CNN_MAX_BATCH_SIZE": "ALL"})
     assert lifted.max_subset is None and lifted.max_batch_size is None
     # No recipe's own batch size is beyond the default cap, so every recipe runs as designed, except
-    # airbench's method at batch 1024 on photos (a capped server runs it at 256: issue #13's note).
+    # airbench's method (a capped server runs it at 256, its lr in proportion: the test below).
     from cnn_core.datasets import DATASETS
     from cnn_core.models import ARCHITECTURES
 
@@ -113,6 +113,18 @@ def test_train_page_bounds_its_widgets_by_the_caps_and_refuses_forged_values(cap
     started = jobs.snapshot().config
     assert started["epochs"] <= 4 and started["subset"] is not None and started["subset"] <= 1500, started
     assert started["batch_size"] <= 100, started
+
+
+def test_train_page_scales_the_recipes_lr_to_a_capped_batch(capped_server):
+    at = _train_page("quick")
+    assert not at.exception, at.exception
+    recipe = resolve_config("mnist", "quick")
+    assert recipe["batch_size"] > 100 and at.selectbox(key="bs_mnist_quick").value == 100
+    lr = at.number_input(key="lr_mnist_quick_100")
+    assert lr.value == pytest.approx(recipe["lr"] * 100 / recipe["batch_size"])
+    assert f"for batches of {recipe['batch_size']}, in proportion" in lr.help
+    at.selectbox(key="bs_mnist_quick").set_value(64).run()
+    assert at.number_input(key="lr_mnist_quick_64").value == pytest.approx(recipe["lr"] * 64 / recipe["batch_size"])
 
 
 def test_train_page_names_an_invalid_cap_instead_of_failing(capped_server, monkeypatch):

@@ -180,6 +180,16 @@ def test_every_shipped_model_predicts_the_same_under_any_onednn_setting(predicti
         assert other[name]["precision"] == INFERENCE_PRECISION
 
 
+@pytest.mark.parametrize("setting, expected", [(None, "True"), ("0", "False"), ("1", "True")])
+def test_cnn_core_runs_onednn_unless_told_not_to(setting, expected):
+    # TensorFlow alone turns oneDNN on only for AVX-512 CPUs; the package asks for it everywhere.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {})
+    out = subprocess.run([sys.executable, "-c", "import cnn_core.runtime as r; print(r.machine_info()['onednn'])"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
+
+
 def test_cli_predicts_with_the_photo_model_when_onednn_is_capped_at_avx2():
     # On a Xeon this exact command failed ("could not create a primitive descriptor for the
     # convolution forward propagation primitive") while the model computed in bfloat16.
