@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN's kernels on every x86 CPU, not only on those with AVX-512 (TensorFlow's own default,
 # read once when TensorFlow starts, so this must come before it is imported). On a 2-core Zen 3
 # (AVX2) they train the airbench net at 217 images/s against 150 with XLA over TensorFlow's Eigen
-# kernels and ≈ 100 without (benchmarks/results/step_profile.md). TF_ENABLE_ONEDNN_OPTS=0 still
+# kernels and 120 without either (benchmarks/results/step_profile.md). TF_ENABLE_ONEDNN_OPTS=0 still
 # turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 

@@ -116,7 +116,7 @@ def make_optimizer(config: dict, steps_per_epoch: int) -> keras.optimizers.Optim
 def jit_compiles(config: dict) -> bool:
     """Whether the run's training step is compiled by XLA: `jit_compile` true, or "auto" for a
     float32 run without oneDNN. Measured for the airbench net in float32 on a 2-core Zen 3
-    (images/s): oneDNN 217, oneDNN + XLA 183, Eigen + XLA 150, Eigen alone ≈ 100: XLA's fusing of
+    (images/s): oneDNN 217, oneDNN + XLA 183, Eigen + XLA 150, Eigen alone 120: XLA's fusing of
     the batch norm and GELU between the convolutions pays only over Eigen's slower convolutions.
     Unmeasured in bfloat16, so never there."""
     from .precision import resolve_precision
