@@ -155,8 +155,10 @@ def machine_key(machine: dict) -> str:
 def onednn_enabled() -> bool:
     """Whether this TensorFlow runs oneDNN's kernels (cnn_core switches them on unless
     TF_ENABLE_ONEDNN_OPTS=0 came first, or TensorFlow was imported before cnn_core)."""
-    from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow itself reads
-
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # the flag TensorFlow itself reads
+    except ImportError:  # a TensorFlow without that module: the setting TensorFlow was started with
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() not in ("", "0")
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
