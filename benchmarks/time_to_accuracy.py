@@ -107,13 +107,14 @@ def _num(value):
 def run_recipe(dataset: str, recipe: str, data, *, stop_at_target: bool = False, max_train_seconds=None,
                epochs=None, subset=None, seed: int = 0, log=print) -> dict:
     """Train one recipe through the library's trainer; every epoch timed and tested."""
+    from cnn_core.inference import tta_level
     from cnn_core.recipes import resolve_config
     from cnn_core.store import ModelStore
     from cnn_core.training import train
 
     config = resolve_config(dataset, recipe, epochs=epochs, subset=subset, seed=seed)
     target = TARGETS.get(dataset, 1.0)
-    clock = _epoch_clock_class()(data, bool(config.get("tta")), target, stop_at_target, max_train_seconds, log)
+    clock = _epoch_clock_class()(data, tta_level(config.get("tta")), target, stop_at_target, max_train_seconds, log)
     log(f"{dataset} / {recipe}: up to {config['epochs']} epochs, batch {config['batch_size']}, "
         f"target {target:.1%}" + (f", capped at {max_train_seconds:.0f}s of training" if max_train_seconds else ""))
     load_before, usage_before, wall_before = os.getloadavg(), _cpu_seconds(), time.perf_counter()
@@ -138,7 +139,7 @@ def run_recipe(dataset: str, recipe: str, data, *, stop_at_target: bool = False,
         "train_size": card["train_size"],
         "val_size": card["val_size"],
         "subset": subset,
-        "tta": bool(config.get("tta")),
+        "tta": tta_level(config.get("tta")),
         "epochs_planned": config["epochs"],
         "stop_rule": {"stop_at_target": stop_at_target, "max_train_seconds": max_train_seconds},
         "status": "capped" if capped else ("stopped_at_target" if clock.stopped_by == "target" else card["status"]),
@@ -229,7 +230,7 @@ def summary_rows(machine_key: str, datasets: dict) -> list[dict]:
 # -- schema -----------------------------------------------------------------------------------
 
 RUN_KEYS = {"recipe": str, "arch": str, "config": dict, "params": int, "train_size": int, "val_size": int,
-            "tta": bool, "epochs_planned": int, "stop_rule": dict, "status": str, "epochs": list,
+            "tta": int, "epochs_planned": int, "stop_rule": dict, "status": str, "epochs": list,
             "best_test_accuracy": float, "final_test_accuracy": float, "total_train_seconds": float,
             "source": dict}
 EPOCH_KEYS = {"epoch": int, "train_seconds": float, "epoch_seconds": float, "test_accuracy": float,

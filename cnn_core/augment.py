@@ -8,16 +8,42 @@ from __future__ import annotations
 
 import numpy as np
 import keras
+import tensorflow as tf
 from keras import layers
 
 from .datasets import dataset_info
 from .preprocess import to_model_input
 
 
-def build_augmenter(augment: dict, seed: int = 0) -> keras.Sequential | None:
-    """A Sequential of random layers, or None when every transform is off."""
+FLIP_SCHEDULES = ("random", "alternating")
+
+
+class AlternatingFlip(keras.callbacks.Callback):
+    """airbench's alternating flip: each training image is mirrored or not at random in the first
+    epoch and the other way round in every following one, so two epochs show every image both
+    ways (random flips show about a quarter of them one way only). The flip of an epoch is
+    (the image's first-epoch choice) XOR (the epoch is odd); fit() reports the epoch here before
+    it opens that epoch's pass over the data, which reads it (cnn_core.pipeline)."""
+
+    def __init__(self, size: int, seed: int = 0):
+        super().__init__()
+        self.mirrored_first = np.random.default_rng(seed).random(size) < 0.5  # per training image
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="alternating_flip_epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)  # fit()'s epoch counts on across a resumed run
+
+    def apply(self, images, mirrored_first):
+        """A batch (N, H, W, C) with the images due a mirror this epoch mirrored."""
+        mirror = tf.not_equal(mirrored_first, tf.equal(self.epoch % 2, 1))
+        return tf.where(mirror[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def build_augmenter(augment: dict, seed: int = 0, random_flip: bool = True) -> keras.Sequential | None:
+    """A Sequential of random layers, or None when every transform is off. `random_flip` False
+    leaves flipping to an AlternatingFlip (the other transforms still apply)."""
     steps = []
-    if augment.get("flip"):
+    if augment.get("flip") and random_flip:
         steps.append(layers.RandomFlip("horizontal", seed=seed))
     if augment.get("rotation"):
         steps.append(layers.RandomRotation(augment["rotation"] / 360.0, fill_mode="constant", seed=seed + 1))

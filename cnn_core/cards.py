@@ -14,6 +14,7 @@ import sys
 import time
 
 from .datasets import Dataset
+from .inference import tta_level
 from .runtime import git_commit, library_versions, machine_info, now_iso
 from .store import process_alive
 
@@ -41,7 +42,7 @@ def model_card(*, name: str, status: str, config: dict, data: Dataset, train_siz
         "hyperparameters": config,
         "augmentation": config["augment"],
         "precision": precision,
-        "tta": bool(config.get("tta")),
+        "tta": tta_level(config.get("tta")),
         "train_size": int(train_size),
         "val_size": int(val_size),
         "trained_on": f"training split minus a held-out validation set (seed {config['seed']})" if val_size

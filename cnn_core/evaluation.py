@@ -12,7 +12,7 @@ from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
 from .datasets import Dataset
-from .inference import predict_proba
+from .inference import predict_proba, tta_level
 from .runtime import now_iso
 
 GALLERY_PER_CELL = 12   # misclassified images kept per (true, predicted) pair
@@ -87,7 +87,7 @@ def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
         "model": model_name,
         "dataset": info.name,
         "class_names": list(info.class_names),
-        "tta": bool(tta),
+        "tta": tta_level(tta),
         "test_size": int(len(y)),
         "accuracy": float((pred == y).mean()),
         "loss": cross_entropy(probs, y),

@@ -18,26 +18,61 @@ def _forward(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_on_batch(x))
 
 
-def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool = False,
-                  batch_size: int = 512) -> np.ndarray:
-    """Class probabilities for a batch of uint8 samples shaped like the dataset's images.
+# Test-time augmentation levels, as airbench numbers them: 0 none; 1 the image and its mirror
+# image; 2 those plus both shifted one pixel up-left and down-right (reflect-padded), the shifted
+# four weighing as much as the unshifted two. Cards written before level 2 say true/false (= 1/0).
+TTA_LEVELS = {0: "off", 1: "flip", 2: "flip + 1-px shifts"}
 
-    With `tta`, predictions on the image and its mirror image are averaged
-    (horizontal-flip test-time augmentation, for datasets trained with flips).
-    Samples become float32 one batch at a time: a whole test set at once (and its mirror
-    image) was the peak of a training run's memory, ≈ 250 MB for CIFAR-10.
-    """
-    if len(x_uint8) > batch_size:
-        return np.concatenate([predict_proba(model, x_uint8[i:i + batch_size], info, tta, batch_size)
-                               for i in range(0, len(x_uint8), batch_size)])
-    x = Preprocessor(info).to_model_input(x_uint8)
-    if not tta:
-        return _forward(model, x)
+
+def tta_level(value) -> int:
+    """A recipe's or card's `tta` (false/true or 0/1/2) as its level."""
+    from .errors import ConfigError
+
+    if value is None:
+        return 0
+    if isinstance(value, (bool, int, np.integer)) and int(value) in TTA_LEVELS:
+        return int(value)
+    raise ConfigError(f"Test-time augmentation must be true/false or a level 0, 1 or 2 (got {value!r}).")
+
+
+def tta_label(value) -> str:
+    """How a TTA setting reads on a page: 'off', 'flip' or 'flip + 1-px shifts'."""
+    return TTA_LEVELS[tta_level(value)]
+
+
+def _mirror_mean(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     mirrored = x[:, :, ::-1, :]
     if 2 * len(x) <= batch_size:  # a picture and its mirror image in one call, not two
         both = _forward(model, np.concatenate([x, mirrored]))
         return (both[:len(x)] + both[len(x):]) / 2.0
     return (_forward(model, x) + _forward(model, mirrored)) / 2.0
+
+
+def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool | int = False,
+                  batch_size: int = 512) -> np.ndarray:
+    """Class probabilities for a batch of uint8 samples shaped like the dataset's images.
+
+    `tta` (see TTA_LEVELS): 1 averages predictions on the image and its mirror image
+    (horizontal-flip test-time augmentation, for datasets trained with flips); 2 adds
+    the 1-pixel shifts of both, for nets trained on shifted crops (airbench's multi-crop).
+    Samples become float32 one batch at a time: a whole test set at once (and its mirror
+    image) was the peak of a training run's memory, ≈ 250 MB for CIFAR-10.
+    """
+    level = tta_level(tta)
+    if len(x_uint8) > batch_size:
+        return np.concatenate([predict_proba(model, x_uint8[i:i + batch_size], info, level, batch_size)
+                               for i in range(0, len(x_uint8), batch_size)])
+    x = Preprocessor(info).to_model_input(x_uint8)
+    if level == 0:
+        return _forward(model, x)
+    unshifted = _mirror_mean(model, x, batch_size)
+    if level == 1:
+        return unshifted
+    height, width = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    shifted = [_mirror_mean(model, np.ascontiguousarray(padded[:, dy:dy + height, dx:dx + width]), batch_size)
+               for dy, dx in ((0, 0), (2, 2))]
+    return 0.5 * unshifted + 0.25 * (shifted[0] + shifted[1])
 
 
 LOW_CONFIDENCE = 0.6  # below this top-class probability the model counts as unsure
@@ -62,7 +97,7 @@ class Predictor:
     model: object
     card: dict
     info: DatasetInfo
-    tta: bool
+    tta: int  # the TTA level (TTA_LEVELS)
     extra_models: tuple = ()  # further ensemble members; their probabilities are averaged with model's
     precision: str = "fp32"  # what the network computes in here (cnn_core.precision)
     runners: tuple = ()  # what each member's predictions run through (LiteModels); empty: the Keras models
@@ -125,7 +160,7 @@ def load_predictor(name: str, store: ModelStore | None = None, tta: bool | None 
     if runtime == "litert" and lite is None:
         raise ConfigError("LiteRT cannot serve this model here: it needs the ai-edge-litert package and float32.")
     return Predictor(name, model, card, dataset_info(card["dataset"]),
-                     bool(card.get("tta", False)) if tta is None else tta, precision=computes_in,
+                     tta_level(card.get("tta") if tta is None else tta), precision=computes_in,
                      runners=(lite,) if lite is not None else (), runtime="litert" if lite is not None else "keras")
 
 
@@ -138,7 +173,7 @@ def ensemble_of(members: list[Predictor], tta: bool | None = None) -> Predictor:
     if len(datasets) > 1:
         raise ModelStoreError(f"An ensemble needs models of one dataset; got {', '.join(sorted(datasets))}.")
     first = members[0]
-    tta = first.tta if tta is None else tta
+    tta = first.tta if tta is None else tta_level(tta)
     if len(members) == 1:
         return first if tta == first.tta else replace(first, tta=tta)
     return replace(first, name="+".join(m.name for m in members), tta=tta,

@@ -17,6 +17,7 @@ import numpy as np
 
 from .datasets import prepare_data
 from .errors import ConfigError
+from .inference import tta_level
 
 SCORE = "max_softmax"
 DEFAULT_PASS_RATE = 0.95  # share of in-distribution validation images that must not be flagged
@@ -86,6 +87,6 @@ def applicable_calibration(predictor) -> dict | None:
     set for that single model with its card's TTA setting; an ensemble or another TTA setting
     shifts the scores, so no warning is better than a miscalibrated one."""
     ood = predictor.card.get("ood")
-    if not ood or predictor.extra_models or bool(ood.get("tta")) != bool(predictor.tta):
+    if not ood or predictor.extra_models or tta_level(ood.get("tta")) != predictor.tta:
         return None
     return ood

@@ -5,28 +5,35 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from .augment import build_augmenter
+from .augment import AlternatingFlip, build_augmenter
 from .datasets import DatasetInfo
 
 
 def make_tf_dataset(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, augment: dict | None,
-                    shuffle: bool, seed: int, drop_remainder: bool = False) -> tf.data.Dataset:
+                    shuffle: bool, seed: int, drop_remainder: bool = False,
+                    alternating_flip: AlternatingFlip | None = None) -> tf.data.Dataset:
     """Batches of (float32 pixels 0..255, one-hot labels), prefetched; the models rescale internally.
-    `drop_remainder` drops a last, smaller batch (a compiled step would compile again for its shape)."""
+    `drop_remainder` drops a last, smaller batch (a compiled step would compile again for its shape).
+    `alternating_flip` (also a callback of the same fit) flips instead of the random flip."""
     # The set stays uint8 and each batch is cast to float32: a float32 copy of the whole set,
     # held again by the shuffle buffer, cost 1.27 GB more peak memory on CIFAR-10
     # (benchmarks/memory.py), for the same values.
     x = np.asarray(x)
     if x.ndim == len(info.input_shape):  # (N,H,W) grey → add the channel axis
         x = x[..., None]
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+    columns = (x, y.astype(np.int32))
+    if alternating_flip is not None:  # each image's first-epoch flip travels with it through the shuffle
+        columns += (alternating_flip.mirrored_first,)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    augmenter = build_augmenter(augment, seed) if augment else None
+    augmenter = build_augmenter(augment, seed, random_flip=alternating_flip is None) if augment else None
 
-    def to_example(images, labels):
+    def to_example(images, labels, mirrored_first=None):
         images = tf.cast(images, tf.float32)
+        if alternating_flip is not None:
+            images = alternating_flip.apply(images, mirrored_first)
         if augmenter is not None:
             images = augmenter(images, training=True)
         return images, tf.one_hot(labels, info.num_classes)

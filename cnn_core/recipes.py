@@ -23,8 +23,10 @@ from __future__ import annotations
 import copy
 import math
 
+from .augment import FLIP_SCHEDULES
 from .datasets import DATASETS, dataset_info
 from .errors import ConfigError
+from .inference import tta_level
 from .models import ARCHITECTURES
 from .precision import PRECISIONS
 
@@ -78,8 +80,10 @@ AIRBENCH = {
     "lookahead_power": 3,          # ... reached as (step/total)^power
     "augment": {**SHIFT_AND_FLIP, "mnist": NO_AUGMENT,
                 "cifar10": {"rotation": 0.0, "shift": 2 / 32, "zoom": 0.0, "flip": True}},
+    "flip_schedule": "alternating",  # each image mirrored every other epoch (cnn_core.augment.AlternatingFlip)
     "val_size": 0,                 # as the peer: every training image (ship with --val-size)
-    "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
+    # airbench's multi-crop TTA for photos: the image, its mirror and their 1-px shifts (6 passes).
+    "tta": {"mnist": 0, "fashion_mnist": 2, "cifar10": 2},
     "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
     # XLA for float32 photo runs without oneDNN (cnn_core.optimizer.jit_compiles; it drops the last
     # partial batch); off for digits, whose one short epoch XLA's compiling slows (16.5 s without, 25.4 s with).
@@ -90,7 +94,10 @@ AIRBENCH = {
 QUICK = {**AIRBENCH,
          "lr": {"mnist": 0.75, "fashion_mnist": 0.75, "cifar10": 1.5},
          "batch_size": {"mnist": 512, "fashion_mnist": 512, "cifar10": 1024},
-         "epochs": {"mnist": 1, "fashion_mnist": 3, "cifar10": 3}}
+         "epochs": {"mnist": 1, "fashion_mnist": 3, "cifar10": 3},
+         # As measured for the Train page's labels: random flips, flip TTA (2 passes, not 6).
+         "flip_schedule": "random",
+         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True}}
 
 
 FIRST_RECIPE = "quick"  # what the Train page offers first: a good model soonest
@@ -269,6 +276,7 @@ def validate_config(config: dict) -> None:
     _need(_is_whole(config["seed"], 0), f"Seed must be a whole number ≥ 0 (got {config['seed']}).")
     _need(config.get("precision", "fp32") in PRECISIONS,
           f"Precision must be one of {', '.join(PRECISIONS)} (got {config.get('precision')}).")
+    tta_level(config.get("tta"))  # raises its own ConfigError
     _validate_optimizer(config)
     _validate_augment(config["augment"])
 
@@ -312,6 +320,8 @@ def _validate_airbench_keys(config: dict) -> None:
               f"lr_multipliers must map variable names to numbers ≥ 0 (got {multipliers}).")
         _need(_is_whole(config.get("whiten_bias_epochs"), 0),
               f"whiten_bias_epochs must be a whole number ≥ 0 (got {config.get('whiten_bias_epochs')}).")
+    _need(config.get("flip_schedule", "random") in FLIP_SCHEDULES,
+          f"flip_schedule must be one of {', '.join(FLIP_SCHEDULES)} (got {config.get('flip_schedule')}).")
     _need(config.get("lr_scales_with_batch", False) in (True, False),
           f"lr_scales_with_batch must be true or false (got {config.get('lr_scales_with_batch')}).")
     _need(config.get("jit_compile", False) in (True, False, "auto"),

@@ -27,11 +27,12 @@ import numpy as np
 from . import callbacks as cb
 from .cards import (STATUS_EARLY_STOPPED, STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_RUNNING, STATUS_STOPPED,
                     default_command, model_card, new_run_name)
+from .augment import AlternatingFlip
 from .datasets import Dataset, Split, prepare_data
 from .distributed import distribution_info, make_strategy, prepare_fit, stop_agreement
 from .errors import ConfigError, ModelStoreError
 from .evaluation import evaluate
-from .inference import Predictor, load_inference_model
+from .inference import Predictor, load_inference_model, tta_level
 from .initialisers import initialise_from_data
 from .models import build_model
 from .ood import calibration
@@ -126,6 +127,7 @@ class _Run:
         self.progress: cb.ProgressEvents | None = None
         self.stateful_callbacks: dict[str, cb.RestoresState] = {}
         self.distribution = distribution_info(None)
+        self.alternating_flip: AlternatingFlip | None = None
 
     # -- the run, top to bottom ---------------------------------------------------------------
 
@@ -134,6 +136,9 @@ class _Run:
         validate_config(config)
         keras.utils.set_random_seed(config["seed"])
         self.data, self.split = prepare_data(config, data_dir, data)
+        if config["augment"]["flip"] and config.get("flip_schedule", "random") == "alternating":
+            # Seeded by the run alone, so a resumed run goes on alternating the same images.
+            self.alternating_flip = AlternatingFlip(len(self.split.x_train), config["seed"])
         steps = self._steps_per_epoch()
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             self.model = self._new_or_resumed_model(steps)
@@ -183,7 +188,8 @@ class _Run:
                 patience=config["early_stopping_patience"], restore_best_weights=False, verbose=0)
         lookahead = [cb.Lookahead(config["lookahead_every"], config["lookahead_decay"], config["lookahead_power"],
                                   steps * config["epochs"])] if config.get("lookahead_every") else []
-        return [self.progress, cb.StopOnSignal(stop_event, stop_agreement(strategy)), *lookahead,
+        flips = [self.alternating_flip] if self.alternating_flip is not None else []
+        return [self.progress, cb.StopOnSignal(stop_event, stop_agreement(strategy)), *lookahead, *flips,
                 *self.stateful_callbacks.values(), cb.EpochCheckpoint(self.save_epoch)]
 
     def _datasets(self):
@@ -192,7 +198,7 @@ class _Run:
         # does not replay the order of its first epochs.
         train_ds = make_tf_dataset(split.x_train, split.y_train, info, config["batch_size"], config["augment"],
                                    shuffle=True, seed=config["seed"] + self.start_epoch,
-                                   drop_remainder=jit_compiles(config))
+                                   drop_remainder=jit_compiles(config), alternating_flip=self.alternating_flip)
         val_ds = make_tf_dataset(split.x_val, split.y_val, info, VALIDATION_BATCH_SIZE, None, shuffle=False,
                                  seed=0) if self.has_validation else None
         return train_ds, val_ds
@@ -211,7 +217,7 @@ class _Run:
         # The checkpoint chosen on validation, not the last epoch, evaluated as it will be served.
         config, name = self.config, self.name
         best_model = load_inference_model(self.store, name)
-        evaluation = evaluate(best_model, self.data, tta=bool(config.get("tta")), model_name=name, seed=config["seed"])
+        evaluation = evaluate(best_model, self.data, tta=tta_level(config.get("tta")), model_name=name, seed=config["seed"])
         card = self.card(status, evaluation)
         card["ood"] = self._ood_calibration(best_model)
         self.store.save_json(name, ".eval.json", evaluation)
@@ -230,7 +236,7 @@ class _Run:
     def _ood_calibration(self, model) -> dict | None:
         """Out-of-distribution threshold from the validation split (None without one)."""
         predictor = Predictor(self.name, model, {"hyperparameters": self.config}, self.data.info,
-                              bool(self.config.get("tta")))
+                              tta_level(self.config.get("tta")))
         try:
             return calibration(predictor, self.data)
         except ConfigError:  # no validation split, or too small a one to calibrate on
