@@ -15,9 +15,6 @@ from .datasets import dataset_info
 from .preprocess import to_model_input
 
 
-FLIP_SCHEDULES = ("random", "alternating")
-
-
 class AlternatingFlip(keras.callbacks.Callback):
     """airbench's alternating flip: each training image is mirrored or not at random in the first
     epoch and the other way round in every following one, so two epochs show every image both

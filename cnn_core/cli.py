@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     ev.add_argument("--model", required=True, action="append",
                     help="name of a saved model (see `list`); repeat to evaluate an averaged ensemble")
-    ev.add_argument("--tta", choices=("auto", "on", "off"), default="auto",
-                    help="flip test-time augmentation (auto: as the model card says)")
+    ev.add_argument("--tta", choices=("auto", "off", "on", "flip", "shifts"), default="auto",
+                    help="test-time augmentation: flip (= on) averages the image and its mirror image, "
+                         "shifts adds both shifted by one pixel (auto: as the model card says)")
     ev.add_argument("--save", action="store_true", help="write the evaluation artefact beside the model")
     ev.add_argument("--output", metavar="FILE", help="also write the evaluation JSON to FILE")
     ev.add_argument("--data-dir")
@@ -207,15 +208,15 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .datasets import load_dataset
     from .evaluation import evaluate_predictor
-    from .inference import load_ensemble
+    from .inference import load_ensemble, tta_label
 
-    tta = None if args.tta == "auto" else args.tta == "on"
+    tta = {"auto": None, "off": 0, "on": 1, "flip": 1, "shifts": 2}[args.tta]
     predictor = load_ensemble(args.model, tta=tta)
     data = load_dataset(predictor.info.name, args.data_dir)
     result = evaluate_predictor(predictor, data)
     kind = f"ensemble of {len(predictor.members)}" if len(predictor.members) > 1 else "model"
     print(f"{predictor.name} ({kind}): test accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
-          f"on {result['test_size']:,} {predictor.info.name} test images (TTA {'on' if predictor.tta else 'off'})")
+          f"on {result['test_size']:,} {predictor.info.name} test images (TTA {tta_label(predictor.tta)})")
     report = result["report"]
     print(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for cls in predictor.info.class_names:

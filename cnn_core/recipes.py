@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import math
 
-from .augment import FLIP_SCHEDULES
 from .datasets import DATASETS, dataset_info
 from .errors import ConfigError
 from .inference import tta_level
@@ -99,6 +98,8 @@ QUICK = {**AIRBENCH,
          "flip_schedule": "random",
          "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True}}
 
+
+FLIP_SCHEDULES = ("random", "alternating")  # see cnn_core.augment.AlternatingFlip
 
 FIRST_RECIPE = "quick"  # what the Train page offers first: a good model soonest
 

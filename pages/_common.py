@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from cnn_core import catalog
-from cnn_core.inference import is_unsure, load_ensemble, top_k
+from cnn_core.inference import TTA_LEVELS, is_unsure, load_ensemble, top_k
 from cnn_core.ood import is_out_of_distribution
 from cnn_core.store import find_model, runs_store
 from pages._streamlit_patches import use_app_navigation
@@ -30,11 +30,14 @@ def get_predictor(name: str):
 
 
 def prediction_options(predictor, dataset: str, key: str):
-    """Expander with flip TTA and ensemble choices; returns the Predictor to use."""
+    """Expander with the TTA level and ensemble choices; returns the Predictor to use."""
     others = catalog.ensemble_partners(catalogue(dataset), predictor.name)
     with st.expander("Options: test-time augmentation and ensembles"):
-        tta = st.toggle("Flip test-time augmentation (average the image and its mirror)", value=predictor.tta,
-                        key=f"{key}_tta", help="Recommended for models trained with flips; the card says which.")
+        tta = st.radio("Test-time augmentation", list(TTA_LEVELS), index=predictor.tta, format_func=TTA_LEVELS.get,
+                       key=f"{key}_tta", horizontal=True,
+                       help="Average the prediction over the image and its mirror image (flip), and also over "
+                            "both shifted by one pixel (6 passes). Recommended for models trained with flips "
+                            "and shifts; the model's card gives the level it was measured with.")
         extra = st.multiselect("Average with other models (ensemble)", others, key=f"{key}_ensemble") if others \
             else []
         if not others:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnn_core.benchmark_figures import ood_figures
 from cnn_core.errors import ImageError
-from cnn_core.inference import top_k
+from cnn_core.inference import tta_label, top_k
 from cnn_core.ood import applicable_calibration
 from cnn_core.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
 from pages._common import confidence_note, get_predictor, model_picker, prediction_options, upscale
@@ -23,7 +23,9 @@ if name is None:
 predictor = prediction_options(get_predictor(name), dataset, key="photo")
 classes = predictor.info.class_names
 st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
-           + ("Predictions average the photo and its mirror image (test-time augmentation)." if predictor.tta else ""))
+           + {0: "", 1: "Predictions average the photo and its mirror image (test-time augmentation).",
+              2: "Predictions average the photo, its mirror image and both shifted by a pixel "
+                 "(test-time augmentation)."}[predictor.tta])
 
 ood = applicable_calibration(predictor)
 
@@ -37,7 +39,7 @@ def ood_caption() -> None:
         return
     if ood is None:
         st.caption("The check for pictures that are none of the classes is calibrated for this model alone "
-                   f"with test-time augmentation {'on' if calibrated['tta'] else 'off'}; it is off for this setting.")
+                   f"with test-time augmentation {tta_label(calibrated['tta'])}; it is off for this setting.")
         return
     row = ood_figures(predictor.name, ood["threshold"])  # what benchmarks.ood measured for this calibration
     with st.expander("How the 'none of these classes' warning works"):

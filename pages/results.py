@@ -12,6 +12,7 @@ from cnn_core.augment import augmented_views
 from cnn_core.datasets import dataset_available, load_dataset
 from cnn_core.errors import CnnError
 from cnn_core.evaluation import decode_png, per_class_rows
+from cnn_core.inference import tta_label
 from cnn_core.store import find_model
 from pages._common import download_buttons, get_predictor, model_picker, show_figure
 from pages._confusion_view import confusion_explorer
@@ -46,7 +47,7 @@ elif evaluation is None:
 
 c1, c2, c3, c4, c5 = st.columns(5)
 if evaluation:
-    c1.metric("Test accuracy" + (" (TTA)" if evaluation["tta"] else ""), f"{evaluation['accuracy']:.2%}")
+    c1.metric("Test accuracy" + (f" ({tta_label(evaluation['tta'])} TTA)" if evaluation["tta"] else ""), f"{evaluation['accuracy']:.2%}")
     c2.metric("Test loss", f"{evaluation['loss']:.4f}")
 c3.metric("Parameters", f"{card['params']:,}")
 c4.metric("Training time", f"{card['train_seconds'] / 60:.1f} min")

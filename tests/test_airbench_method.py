@@ -171,3 +171,91 @@ def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
     np.testing.assert_allclose(stem[0], fresh.get_layer(WHITEN_LAYER).get_weights()[0], rtol=1e-4, atol=1e-5)
     assert np.any(stem[1] != 0)  # its bias did train (the first whiten_bias_epochs)
     assert result.card["test_accuracy"] > 0.8
+
+
+def _position_coded_digits(count: int) -> np.ndarray:
+    """Blank 28×28 images, image i marked with the value i + 1 down its left-hand column:
+    after a mirror the mark is in the right-hand column."""
+    images = np.zeros((count, 28, 28), np.uint8)
+    for i in range(count):
+        images[i, :, 0] = i + 1
+    return images
+
+
+def _seen_mirrored(batch: np.ndarray) -> dict[int, bool]:
+    """{image number: mirrored?} for a batch of _position_coded_digits after the pipeline."""
+    batch = np.asarray(batch)[..., 0]
+    return {int(round(image.max())) - 1: bool(image[:, 0].max() == 0) for image in batch}
+
+
+def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch():
+    from cnn_core.augment import AlternatingFlip
+    from cnn_core.datasets import dataset_info
+    from cnn_core.pipeline import make_tf_dataset
+
+    flips = AlternatingFlip(16, seed=3)
+    assert 0 < flips.mirrored_first.sum() < 16  # a random half, not all or none
+    flip_only = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": True}
+    ds = make_tf_dataset(_position_coded_digits(16), np.arange(16), dataset_info("mnist"), 5, flip_only,
+                         shuffle=True, seed=0, alternating_flip=flips)
+    orders = []
+    for epoch in range(4):
+        flips.on_epoch_begin(epoch)
+        seen, order = {}, []
+        for images, _ in ds:
+            batch = _seen_mirrored(images)
+            seen.update(batch)
+            order += list(batch)
+        assert sorted(seen) == list(range(16))  # every image once per epoch, small last batch included
+        expected = flips.mirrored_first if epoch % 2 == 0 else ~flips.mirrored_first
+        assert [seen[i] for i in range(16)] == list(expected), epoch
+        orders.append(order)
+    assert len({tuple(o) for o in orders}) > 1  # still reshuffled every epoch
+
+
+def test_fit_sets_the_flip_of_each_epoch_before_reading_its_images():
+    """Through Keras fit() itself: the images a step trains on are mirrored as that epoch says."""
+    from cnn_core.augment import AlternatingFlip
+    from cnn_core.datasets import dataset_info
+    from cnn_core.pipeline import make_tf_dataset
+
+    class Recorder(keras.layers.Layer):
+        def build(self, input_shape):
+            self.seen = self.add_weight(shape=(1, 28, 28, 1), initializer="zeros", trainable=False)
+
+        def call(self, x):
+            self.seen.assign(x)
+            return x
+
+    recorder = Recorder()
+    model = keras.Sequential([keras.Input((28, 28, 1)), recorder, keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    flips = AlternatingFlip(3, seed=1)
+    ds = make_tf_dataset(_position_coded_digits(3), np.arange(3), dataset_info("mnist"), 1,
+                         {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": True},
+                         shuffle=True, seed=0, alternating_flip=flips)
+    seen: list[tuple[int, int, bool]] = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            (image, mirrored), = _seen_mirrored(keras.ops.convert_to_numpy(recorder.seen)).items()
+            seen.append((self.epoch, image, mirrored))
+
+    model.fit(ds, epochs=4, callbacks=[flips, Watch()], shuffle=False, verbose=0)  # shuffled in tf.data
+    assert len(seen) == 12
+    for epoch, image, mirrored in seen:
+        assert mirrored == (bool(flips.mirrored_first[image]) != (epoch % 2 == 1)), (epoch, image)
+
+
+def test_the_airbench_recipe_alternates_flips_and_the_quick_one_keeps_its_measured_setting():
+    assert resolve_config("cifar10", "airbench")["flip_schedule"] == "alternating"
+    assert resolve_config("cifar10", "airbench")["tta"] == 2
+    assert resolve_config("cifar10", "quick")["flip_schedule"] == "random"
+    assert resolve_config("cifar10", "quick")["tta"] is True
+    with pytest.raises(ConfigError, match="flip_schedule"):
+        resolve_config("cifar10", "airbench", flip_schedule="sometimes")
+    with pytest.raises(ConfigError, match="level 0, 1 or 2"):
+        resolve_config("cifar10", "airbench", tta=3)

@@ -1,6 +1,8 @@
-"""Test-set metrics from probabilities (cnn_core.evaluation), on a small known case."""
+"""Test-set metrics from probabilities (cnn_core.evaluation), on a small known case, and the
+test-time augmentation levels that make the probabilities (cnn_core.inference)."""
 
 import numpy as np
+import pytest
 
 from cnn_core.datasets import Dataset, dataset_info
 from cnn_core.evaluation import cross_entropy, evaluation_from_probs, most_confused_cell
@@ -29,3 +31,57 @@ def test_per_class_accuracy_is_each_class_share_predicted_right():
 def test_most_confused_cell_ignores_the_diagonal_and_takes_the_first_tie():
     assert most_confused_cell([[90, 3, 3], [1, 80, 0], [0, 3, 70]]) == (0, 1)
     assert most_confused_cell(np.array([[5, 0], [0, 5]])) == (0, 0)  # no mistakes: the first cell
+
+
+def _position_sensitive_model(seed: int = 0):
+    """A softmax over a random dense layer of the raw pixels: its prediction changes with
+    every mirror and every pixel of shift, unlike a trained convolutional net's."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
+                             keras.layers.Dense(10, activation="softmax")])
+
+
+def test_tta_levels_average_the_mirror_and_the_one_pixel_shifts(data_dir):
+    from cnn_core.datasets import load_dataset
+    from cnn_core.inference import predict_proba
+    from cnn_core.preprocess import to_model_input
+
+    data = load_dataset("cifar10", data_dir)
+    images, model = data.x_test[:6], _position_sensitive_model()
+    x = to_model_input(images, data.info)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    up_left, down_right = padded[:, :32, :32], padded[:, 2:, 2:]
+
+    def views(*arrays):
+        return [model.predict_on_batch(a) for b in arrays for a in (b, b[:, :, ::-1])]
+
+    plain = model.predict_on_batch(x)
+    np.testing.assert_allclose(predict_proba(model, images, data.info, tta=0), plain, rtol=1e-5)
+    np.testing.assert_allclose(predict_proba(model, images, data.info, tta=True), np.mean(views(x), axis=0),
+                               rtol=1e-5)
+    level2 = predict_proba(model, images, data.info, tta=2)
+    np.testing.assert_allclose(level2, 0.5 * np.mean(views(x), axis=0) + 0.5 * np.mean(views(up_left, down_right),
+                                                                                        axis=0), rtol=1e-5)
+    assert not np.allclose(level2, predict_proba(model, images, data.info, tta=1))  # the shifts do count
+    np.testing.assert_allclose(level2.sum(axis=1), 1.0, rtol=1e-5)
+    # In batches smaller than the set, the same numbers.
+    np.testing.assert_allclose(predict_proba(model, images, data.info, tta=2, batch_size=4), level2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("value, level", [(False, 0), (True, 1), (None, 0), (0, 0), (1, 1), (2, 2)])
+def test_tta_settings_old_and_new_read_as_a_level(value, level):
+    from cnn_core.inference import tta_label, tta_level
+
+    assert tta_level(value) == level and isinstance(tta_level(value), int) and not isinstance(tta_level(value), bool)
+    assert tta_label(value) == ("off", "flip", "flip + 1-px shifts")[level]
+
+
+@pytest.mark.parametrize("value", [3, -1, "flip", 1.5])
+def test_an_unknown_tta_setting_is_refused_in_words(value):
+    from cnn_core.errors import ConfigError
+    from cnn_core.inference import tta_level
+
+    with pytest.raises(ConfigError, match="level 0, 1 or 2"):
+        tta_level(value)
