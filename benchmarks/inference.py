@@ -222,7 +222,7 @@ def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: in
                   datasets: dict | None = None, log=print) -> dict:
     """Every figure for one shipped model on this machine."""
     from cnn_core.datasets import load_dataset
-    from cnn_core.inference import load_predictor
+    from cnn_core.inference import load_predictor, tta_label
 
     predictor = load_predictor(name)  # the inference default precision
     dataset = predictor.info.name
@@ -240,11 +240,12 @@ def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: in
              "single_image_breakdown": breakdown(dataclasses.replace(predictor, tta=False), picture,
                                                  warmup=warmup, calls=calls)}
     log(f"{name:20} {entry['precision']}: p50 {entry['single_image']['p50_ms']:.2f} ms"
-        + (f", flip TTA {entry['single_image_tta']['p50_ms']:.2f} ms" if predictor.tta else ""))
+        + (f", {tta_label(predictor.tta)} TTA {entry['single_image_tta']['p50_ms']:.2f} ms" if predictor.tta else ""))
     if trained_in == "bf16" and predictor.precision != "bf16":
         entry["bf16"] = _timings(load_predictor(name, precision="bf16"), picture, samples, calls, warmup)
         log(f"{name:20} bf16: p50 {entry['bf16']['single_image']['p50_ms']:.2f} ms"
-            + (f", flip TTA {entry['bf16']['single_image_tta']['p50_ms']:.2f} ms" if predictor.tta else ""))
+            + (f", {tta_label(predictor.tta)} TTA {entry['bf16']['single_image_tta']['p50_ms']:.2f} ms"
+               if predictor.tta else ""))
     return entry
 
 
@@ -308,7 +309,8 @@ def _validate_entry(entry: dict, where: str) -> None:
               "must name a measured model (the 5 ms goal is about the pages' defaults)")
     for name, model in entry["models"].items():
         mw = f"{where}.models.{name}"
-        _need(isinstance(model.get("card_tta"), bool), f"{mw}.card_tta", "must be true or false")
+        _need(isinstance(model.get("card_tta"), int) and model["card_tta"] in (0, 1, 2), f"{mw}.card_tta",
+              "must be the card's TTA level (0, 1, 2; older results: true or false)")
         _need(model.get("trained_precision") in ("fp32", "bf16"), f"{mw}.trained_precision",
               "must be 'fp32' or 'bf16'")
         _validate_timings(model, model["card_tta"], mw)

@@ -56,9 +56,11 @@ def test_training_with_a_validation_split_calibrates_and_the_split_is_rebuilt_ex
     assert ood["score"] == "max_softmax" and ood["pass_rate"] == 0.95 and "200 training images" in ood["calibrated_on"]
     assert 0 < ood["threshold"] <= 1 and ood["val_flagged"] <= 0.05
     # Calibrating the saved model again (what `python -m cnn_core calibrate` does) rebuilds the
-    # same validation split from the card, so it lands on the same threshold.
+    # same validation split from the card, so it lands on the same threshold (up to float32 rounding:
+    # the reloaded model predicts through LiteRT, training's through Keras; 1.8e-6 apart in one CI run,
+    # where another split's 95th-percentile score would be ≈ 1e-3 away or more).
     again = calibration(load_predictor("with_val", store=runs_store()), data)
-    assert again["threshold"] == pytest.approx(ood["threshold"], abs=1e-6)
+    assert again["threshold"] == pytest.approx(ood["threshold"], abs=1e-5)
 
 
 def test_training_without_a_validation_split_has_no_calibration():
