@@ -18,7 +18,7 @@ from .preprocess import to_model_input
 class AlternatingFlip(keras.callbacks.Callback):
     """airbench's alternating flip: each training image is mirrored or not at random in the first
     epoch and the other way round in every following one, so two epochs show every image both
-    ways (random flips show about a quarter of them one way only). The flip of an epoch is
+    ways (random flips show half of them the same way in both). The flip of an epoch is
     (the image's first-epoch choice) XOR (the epoch is odd); fit() reports the epoch here before
     it opens that epoch's pass over the data, which reads it (cnn_core.pipeline)."""
 

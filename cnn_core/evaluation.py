@@ -41,7 +41,7 @@ def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
         return float(log_loss(labels, probs, labels=list(range(probs.shape[1]))))
 
 
-def evaluate(model, data: Dataset, tta: bool = False, model_name: str | None = None,
+def evaluate(model, data: Dataset, tta: bool | int = False, model_name: str | None = None,
              seed: int = 0) -> dict:
     """Test-set metrics plus the images needed to show them; JSON-serialisable."""
     info = data.info
@@ -57,7 +57,7 @@ def evaluate_predictor(predictor, data: Dataset, seed: int = 0) -> dict:
     return result
 
 
-def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool = False,
+def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool | int = False,
                           model_name: str | None = None, seed: int = 0) -> dict:
     info, y = data.info, data.y_test
     pred = probs.argmax(axis=1)

@@ -138,7 +138,7 @@ def load_inference_model(store: ModelStore, name: str, precision: str | None = N
 RUNTIMES = ("litert", "keras")
 
 
-def load_predictor(name: str, store: ModelStore | None = None, tta: bool | None = None,
+def load_predictor(name: str, store: ModelStore | None = None, tta: bool | int | None = None,
                    precision: str | None = None, runtime: str | None = None) -> Predictor:
     """Load a saved model; `tta` None follows its card, `precision` None is the inference default.
 
@@ -164,7 +164,7 @@ def load_predictor(name: str, store: ModelStore | None = None, tta: bool | None 
                      runners=(lite,) if lite is not None else (), runtime="litert" if lite is not None else "keras")
 
 
-def ensemble_of(members: list[Predictor], tta: bool | None = None) -> Predictor:
+def ensemble_of(members: list[Predictor], tta: bool | int | None = None) -> Predictor:
     """Loaded models of one dataset as one Predictor whose probabilities are averaged (the first
     member's card and Keras model stand for the whole); `tta` None keeps the first member's."""
     from .errors import ModelStoreError
@@ -182,7 +182,7 @@ def ensemble_of(members: list[Predictor], tta: bool | None = None) -> Predictor:
                    runtime="+".join(sorted({m.runtime for m in members})))
 
 
-def load_ensemble(names: list[str], tta: bool | None = None, load=None) -> Predictor:
+def load_ensemble(names: list[str], tta: bool | int | None = None, load=None) -> Predictor:
     """Several saved models of one dataset whose probabilities are averaged. `load` (a name →
     Predictor function, default `load_predictor`) lets the app pass its cached loader."""
     return ensemble_of([(load or load_predictor)(n) for n in names], tta)

@@ -23,9 +23,8 @@ if name is None:
 predictor = prediction_options(get_predictor(name), dataset, key="photo")
 classes = predictor.info.class_names
 st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
-           + {0: "", 1: "Predictions average the photo and its mirror image (test-time augmentation).",
-              2: "Predictions average the photo, its mirror image and both shifted by a pixel "
-                 "(test-time augmentation)."}[predictor.tta])
+           + (f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta)})."
+              if predictor.tta else ""))
 
 ood = applicable_calibration(predictor)
 
