@@ -79,6 +79,48 @@ class GroupedSGD(keras.optimizers.SGD):
         return {**config, "l2": self.l2, "lr_multipliers": self.lr_multipliers, "freeze_after": self.freeze_after}
 
 
+@keras.saving.register_keras_serializable(package="cnn_core")
+class MuonSGD(GroupedSGD):
+    """airbench94_muon's optimizer: each 3×3 conv kernel takes a Muon step, everything else
+    (BN biases, the stem's bias, the classifier) GroupedSGD's. A Muon step orthogonalises the
+    Nesterov momentum of a kernel's gradient, seen as an (outputs × kh·kw·inputs) matrix, with
+    Newton-Schulz iterations (Keras' own, from keras.optimizers.Muon, which itself runs only 2-D
+    weights and hands the rest to Adam), after rescaling the kernel to norm √outputs: the
+    update's size is set by `muon_lr_ratio` × the scheduled lr alone, not by the gradient's
+    scale, and the kernels need no weight decay."""
+
+    # Borrowed from keras.optimizers.Muon, with its coefficients; airbench runs 3 iterations.
+    zeropower_via_newtonschulz5 = keras.optimizers.Muon.zeropower_via_newtonschulz5
+    transpose_last_axis = keras.optimizers.Muon.transpose_last_axis
+    muon_a, muon_b, muon_c = 3.4445, -4.7750, 2.0315
+
+    def __init__(self, muon_lr_ratio=1.0, muon_momentum=0.6, ns_steps=3, **kwargs):
+        super().__init__(**kwargs)
+        self.muon_lr_ratio, self.muon_momentum, self.ns_steps = float(muon_lr_ratio), float(muon_momentum), int(ns_steps)
+
+    def _is_muon(self, variable) -> bool:
+        return len(variable.shape) == 4 and self._lookup(self.lr_multipliers, variable) is None
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not self._is_muon(variable):
+            super().update_step(gradient, variable, learning_rate)
+            return
+        # PyTorch-style Nesterov buffer (b ← μb + g; step along g + μb), as airbench's Muon.
+        buffer = self.momentums[self._get_variable_index(variable)]
+        gradient = ops.cast(gradient, variable.dtype)
+        buffer.assign(self.muon_momentum * buffer + gradient)
+        direction = gradient + self.muon_momentum * buffer
+        outputs = variable.shape[-1]
+        variable.assign(variable * (outputs ** 0.5 / (ops.norm(ops.reshape(variable, (-1,))) + 1e-12)))
+        matrix = ops.reshape(direction, (-1, outputs))  # rows (kh, kw, in), one column per output
+        update = ops.reshape(self.zeropower_via_newtonschulz5(matrix, self.ns_steps), variable.shape)
+        variable.assign_sub(ops.cast(learning_rate, variable.dtype) * self.muon_lr_ratio * update)
+
+    def get_config(self):
+        return {**super().get_config(), "muon_lr_ratio": self.muon_lr_ratio,
+                "muon_momentum": self.muon_momentum, "ns_steps": self.ns_steps}
+
+
 def learning_rate(config: dict, steps_per_epoch: int):
     """The learning rate fit() starts with: a number for `plateau` (the ReduceLROnPlateau
     callback lowers it) or, for `onecycle` and `triangle`, a per-batch schedule planned over
@@ -98,10 +140,15 @@ def learning_rate(config: dict, steps_per_epoch: int):
 def make_optimizer(config: dict, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = learning_rate(config, steps_per_epoch)
     weight_decay = config.get("weight_decay") or None  # decoupled: applied by the optimizer, not the loss
-    if config["optimizer"] == "sgd_nesterov_l2":
-        return GroupedSGD(learning_rate=lr, momentum=config["momentum"], l2=config["weight_decay"],
-                          lr_multipliers={**config["lr_multipliers"], f"{WHITEN_LAYER}/kernel": 0.0},
-                          freeze_after={f"{WHITEN_LAYER}/bias": config["whiten_bias_epochs"] * steps_per_epoch})
+    if config["optimizer"] in ("sgd_nesterov_l2", "muon"):
+        grouped = dict(learning_rate=lr, momentum=config["momentum"], l2=config["weight_decay"],
+                       lr_multipliers={**config["lr_multipliers"], f"{WHITEN_LAYER}/kernel": 0.0},
+                       freeze_after={f"{WHITEN_LAYER}/bias": config["whiten_bias_epochs"] * steps_per_epoch})
+        if config["optimizer"] == "sgd_nesterov_l2":
+            return GroupedSGD(**grouped)
+        # Muon's lr is absolute (its step ignores the gradient's scale); the schedule moves it with the rest.
+        return MuonSGD(muon_lr_ratio=config["muon_lr"] / config["lr"], muon_momentum=config["muon_momentum"],
+                       **grouped)
     if config["optimizer"] == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=weight_decay)
     else:  # "sgd_nesterov" (recipes.validate_config allows no other)
