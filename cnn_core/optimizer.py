@@ -146,7 +146,7 @@ def make_optimizer(config: dict, steps_per_epoch: int) -> keras.optimizers.Optim
                        freeze_after={f"{WHITEN_LAYER}/bias": config["whiten_bias_epochs"] * steps_per_epoch})
         if config["optimizer"] == "sgd_nesterov_l2":
             return GroupedSGD(**grouped)
-        # Muon's lr is absolute (its step ignores the gradient's scale); the schedule moves it with the rest.
+        # Muon's lr is its own (its step ignores the gradient's scale); the schedule moves it with the rest.
         return MuonSGD(muon_lr_ratio=config["muon_lr"] / config["lr"], muon_momentum=config["muon_momentum"],
                        **grouped)
     if config["optimizer"] == "adam":

@@ -113,7 +113,7 @@ def _with_values_for(dataset: str, base: dict, values: dict) -> dict:
 MUON_CIFAR10 = {
     "optimizer": "muon",
     "lr": 1.656,
-    "muon_lr": 0.24,               # absolute: a Muon step's size does not follow the gradient's
+    "muon_lr": 0.24,               # a Muon step's size, whatever the gradient's scale
     "muon_momentum": 0.6,
     "batch_size": 2000,
     "epochs": 10,                  # 8 in airbench94_muon; the CPU peer's 9.9-epoch time fits 10 here
@@ -258,8 +258,9 @@ def resolve_config(dataset: str, arch: str = "seed", **overrides) -> dict:
         config["augment"] = dict(NO_AUGMENT)
     recipe_batch = config["batch_size"]
     config.update({key: value for key, value in overrides.items() if value is not None})
-    if overrides.get("lr") is None and _is_whole(config["batch_size"], 1):  # the recipe's lr, for this batch size
-        config["lr"] = lr_for_batch(config, config["batch_size"], recipe_batch)
+    for key in ("lr", "muon_lr"):  # the recipe's lrs, for this batch size
+        if key in config and overrides.get(key) is None and _is_whole(config["batch_size"], 1):
+            config[key] = lr_for_batch(config, config["batch_size"], recipe_batch, key)
     config["augment"].update({key: value for key, value in augment_override.items() if value is not None})
     validate_config(config)
     return config
@@ -276,14 +277,16 @@ def lr_is_peak(config: dict) -> bool:
     return config["schedule"] in ("onecycle", "triangle")
 
 
-def lr_for_batch(config: dict, batch_size: int, recipe_batch: int | None = None) -> float:
+def lr_for_batch(config: dict, batch_size: int, recipe_batch: int | None = None, key: str = "lr") -> float:
     """`config`'s lr (set for batches of `recipe_batch`, by default its own batch size) for batches
     of `batch_size`: scaled in proportion where the recipe says so (`lr_scales_with_batch`, the
-    airbench method's per-example lr), else unchanged (Adam's, for one, does not scale)."""
+    airbench method's per-example lr), else unchanged (Adam's, for one, does not scale).
+    `key="muon_lr"` does the same for Muon's: its steps have a set size, so more of them per
+    epoch need each to be smaller (airbench94_muon halves it for half the batch)."""
     recipe_batch = recipe_batch or config["batch_size"]
     if not config.get("lr_scales_with_batch") or batch_size == recipe_batch:
-        return config["lr"]
-    return config["lr"] * batch_size / recipe_batch
+        return config[key]
+    return config[key] * batch_size / recipe_batch
 
 
 def _is_whole(value, minimum: int) -> bool:

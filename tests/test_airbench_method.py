@@ -10,7 +10,7 @@ from cnn_core.callbacks import Lookahead
 from cnn_core.errors import ConfigError
 from cnn_core.initialisers import dirac_identity, initialise_from_data, patch_whitening_kernel
 from cnn_core.models import WHITEN_LAYER, build_model
-from cnn_core.optimizer import GroupedSGD, TriangleSchedule
+from cnn_core.optimizer import GroupedSGD, MuonSGD, TriangleSchedule
 from cnn_core.recipes import resolve_config
 
 
@@ -121,8 +121,81 @@ def test_lookahead_resets_the_weights_to_their_running_average():
     np.testing.assert_allclose(model.get_weights()[0], 0.5 * start + 0.5 * stepped, rtol=1e-6)
 
 
+def _newton_schulz(matrix: np.ndarray, steps: int) -> np.ndarray:
+    """airbench94_muon's orthogonalisation in float64, written out: the quintic iteration on the
+    matrix scaled to unit Frobenius norm, run on its wide orientation."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    tall = matrix.shape[0] > matrix.shape[1]
+    x = matrix.T if tall else matrix
+    x = x / (np.linalg.norm(x) + 1e-7)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+def test_muon_steps_a_conv_kernel_as_airbench94_muon_does():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 3, 4, 6)).astype(np.float32)
+    gradients = [rng.normal(size=start.shape).astype(np.float32) for _ in range(3)]
+    kernel = keras.Variable(start, name="kernel")
+    optimizer = MuonSGD(learning_rate=0.5, momentum=0.85, muon_lr_ratio=0.2, muon_momentum=0.6)
+    expected, buffer = start.astype(np.float64), 0.0
+    for gradient in gradients:
+        optimizer.apply_gradients([(gradient, kernel)])
+        buffer = 0.6 * buffer + gradient                     # PyTorch's Nesterov buffer ...
+        direction = (gradient + 0.6 * buffer).reshape(-1, 6)  # ... one column per output channel
+        expected = expected * np.sqrt(6) / np.linalg.norm(expected)  # kernel back to norm √outputs
+        expected = expected - 0.5 * 0.2 * _newton_schulz(direction, 3).reshape(start.shape)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), expected, atol=1e-5)
+
+
+def test_muon_leaves_the_rest_to_grouped_sgd():
+    # A BN bias and the classifier (not 4-D) and the frozen whitening kernel (multiplier 0) take
+    # GroupedSGD's step, exactly as GroupedSGD alone gives it.
+    def stepped(optimizer_class, **extra):
+        variables = [keras.Variable(np.ones(shape, np.float32), name=name)
+                     for name, shape in (("beta", (3,)), ("classifier_kernel", (4, 2)), ("whiten_kernel", (2, 2, 3, 4)))]
+        optimizer = optimizer_class(learning_rate=0.1, momentum=0.85, l2=0.01,
+                                    lr_multipliers={"beta": 64.0, "whiten_kernel": 0.0}, **extra)
+        for _ in range(2):
+            optimizer.apply_gradients([(np.full(v.shape, 0.5, np.float32), v) for v in variables])
+        return [keras.ops.convert_to_numpy(v) for v in variables]
+
+    muon, grouped = stepped(MuonSGD, muon_lr_ratio=3.0), stepped(GroupedSGD)
+    for ours, reference in zip(muon, grouped):
+        np.testing.assert_array_equal(ours, reference)
+    assert np.all(muon[2] == 1.0) and np.all(muon[0] < 1.0)
+
+
+def test_muon_round_trips_through_its_config():
+    optimizer = MuonSGD(learning_rate=1.656, momentum=0.85, l2=0.0024, lr_multipliers={"beta": 64.0},
+                        muon_lr_ratio=0.145, muon_momentum=0.6, ns_steps=3)
+    twin = MuonSGD.from_config(optimizer.get_config())
+    assert (twin.muon_lr_ratio, twin.muon_momentum, twin.ns_steps, twin.lr_multipliers) == (0.145, 0.6, 3,
+                                                                                           {"beta": 64.0})
+
+
+def test_cifar10_airbench_runs_airbench94_muon_and_the_digits_keep_airbench94():
+    photos, digits = resolve_config("cifar10", "airbench"), resolve_config("mnist", "airbench")
+    assert (photos["optimizer"], photos["batch_size"], photos["lookahead_every"]) == ("muon", 2000, 0)
+    assert photos["lr_multipliers"] == {"beta": 64.0}  # 0.053 vs 0.67·(9/256)² per example: the bias scaler again
+    assert (digits["optimizer"], digits["lookahead_every"]) == ("sgd_nesterov_l2", 5)
+    assert "muon_lr" not in digits and "muon_lr" not in resolve_config("cifar10", "quick")
+    # A capped server's smaller batches take proportionally smaller steps, Muon's as well, also
+    # when the lr is given (the Train page always gives one).
+    capped = resolve_config("cifar10", "airbench", batch_size=256)
+    assert capped["lr"] == pytest.approx(photos["lr"] * 256 / 2000)
+    assert capped["muon_lr"] == pytest.approx(photos["muon_lr"] * 256 / 2000)
+    assert resolve_config("cifar10", "airbench", batch_size=256, lr=0.5)["muon_lr"] == capped["muon_lr"]
+    assert resolve_config("cifar10", "airbench", batch_size=256, muon_lr=0.1)["muon_lr"] == 0.1
+    with pytest.raises(ConfigError, match="muon_lr"):
+        resolve_config("cifar10", "airbench", muon_lr=0.0)
+    with pytest.raises(ConfigError, match="muon_momentum"):
+        resolve_config("cifar10", "airbench", muon_momentum=1.0)
+
+
 def test_recipe_values_are_checked():
-    assert resolve_config("cifar10", "airbench")["batch_size"] == 1024
     with pytest.raises(ConfigError, match="lr_multipliers"):
         resolve_config("cifar10", "airbench", lr_multipliers={"beta": -1.0})
     with pytest.raises(ConfigError, match="lookahead_decay"):
@@ -171,6 +244,23 @@ def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
     np.testing.assert_allclose(stem[0], fresh.get_layer(WHITEN_LAYER).get_weights()[0], rtol=1e-4, atol=1e-5)
     assert np.any(stem[1] != 0)  # its bias did train (the first whiten_bias_epochs)
     assert result.card["test_accuracy"] > 0.8
+
+
+def test_a_short_real_muon_run_learns_and_keeps_its_kernels_at_their_norm(data_dir):
+    from cnn_core.training import train
+
+    config = resolve_config("cifar10", "airbench", epochs=2, subset=3000, val_size=0, batch_size=500)
+    result = train(config, "muon_smoke")
+    model = result.store.load_model("muon_smoke")
+    kernels = [layer.kernel for layer in model.layers
+               if isinstance(layer, keras.layers.Conv2D) and layer.name != WHITEN_LAYER]
+    # Each Muon step starts by setting the kernel's norm to √outputs; the last step's small update
+    # is all that moves it off. (Keras' init gives the square kernels that norm already, but the
+    # 24→64 and 64→256 ones start 26% and 37% short of it.)
+    for kernel in kernels:
+        norm = float(np.linalg.norm(keras.ops.convert_to_numpy(kernel)))
+        assert norm == pytest.approx(np.sqrt(kernel.shape[-1]), rel=0.05), kernel.path
+    assert result.card["test_accuracy"] > 0.25  # 10 classes: chance is 0.10
 
 
 def _position_coded_digits(count: int) -> np.ndarray:
