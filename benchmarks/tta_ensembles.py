@@ -3,9 +3,10 @@
     CNN_DATA_DIR=../shared/datasets python -m benchmarks.tta_ensembles
     python -m benchmarks.tta_ensembles --models mnist_fast30 mnist_seed --limit 500 --out /tmp/x   # smoke
 
-Evaluates every shipped model (or those named) with TTA off and on, and every ensemble of two
-or more of them of one dataset (TTA as each card says), through the same code as
-`python -m cnn_core evaluate`. Writes benchmarks/results/tta_ensembles.json and .md; the
+Evaluates every shipped model (or those named) at each TTA level up to its card's (off and flip
+at least), and every ensemble of two or more of them of one dataset (at the first member's card
+level, as the pages and `python -m cnn_core evaluate --model A --model B` do): each model's
+probabilities are predicted once per level and averaged for the ensembles. Writes benchmarks/results/tta_ensembles.json and .md; the
 Compare page shows the JSON's rows. Accuracy and loss do not depend on the machine and sit
 at the top of the document; the seconds each evaluation took do, and are kept per machine
 (`benchmarks/_machines.py`) so another CPU's timings are added beside these.
@@ -14,7 +15,6 @@ at the top of the document; the seconds each evaluation took do, and are kept pe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import os
 import sys
@@ -29,15 +29,60 @@ BENCHMARK = "tta_ensembles"
 
 
 def row_label(row: dict) -> str:
-    """One row's name, for its timings: 'cifar10: cifar10_fast + cifar10_wide40, TTA on'."""
-    return f"{row['dataset']}: {' + '.join(row['models'])}, TTA {'on' if row['tta'] else 'off'}"
+    """One row's name, for its timings: 'cifar10: cifar10_fast + cifar10_wide40, TTA flip'."""
+    from cnn_core.inference import tta_label
+
+    return f"{row['dataset']}: {' + '.join(row['models'])}, TTA {tta_label(row['tta'])}"
+
+
+def _labels(row: dict) -> tuple[str, str]:
+    """The row's label and the one runs before TTA levels keyed its seconds by ('TTA on'/'off')."""
+    old = f"{row['dataset']}: {' + '.join(row['models'])}, TTA {'on' if row['tta'] else 'off'}"
+    return row_label(row), old if row["tta"] in (0, 1) else row_label(row)
+
+
+def levels_for(card: dict) -> range:
+    """The TTA levels measured for one model alone: off and flip always (what flip does to digits
+    is worth seeing too), and every level up to the one its card was measured with."""
+    from cnn_core.inference import tta_level
+
+    return range(max(1, tta_level(card.get("tta"))) + 1)
+
+
+class _Probabilities:
+    """Each model's test-set probabilities per TTA level, predicted once (through the same
+    `Predictor` the CLI's `evaluate` and the pages use) and reused by every ensemble: an
+    ensemble's probabilities are its members' averaged (`Predictor.predict_samples`), so this
+    gives what evaluating the ensemble would, without predicting each member again."""
+
+    def __init__(self, samples):
+        from cnn_core.inference import load_predictor
+
+        self.samples, self.load, self.cache, self.seconds, self.loaded = samples, load_predictor, {}, {}, {}
+
+    def predictor(self, name: str):
+        if name not in self.loaded:
+            self.loaded[name] = self.load(name)
+        return self.loaded[name]
+
+    def __call__(self, name: str, level: int):
+        from cnn_core.inference import ensemble_of
+
+        if (name, level) not in self.cache:
+            predictor = ensemble_of([self.predictor(name)], tta=level)
+            t0 = time.perf_counter()
+            self.cache[name, level] = predictor.predict_samples(self.samples)
+            self.seconds[name, level] = time.perf_counter() - t0
+        return self.cache[name, level]
 
 
 def measure(names: list[str], data_dir: str | None, limit: int | None, log=print) -> tuple[list[dict], dict, int]:
-    """(accuracy rows, seconds per row label, test images per dataset)."""
+    """(accuracy rows, prediction seconds per row label, test images per dataset)."""
+    import numpy as np
+
     from cnn_core.datasets import load_dataset
-    from cnn_core.evaluation import evaluate_predictor
-    from cnn_core.inference import load_ensemble
+    from cnn_core.evaluation import cross_entropy
+    from cnn_core.inference import tta_label
     from cnn_core.store import shipped_store
 
     store = shipped_store()
@@ -47,23 +92,20 @@ def measure(names: list[str], data_dir: str | None, limit: int | None, log=print
     rows, seconds, sizes = [], {}, set()
     for dataset, members in sorted(by_dataset.items()):
         data = load_dataset(dataset, data_dir)
-        if limit:
-            data = dataclasses.replace(data, x_test=data.x_test[:limit], y_test=data.y_test[:limit])
-        sizes.add(len(data.y_test))
-        combos = [[n] for n in members] + [list(c) for k in range(2, len(members) + 1)
-                                           for c in itertools.combinations(members, k)]
-        for combo in combos:
-            settings = (False, True) if len(combo) == 1 else (None,)
-            for tta in settings:
-                predictor = load_ensemble(combo, tta=tta)
-                t0 = time.perf_counter()
-                result = evaluate_predictor(predictor, data)
-                row = {"dataset": dataset, "models": combo, "tta": predictor.tta,
-                       "accuracy": result["accuracy"], "loss": result["loss"]}
-                rows.append(row)
-                seconds[row_label(row)] = round(time.perf_counter() - t0, 2)
-                log(f"{dataset:14} {'+'.join(combo):40} TTA {'on ' if predictor.tta else 'off'} "
-                    f"{result['accuracy']:.2%}")
+        x, y = (data.x_test[:limit], data.y_test[:limit]) if limit else (data.x_test, data.y_test)
+        sizes.add(len(y))
+        probabilities = _Probabilities(x)
+        # Alone at each level; together (two or more) at the first member's level, as `load_ensemble` does.
+        combos = [([n], level) for n in members for level in levels_for(store.load_card(n))]
+        combos += [(list(c), None) for k in range(2, len(members) + 1) for c in itertools.combinations(members, k)]
+        for combo, level in combos:
+            level = probabilities.predictor(combo[0]).tta if level is None else level
+            probs = np.mean([probabilities(m, level) for m in combo], axis=0)
+            row = {"dataset": dataset, "models": combo, "tta": level,
+                   "accuracy": float(np.mean(probs.argmax(axis=1) == y)), "loss": cross_entropy(probs, y)}
+            rows.append(row)
+            seconds[row_label(row)] = round(sum(probabilities.seconds[m, level] for m in combo), 2)
+            log(f"{dataset:14} {'+'.join(combo):60} TTA {tta_label(level):18} {row['accuracy']:.2%}")
     return rows, seconds, min(sizes)
 
 
@@ -91,24 +133,29 @@ def validate_results(doc: dict) -> None:
 
 
 def render_markdown(doc: dict) -> str:
-    labels = [row_label(r) for r in doc["rows"]]
+    from cnn_core.inference import tta_label
+
     machines = list(_machines.entries(doc))
     lines = ["# Test-time augmentation and ensembles", "",
              f"`{doc['command']}`, commit {doc['git_commit']}, {doc['date']}; the first {doc['test_size']:,} images "
              "of each test set" + (" (the whole set)." if doc["test_size"] == 10_000 else "."), "",
-             "| dataset | models | flip TTA | test accuracy | loss |"
+             "| dataset | models | TTA | test accuracy | loss |"
              + "".join(f" seconds, machine {i + 1} |" for i in range(len(machines))),
              "|---|---|---|---|---|" + "---:|" * len(machines)]
-    for row, label in zip(doc["rows"], labels):
-        times = [entry["evaluation_seconds"].get(label) for _, entry in machines]
-        lines.append(f"| {row['dataset']} | {' + '.join(row['models'])} | {'on' if row['tta'] else 'off'} | "
+    for row in doc["rows"]:
+        times = [next((entry["evaluation_seconds"][k] for k in _labels(row) if k in entry["evaluation_seconds"]), None)
+                 for _, entry in machines]
+        lines.append(f"| {row['dataset']} | {' + '.join(row['models'])} | {tta_label(row['tta'])} | "
                      f"{row['accuracy']:.2%} | {row['loss']:.4f} |"
                      + "".join(" – |" if t is None else f" {t:.2f} |" for t in times))
-    lines += ["", "Evaluation seconds (prediction plus the report) compare only within one machine's column:", ""]
+    lines += ["", "Seconds of prediction over the test images (a model alone: its own; an ensemble: the sum of "
+              "its members' at that level) compare only within one machine's column:", ""]
     for i, (key, entry) in enumerate(machines):
         lines.append(f"- machine {i + 1}: `{key}`, timed by `{entry['command']}` (commit {entry['git_commit']}, "
                      f"{entry['date']})" + (f"; flags {entry['machine']['flags_source']}"
-                                            if entry["machine"].get("flags_source") else "") + ".")
+                                            if entry["machine"].get("flags_source") else "")
+                     + ("" if entry.get("timing") == "prediction" else
+                        "; timed before the cached predictions: each row's whole evaluation, the report included") + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -134,7 +181,7 @@ def main(argv=None) -> int:
                                        log=lambda text: print(text, flush=True))
     date, commit = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), git_commit()
     entry = {"machine": _machines.this_machine(), "command": command, "git_commit": commit, "date": date,
-             "evaluation_seconds": seconds}
+             "evaluation_seconds": seconds, "timing": "prediction"}
     doc = _machines.merge(previous, BENCHMARK, entry, shared={"command": command, "git_commit": commit, "date": date,
                                                               "test_size": test_size, "rows": rows})
     validate_results(doc)

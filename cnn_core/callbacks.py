@@ -146,6 +146,8 @@ class Lookahead(keras.callbacks.Callback):
             for i, variable in enumerate(self._float_variables()):
                 self.averages[i] = self.averages[i] + (1 - keep) * (variable.value - self.averages[i])
                 variable.assign(self.averages[i])
-        elif step >= self.total_steps:  # the last step's few updates since the last average are dropped
+        elif step >= self.total_steps and step > self.every:
+            # The last few updates since the last average are dropped, as in airbench; a run shorter
+            # than one averaging period has no average yet and keeps what it learnt.
             for variable, average in zip(self._float_variables(), self.averages):
                 variable.assign(average)

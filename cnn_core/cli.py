@@ -1,4 +1,4 @@
-"""Command line: `python -m cnn_core train | evaluate | predict | list`.
+"""Command line: `python -m cnn_core train | evaluate | predict | calibrate | list | download | export`.
 
 Mistakes a person can make (wrong arguments, missing data, unknown models,
 unreadable images) print one line on stderr and exit with code 2.
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,calibrate,list,download}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,calibrate,list,download,export}",
                                 parser_class=_Parser)
 
     tr = sub.add_parser("train", help="train a model and save it to the runs folder",
@@ -136,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a dataset to fetch (repeat; default: all of them)")
     dl.add_argument("--data-dir", default=os.environ.get("CNN_DATA_DIR"),
                     help="folder to write into (default: $CNN_DATA_DIR)")
+
+    ex = sub.add_parser("export", help="export a saved model with a standalone Keras script that retrains it",
+                        description="Write a zip of the model's .keras file, its card, a standalone training script "
+                                    "(plain Keras/TensorFlow/NumPy, no cnn_core) and a README.txt; or the script "
+                                    "alone with --script-only.")
+    ex.add_argument("--model", required=True, help="name of a saved model (see `list`)")
+    ex.add_argument("--output", metavar="FILE.zip", help="where to write the zip")
+    ex.add_argument("--script-only", metavar="FILE.py", help="where to write the training script alone")
     return parser
 
 
@@ -324,8 +332,21 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .errors import ConfigError
+    from .export import write_export
+
+    if not (args.output or args.script_only):
+        raise ConfigError("Say where to write the export: --output FILE.zip, or --script-only FILE.py.")
+    if args.output:
+        print(f"Saved {write_export(args.model, args.output)}")
+    if args.script_only:
+        print(f"Saved {write_export(args.model, args.script_only, script_only=True)}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "calibrate": cmd_calibrate,
-            "list": cmd_list, "download": cmd_download}
+            "list": cmd_list, "download": cmd_download, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             args.config = train_config(args)  # a wrong recipe value exits here, before TensorFlow loads
-        if args.command != "list":
+        if args.command not in ("list", "export"):  # neither needs TensorFlow
             from .runtime import import_tensorflow_quietly
 
             import_tensorflow_quietly()

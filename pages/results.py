@@ -16,6 +16,7 @@ from cnn_core.inference import tta_label
 from cnn_core.store import find_model
 from pages._common import download_buttons, get_predictor, model_picker, show_figure
 from pages._confusion_view import confusion_explorer
+from pages._export_view import export_buttons
 
 st.title("📊 Results")
 
@@ -96,3 +97,4 @@ with tabs[5]:
     st.code(card.get("command") or "(no command recorded)", language="bash")
     st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)
     download_buttons(store, name)
+    export_buttons(store, name)

@@ -121,6 +121,29 @@ def test_lookahead_resets_the_weights_to_their_running_average():
     np.testing.assert_allclose(model.get_weights()[0], 0.5 * start + 0.5 * stepped, rtol=1e-6)
 
 
+def test_lookahead_ends_on_the_average_but_a_run_shorter_than_its_period_keeps_its_steps():
+    def run(total_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, use_bias=False)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        lookahead = Lookahead(every=5, decay=0.5, power=0, total_steps=total_steps)
+        lookahead.set_model(model)
+        lookahead.on_train_begin()
+        for batch in range(total_steps):
+            model.train_on_batch(np.ones((4, 2), np.float32), np.full((4, 1), 5.0, np.float32))
+            stepped = model.get_weights()[0].copy()
+            lookahead.on_train_batch_end(batch)
+            if batch == 4:
+                averaged = model.get_weights()[0].copy()  # the average taken at step 5
+        return model.get_weights()[0], (averaged if total_steps > 5 else stepped)
+
+    # 7 steps: averaged at step 5, then steps 6 and 7 are dropped for that average.
+    final, expected = run(7)
+    np.testing.assert_allclose(final, expected, rtol=1e-6)
+    # 3 steps, no average taken: the weights keep all three steps instead of going back to the start.
+    final, stepped = run(3)
+    np.testing.assert_allclose(final, stepped, rtol=1e-6)
+
+
 def _newton_schulz(matrix: np.ndarray, steps: int) -> np.ndarray:
     """airbench94_muon's orthogonalisation in float64, written out: the quintic iteration on the
     matrix scaled to unit Frobenius norm, run on its wide orientation."""

@@ -3,6 +3,7 @@ temporary folder, so a benchmark can never silently stop working. Each test chec
 script wrote: the schema, this machine's key, and numbers that are present and positive
 (never particular values: these are smoke runs on a shared machine)."""
 
+import dataclasses
 import importlib
 import json
 import os
@@ -113,6 +114,16 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     seconds = doc["machines"][this_key]["evaluation_seconds"]
     assert set(seconds) == {module.row_label(r) for r in doc["rows"]} and _positive(*seconds.values())
     assert "| mnist | mnist_fast30 + mnist_seed | off |" in md and this_key in md
+    # The ensemble row (members' cached probabilities, averaged) is what evaluating the ensemble gives.
+    from cnn_core.datasets import load_dataset
+    from cnn_core.evaluation import evaluate_predictor
+    from cnn_core.inference import load_ensemble
+
+    data = load_dataset("mnist", data_dir)
+    data = dataclasses.replace(data, x_test=data.x_test[:300], y_test=data.y_test[:300])
+    direct = evaluate_predictor(load_ensemble(["mnist_fast30", "mnist_seed"]), data)
+    assert doc["rows"][-1]["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-9)
+    assert doc["rows"][-1]["loss"] == pytest.approx(direct["loss"], rel=1e-5)
     # What the Compare page shows is written beside the models (here a scratch store, not trained_models/).
     from cnn_core.benchmark_figures import ensemble_figures
     from cnn_core.store import ModelStore
