@@ -65,6 +65,19 @@ def ensemble_figures(dataset: str, store: ModelStore | None = None) -> dict | No
     return read_json(path) if path.is_file() else None
 
 
+def best_ensemble(dataset: str, available: set[str], store: ModelStore | None = None) -> dict | None:
+    """The measured ensemble of `dataset` (a row of its ensemble figures, two or more models, all in
+    `available`) with the highest test accuracy, if it beats every single model measured; else None."""
+    figures = ensemble_figures(dataset, store)
+    rows = [r for r in (figures or {}).get("rows", []) if set(r["models"]) <= available]
+    ensembles = [r for r in rows if len(r["models"]) > 1]
+    if not ensembles:
+        return None
+    best = max(ensembles, key=lambda r: r["accuracy"])
+    singles = [r["accuracy"] for r in rows if len(r["models"]) == 1]
+    return best if best["accuracy"] > max(singles, default=0.0) else None
+
+
 def recipe_times_path(dataset: str, store: ModelStore | None = None) -> Path:
     return (store or shipped_store()).root / f"{validate_name(dataset)}{RECIPE_TIMES_SUFFIX}"
 

@@ -22,6 +22,7 @@ def _forward(model, x: np.ndarray) -> np.ndarray:
 # image; 2 those plus both shifted one pixel up-left and down-right (reflect-padded), the shifted
 # four weighing as much as the unshifted two. Cards written before level 2 say true/false (= 1/0).
 TTA_LEVELS = {0: "off", 1: "flip", 2: "flip + 1-px shifts"}
+TTA_PASSES = {0: 1, 1: 2, 2: 6}  # forward passes per image at each level
 
 
 def tta_level(value) -> int:

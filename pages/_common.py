@@ -11,7 +11,8 @@ import numpy as np
 import streamlit as st
 
 from cnn_core import catalog
-from cnn_core.inference import TTA_LEVELS, is_unsure, load_ensemble, top_k
+from cnn_core.benchmark_figures import best_ensemble
+from cnn_core.inference import TTA_LEVELS, TTA_PASSES, is_unsure, load_ensemble, top_k, tta_level
 from cnn_core.ood import is_out_of_distribution
 from cnn_core.store import find_model, runs_store
 from pages._streamlit_patches import use_app_navigation
@@ -29,8 +30,28 @@ def get_predictor(name: str):
     return _load_predictor(name, find_model(name).model_path(name).stat().st_mtime)
 
 
+def best_ensemble_toggle(dataset: str, key: str):
+    """A switch to the most accurate measured ensemble of shipped models (None when off or none)."""
+    shipped = {r["name"] for r in catalogue(dataset) if r["store"] == "shipped"}
+    best = best_ensemble(dataset, shipped)
+    if best is None:
+        return None
+    level = tta_level(best["tta"])
+    passes = len(best["models"]) * TTA_PASSES[level]
+    if not st.toggle(f"Most accurate: {' + '.join(best['models'])} ({best['accuracy']:.2%} on the test set)",
+                     key=f"{key}_best_ensemble",
+                     help=f"Averages these shipped models, each with test-time augmentation {TTA_LEVELS[level]}: "
+                          f"{passes} passes per image instead of one, so slower (measured by benchmarks.tta_ensembles)."):
+        return None
+    return load_ensemble(best["models"], level, load=get_predictor)
+
+
 def prediction_options(predictor, dataset: str, key: str):
-    """Expander with the TTA level and ensemble choices; returns the Predictor to use."""
+    """The switch to the best measured ensemble, then an expander with the TTA level and ensemble
+    choices; returns the Predictor to use."""
+    best = best_ensemble_toggle(dataset, key)
+    if best is not None:
+        return best
     others = catalog.ensemble_partners(catalogue(dataset), predictor.name)
     with st.expander("Options: test-time augmentation and ensembles"):
         tta = st.radio("Test-time augmentation", list(TTA_LEVELS), index=predictor.tta, format_func=TTA_LEVELS.get,

@@ -288,6 +288,30 @@ def test_photo_page_tta_option_changes_the_prediction_path():
     assert len(without) == 3 and without != with_tta  # averaging with the mirror image changes the numbers
 
 
+def test_photo_page_switches_to_the_most_accurate_measured_ensemble():
+    from cnn_core.benchmark_figures import best_ensemble
+    from cnn_core.inference import load_ensemble, top_k
+    from cnn_core.preprocess import load_image
+    from cnn_core.store import shipped_store
+
+    best = best_ensemble("cifar10", set(shipped_store().names()))
+    assert best is not None, "rerun benchmarks/tta_ensembles.py: no shipped CIFAR-10 ensemble beats its members"
+    at = open_page("pages/photo.py")
+    at.get("button_group")[-1].set_value(["automobile_cifar10_test_6"]).run()
+    single = [p.proto.text for p in at.get("progress")]
+    toggle = at.toggle(key="photo_best_ensemble")
+    assert " + ".join(best["models"]) in toggle.label and f"{best['accuracy']:.2%}" in toggle.label
+    toggle.set_value(True).run()
+    assert not at.exception and "photo_tta" not in [r.key for r in at.radio]  # the ensemble sets its own TTA
+    shown = [p.proto.text for p in at.get("progress")]
+    # What the page shows is the ensemble's own prediction for the sample.
+    sample = next((SAMPLES / "cifar10").glob("automobile_cifar10_test_6.*"))
+    probs = load_ensemble(best["models"], best["tta"]).predict_image(load_image(sample.read_bytes()))[1]
+    classes = shipped_store().load_card(best["models"][0])["class_names"]
+    expected = [f"{rank}. **{c}** — {p:.1%}" for rank, (c, p) in enumerate(top_k(probs, classes, 3), 1)]
+    assert shown == expected and shown != single
+
+
 def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
     """A handwritten digit shown to the clothes model is flagged; a real clothes photo is not.
     Which digit gets flagged is decided by the model itself, through the page's own path."""

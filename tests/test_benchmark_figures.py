@@ -5,6 +5,7 @@ import pytest
 
 from cnn_core.benchmark_figures import (ensemble_figures, ood_figures, ood_figures_path, write_ensemble_figures,
                                         write_ood_figures)
+from cnn_core.inference import tta_level
 from cnn_core.store import ModelStore, shipped_store
 
 
@@ -45,8 +46,10 @@ def test_shipped_tta_and_ensemble_figures_cover_every_shipped_model_of_the_datas
     models = {n for n in store.names() if store.load_card(n)["dataset"] == dataset}
     figures = ensemble_figures(dataset)
     assert figures is not None and figures["dataset"] == dataset
-    singles = {(r["models"][0], r["tta"]) for r in figures["rows"] if len(r["models"]) == 1}
-    assert singles == {(m, tta) for m in models for tta in (False, True)}
+    singles = {(r["models"][0], tta_level(r["tta"])) for r in figures["rows"] if len(r["models"]) == 1}
+    # Each model alone with TTA off, flip, and every level up to its card's.
+    assert singles == {(m, level) for m in models
+                       for level in range(max(1, tta_level(store.load_card(m).get("tta"))) + 1)}
     for row in figures["rows"]:
         assert set(row["models"]) <= models and 0 < row["accuracy"] <= 1 and row["loss"] > 0
 
@@ -57,6 +60,24 @@ def test_ensemble_figures_round_trip_and_are_absent_for_an_unmeasured_dataset(tm
     rows = [{"models": ["a", "b"], "tta": False, "accuracy": 0.99, "loss": 0.03}]
     write_ensemble_figures("mnist", rows, {"command": "x", "git_commit": "y", "date": "z"}, store)
     assert ensemble_figures("mnist", store)["rows"] == rows
+
+
+def test_best_ensemble_is_the_most_accurate_measured_one_of_available_models_beating_every_single(tmp_path):
+    from cnn_core.benchmark_figures import best_ensemble
+
+    store = ModelStore(tmp_path, "shipped", writable=True)
+    assert best_ensemble("cifar10", {"a", "b"}, store) is None  # nothing measured
+    rows = [{"models": ["a"], "tta": 2, "accuracy": 0.94, "loss": 0.2},
+            {"models": ["b"], "tta": 2, "accuracy": 0.943, "loss": 0.2},
+            {"models": ["c"], "tta": 1, "accuracy": 0.93, "loss": 0.2},
+            {"models": ["a", "b"], "tta": 2, "accuracy": 0.951, "loss": 0.2},
+            {"models": ["a", "b", "c"], "tta": 2, "accuracy": 0.953, "loss": 0.2},
+            {"models": ["a", "c"], "tta": 2, "accuracy": 0.939, "loss": 0.2}]
+    write_ensemble_figures("cifar10", rows, {"command": "x", "git_commit": "y", "date": "z"}, store)
+    assert best_ensemble("cifar10", {"a", "b", "c"}, store) == rows[4]
+    assert best_ensemble("cifar10", {"a", "b"}, store) == rows[3]  # c is no longer shipped
+    # An ensemble no better than a single model is no recommendation.
+    assert best_ensemble("cifar10", {"a", "c"}, store) is None
 
 
 ZEN3 = {"cpu": "AMD EPYC", "cores": 2, "flags": ["avx2", "fma"]}
