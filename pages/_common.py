@@ -41,7 +41,8 @@ def best_ensemble_toggle(dataset: str, key: str):
     if not st.toggle(f"Most accurate: {' + '.join(best['models'])} ({best['accuracy']:.2%} on the test set)",
                      key=f"{key}_best_ensemble",
                      help=f"Averages these shipped models, each with test-time augmentation {TTA_LEVELS[level]}: "
-                          f"{passes} passes per image instead of one, so slower (measured by benchmarks.tta_ensembles)."):
+                          f"{passes} passes per image instead of one, so slower "
+                          "(measured by benchmarks.tta_ensembles)."):
         return None
     return load_ensemble(best["models"], level, load=get_predictor)
 
