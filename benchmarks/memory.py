@@ -258,7 +258,7 @@ RUNTIME_SNIPPETS = {
         "from cnn_core.inference import load_predictor\n"
         "from cnn_core.store import shipped_store\n"
         "import numpy as np\n"
-        "for name in ('mnist_fast30', 'cifar10_wide40'):\n"
+        "for name in {defaults!r}:\n"
         "    if shipped_store().model_path(name).is_file():\n"
         "        p = load_predictor(name)\n"
         "        p.predict_samples(np.zeros((1, *p.info.raw_shape), np.uint8))\n"),
@@ -284,7 +284,7 @@ WRITE_FLATBUFFERS_SNIPPET = (
     "from cnn_core.inference import load_inference_model\n"
     "from cnn_core.lite import to_flatbuffer\n"
     "from cnn_core.store import find_model\n"
-    "for name in ('mnist_fast30', 'cifar10_wide40'):\n"
+    "for name in {defaults!r}:\n"
     "    Path({flatbuffers!r}, name + '.tflite').write_bytes(to_flatbuffer(load_inference_model(find_model(name), name)))\n")
 
 RUNTIME_LABELS = {
@@ -299,9 +299,14 @@ RUNTIME_LABELS = {
 def runtime_baseline() -> dict:
     """Peak RSS of a fresh Python process running each snippet (the kernel's VmHWM at exit)."""
     out = {}
-    snippets = dict(RUNTIME_SNIPPETS)
+    from benchmarks.inference import page_defaults
+
+    defaults = tuple(sorted(page_defaults().values()))  # the models the Draw and Photo pages open with
+    snippets = {key: code.format(defaults=defaults) if "{defaults" in code else code
+                for key, code in RUNTIME_SNIPPETS.items()}
     flatbuffers = Path(tempfile.mkdtemp(prefix="memory-tflite-"))
-    made = subprocess.run([sys.executable, "-c", WRITE_FLATBUFFERS_SNIPPET.format(flatbuffers=str(flatbuffers))],
+    made = subprocess.run([sys.executable, "-c", WRITE_FLATBUFFERS_SNIPPET.format(flatbuffers=str(flatbuffers),
+                                                                                    defaults=defaults)],
                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                           timeout=300)
     if made.returncode == 0:
