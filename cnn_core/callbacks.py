@@ -1,5 +1,5 @@
 """The trainer's Keras callbacks: progress events, the stop signal, resumable early
-stopping and plateau rules, and the per-epoch checkpoint."""
+stopping and plateau rules, learning-rate changes asked mid-run, and the per-epoch checkpoint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import time
 import keras
 import numpy as np
 
-from .optimizer import current_lr
+from .errors import ConfigError
+from .lr_control import ControlFile
+from .optimizer import change_lr, current_lr, current_muon_lr
 from .store import to_json_value
 
 
@@ -108,6 +110,58 @@ class ResumableEarlyStopping(RestoresState, keras.callbacks.EarlyStopping):
 
 class ResumablePlateau(RestoresState, keras.callbacks.ReduceLROnPlateau):
     STATE = ("wait", "best", "cooldown_counter")
+
+
+class LearningRateControl(RestoresState, keras.callbacks.Callback):
+    """Applies the run's learning-rate control file (cnn_core.lr_control) between batches, from the
+    next batch on; reports each change (`lr_change` event) or refused request (`warning` event) to
+    `listener`. Its cumulative `factor` and its `changes` survive --resume (the schedule's own factor
+    is saved with the optimizer)."""
+    STATE = ("factor", "changes")
+
+    def __init__(self, path, listener=None, restored: dict | None = None):
+        super().__init__(restored=restored)
+        self.control, self.listener = ControlFile(path), listener
+        self.factor, self.changes, self.epoch = 1.0, [], 0
+
+    def _emit(self, event: dict) -> None:
+        if self.listener is not None:
+            self.listener(event)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        try:
+            request = self.control.poll()
+            if request is not None:
+                self._apply(*request, batch)
+        except ConfigError as err:
+            self._emit({"type": "warning", "message": str(err)})
+
+    def _apply(self, action: str, value: float, batch: int) -> None:
+        model = self.model
+        before, muon_before = current_lr(model), current_muon_lr(model)
+        multiplier = change_lr(model, **{"multiply" if action == "multiply" else "set_to": value})
+        self.factor *= multiplier
+        change = {"step": int(keras.ops.convert_to_numpy(model.optimizer.iterations)), "epoch": self.epoch + 1,
+                  "batch": batch + 1, "asked": {action: value}, "lr_before": before, "lr_after": current_lr(model),
+                  "factor": self.factor}
+        if muon_before is not None:
+            change.update(muon_lr_before=muon_before, muon_lr_after=current_muon_lr(model))
+        self.changes.append(change)
+        self._emit({"type": "lr_change", **change})
+
+    def epoch_summary(self, epoch: int) -> dict:
+        """What an epoch's history entry records: the cumulative factor and the changes in that epoch."""
+        return {"lr_factor": self.factor, "lr_changes": sum(c["epoch"] == epoch + 1 for c in self.changes)}
+
+    def drop_late_request(self) -> None:
+        """After the last batch: a request still waiting is removed, with a warning."""
+        if self.control.path.exists():
+            self.control.path.unlink(missing_ok=True)
+            self._emit({"type": "warning", "message": f"{self.control.path.name} arrived after the last batch; "
+                                                      "the change was ignored."})
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -27,8 +27,9 @@ STATUS_NOTHING_SAVED = "stopped_before_first_epoch"
 
 def model_card(*, name: str, status: str, config: dict, data: Dataset, train_size: int, val_size: int, params: int,
                precision: str, history: list[dict], best: dict, train_seconds: float, distribution: dict,
-               command: str, started: str, evaluation: dict | None = None) -> dict:
-    """The card of a run as it stands (`evaluation`: its test-set result, once there is one)."""
+               command: str, started: str, lr_changes: list | None = None, evaluation: dict | None = None) -> dict:
+    """The card of a run as it stands (`evaluation`: its test-set result, once there is one; `lr_changes`:
+    the learning-rate changes asked mid-run and applied, cnn_core.lr_control)."""
     info = data.info
     images_seen = train_size * len(history)
     card = {
@@ -64,6 +65,7 @@ def model_card(*, name: str, status: str, config: dict, data: Dataset, train_siz
         "git_commit": git_commit(),
         "started": started,
         "updated": now_iso(),
+        "lr_changes": list(lr_changes or []),
         "history": history,
     }
     if evaluation is not None:

@@ -1,4 +1,4 @@
-"""Command line: `python -m cnn_core train | evaluate | predict | calibrate | list | download | export`.
+"""Command line: `python -m cnn_core train | lr | evaluate | predict | calibrate | list | download | export`.
 
 Mistakes a person can make (wrong arguments, missing data, unknown models,
 unreadable images) print one line on stderr and exit with code 2.
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,calibrate,list,download,export}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,lr,evaluate,predict,calibrate,list,download,export}",
                                 parser_class=_Parser)
 
     tr = sub.add_parser("train", help="train a model and save it to the runs folder",
@@ -100,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="distribution: mirrored = every GPU of this machine (tf.distribute.MirroredStrategy), "
                          "multi_worker = several machines (MultiWorkerMirroredStrategy, needs TF_CONFIG); "
                          "--batch-size stays the global batch")
+
+    lr = sub.add_parser("lr", help="change the learning rate of a run that is training, from its next batch",
+                        description="Multiply or set the learning rate of a run training now (in another shell), "
+                                    "from its next batch on: writes the control file NAME.lr.json in the runs "
+                                    "folder, which the run reads between batches (see cnn_core/lr_control.py). "
+                                    "A schedule is scaled as a whole; the change shows in the run's output, its "
+                                    "card's lr_changes and its history.")
+    lr.add_argument("--run", required=True, metavar="NAME", help="the run's name (its --name)")
+    how = lr.add_mutually_exclusive_group(required=True)
+    how.add_argument("--multiply", type=_number, metavar="X", help="multiply the learning rate by X (> 0)")
+    how.add_argument("--set", type=_number, metavar="LR", help="make the next batch's learning rate LR (> 0)")
 
     ev = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     ev.add_argument("--model", required=True, action="append",
@@ -174,6 +185,12 @@ class _ProgressPrinter:
                 f"  val_loss {event['val_loss']:.4f}  val_accuracy {event['val_accuracy']:.4f}"
             print(f"  epoch {event['epoch']}: {event['seconds']:.1f}s  lr {event['lr']:.2e}{val}  "
                   f"(run ETA {event['eta']:.0f}s)", flush=True)
+        elif kind == "lr_change":
+            from .lr_control import describe_change
+
+            print(f"\n  learning rate changed at {describe_change(event)}", flush=True)
+        elif kind == "warning":
+            print(f"\n  warning: {event['message']}", flush=True)
         elif kind == "end":
             print(event["message"], flush=True)
 
@@ -210,6 +227,16 @@ def cmd_train(args) -> int:
     if result.status == STATUS_NOTHING_SAVED:
         return 1
     print(f"Saved to {result.store.model_path(result.name)}")
+    return 0
+
+
+def cmd_lr(args) -> int:
+    from .lr_control import request_lr_change
+
+    path = request_lr_change(args.run, multiply=args.multiply, set_to=args.set)
+    asked = f"multiply its learning rate by {args.multiply:g}" if args.multiply is not None \
+        else f"set its learning rate to {args.set:g}"
+    print(f"Asked run '{args.run}' to {asked} from its next batch ({path}).")
     return 0
 
 
@@ -345,7 +372,7 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "calibrate": cmd_calibrate,
+COMMANDS = {"train": cmd_train, "lr": cmd_lr, "evaluate": cmd_evaluate, "predict": cmd_predict, "calibrate": cmd_calibrate,
             "list": cmd_list, "download": cmd_download, "export": cmd_export}
 
 
@@ -356,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             args.config = train_config(args)  # a wrong recipe value exits here, before TensorFlow loads
-        if args.command not in ("list", "export"):  # neither needs TensorFlow
+        if args.command not in ("list", "export", "lr"):  # none of them needs TensorFlow
             from .runtime import import_tensorflow_quietly
 
             import_tensorflow_quietly()

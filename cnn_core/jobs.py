@@ -3,7 +3,8 @@
 The app keeps one `TrainingJobs` per server (via `st.cache_resource`): a run trains
 in a worker thread, not in the page script, so pages keep working; every visitor
 sees the same job; only the owner token that started it can stop it; a second
-start while one is active is refused with a clear message. On a public server,
+start while one is active is refused with a clear message; the owner may also change the
+run's learning rate mid-run (`change_lr`, cnn_core.lr_control). On a public server,
 `ServerCaps` (from CNN_MAX_EPOCHS / CNN_MAX_SUBSET / CNN_MAX_BATCH_SIZE) bounds what one
 run may ask for.
 """
@@ -116,6 +117,8 @@ class JobSnapshot:
     result_status: str | None = None
     message: str | None = None
     error: str | None = None
+    lr_changes: list[dict] = field(default_factory=list)  # the `lr_change` events, in order
+    warnings: list[str] = field(default_factory=list)  # the `warning` events' messages (refused lr changes)
 
     @property
     def active(self) -> bool:
@@ -128,9 +131,9 @@ class JobSnapshot:
 
 
 class _Job:
-    def __init__(self, config: dict, name: str | None, owner: str):
+    def __init__(self, config: dict, name: str | None, owner: str, store=None):
         self.id = secrets.token_hex(8)
-        self.config, self.name, self.owner = config, name, owner
+        self.config, self.name, self.owner, self.store = config, name, owner, store
         self.stop_event = threading.Event()
         self.state = "running"
         self.started = time.time()
@@ -140,6 +143,8 @@ class _Job:
         self.result_status = None
         self.message = None
         self.error = None
+        self.lr_changes: list[dict] = []
+        self.warnings: list[str] = []
         self.thread: threading.Thread | None = None
 
 
@@ -165,7 +170,7 @@ class TrainingJobs:
                 raise TrainingBusyError(
                     f"A training run ('{self._job.name or 'starting'}') is already in progress on this server. "
                     "Wait for it to finish; only one run at a time is allowed.")
-            job = _Job(copy.deepcopy(config), name, owner)
+            job = _Job(copy.deepcopy(config), name, owner, train_kwargs.get("store"))
             self._job = job
         job.thread = threading.Thread(target=self._run, args=(job, train_kwargs), name=f"train-{job.id}",
                                       daemon=True)
@@ -184,6 +189,10 @@ class TrainingJobs:
                     job.epochs.append(event)
                 elif kind == "end":
                     job.result_status, job.message = event["status"], event.get("message")
+                elif kind == "lr_change":
+                    job.lr_changes.append(event)
+                elif kind == "warning":
+                    job.warnings.append(event["message"])
         return on_event
 
     def _run(self, job: _Job, train_kwargs: dict):
@@ -212,6 +221,24 @@ class TrainingJobs:
             job.stop_event.set()
             return True
 
+    def change_lr(self, job_id: str, owner: str, *, multiply: float | None = None,
+                  set_to: float | None = None):
+        """Ask the running job to multiply its learning rate by `multiply`, or set it to `set_to`, from
+        its next batch (cnn_core.lr_control.request_lr_change); returns the control file's path. Only
+        its owner may; otherwise, or when the run is not training, a ConfigError says why."""
+        from .lr_control import request_lr_change
+
+        with self._lock:
+            job = self._job
+            if job is None or job.id != job_id or job.state != "running":
+                raise ConfigError("That run is not training any more; its learning rate cannot be changed.")
+            if job.owner != owner:
+                raise ConfigError("Only the browser tab that started this run can change its learning rate.")
+            if job.name is None:
+                raise ConfigError("The run is still starting; its learning rate can be changed from its first batch.")
+            name, store = job.name, job.store
+        return request_lr_change(name, multiply=multiply, set_to=set_to, store=store)
+
     def is_owner(self, job_id: str | None, owner: str | None) -> bool:
         with self._lock:
             return bool(self._job and job_id and self._job.id == job_id and self._job.owner == owner)
@@ -223,7 +250,7 @@ class TrainingJobs:
                 return None
             return JobSnapshot(job.id, job.name, copy.deepcopy(job.config), job.state, job.started,
                                list(job.epochs), job.last_batch, job.start_event, job.result_status,
-                               job.message, job.error)
+                               job.message, job.error, list(job.lr_changes), list(job.warnings))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the current job's thread ends (tests, shutdown). True when it ended."""

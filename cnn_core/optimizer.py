@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .errors import ConfigError
 from .models import WHITEN_LAYER
 
 
@@ -31,6 +32,27 @@ class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"peak": self.peak, "peak_step": self.peak_step, "total_steps": self.total_steps,
                 "start_factor": self.start_factor, "end_factor": self.end_factor}
+
+
+@keras.saving.register_keras_serializable(package="cnn_core")
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A recipe's schedule times a factor that may change mid-run (cnn_core.lr_control): the factor
+    is a non-trainable variable read at every step, so a new value applies from the next step on
+    and scales the whole rest of the schedule. It is no optimizer variable (a run saved before it
+    existed still loads): its config carries its value, so the last state saved keeps it for --resume."""
+
+    def __init__(self, schedule, factor: float = 1.0):
+        if isinstance(schedule, dict):  # from_config
+            schedule = keras.saving.deserialize_keras_object(schedule)
+        self.schedule = schedule
+        self.factor = keras.Variable(float(factor), dtype="float32", trainable=False, name="lr_factor")
+
+    def __call__(self, step):
+        return ops.multiply(ops.cast(self.schedule(step), "float32"), self.factor)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule),
+                "factor": float(ops.convert_to_numpy(self.factor))}
 
 
 @keras.saving.register_keras_serializable(package="cnn_core")
@@ -176,11 +198,48 @@ def jit_compiles(config: dict) -> bool:
 
 def compile_model(model: keras.Model, config: dict, steps_per_epoch: int) -> keras.Model:
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.get("label_smoothing", 0.0))
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss, metrics=["accuracy"],
-                  jit_compile=jit_compiles(config))
+    model.compile(optimizer=make_lr_changeable(make_optimizer(config, steps_per_epoch)), loss=loss,
+                  metrics=["accuracy"], jit_compile=jit_compiles(config))
     return model
+
+
+def make_lr_changeable(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """`optimizer` with its schedule, if it has one, in a ScaledSchedule (once): new runs, and runs
+    saved before ScaledSchedule existed when they resume. A plain learning rate is a variable already."""
+    schedule = optimizer._learning_rate  # Keras keeps the schedule itself only there
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) \
+            and not isinstance(schedule, ScaledSchedule):
+        optimizer.learning_rate = ScaledSchedule(schedule)
+    return optimizer
+
+
+def change_lr(model: keras.Model, multiply: float | None = None, set_to: float | None = None) -> float:
+    """Multiply the learning rate by `multiply`, or make it `set_to`, from the model's next step on;
+    returns the multiplier applied. A schedule keeps its shape: its ScaledSchedule factor moves. Every
+    step size derived from the lr (GroupedSGD's per-variable multipliers, MuonSGD's `muon_lr_ratio` ×
+    lr) follows by the same factor. ConfigError where it cannot (an lr of 0 at this step cannot be set)."""
+    before = current_lr(model)
+    if set_to is not None:
+        if before <= 0:
+            raise ConfigError("The learning rate is 0 at this step (the schedule's end), so it cannot be set "
+                              "to a value by scaling it; the change was ignored.")
+        multiply = set_to / before
+    schedule = model.optimizer._learning_rate
+    if isinstance(schedule, ScaledSchedule):
+        schedule.factor.assign(schedule.factor * multiply)
+    elif isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        raise ConfigError("This run's learning-rate schedule cannot be changed; the change was ignored.")
+    else:  # a plain variable (the plateau rule's)
+        model.optimizer.learning_rate = before * multiply
+    return float(multiply)
 
 
 def current_lr(model: keras.Model) -> float:
     """The learning rate the optimizer uses at its current step."""
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def current_muon_lr(model: keras.Model) -> float | None:
+    """The step size of MuonSGD's conv kernels now (`muon_lr_ratio` × the lr); None for other optimizers."""
+    ratio = getattr(model.optimizer, "muon_lr_ratio", None)
+    return None if ratio is None else ratio * current_lr(model)

@@ -9,6 +9,8 @@ Per model name:
     NAME.eval.json    saved evaluation (lets the app show results without the dataset)
     NAME.last.keras   last training state (weights + optimizer) for --resume
     NAME.last.json    last epoch, history and callback state for --resume
+    NAME.lock         held while a process trains NAME (its pid inside)
+    NAME.lr.json      a learning-rate change asked of the run while it trains (cnn_core.lr_control)
 
 Every write goes to a temporary file in the same folder, is fsync'ed, then renamed
 over the target with `os.replace` (atomic on POSIX): readers see the old file or
@@ -256,6 +258,15 @@ class ModelStore:
             target.unlink(missing_ok=True)  # before the unlock: the next run creates a new file
             handle.close()
 
+    def lock_holder(self, name: str) -> int | None:
+        """The pid of the live process training `name` (the one in its NAME.lock), else None. A lock
+        file left by a killed trainer names a dead process: None too."""
+        try:
+            pid = int(self.lock_path(name).read_text().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        return pid if process_alive(pid) else None
+
     def save_model(self, model, name: str, last: bool = False) -> Path:
         self._require_writable()
         target = self.last_model_path(name) if last else self.model_path(name)
@@ -295,7 +306,7 @@ class ModelStore:
 
     def delete(self, name: str) -> None:
         self._require_writable()
-        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json"):
+        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json", ".lr.json"):
             self.path(name, suffix).unlink(missing_ok=True)
         _remove_orphaned_temps(self.model_path(name))
 

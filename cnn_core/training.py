@@ -10,6 +10,9 @@ Progress events are plain dicts handed to `listener(event)`:
      "images_per_sec", "elapsed", "eta"}  after every batch
     {"type": "epoch", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
      "images_per_sec", "seconds", "elapsed", "eta"}  after every epoch
+    {"type": "lr_change", "step", "epoch", "batch", "asked", "lr_before", "lr_after", "factor"}
+        when a learning-rate change asked mid-run was applied (cnn_core.lr_control)
+    {"type": "warning", "message"}  when one was refused
     {"type": "end", "status", "name", "test_accuracy"?}  once
 The CLI draws a progress bar from them; the app draws live curves.
 """
@@ -36,7 +39,8 @@ from .inference import Predictor, load_inference_model, tta_level
 from .initialisers import initialise_from_data
 from .models import build_model
 from .ood import calibration
-from .optimizer import compile_model, jit_compiles
+from .lr_control import control_path
+from .optimizer import compile_model, jit_compiles, make_lr_changeable
 from .pipeline import make_tf_dataset
 from .precision import model_precision, resolve_precision
 from .recipes import validate_config
@@ -128,6 +132,7 @@ class _Run:
         self.stateful_callbacks: dict[str, cb.RestoresState] = {}
         self.distribution = distribution_info(None)
         self.alternating_flip: AlternatingFlip | None = None
+        self.lr_control: cb.LearningRateControl | None = None
 
     # -- the run, top to bottom ---------------------------------------------------------------
 
@@ -147,6 +152,7 @@ class _Run:
         train_ds, val_ds = prepare_fit(self.model, strategy, *self._datasets())  # a no-op on one machine
         self._emit(self._start_event(steps))
         status = self._fit(train_ds, val_ds, callbacks)
+        self.lr_control.drop_late_request()
         if not self.history:
             return self._end_with_nothing_saved()
         return self._evaluate_and_save(status)
@@ -167,7 +173,9 @@ class _Run:
 
     def _new_or_resumed_model(self, steps: int) -> keras.Model:
         if self.start_epoch:  # a resumed run keeps the precision it started with (its model file has it)
-            return self.store.load_model(self.name, last=True)
+            model = self.store.load_model(self.name, last=True)
+            make_lr_changeable(model.optimizer)  # a run saved before learning-rate changes existed
+            return model
         config = self.config
         model = build_model(config["arch"], config["dataset"], name=self.name,
                             precision=resolve_precision(config.get("precision")))
@@ -186,6 +194,8 @@ class _Run:
             self.stateful_callbacks["early_stopping"] = cb.ResumableEarlyStopping(
                 restored=restored.get("early_stopping"), monitor="val_accuracy",
                 patience=config["early_stopping_patience"], restore_best_weights=False, verbose=0)
+        self.lr_control = self.stateful_callbacks["lr_control"] = cb.LearningRateControl(
+            control_path(self.store, self.name), self.listener, restored=restored.get("lr_control"))
         lookahead = [cb.Lookahead(config["lookahead_every"], config["lookahead_decay"], config["lookahead_power"],
                                   steps * config["epochs"])] if config.get("lookahead_every") else []
         flips = [self.alternating_flip] if self.alternating_flip is not None else []
@@ -250,9 +260,9 @@ class _Run:
 
     def save_epoch(self, epoch: int) -> None:
         """After every epoch: record it, save the best model so far, the last one and the state."""
-        event = dict(self.progress.last_epoch_event)
+        event = {**self.progress.last_epoch_event, **self.lr_control.epoch_summary(epoch)}
         self.history.append({k: event[k] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                                                    "lr", "seconds", "images_per_sec")})
+                                                    "lr", "lr_factor", "lr_changes", "seconds", "images_per_sec")})
         val_acc = event["val_accuracy"]
         if (not self.has_validation or self.best["val_accuracy"] is None
                 or (val_acc is not None and val_acc > self.best["val_accuracy"])):
@@ -278,7 +288,7 @@ class _Run:
                           params=self.model.count_params(), precision=model_precision(self.model),
                           history=self.history, best=self.best, train_seconds=self.train_seconds(),
                           distribution=self.distribution, command=self.command, started=self.started,
-                          evaluation=evaluation)
+                          lr_changes=self.lr_control.changes if self.lr_control else [], evaluation=evaluation)
 
     def _start_event(self, steps: int) -> dict:
         return {"type": "start", "name": self.name, "dataset": self.config["dataset"], "arch": self.config["arch"],

@@ -1,5 +1,5 @@
-"""How a training job looks on the Train page: progress and Stop while it runs, its outcome when it
-has ended, and its curves. Pure display of a cnn_core.jobs.JobSnapshot."""
+"""How a training job looks on the Train page: progress, Stop and the learning-rate control while it
+runs, its outcome when it has ended, and its curves. Pure display of a cnn_core.jobs.JobSnapshot."""
 
 import pandas as pd
 import streamlit as st
@@ -7,6 +7,7 @@ import streamlit as st
 from cnn_core.cards import STATUS_NOTHING_SAVED
 from cnn_core.store import runs_store
 from pages._common import download_buttons, runs_are_ephemeral
+from pages._lr_view import lr_chart, lr_controls
 
 
 def show_job(snap, jobs, owner: str) -> None:
@@ -26,14 +27,17 @@ def _running(snap, jobs, owner):
     b = snap.last_batch
     st.progress(snap.progress or 0.0, text="Preparing data and building the model…" if b is None else (
         f"Epoch {b['epoch']}/{b['epochs']} · batch {b['step']}/{b['steps']} · loss {b['loss']:.4f} · accuracy "
-        f"{b['accuracy']:.2%} · {b['images_per_sec']:.0f} img/s · ETA {b['eta']:.0f} s"))
+        f"{b['accuracy']:.2%} · lr {b['lr']:.2e} · {b['images_per_sec']:.0f} img/s · ETA {b['eta']:.0f} s"))
     if not jobs.is_owner(snap.job_id, owner):
-        st.caption("This run was started from another browser tab; only that tab can stop it.")
+        st.caption("This run was started from another browser tab; only that tab can stop it or change its "
+                   "learning rate.")
     elif snap.state == "stopping":
         st.info("Stopping at the next batch; the best model so far is kept.")
     elif st.button("⏹ Stop", key="stop", help="Stop at the next batch and keep the best model"):
         jobs.stop(snap.job_id, owner)
         st.rerun()
+    else:
+        lr_controls(snap, jobs, owner)
 
 
 def _ended(snap):
@@ -56,3 +60,4 @@ def _curves(snap):
                     y_label="Loss")
     acc = frame[["accuracy", "val_accuracy"]].rename(columns={"accuracy": "training", "val_accuracy": "validation"})
     right.line_chart(acc[[c for c in acc if acc[c].notna().any()]], x_label="Epoch", y_label="Accuracy")
+    lr_chart(snap)

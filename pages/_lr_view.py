@@ -1,0 +1,46 @@
+"""The Train page's learning-rate control (for the tab that started the run) and the learning rate's
+curve with each change marked. The rules (the control file, what a change does) are cnn_core.lr_control's."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cnn_core.errors import CnnError
+from cnn_core.lr_control import describe_change
+
+ASKS = (("× 0.5", "lr_half", {"multiply": 0.5}), ("× 2", "lr_double", {"multiply": 2.0}))
+
+
+def lr_controls(snap, jobs, owner: str) -> None:
+    """Buttons that halve or double the learning rate, or set it, from the run's next batch."""
+    cols = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+    value = cols[0].number_input("Learning rate from the next batch", min_value=1e-8, max_value=10.0,
+                                 value=float(snap.config["lr"]), format="%.2e", key="lr_value",
+                                 help="A schedule keeps its shape, scaled from there on; Muon's step follows.")
+    asked = [ask for col, (label, key, ask) in zip(cols[1:], ASKS) if col.button(label, key=key)]
+    if cols[3].button("Set", key="lr_set"):
+        asked.append({"set_to": float(value)})
+    for ask in asked:
+        try:
+            jobs.change_lr(snap.job_id, owner, **ask)
+        except CnnError as err:
+            st.error(str(err))
+        else:
+            st.toast("Learning rate: applies from the next batch.")
+    if snap.warnings:
+        st.warning(snap.warnings[-1])
+
+
+def lr_chart(snap) -> None:
+    """Each epoch's learning rate (at its end), a dashed rule where a change was applied, and the list."""
+    frame = pd.DataFrame(snap.epochs)[["epoch", "lr"]]
+    chart = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="Epoch"), y=alt.Y("lr:Q", title="Learning rate"))
+    steps = (snap.start_event or {}).get("steps")
+    if snap.lr_changes and steps:
+        marks = pd.DataFrame({"at": [c["epoch"] - 1 + c["batch"] / steps for c in snap.lr_changes],
+                              "change": [describe_change(c) for c in snap.lr_changes]})
+        chart += alt.Chart(marks).mark_rule(color="red", strokeDash=[4, 3]).encode(x="at:Q", tooltip="change:N")
+    st.altair_chart(chart, width="stretch")
+    if snap.lr_changes:
+        st.caption("Learning-rate changes: " + "; ".join(describe_change(c) for c in snap.lr_changes))
