@@ -12,7 +12,8 @@ validation split by `python -m cnn_core calibrate` or at the end of training), i
   colour for CIFAR-10, CIFAR-10 photos become 28×28 grey for the others), and uniform noise:
   how often the warning fires (detection rate) and the AUROC of the score.
 
-Writes benchmarks/results/ood.json and ood.md (the notes below the marker are kept). It holds
+Writes benchmarks/results/ood.json and ood.md (the notes below the marker are kept); `--model`
+re-measures those models and keeps the other rows of the document there. It holds
 rates and AUROCs, no timings, so it is one document for every machine. Each model's row also goes
 beside the model, into trained_models/NAME.ood.json (cnn_core.benchmark_figures): the Photo page
 shows it from there (`--out` elsewhere, as in smoke tests, leaves trained_models/ alone).
@@ -112,7 +113,10 @@ def render_markdown(doc: dict) -> str:
     for row in doc["models"]:
         ind = row["in_distribution"]
         acc_flagged = f"{ind['accuracy_flagged']:.1%}" if ind["accuracy_flagged"] is not None else "–"
+        by = _measured_by(row, doc)
         lines += [f"## {row['model']} ({row['dataset']})", "",
+                  *([] if by["command"] == doc["command"] and by["git_commit"] == doc["git_commit"] else
+                    [f"- Measured by `{by['command']}`, commit `{by['git_commit']}`, {by['date']}."]),
                   f"- Threshold {row['threshold']:.3f}, calibrated on the {row['calibrated_on']} so that "
                   f"{row['pass_rate']:.0%} pass ({row['val_flagged']:.1%} of them flagged).",
                   f"- Its own test set ({ind['images']:,} images): flagged {ind['flagged']:.1%}; accuracy on flagged "
@@ -139,13 +143,13 @@ def main(argv=None):
     import_tensorflow_quietly()
     store = shipped_store()
     names = args.model or [n for n in store.names() if store.load_card(n).get("ood")]
-    doc = {"command": " ".join(["python -m benchmarks.ood", *(argv if argv is not None else sys.argv[1:])]),
-           "git_commit": git_commit(), "machine": machine_info(),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "models": [score_model(n, args.limit, test_limit=args.test_limit) for n in names]}
+    source = {"command": " ".join(["python -m benchmarks.ood", *(argv if argv is not None else sys.argv[1:])]),
+              "git_commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rows = [{**score_model(n, args.limit, test_limit=args.test_limit), "measured_by": source} for n in names]
+    result = args.out / "ood.json"
+    doc = {**source, "machine": machine_info(), "models": merged_rows(result, rows)}
     validate_results(doc)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = args.out / "ood.json"
     result.write_text(json.dumps(doc, indent=2))
     md_path = result.with_suffix(".md")
     notes = md_path.read_text().split(NOTES_MARKER, 1)[1] if md_path.is_file() and NOTES_MARKER in md_path.read_text() \
@@ -157,14 +161,39 @@ def main(argv=None):
             print(f"Wrote {path}")
 
 
+def merged_rows(previous_path: Path, rows: list[dict]) -> list[dict]:
+    """This run's rows plus the rows of a previous document at `previous_path` for the models not
+    measured now (still shipped, calibrated as they were), in model-name order: a run for one new
+    model leaves the others' figures in place. Each row keeps the command that measured it."""
+    from cnn_core.store import shipped_store
+
+    measured = {row["model"] for row in rows}
+    kept = []
+    if previous_path.is_file():
+        previous = json.loads(previous_path.read_text())
+        store = shipped_store()
+        for row in previous.get("models", []):
+            if row["model"] in measured or row["model"] not in store.names():
+                continue
+            if (store.load_card(row["model"]).get("ood") or {}).get("threshold") != row["threshold"]:
+                continue  # calibrated anew since: its old figures no longer apply
+            kept.append({**row, "measured_by": row.get("measured_by") or
+                         {key: previous[key] for key in ("command", "git_commit", "date")}})
+    return sorted(rows + kept, key=lambda row: row["model"])
+
+
+def _measured_by(row: dict, doc: dict) -> dict:
+    return row.get("measured_by") or {key: doc[key] for key in ("command", "git_commit", "date")}
+
+
 def write_beside_models(doc: dict, store=None) -> list[Path]:
     """Every model's row into NAME.ood.json beside the model (the shipped store by default)."""
     from cnn_core.benchmark_figures import write_ood_figures
     from cnn_core.store import SHIPPED_DIR, ModelStore
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
-    source = {key: doc[key] for key in ("command", "git_commit", "date")}
-    return [write_ood_figures(row, source, store) for row in doc["models"]]
+    return [write_ood_figures({k: v for k, v in row.items() if k != "measured_by"}, _measured_by(row, doc), store)
+            for row in doc["models"]]
 
 
 if __name__ == "__main__":

@@ -360,6 +360,26 @@ def test_committed_ood_results_follow_the_schema_and_the_cards():
         assert {"mnist test images", "fashion_mnist test images"} <= set(labels)
 
 
+def test_an_ood_run_for_some_models_keeps_the_other_current_rows(tmp_path):
+    from cnn_core.store import shipped_store
+
+    doc = copy.deepcopy(_committed("ood.json", "python -m benchmarks.ood"))
+    store = shipped_store()
+    first, second = doc["models"][:2]
+    stale = {**copy.deepcopy(second), "threshold": second["threshold"] / 2}  # calibrated anew since
+    gone = {**copy.deepcopy(first), "model": "no_longer_shipped"}
+    previous = {**doc, "models": [first, stale, gone]}
+    (tmp_path / "ood.json").write_text(json.dumps(previous))
+    new_row = {**copy.deepcopy(second), "measured_by": {"command": "now", "git_commit": "c", "date": "d"}}
+    rows = ood.merged_rows(tmp_path / "ood.json", [new_row])
+    assert [r["model"] for r in rows] == sorted([first["model"], second["model"]])
+    kept = next(r for r in rows if r["model"] == first["model"])
+    assert kept["measured_by"]["command"] == (first.get("measured_by") or doc)["command"]
+    assert kept["threshold"] == store.load_card(first["model"])["ood"]["threshold"]
+    assert next(r for r in rows if r["model"] == second["model"]) is new_row
+    assert ood.merged_rows(tmp_path / "absent.json", [new_row]) == [new_row]
+
+
 @pytest.mark.parametrize("break_it, message", [
     (lambda d: d.pop("models"), "missing 'models'"),
     (lambda d: d["models"][0].update(threshold=1.5), "threshold"),
