@@ -56,7 +56,7 @@ def prediction_options(predictor, dataset: str, key: str):
     others = catalog.ensemble_partners(catalogue(dataset), predictor.name)
     with st.expander("Options: test-time augmentation and ensembles"):
         tta = st.radio("Test-time augmentation", list(TTA_LEVELS), index=predictor.tta, format_func=TTA_LEVELS.get,
-                       key=f"{key}_tta", horizontal=True,
+                       key=f"{key}_tta_{predictor.name}", horizontal=True,  # each model starts at its card's
                        help="Average the prediction over the image and its mirror image (flip), and also over "
                             "both shifted by one pixel (6 passes). Recommended for models trained with flips "
                             "and shifts; the model's card gives the level it was measured with.")

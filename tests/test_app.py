@@ -281,8 +281,14 @@ def test_photo_page_tta_option_changes_the_prediction_path():
     at = open_page("pages/photo.py")
     at.get("button_group")[-1].set_value(["automobile_cifar10_test_6"]).run()
     with_tta = [p.proto.text for p in at.get("progress")]
-    assert at.radio(key="photo_tta").value == 1  # the shipped CIFAR-10 default's card: flip TTA
-    at.radio(key="photo_tta").set_value(0).run()
+    from cnn_core.catalog import list_models, rank_for_choice
+    from cnn_core.inference import tta_level
+
+    default = rank_for_choice(list_models("cifar10"))[0]
+    assert default["store"] == "shipped" and tta_level(default["tta"]) > 0
+    tta = at.radio(key=f"photo_tta_{default['name']}")
+    assert tta.value == tta_level(default["tta"])  # as the default model's card says
+    tta.set_value(0).run()
     assert not at.exception
     without = [p.proto.text for p in at.get("progress")]
     assert len(without) == 3 and without != with_tta  # averaging with the mirror image changes the numbers
@@ -302,7 +308,7 @@ def test_photo_page_switches_to_the_most_accurate_measured_ensemble():
     toggle = at.toggle(key="photo_best_ensemble")
     assert " + ".join(best["models"]) in toggle.label and f"{best['accuracy']:.2%}" in toggle.label
     toggle.set_value(True).run()
-    assert not at.exception and "photo_tta" not in [r.key for r in at.radio]  # the ensemble sets its own TTA
+    assert not at.exception and not [r for r in at.radio if r.key.startswith("photo_tta")]  # the ensemble sets its own TTA
     shown = [p.proto.text for p in at.get("progress")]
     # What the page shows is the ensemble's own prediction for the sample.
     sample = next((SAMPLES / "cifar10").glob("automobile_cifar10_test_6.*"))
