@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -209,8 +210,8 @@ def run_script(text: str, tmp_path, data_dir, subset: int, test_size: int) -> tu
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     done = subprocess.run([sys.executable, str(script), "--epochs", "1", "--subset", str(subset),
-                           "--test-size", str(test_size), "--data-dir", str(data_dir), "--output", str(output)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+                           "--test-size", str(test_size), "--data-dir", str(Path(data_dir).resolve()),  # CI's CNN_DATA_DIR is relative
+                           "--output", str(output)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     epoch = re.search(r"\d+/\d+ - .*? - accuracy: ([\d.]+) - loss: ([\d.]+)", out)  # fit()'s epoch line
