@@ -5,6 +5,7 @@ mouse drags."""
 
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # (Not /usr/bin/chromium-browser: on Ubuntu that is a shim for a snap, which Playwright cannot drive.)
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/google-chrome")
+# The Train page's progress text while a run trains (pages/_job_view.py).
+PROGRESS = re.compile(r"Epoch (\d+)/(\d+) · batch (\d+)/(\d+)")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -143,3 +146,53 @@ def draw_digit_and_read_prediction(pg, strokes, timeout_ms=60_000) -> str:
         except Exception:
             if time.time() > deadline:
                 raise
+
+
+def train_progress(train_page) -> tuple[int, int, int, int] | None:
+    """(epoch, epochs, batch, batches) from the Train page's progress text, if it shows a batch."""
+    bars = train_page.locator('[data-testid="stProgress"]')
+    try:  # the live fragment redraws every second: the bar may go between the count and the read
+        found = PROGRESS.search(bars.first.inner_text(timeout=2_000)) if bars.count() else None
+    except Exception:
+        found = None
+    return tuple(int(g) for g in found.groups()) if found else None
+
+
+def start_training(train_page, url: str, dataset_title: str, epochs: int, timeout_s: float = 900.0) -> float:
+    """On a fresh Train page: the dataset titled `dataset_title`, the default recipe, `epochs` epoch(s),
+    Start; wait until the progress shows a batch. Returns the seconds from the click to that first batch."""
+    goto(train_page, url, "train", "Train a model")
+    train_page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").first.click()
+    train_page.get_by_role("option", name=dataset_title).click()
+    wait_until_idle(train_page)
+    # Keyed per dataset and recipe: set after choosing them.
+    box = train_page.locator('[data-testid="stNumberInput"]').filter(has_text="Epochs").locator("input")
+    if box.count():
+        box.first.fill(str(epochs))
+        box.first.press("Enter")
+        wait_until_idle(train_page)
+    t0 = time.perf_counter()
+    train_page.get_by_role("button", name="Start training").click()
+    deadline = t0 + timeout_s
+    while train_progress(train_page) is None:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"the {dataset_title} run showed no batch within {timeout_s:.0f} s of Start")
+        errors = train_page.locator('[data-testid="stAlertContentError"], [data-testid="stException"]')
+        if errors.count():
+            raise RuntimeError(f"the Train page refused the run: {errors.first.inner_text()[:500]}")
+        train_page.wait_for_timeout(250)
+    return time.perf_counter() - t0
+
+
+def stop_training(train_page, timeout_s: float = 900.0) -> float:
+    """Press Stop in the tab that started the run and wait until Start is enabled again (the run
+    has ended and the server is free). Returns the seconds that took."""
+    from playwright.sync_api import expect
+
+    t0 = time.perf_counter()
+    stop = train_page.get_by_role("button", name="Stop")
+    if stop.count():
+        stop.first.click()
+    expect(train_page.get_by_role("button", name="Start training")).to_be_enabled(timeout=timeout_s * 1000)
+    wait_until_idle(train_page)
+    return time.perf_counter() - t0

@@ -43,6 +43,7 @@ class ProgressEvents(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
         self.t_epoch = time.perf_counter()
+        self.running = {"seen": 0, "loss": 0.0, "accuracy": 0.0}  # the epoch's means so far, and over how many
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -50,11 +51,22 @@ class ProgressEvents(keras.callbacks.Callback):
         done = batch + 1
         seen = min(done * self.batch_size, self.train_size)
         remaining_steps = (self.steps - done) + (self.epochs - self.epoch - 1) * self.steps
+        loss, accuracy = float(logs.get("loss", np.nan)), float(logs.get("accuracy", np.nan))
         self._emit({"type": "batch", "epoch": self.epoch + 1, "epochs": self.epochs, "step": done,
-                    "steps": self.steps, "loss": float(logs.get("loss", np.nan)),
-                    "accuracy": float(logs.get("accuracy", np.nan)), "lr": current_lr(self.model),
+                    "steps": self.steps, "loss": loss, "accuracy": accuracy,
+                    "batch_loss": self._this_batch("loss", loss, seen),
+                    "batch_accuracy": self._this_batch("accuracy", accuracy, seen), "lr": current_lr(self.model),
                     "images_per_sec": seen / spent if spent > 0 else 0.0,
                     "elapsed": self.elapsed(), "eta": remaining_steps * spent / done})
+        self.running = {"seen": seen, "loss": loss, "accuracy": accuracy}
+
+    def _this_batch(self, metric: str, mean: float, seen: int) -> float:
+        """This batch's own value of `metric`: Keras logs the epoch's running mean (weighted by
+        images), so the batch's share is the growth of the running total over the images it added."""
+        before, new_images = self.running, seen - self.running["seen"]
+        if new_images <= 0:
+            return mean
+        return (mean * seen - before[metric] * before["seen"]) / new_images
 
     def on_epoch_end(self, epoch, logs=None):
         # Not emitted here: the checkpoint callback emits it once the epoch is saved.

@@ -1,8 +1,12 @@
 """A background training job per server process, safe to share between threads.
 
-The app keeps one `TrainingJobs` per server (via `st.cache_resource`): a run trains
-in a worker thread, not in the page script, so pages keep working; every visitor
-sees the same job; only the owner token that started it can stop it; a second
+The app keeps one `TrainingJobs` per server (via `st.cache_resource`): a run trains in a
+separate process at lower priority (`os.nice`), not in the server, so pages stay responsive
+while it trains; the process sends its progress events back through a pipe, and a thread of
+the server keeps the latest state (every batch's point for the live curves), so a reload or a
+second tab picks the run up where it is. If the server dies, the training process notices, stops
+at the next batch and keeps the best model so far (`python -m cnn_core train --resume NAME`
+continues it). Every visitor sees the same job; only the owner token that started it can stop it; a second
 start while one is active is refused with a clear message; the owner may also change the
 run's learning rate mid-run (`change_lr`, cnn_core.lr_control). On a public server,
 `ServerCaps` (from CNN_MAX_EPOCHS / CNN_MAX_SUBSET / CNN_MAX_BATCH_SIZE) bounds what one
@@ -12,14 +16,21 @@ run may ask for.
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import secrets
+import signal
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 
+from .curves import BatchCurve
 from .errors import CnnError, ConfigError, TrainingBusyError
+
+# How much lower than the server a training process runs (os.nice): the server's page scripts
+# and predictions come first, training takes what CPU is left.
+TRAINING_NICENESS = 10
 
 # What one visitor's run may ask for on a server, unless CNN_MAX_EPOCHS / CNN_MAX_SUBSET /
 # CNN_MAX_BATCH_SIZE say otherwise. Memory, not time, sets them: the server plus a run on the whole
@@ -119,6 +130,8 @@ class JobSnapshot:
     error: str | None = None
     lr_changes: list[dict] = field(default_factory=list)  # the `lr_change` events, in order
     warnings: list[str] = field(default_factory=list)  # the `warning` events' messages (refused lr changes)
+    batches: list[dict] = field(default_factory=list)  # per-batch points (cnn_core.curves.BatchCurve)
+    pid: int | None = None  # the training process's, while it runs in one
 
     @property
     def active(self) -> bool:
@@ -145,18 +158,23 @@ class _Job:
         self.error = None
         self.lr_changes: list[dict] = []
         self.warnings: list[str] = []
-        self.thread: threading.Thread | None = None
+        self.curve = BatchCurve()
+        self.thread: threading.Thread | None = None  # the worker (in-process) or the relay from the process
+        self.process: multiprocessing.Process | None = None
 
 
 class TrainingJobs:
     """At most one active training run; the latest finished one stays visible."""
 
-    def __init__(self, train_fn=None, caps: ServerCaps | None = None):
-        """`caps`: bounds every start is checked against (the app passes the server's); None: none."""
-        from .training import train
-
-        self._train = train_fn or train
+    def __init__(self, train_fn=None, caps: ServerCaps | None = None, isolate: bool = True,
+                 niceness: int = TRAINING_NICENESS):
+        """`caps`: bounds every start is checked against (the app passes the server's); None: none.
+        `isolate`: train in a separate process (the app); False trains in a thread of this one
+        (a test that patches this process). `train_fn` (default cnn_core.training.train) must be
+        importable by name when isolated."""
+        self._train = train_fn
         self._caps = caps
+        self._isolate, self._niceness = isolate, niceness
         self._lock = threading.Lock()
         self._job: _Job | None = None
 
@@ -172,10 +190,30 @@ class TrainingJobs:
                     "Wait for it to finish; only one run at a time is allowed.")
             job = _Job(copy.deepcopy(config), name, owner, train_kwargs.get("store"))
             self._job = job
-        job.thread = threading.Thread(target=self._run, args=(job, train_kwargs), name=f"train-{job.id}",
-                                      daemon=True)
-        job.thread.start()
+        if self._isolate:
+            self._start_process(job, train_kwargs)
+        else:
+            job.thread = threading.Thread(target=self._run, args=(job, train_kwargs), name=f"train-{job.id}",
+                                          daemon=True)
+            job.thread.start()
         return job.id
+
+    def _start_process(self, job: _Job, train_kwargs: dict) -> None:
+        from .store import runs_store
+
+        # The store is resolved here, so that a server whose runs live in a temporary folder
+        # (a read-only disk) has its training process write into that same folder.
+        job.store = train_kwargs.setdefault("store", job.store or runs_store())
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of the server's threads
+        receiver, sender = context.Pipe(duplex=False)
+        job.stop_event = context.Event()
+        job.process = context.Process(
+            target=train_in_child, name=f"train-{job.id}", daemon=True,
+            args=(self._train, job.config, job.name, sender, job.stop_event, self._niceness, train_kwargs))
+        job.process.start()
+        sender.close()  # the child holds the only writing end: its exit closes the pipe
+        job.thread = threading.Thread(target=self._relay, args=(job, receiver), name=f"relay-{job.id}", daemon=True)
+        job.thread.start()
 
     def _listener(self, job: _Job):
         def on_event(event: dict):
@@ -185,6 +223,7 @@ class TrainingJobs:
                     job.start_event, job.name = event, event["name"]
                 elif kind == "batch":
                     job.last_batch = event
+                    job.curve.add(event)
                 elif kind == "epoch":
                     job.epochs.append(event)
                 elif kind == "end":
@@ -195,10 +234,32 @@ class TrainingJobs:
                     job.warnings.append(event["message"])
         return on_event
 
+    def _relay(self, job: _Job, receiver) -> None:
+        """Hand the training process's events to the job until it ends, then record how it ended."""
+        on_event, outcome = self._listener(job), None
+        while True:
+            try:
+                event = receiver.recv()
+            except (EOFError, OSError):
+                break
+            if event["type"] in ("result", "error"):
+                outcome = event
+            else:
+                on_event(event)
+        receiver.close()
+        job.process.join()
+        with self._lock:
+            if outcome is not None and outcome["type"] == "result":
+                job.name, job.result_status, job.message = outcome["name"], outcome["status"], outcome["message"]
+                job.state = "done"
+            else:
+                job.state = "failed"
+                job.error = outcome["message"] if outcome else _died_message(job, job.process.exitcode)
+
     def _run(self, job: _Job, train_kwargs: dict):
         try:
-            result = self._train(job.config, job.name, listener=self._listener(job), stop_event=job.stop_event,
-                                 **train_kwargs)
+            result = (self._train or _default_train())(job.config, job.name, listener=self._listener(job),
+                                                       stop_event=job.stop_event, **train_kwargs)
             with self._lock:
                 job.name, job.result_status, job.message = result.name, result.status, result.message
                 job.state = "done"
@@ -250,7 +311,9 @@ class TrainingJobs:
                 return None
             return JobSnapshot(job.id, job.name, copy.deepcopy(job.config), job.state, job.started,
                                list(job.epochs), job.last_batch, job.start_event, job.result_status,
-                               job.message, job.error, list(job.lr_changes), list(job.warnings))
+                               job.message, job.error, list(job.lr_changes), list(job.warnings),
+                               job.curve.points(),
+                               job.process.pid if job.process is not None and job.state != "done" else None)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the current job's thread ends (tests, shutdown). True when it ended."""
@@ -259,3 +322,52 @@ class TrainingJobs:
             return True
         job.thread.join(timeout)
         return not job.thread.is_alive()
+
+
+def _default_train():
+    from .training import train
+
+    return train
+
+
+def _died_message(job: _Job, exitcode: int | None) -> str:
+    how = (f"was killed (signal {-exitcode})" if exitcode is not None and exitcode < 0
+           else f"exited with code {exitcode}")
+    saved = (f" Epochs completed before it ended are saved: continue with "
+             f"`python -m cnn_core train --resume {job.name}`." if job.epochs and job.name else "")
+    return f"The training process {how} before the run ended (out of memory, or stopped from outside?).{saved}"
+
+
+def train_in_child(train_fn, config: dict, name: str | None, sender, stop_event, niceness: int,
+                   train_kwargs: dict) -> None:
+    """The training process's body: train at lower priority and send every event to the server.
+
+    A stop (the Stop button, SIGTERM, Ctrl-C, or the server going away) ends the run at the next
+    batch with the best model so far saved, as in-process runs do."""
+    os.nice(niceness)
+
+    def stop(*_):
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # the server died (killed, crashed): stop cleanly rather than train for nobody
+        threading.Thread(target=lambda: (parent.join(), stop()), daemon=True).start()
+
+    def send(event: dict) -> None:
+        try:
+            sender.send(event)
+        except (BrokenPipeError, ConnectionError, OSError):
+            stop()
+
+    try:
+        result = (train_fn or _default_train())(config, name, listener=send, stop_event=stop_event, **train_kwargs)
+        send({"type": "result", "name": result.name, "status": result.status, "message": result.message})
+    except CnnError as err:
+        send({"type": "error", "message": str(err)})
+    except Exception as err:  # report it to the page; the traceback goes to the server's log
+        traceback.print_exc()
+        send({"type": "error", "message": f"Training failed unexpectedly: {type(err).__name__}: {err}"})
+    finally:
+        sender.close()

@@ -6,8 +6,9 @@ atomic per-epoch checkpoints and resume.
 
 Progress events are plain dicts handed to `listener(event)`:
     {"type": "start", ...}  once, with sizes and steps
-    {"type": "batch", "epoch", "step", "steps", "loss", "accuracy", "lr",
-     "images_per_sec", "elapsed", "eta"}  after every batch
+    {"type": "batch", "epoch", "step", "steps", "loss", "accuracy", "batch_loss", "batch_accuracy",
+     "lr", "images_per_sec", "elapsed", "eta"}  after every batch (loss and accuracy: the epoch's
+        running means, as Keras logs them; batch_*: that batch's own values)
     {"type": "epoch", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
      "images_per_sec", "seconds", "elapsed", "eta"}  after every epoch
     {"type": "lr_change", "step", "epoch", "batch", "asked", "lr_before", "lr_after", "factor"}

@@ -1,10 +1,12 @@
 """How a training job looks on the Train page: progress, Stop and the learning-rate control while it
 runs, its outcome when it has ended, and its curves. Pure display of a cnn_core.jobs.JobSnapshot."""
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from cnn_core.cards import STATUS_NOTHING_SAVED
+from cnn_core.curves import DEFAULT_SMOOTHING, curve_rows
 from cnn_core.store import runs_store
 from pages._common import download_buttons, runs_are_ephemeral
 from pages._lr_view import lr_chart, lr_controls
@@ -16,16 +18,17 @@ def show_job(snap, jobs, owner: str) -> None:
         _running(snap, jobs, owner)
     else:
         _ended(snap)
-    if snap.epochs:
+    if snap.batches or snap.epochs:
         _curves(snap)
     elif snap.active:
-        st.caption("Curves appear after the first epoch.")
+        st.caption("Curves appear with the first batches.")
 
 
 def _running(snap, jobs, owner):
     st.subheader(f"Training `{snap.name or '…'}`")
     b = snap.last_batch
-    st.progress(snap.progress or 0.0, text="Preparing data and building the model…" if b is None else (
+    st.progress(snap.progress or 0.0, text="Starting the training process, preparing data and building the "
+                "model…" if b is None else (
         f"Epoch {b['epoch']}/{b['epochs']} · batch {b['step']}/{b['steps']} · loss {b['loss']:.4f} · accuracy "
         f"{b['accuracy']:.2%} · lr {b['lr']:.2e} · {b['images_per_sec']:.0f} img/s · ETA {b['eta']:.0f} s"))
     if not jobs.is_owner(snap.job_id, owner):
@@ -54,10 +57,25 @@ def _ended(snap):
 
 
 def _curves(snap):
-    frame = pd.DataFrame(snap.epochs).set_index("epoch").rename(columns={"loss": "training", "val_loss": "validation"})
+    """Loss and accuracy per batch (faint), smoothed, and each epoch's validation point, on one x axis in epochs."""
+    smoothing = st.session_state.get("curve_smoothing", DEFAULT_SMOOTHING)
+    frame = pd.DataFrame(curve_rows(snap.batches, snap.epochs, smoothing=smoothing))
     left, right = st.columns(2)
-    left.line_chart(frame[[c for c in ("training", "validation") if frame[c].notna().any()]], x_label="Epoch",
-                    y_label="Loss")
-    acc = frame[["accuracy", "val_accuracy"]].rename(columns={"accuracy": "training", "val_accuracy": "validation"})
-    right.line_chart(acc[[c for c in acc if acc[c].notna().any()]], x_label="Epoch", y_label="Accuracy")
+    for col, metric, title in ((left, "loss", "Loss"), (right, "accuracy", "Accuracy")):
+        rows = frame[frame["metric"] == metric] if len(frame) else frame
+        if len(rows):
+            col.altair_chart(_metric_chart(rows, title), width="stretch")
+    st.slider("Smoothing", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="curve_smoothing",
+              help="Weight of the past in the moving average drawn over the per-batch points.")
     lr_chart(snap)
+
+
+def _metric_chart(rows: pd.DataFrame, title: str) -> alt.Chart:
+    x, y = alt.X("x:Q", title="Epoch"), alt.Y("value:Q", title=title, scale=alt.Scale(zero=False))
+    color = alt.Color("series:N", title=None, scale=alt.Scale(domain=["batch", "smoothed", "validation"],
+                                                               range=["#9ecae9", "#1f77b4", "#ff7f0e"]))
+    base = alt.Chart(rows).encode(x=x, y=y, color=color)
+    lines = base.transform_filter(alt.datum.series != "validation")
+    return (lines.mark_line(opacity=0.6, strokeWidth=1).transform_filter(alt.datum.series == "batch")
+            + lines.mark_line(strokeWidth=2).transform_filter(alt.datum.series == "smoothed")
+            + base.mark_line(point=True).transform_filter(alt.datum.series == "validation"))

@@ -5,6 +5,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cnn_core.curves import lr_rows
 from cnn_core.errors import CnnError
 from cnn_core.lr_control import describe_change
 
@@ -32,10 +33,13 @@ def lr_controls(snap, jobs, owner: str) -> None:
 
 
 def lr_chart(snap) -> None:
-    """Each epoch's learning rate (at its end), a dashed rule where a change was applied, and the list."""
-    frame = pd.DataFrame(snap.epochs)[["epoch", "lr"]]
-    chart = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="Epoch"), y=alt.Y("lr:Q", title="Learning rate"))
+    """The learning rate per batch (each epoch's, at its end, for a run picked up without its batches),
+    a dashed rule where a change was applied, and the list."""
+    if snap.batches:
+        chart = alt.Chart(pd.DataFrame(lr_rows(snap.batches))).mark_line()
+    else:
+        chart = alt.Chart(pd.DataFrame(snap.epochs)[["epoch", "lr"]].rename(columns={"epoch": "x"})).mark_line(point=True)
+    chart = chart.encode(x=alt.X("x:Q", title="Epoch"), y=alt.Y("lr:Q", title="Learning rate"))
     steps = (snap.start_event or {}).get("steps")
     if snap.lr_changes and steps:
         marks = pd.DataFrame({"at": [c["epoch"] - 1 + c["batch"] / steps for c in snap.lr_changes],

@@ -41,33 +41,38 @@ def show_digit_prediction(image, from_canvas: bool = False) -> None:
     st.page_link("pages/explain.py", label="Look inside the network for this drawing", icon="🔬")
 
 
-left, right = st.columns([1, 1], gap="large")
-with left:
-    stroke = st.slider("Stroke width", 6, 40, 18, key="stroke")
-    st.session_state.setdefault("canvas_round", 0)
-    try:
-        from streamlit_drawable_canvas import st_canvas
-
-        canvas = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
-                           height=280, width=280, drawing_mode="freedraw", return_image_data=True,
-                           key=f"canvas_{st.session_state.canvas_round}")
-        drawing = canvas.image_data
-    except Exception as err:  # the component needs a running app with its frontend
-        st.warning(f"The drawing canvas is unavailable here ({type(err).__name__}); upload a photo instead.")
-        drawing = None
-    if st.button("🧹 Clear canvas", key="clear"):
-        st.session_state.canvas_round += 1
-        st.rerun()
-    st.caption("Draw one digit with the mouse or a finger. Big and centred works best.")
-    upload = st.file_uploader("…or upload a photo of a handwritten digit", key="digit_upload",
-                              help="Dark ink on light paper, or light on dark: both work.")
-
-with right:
-    image = drawing
-    if upload is not None:
+@st.fragment
+def canvas_and_prediction() -> None:
+    """A stroke, an upload or Clear reruns only this part of the page, not the model picker."""
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        stroke = st.slider("Stroke width", 6, 40, 18, key="stroke")
+        st.session_state.setdefault("canvas_round", 0)
         try:
-            image = load_image(upload.getvalue(), filename=upload.name)
-        except ImageError as err:
-            st.error(f"{upload.name}: {err}")
-            image = None
-    show_digit_prediction(image, from_canvas=image is drawing and drawing is not None)
+            from streamlit_drawable_canvas import st_canvas
+
+            canvas = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
+                               height=280, width=280, drawing_mode="freedraw", return_image_data=True,
+                               key=f"canvas_{st.session_state.canvas_round}")
+            drawing = canvas.image_data
+        except Exception as err:  # the component needs a running app with its frontend
+            st.warning(f"The drawing canvas is unavailable here ({type(err).__name__}); upload a photo instead.")
+            drawing = None
+        if st.button("🧹 Clear canvas", key="clear"):
+            st.session_state.canvas_round += 1
+            st.rerun(scope="fragment")
+        st.caption("Draw one digit with the mouse or a finger. Big and centred works best.")
+        upload = st.file_uploader("…or upload a photo of a handwritten digit", key="digit_upload",
+                                  help="Dark ink on light paper, or light on dark: both work.")
+    with right:
+        image = drawing
+        if upload is not None:
+            try:
+                image = load_image(upload.getvalue(), filename=upload.name)
+            except ImageError as err:
+                st.error(f"{upload.name}: {err}")
+                image = None
+        show_digit_prediction(image, from_canvas=image is drawing and drawing is not None)
+
+
+canvas_and_prediction()

@@ -1,7 +1,7 @@
 """Train: choose a dataset, recipe and hyperparameters; start, watch live curves, stop.
 
-The run trains in a worker thread of the server (cnn_core.jobs), so this page only
-starts it and draws its progress; a refresh reconnects to it."""
+The run trains in its own process at lower priority (cnn_core.jobs), so this page only starts
+it and draws its progress, batch by batch; a refresh or a second tab reconnects to it."""
 
 import time
 

@@ -94,3 +94,16 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+def wait_for_job(jobs, until, timeout=300):
+    """The job's snapshot once `until(snapshot)` holds; fails naming the state it was left in."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        snap = jobs.snapshot()
+        if snap is not None and until(snap):
+            return snap
+        time.sleep(0.05)
+    raise AssertionError(f"the training job did not reach the expected state: {jobs.snapshot()}")

@@ -1,14 +1,13 @@
 """Every page through Streamlit's AppTest, with the shipped models and real data."""
 
 import io
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, wait_for_job
 
 SAMPLES = REPO / "assets" / "samples"
 PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py",
@@ -125,14 +124,7 @@ def test_photo_page_bundled_samples_need_no_upload():
 def _wait_for_job(at: AppTest, until, timeout=300):
     from pages._common import get_jobs
 
-    jobs = get_jobs()
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        snap = jobs.snapshot()
-        if snap is not None and until(snap):
-            return snap
-        time.sleep(0.5)
-    raise AssertionError(f"training job did not reach the expected state: {jobs.snapshot()}")
+    return wait_for_job(get_jobs(), until, timeout)
 
 
 def test_train_page_offers_the_quick_recipe_first_labelled_with_its_measured_time():
@@ -204,6 +196,8 @@ def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolate
     other_tab = open_page("pages/train.py")  # a second visitor sees the run but cannot stop or start one
     assert "another browser tab" in texts(other_tab)
     assert other_tab.button(key="start").disabled
+    # ... and its live curves: loss and accuracy per batch with a smoothing control, and the lr
+    assert len(other_tab.get("vega_lite_chart")) >= 3 and other_tab.slider(key="curve_smoothing")
 
     at.run()
     at.button(key="stop").click().run()

@@ -336,6 +336,67 @@ def test_committed_per_machine_results_follow_the_schema_and_match_their_markdow
         assert key in md
 
 
+def _app_metrics_entry(idle=0.25, busy=0.3, paint=1.5):
+    """A made-up app_metrics entry as `--while-training` writes it."""
+    return {"machine": _fake_machine(), "command": "python -m benchmarks.app_metrics --while-training",
+            "git_commit": "abc", "date": "2026-01-01T00:00:00Z", "repeats": 1,
+            "page_load_seconds": {"draw": {"first": 2.5, "median_warm": 1.9, "p95_warm": 2.1},
+                                  "results": {"first": 3.0, "median_warm": 2.6, "p95_warm": 2.8}},
+            "first_paint_seconds": {"draw": {"median_warm": paint, "p95_warm": paint + 0.1, "n": 1},
+                                    "results": {"median_warm": 2.4, "p95_warm": 2.5, "n": 1}},
+            "draw_to_prediction_seconds": {"median": idle, "p95": idle + 0.1, "n": 4},
+            "drawn_digits_recognised": "4/4", "redrawn": 0,
+            "server_rss_mb": {"started": 50.0, "models_loaded": 800.0, "after_drawing": 810.0},
+            "goals": dict(app_metrics.GOALS),
+            "while_training": {"dataset": "cifar10", "epochs": 1, "recipe": "the Train page's default",
+                               "seconds_start_to_first_batch": 20.0,
+                               "progress_when_drawing_began": "Epoch 1/1 · batch 3/196",
+                               "progress_when_drawing_ended": "Epoch 1/1 · batch 40/196", "trained_throughout": True,
+                               "seconds_stop_to_ended": 2.0,
+                               "draw_to_prediction_seconds": {"median": busy, "p95": busy + 0.1, "n": 4},
+                               "drawn_digits_recognised": "4/4", "redrawn": 0,
+                               "median_over_idle_median": round(busy / idle, 2),
+                               "server_rss_mb": {"before_start": 810.0, "median": 1500.0, "peak": 1600.0,
+                                                 "samples": 40}}}
+
+
+def test_app_metrics_while_training_states_each_goal_met_or_not_with_its_numbers():
+    doc = _machines.merge(None, "app_metrics", _app_metrics_entry(idle=0.25, busy=0.3, paint=1.5))
+    app_metrics.validate_results(doc)
+    md = app_metrics.render_markdown(doc)
+    assert "- Draw-to-prediction idle ≤ 0.3 s median: met (median 0.25 s)." in md
+    assert "- Draw-to-prediction while training ≤ 1.3× idle: met (median 0.3 s = 1.2× the idle 0.25 s)." in md
+    assert "draw met (1.5 s); results NOT met (2.4 s)." in md
+    assert "| draw | 2.5 | 1.9 | 2.1 | 1.5 | 1.6 |" in md  # the old columns, then first paint
+    assert "median 1500.0 MB, peak 1600.0 MB" in md
+
+    slow = _machines.merge(None, "app_metrics", _app_metrics_entry(idle=0.4, busy=0.8))
+    md = app_metrics.render_markdown(slow)
+    assert "idle ≤ 0.3 s median: NOT met (median 0.4 s)" in md and "1.3× idle: NOT met (median 0.8 s = 2.0×" in md
+
+
+def test_app_metrics_without_while_training_says_the_training_goal_was_not_measured():
+    entry = _app_metrics_entry()
+    del entry["while_training"]
+    doc = _machines.merge(None, "app_metrics", entry)
+    app_metrics.validate_results(doc)
+    assert "while training ≤ 1.3× idle: not measured (run with --while-training)" in app_metrics.render_markdown(doc)
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda e: e["while_training"].update(median_over_idle_median=1.0), "median_over_idle_median"),
+    (lambda e: e["while_training"].update(drawn_digits_recognised="4/5"), "hits/drawings"),
+    (lambda e: e["first_paint_seconds"]["draw"].update(median_warm=9.0), "median ≤ p95"),
+    (lambda e: e["first_paint_seconds"].update(photo={"median_warm": 1, "p95_warm": 1, "n": 1}), "no load times"),
+    (lambda e: e["goals"].pop("first_paint_warm_s"), "goals"),
+])
+def test_app_metrics_validator_rejects_broken_while_training_entries(break_it, message):
+    entry = _app_metrics_entry()
+    break_it(entry)
+    with pytest.raises(ValueError, match=message):
+        app_metrics.validate_results(_machines.merge(None, "app_metrics", entry))
+
+
 def test_the_compare_page_still_finds_the_tta_rows_at_the_top_of_the_document():
     doc = _committed("tta_ensembles.json", "python -m benchmarks.tta_ensembles")
     assert doc["rows"] and {"dataset", "models", "tta", "accuracy", "loss"} <= set(doc["rows"][0])

@@ -4,10 +4,12 @@ Chromium comes from the system (Debian's `chromium`); its path is $CHROMIUM_PATH
 /usr/bin/chromium. A screenshot of each failing page lands in test-artifacts/.
 """
 
+import re
+
 import pytest
 
 from benchmarks.browser import (DIGIT_STROKES, draw, draw_digit_and_read_prediction, goto, launch_chromium, start_app,
-                                stop_app, wait_until_idle)
+                                start_training, stop_app, train_progress, wait_until_idle)
 from conftest import REPO
 
 pytestmark = pytest.mark.browser
@@ -109,4 +111,34 @@ def test_a_canvas_painted_over_is_called_filled_not_empty(page, app_url):
     wait_until_idle(page)
     assert message.count() == 1
     assert page.locator('[data-testid="stMetricValue"]').count() == 0  # no digit is claimed
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def _batches_done(progress) -> int:
+    epoch, _, step, steps = progress
+    return (epoch - 1) * steps + step
+
+
+@pytest.mark.slow  # trains a model in the app
+def test_a_run_started_in_the_browser_draws_live_per_batch_curves_and_survives_a_reload(page, app_url):
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    start_training(page, app_url, "MNIST handwritten digits", epochs=1, timeout_s=300)
+    seen = []
+    for _ in range(6):  # the progress moves on within the epoch, at least once a second
+        page.wait_for_timeout(1_500)
+        progress = train_progress(page)
+        if progress is None:
+            break  # the run ended
+        seen.append(_batches_done(progress))
+    assert len(seen) >= 2 and len(set(seen)) >= 2 and seen == sorted(seen), seen
+    assert charts.count() >= 3  # loss, accuracy and learning rate, drawn from the batches before any epoch ends
+    before = seen[-1]
+    page.reload()  # a reload picks the run up where it is, curves and all
+    page.get_by_role("heading", name="Train a model").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(2_000)
+    progress = train_progress(page)
+    assert progress is None or _batches_done(progress) >= before, (progress, before)
+    page.get_by_text(re.compile(r"finished after \d+ epoch")).wait_for(timeout=300_000)
+    wait_until_idle(page)
+    assert charts.count() >= 3 and page.get_by_text("Smoothing").count() >= 1
     assert page.locator('[data-testid="stException"]').count() == 0

@@ -303,7 +303,7 @@ def test_read_only_disk_fails_the_app_job_with_the_message(tiny_mnist, isolated_
 
     with monkeypatch.context() as mp:
         _fail_replace_in(isolated_runs, errno.EROFS, after=4, monkeypatch=mp)
-        jobs = TrainingJobs()
+        jobs = TrainingJobs(isolate=False)  # in this process, where the disk's failure is patched in
         jobs.start(_config(), "ro_disk", owner="tab", data=tiny_mnist)
         assert jobs.wait(300)
     snap = jobs.snapshot()

@@ -1,0 +1,115 @@
+"""The app's training runs in its own process (cnn_core.jobs): at lower priority, streaming every
+batch back to the server; a killed training process or a killed server never corrupts a run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cnn_core.jobs import TRAINING_NICENESS, TrainingJobs
+from cnn_core.recipes import resolve_config
+from cnn_core.store import runs_store
+from cnn_core.training import train
+from conftest import REPO, wait_for_job
+
+pytestmark = pytest.mark.slow  # each test trains in a fresh process
+
+
+def _small(epochs, **kw):
+    return resolve_config("mnist", "fast", epochs=epochs, subset=2000, batch_size=64, val_size=200, **kw)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in state  # exited, not yet reaped by its new parent
+
+
+def test_a_run_trains_in_its_own_lower_priority_process_and_streams_every_batch(data_dir):
+    jobs = TrainingJobs()
+    jobs.start(_small(2), "in_a_process", owner="tab")
+    snap = wait_for_job(jobs, lambda s: s.last_batch is not None or not s.active)
+    assert snap.active and snap.pid not in (None, os.getpid()), snap
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, snap.pid) == min(ours + TRAINING_NICENESS, 19)
+    assert jobs.wait(300)
+    snap = jobs.snapshot()
+    assert snap.state == "done" and snap.result_status == "finished" and snap.pid is None, snap
+    steps = snap.start_event["steps"]
+    xs = [p["x"] for p in snap.batches]
+    assert len(xs) == 2 * steps and xs[-1] == pytest.approx(2.0) and xs == sorted(xs)  # every batch, in order
+    assert all(0 <= p["accuracy"] <= 1 and p["loss"] > 0 for p in snap.batches)
+    assert [e["epoch"] for e in snap.epochs] == [1, 2]
+    assert runs_store().load_card("in_a_process")["epochs_run"] == 2
+
+
+def test_an_error_in_the_training_process_is_the_jobs_message():
+    jobs = TrainingJobs()
+    jobs.start(_small(1), "mnist_fast30", owner="tab")  # a shipped model's name
+    assert jobs.wait(120)
+    snap = jobs.snapshot()
+    assert snap.state == "failed" and "name of a shipped model" in snap.error, snap
+    assert "unexpectedly" not in snap.error
+
+
+def test_a_killed_training_process_fails_the_job_with_a_resume_hint_and_its_epochs_are_kept(data_dir):
+    jobs = TrainingJobs()
+    jobs.start(_small(30), "killed_run", owner="tab")
+    snap = wait_for_job(jobs, lambda s: len(s.epochs) >= 1)
+    os.kill(snap.pid, signal.SIGKILL)
+    assert jobs.wait(60)
+    snap = jobs.snapshot()
+    assert snap.state == "failed" and "killed (signal 9)" in snap.error, snap
+    assert "python -m cnn_core train --resume killed_run" in snap.error
+    store = runs_store()
+    done = json.loads(store.last_state_path("killed_run").read_text())["epoch"]
+    assert done >= 1 and store.load_model("killed_run").count_params() == store.load_card("killed_run")["params"]
+    result = train({"epochs": done + 1}, "killed_run", resume=True)  # what the message says works
+    assert result.status == "finished" and result.card["epochs_run"] == done + 1
+
+
+SERVER = textwrap.dedent("""
+    import json, sys, time
+    from cnn_core.jobs import TrainingJobs
+    from cnn_core.recipes import resolve_config
+
+    if __name__ == "__main__":
+        jobs = TrainingJobs()
+        jobs.start(resolve_config("mnist", "fast", epochs=30, subset=2000, batch_size=64, val_size=200),
+                   "orphaned", owner="tab")
+        while not jobs.snapshot().epochs:
+            time.sleep(0.1)
+        print(json.dumps({"pid": jobs.snapshot().pid}), flush=True)
+        time.sleep(600)
+""")
+
+
+def test_when_the_server_is_killed_the_training_process_stops_cleanly_and_keeps_its_best_model(
+        data_dir, isolated_runs, tmp_path):
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        child = json.loads(server.stdout.readline())["pid"]
+    finally:
+        server.kill()
+        server.wait(30)
+    deadline = time.time() + 180
+    while not _gone(child) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _gone(child), "the training process kept training after its server died"
+    store = runs_store()
+    card = store.load_card("orphaned")
+    assert card["status"] == "stopped" and 1 <= card["epochs_run"] < 30, card
+    assert card["test_accuracy"] > 0.5
+    assert store.load_model("orphaned").count_params() == card["params"]
+    assert not [p for p in isolated_runs.iterdir() if p.name.startswith(".")]  # no half-written file left
