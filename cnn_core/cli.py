@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="number format: bf16 (mixed bfloat16, fast only on CPUs with AVX512-BF16/AMX), fp32, "
                          "or auto (bf16 where the CPU does it natively); default: the recipe's")
     tr.add_argument("--resume", metavar="NAME", help="continue the interrupted run NAME from its last epoch")
+    tr.add_argument("--probe-image", metavar="PATH",
+                    help="a picture (e.g. your own drawing or photo) whose feature maps every epoch's snapshot keeps, "
+                         "for the app's epoch-by-epoch replay (default: the first validation image)")
     tr.add_argument("--name", help="name of the saved model (default: dataset_arch_timestamp)")
     tr.add_argument("--overwrite", action="store_true", help="replace an existing run with the same name")
     tr.add_argument("--data-dir", help="folder with <dataset>.npz files (default: $CNN_DATA_DIR, then download)")
@@ -217,10 +220,15 @@ def cmd_train(args) -> int:
     config = args.config
     command = _command_line(args)
     stop = threading.Event()
+    probe = None
+    if args.probe_image and not args.resume:  # a resumed run keeps the probe it started with
+        from .preprocess import load_image, preprocessor
+
+        probe = preprocessor(config["dataset"]).from_image(load_image(args.probe_image))
     try:
         result = train(config, args.resume or args.name, listener=_ProgressPrinter(), stop_event=stop,
                        data_dir=args.data_dir, command=command, resume=bool(args.resume), overwrite=args.overwrite,
-                       strategy=args.strategy)
+                       strategy=args.strategy, probe=probe)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130

@@ -71,16 +71,44 @@ def _grey_levels(unit: np.ndarray) -> np.ndarray:
     return (unit * 255).astype(np.uint8)
 
 
+def unit_scaled_grey(stack: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Each item of `stack` scaled to its own range over `axes`, as 0..255 uint8 pixels."""
+    return _grey_levels(_unit_scaled(stack, axes))
+
+
 def first_layer_filters(model) -> np.ndarray:
     """The first convolution's kernels as (filters, k, k, in_channels), each scaled to 0..1 for display."""
     kernel = keras_weights(model.get_layer(conv_layer_names(model)[0]))[0]  # (k, k, in, out)
     return _unit_scaled(np.transpose(kernel, (3, 0, 1, 2)), axes=(1, 2, 3))
 
 
-def first_layer_filter_tiles(model) -> list[np.ndarray]:
-    """The first convolution's kernels as uint8 pictures: grey (k, k) for one input channel, else (k, k, 3)."""
-    filters = _grey_levels(first_layer_filters(model))
+def kernel_tiles(kernel: np.ndarray) -> list[np.ndarray]:
+    """A (k, k, in, out) kernel as uint8 pictures, one per filter scaled to its own range: grey (k, k)
+    for one input channel, (k, k, 3) for colour, and grey averaged over the input channels for
+    others (a convolution after a stem, whose inputs are not colours)."""
+    if kernel.shape[2] not in (1, 3):
+        kernel = kernel.mean(axis=2, keepdims=True)
+    filters = unit_scaled_grey(np.transpose(kernel, (3, 0, 1, 2)), axes=(1, 2, 3))
     return [f[..., 0] if f.shape[-1] == 1 else f for f in filters]
+
+
+def first_layer_filter_tiles(model) -> list[np.ndarray]:
+    """The first convolution's kernels as uint8 pictures (see kernel_tiles)."""
+    return kernel_tiles(keras_weights(model.get_layer(conv_layer_names(model)[0]))[0])
+
+
+def montage(tiles: list[np.ndarray], ncols: int, scale: int, gap: int = 1) -> np.ndarray:
+    """Equal-sized uint8 tiles (grey or RGB) in one picture, `ncols` a row, each pixel a `scale`×`scale`
+    block (no blur when a browser shows a 3×3 filter large), `gap` white pixels between tiles."""
+    tiles = [t if t.ndim == 3 else t[..., None] for t in tiles]
+    h, w, c = tiles[0].shape
+    rows = -(-len(tiles) // ncols)
+    sheet = np.full((rows * (h * scale + gap) - gap, ncols * (w * scale + gap) - gap, c), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, ncols)
+        y, x = r * (h * scale + gap), col * (w * scale + gap)
+        sheet[y:y + h * scale, x:x + w * scale] = tile.repeat(scale, axis=0).repeat(scale, axis=1)
+    return sheet[..., 0] if c == 1 else sheet
 
 
 def strongest_feature_maps(maps: np.ndarray, count: int = 32) -> list[tuple[int, np.ndarray]]:

@@ -11,6 +11,7 @@ Per model name:
     NAME.last.json    last epoch, history and callback state for --resume
     NAME.lock         held while a process trains NAME (its pid inside)
     NAME.lr.json      a learning-rate change asked of the run while it trains (cnn_core.lr_control)
+    NAME.snapshots.npz each epoch's validation predictions, first filters and probe feature maps (cnn_core.snapshots)
 
 Every write goes to a temporary file in the same folder, is fsync'ed, then renamed
 over the target with `os.replace` (atomic on POSIX): readers see the old file or
@@ -306,7 +307,7 @@ class ModelStore:
 
     def delete(self, name: str) -> None:
         self._require_writable()
-        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json", ".lr.json"):
+        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json", ".lr.json", ".snapshots.npz"):
             self.path(name, suffix).unlink(missing_ok=True)
         _remove_orphaned_temps(self.model_path(name))
 

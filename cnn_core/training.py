@@ -46,6 +46,7 @@ from .pipeline import make_tf_dataset
 from .precision import model_precision, resolve_precision
 from .recipes import validate_config
 from .runtime import configure_threads, now_iso
+from .snapshots import EpochSnapshots, load_snapshots
 from .store import ModelStore, read_json, runs_store, shipped_store, validate_name
 
 VALIDATION_BATCH_SIZE = 512  # images per validation step: no gradients, so larger than training's
@@ -63,13 +64,15 @@ class TrainResult:
 def train(config: dict, name: str | None = None, *, listener=None, stop_event: threading.Event | None = None,
           store: ModelStore | None = None, data_dir=None, data: Dataset | None = None,
           command: str | None = None, resume: bool = False, overwrite: bool = False,
-          strategy=None, extra_callbacks: list | None = None) -> TrainResult:
+          strategy=None, extra_callbacks: list | None = None, probe: np.ndarray | None = None) -> TrainResult:
     """Train one model. With `resume=True`, continue run `name` from its last state.
 
     `strategy`: a tf.distribute strategy (or a name for `make_strategy`); the model is
     built, compiled or loaded in its scope and `batch_size` is the global batch, split
     across replicas. `extra_callbacks`: more Keras callbacks for fit(), run after the
-    trainer's own (the benchmarks time and evaluate epochs with one).
+    trainer's own (the benchmarks time and evaluate epochs with one). `probe`: a uint8 sample
+    shaped like the dataset's images (the user's drawing or photo) whose feature maps each epoch's
+    snapshot keeps (cnn_core.snapshots); default the first validation image.
     """
     configure_threads()
     if strategy is None or isinstance(strategy, str):
@@ -85,6 +88,7 @@ def train(config: dict, name: str | None = None, *, listener=None, stop_event: t
     # their checkpoints and cards over each other.
     with store.run_lock(name):
         run = _Run(config, name, store, command if command is not None else default_command(), listener, state)
+        run.probe = probe
         return run.train(strategy, stop_event=stop_event, data_dir=data_dir, data=data,
                          extra_callbacks=extra_callbacks or [])
 
@@ -134,6 +138,7 @@ class _Run:
         self.distribution = distribution_info(None)
         self.alternating_flip: AlternatingFlip | None = None
         self.lr_control: cb.LearningRateControl | None = None
+        self.probe: np.ndarray | None = None
 
     # -- the run, top to bottom ---------------------------------------------------------------
 
@@ -201,7 +206,22 @@ class _Run:
                                   steps * config["epochs"])] if config.get("lookahead_every") else []
         flips = [self.alternating_flip] if self.alternating_flip is not None else []
         return [self.progress, cb.StopOnSignal(stop_event, stop_agreement(strategy)), *lookahead, *flips,
-                *self.stateful_callbacks.values(), cb.EpochCheckpoint(self.save_epoch)]
+                *self.stateful_callbacks.values(), self._snapshots(), cb.EpochCheckpoint(self.save_epoch)]
+
+    def _snapshots(self) -> EpochSnapshots:
+        """Each epoch's replay material (cnn_core.snapshots), written before the epoch's event goes out."""
+        split, info = self.split, self.data.info
+        if self.probe is not None:
+            probe, source = np.asarray(self.probe), "your image"
+            if probe.dtype != np.uint8 or probe.shape != info.raw_shape:
+                raise ConfigError(f"The probe image must be a uint8 array of shape {info.raw_shape} for "
+                                  f"{info.title}; got {probe.dtype} {probe.shape}.")
+        elif len(split.x_val):
+            probe, source = split.x_val[0], "validation image #0"
+        else:
+            probe, source = self.data.x_test[0], "test image #0"
+        restored = load_snapshots(self.store, self.name) if self.start_epoch else None
+        return EpochSnapshots(self.store, self.name, info, split.x_val, split.y_val, probe, source, restored)
 
     def _datasets(self):
         config, split, info = self.config, self.split, self.data.info

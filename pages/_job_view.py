@@ -7,8 +7,10 @@ import streamlit as st
 
 from cnn_core.cards import STATUS_NOTHING_SAVED
 from cnn_core.curves import DEFAULT_SMOOTHING, curve_rows
+from cnn_core.datasets import dataset_info
 from cnn_core.store import runs_store
 from pages._common import download_buttons, runs_are_ephemeral
+from pages._history_view import epoch_replay
 from pages._lr_view import lr_chart, lr_controls
 
 
@@ -22,6 +24,9 @@ def show_job(snap, jobs, owner: str) -> None:
         _curves(snap)
     elif snap.active:
         st.caption("Curves appear with the first batches.")
+    if snap.name and (snap.epochs or not snap.active):
+        with st.expander("Epoch by epoch: confusion matrix, filters and feature maps", expanded=not snap.active):
+            epoch_replay(runs_store(), snap.name, dataset_info(snap.config["dataset"]).class_names, key="train_replay")
 
 
 def _running(snap, jobs, owner):

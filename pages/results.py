@@ -17,6 +17,7 @@ from cnn_core.store import find_model
 from pages._common import download_buttons, get_predictor, model_picker, show_figure
 from pages._confusion_view import confusion_explorer
 from pages._export_view import export_buttons
+from pages._history_view import epoch_replay
 
 st.title("📊 Results")
 
@@ -57,13 +58,10 @@ c5.metric("Epochs", f"{card['epochs_run']} (best {card['best_epoch']})")
 st.caption(f"{card['dataset_title']} · {card['architecture']} recipe · status: {card['status']} · "
            f"trained on {card['train_size']:,} images ({card['trained_on']}) · {card['machine']['cpu']}")
 tabs = st.tabs(["Confusion matrix & mistakes", "Per-class report", "Sample predictions", "Training curves",
-                "Augmentation", "Model card"])
+                "Epoch by epoch", "Augmentation", "Model card"])
 
 with tabs[0]:
-    if evaluation:
-        confusion_explorer(evaluation, classes, name)
-    else:
-        st.info("No evaluation available.")
+    confusion_explorer(evaluation, classes, name) if evaluation else st.info("No evaluation available.")
 if evaluation:
     with tabs[1]:
         st.dataframe(pd.DataFrame(per_class_rows(evaluation)).set_index("class").style.format(
@@ -84,6 +82,8 @@ with tabs[3]:
     else:
         st.info("No training history recorded.")
 with tabs[4]:
+    epoch_replay(store, name, classes, key=f"results_{name}")
+with tabs[5]:
     aug = card.get("augmentation") or {}
     if evaluation and evaluation.get("augment_sources"):
         st.markdown("Augmentation used in training: " + ", ".join(f"{k} {v}" for k, v in aug.items() if v)
@@ -93,7 +93,7 @@ with tabs[4]:
         seed = st.number_input("Random seed", 0, 10_000, 0, key="aug_seed")
         show_figure(figures.augmentation_examples(originals, [augmented_views(o, card["dataset"], aug, n=6, seed=int(
             seed) + i) for i, o in enumerate(originals)]))
-with tabs[5]:
+with tabs[6]:
     st.code(card.get("command") or "(no command recorded)", language="bash")
     st.json({k: v for k, v in card.items() if k != "history"}, expanded=False)
     download_buttons(store, name)

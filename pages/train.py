@@ -1,7 +1,5 @@
-"""Train: choose a dataset, recipe and hyperparameters; start, watch live curves, stop.
-
-The run trains in its own process at lower priority (cnn_core.jobs), so this page only starts
-it and draws its progress, batch by batch; a refresh or a second tab reconnects to it."""
+"""Train: choose a dataset, recipe and hyperparameters; start, watch live per-batch curves, stop. The run
+trains in its own lower-priority process (cnn_core.jobs); a refresh or a second tab reconnects to it."""
 
 import time
 
@@ -17,6 +15,7 @@ from cnn_core.recipes import (FIRST_RECIPE, augment_choices, default_config, lr_
                              recipe_names, resolve_config)
 from cnn_core.runtime import machine_info
 from pages._common import get_jobs, owner_token, runs_are_ephemeral
+from pages._history_view import probe_choice
 from pages._job_view import show_job
 
 st.title("🏋️ Train a model")
@@ -78,6 +77,7 @@ augment["flip"] = cols[3].checkbox("Horizontal flip", bool(on["flip"]), key=f"fl
                                    help="Mirror images left/right. Off for digits: a mirrored 2 is not a 2.")
 name = st.text_input("Run name (optional)", key="run_name", placeholder=f"{dataset}_{arch}_<date-time>",
                      help="Letters, digits, '_' and '-'.").strip() or None
+probe = probe_choice(dataset)
 if not dataset_available(dataset):
     st.info(f"The {DATASETS[dataset].title} data is not on this server. When you press Start it is downloaded "
             f"through `keras.datasets` (needs internet). Offline, put `{dataset}.npz` in a folder and start the app "
@@ -91,7 +91,7 @@ if st.button("▶ Start training", type="primary", disabled=active, key="start")
     try:
         jobs.start(resolve_config(dataset, arch, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                                   seed=int(seed), subset=caps.subset_for(subset), augment=augment,
-                                  precision=precision), name, owner)
+                                  precision=precision), name, owner, probe=probe)
     except CnnError as err:
         st.error(str(err))
     else:

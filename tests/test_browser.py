@@ -141,4 +141,26 @@ def test_a_run_started_in_the_browser_draws_live_per_batch_curves_and_survives_a
     page.get_by_text(re.compile(r"finished after \d+ epoch")).wait_for(timeout=300_000)
     wait_until_idle(page)
     assert charts.count() >= 3 and page.get_by_text("Smoothing").count() >= 1
+    # The epoch slider replays the filters and feature maps (the quick recipe keeps no validation split).
+    page.get_by_text("no validation split, so its confusion matrix cannot be replayed").first.wait_for(timeout=30_000)
+    wait_until_idle(page)
+    filters = page.locator('[data-testid="stImage"]').filter(has_text="Filters of")
+    for _ in range(60):  # the end of the run reruns the page: wait until its old elements are gone
+        if filters.count() == 1:
+            break
+        page.wait_for_timeout(500)
+    assert filters.count() == 1
+    before = filters.locator("img").get_attribute("src")
+    epoch_slider = page.locator('[data-testid="stExpander"]').get_by_role("slider").first
+    assert "after epoch 1" in epoch_slider.get_attribute("aria-valuetext")
+    epoch_slider.focus()
+    page.keyboard.press("ArrowLeft")
+    for _ in range(180):
+        if "before training" in (epoch_slider.get_attribute("aria-valuetext") or ""):
+            break
+        page.wait_for_timeout(500)
+    assert "before training" in epoch_slider.get_attribute("aria-valuetext")
+    wait_until_idle(page)
+    page.wait_for_timeout(500)
+    assert filters.locator("img").get_attribute("src") != before  # the untrained filters are drawn instead
     assert page.locator('[data-testid="stException"]').count() == 0

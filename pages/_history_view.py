@@ -1,0 +1,74 @@
+"""The epoch slider that replays how a run learned, on the Results and Train pages: the validation
+confusion matrix and per-class accuracy as they were at that epoch, the first trainable
+convolution's filters and its feature maps of the probe image. The records are cnn_core.snapshots'.
+Drawn without matplotlib (a Vega heatmap and plain pictures), so that a page that shows it stays fast."""
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cnn_core.explain import montage
+from cnn_core.preprocess import preprocessor
+from cnn_core.snapshots import SUFFIX, confusion_at, filter_tiles, load_snapshots, map_tiles
+from cnn_core.store import ModelStore
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _snapshots(root: str, kind: str, name: str, version: float):
+    """A run's snapshots, read once per version of the file (it grows by one epoch at a time)."""
+    return load_snapshots(ModelStore(Path(root), kind, writable=False), name)
+
+
+def epoch_replay(store, name: str, classes: list[str], key: str) -> None:
+    path = store.path(name, SUFFIX)
+    if not path.is_file():
+        st.info(f"`{name}` was trained before runs recorded a snapshot per epoch, so there is nothing to replay. "
+                "Runs trained now record them.")
+        return
+    snaps = _snapshots(str(store.root), store.kind, name, path.stat().st_mtime)
+    epochs = snaps.epochs.tolist()
+    epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"{key}_epoch",
+                             format_func=lambda e: "before training" if e == 0 else f"after epoch {e}")
+    if len(snaps.val_labels):
+        cm, per_class = confusion_at(snaps, epoch, len(classes))
+        left, right = st.columns([3, 2])
+        left.altair_chart(_heatmap(cm, classes), width="stretch")
+        left.caption(f"Validation confusion matrix (rows: true class, row-normalised) on {cm.sum():,} images: "
+                     f"{cm.trace() / cm.sum():.1%} correct")
+        right.bar_chart(pd.DataFrame({"class": classes, "accuracy": per_class}), x="class", y="accuracy",
+                        y_label="Validation accuracy", horizontal=True)
+    else:
+        st.caption("This run had no validation split, so its confusion matrix cannot be replayed.")
+    left, right = st.columns([3, 1])
+    ins = snaps.filters.shape[3]
+    averaged = "" if ins in (1, 3) else f", averaged over its {ins} input channels"
+    left.image(montage(filter_tiles(snaps, epoch), ncols=16, scale=12),
+               caption=f"Filters of `{snaps.layer}`, each scaled to its own range{averaged}")
+    left.image(montage(map_tiles(snaps, epoch), ncols=8, scale=3),
+               caption=f"`{snaps.layer}`'s feature maps of the probe ({snaps.probe_source})")
+    right.image(montage([snaps.probe], ncols=1, scale=4), caption=f"Probe: {snaps.probe_source}")
+
+
+def _heatmap(cm, classes: list[str]) -> alt.Chart:
+    rows = cm.sum(axis=1, keepdims=True).clip(min=1)
+    frame = pd.DataFrame([{"true": classes[t], "predicted": classes[p], "share": cm[t, p] / rows[t, 0],
+                           "count": int(cm[t, p])} for t in range(len(classes)) for p in range(len(classes))])
+    order = alt.Sort(list(classes))
+    return alt.Chart(frame).mark_rect().encode(
+        x=alt.X("predicted:N", sort=order), y=alt.Y("true:N", sort=order),
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
+        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".1%")])
+
+
+def probe_choice(dataset: str):
+    """The visitor's own drawing or photo (carried from the Draw or Photo page) as the run's probe image,
+    if they have one for this dataset and keep the box ticked; else None (the first validation image)."""
+    carried = st.session_state.get("explain_input")
+    if not carried or carried["dataset"] != dataset:
+        return None
+    if st.checkbox(f"Show how the first filters see your {carried['source']}, epoch by epoch", True, key="probe_own",
+                   help="Its feature maps are recorded after every epoch (otherwise a validation image's are)."):
+        return preprocessor(dataset).from_image(carried["image"])
+    return None
