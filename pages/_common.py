@@ -17,6 +17,10 @@ from cnn_core.ood import is_out_of_distribution
 from cnn_core.store import find_model, runs_store
 from pages._streamlit_patches import use_app_navigation
 
+# Widgets bound to the address (Streamlit's `bind`, the widget's key is the parameter's name): a copied
+# link restores the view, the Train page's settings included. The owner's token is not among them.
+URL = "query-params"
+
 
 @st.cache_resource(show_spinner="Warming up: loading TensorFlow and the model…")
 def _load_predictor(name: str, version: float):
@@ -96,20 +100,41 @@ def model_picker(label: str, dataset: str | None, key: str, help: str | None = N
         return None
     names = [r["name"] for r in rows]
     labels = {r["name"]: catalog.choice_label(r) for r in rows}
-    wanted = st.query_params.get("model")
-    index = names.index(wanted) if wanted in names else 0
-    return st.selectbox(label, names, index=index, format_func=labels.get, key=key, help=help)
+    chosen = st.selectbox(label, names, index=from_link("model", names, 0), format_func=labels.get, key=key, help=help)
+    return into_link("model", chosen)
+
+
+def from_link(param: str, options: list[str], default: int) -> int:
+    """The index of the option the address names (`?param=option`), else `default`. For choices whose labels
+    carry measurements (a model's accuracy, a recipe's time on this CPU), which `bind` would put in the
+    address and which differ from machine to machine; the address holds the plain name instead."""
+    wanted = st.query_params.get(param)
+    return options.index(wanted) if wanted in options else default
+
+
+def into_link(param: str, value: str) -> str:
+    """Write the choice into the address (see from_link); returns it."""
+    if st.query_params.get(param) != value:
+        st.query_params[param] = value
+    return value
+
+
+OWNER_COOKIE = "cnn_studio_owner"
 
 
 def owner_token() -> str:
-    """Identifies this browser tab across refreshes (kept in the URL), so only the tab
-    that started a training run can stop it."""
-    token = st.session_state.get("owner") or st.query_params.get("tab")
+    """Identifies this browser across refreshes, so only the browser that started a training run can
+    stop it or change its learning rate. Kept in a cookie, never in the address: a copied link (the
+    address carries every setting, Streamlit's `bind`) must not hand the run over."""
+    token = st.session_state.get("owner") or st.context.cookies.get(OWNER_COOKIE)
     if not token:
         token = secrets.token_urlsafe(12)
+    if st.context.cookies.get(OWNER_COOKIE) != token and not st.session_state.get("owner_cookie_sent"):
+        # The server reads cookies when a session connects: the next visit (a refresh) sends it back.
+        st.html(f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=604800; SameSite=Strict';"
+                "</script>", unsafe_allow_javascript=True, width=1)
+        st.session_state["owner_cookie_sent"] = True
     st.session_state["owner"] = token
-    if st.query_params.get("tab") != token:
-        st.query_params["tab"] = token
     return token
 
 

@@ -5,7 +5,7 @@ import streamlit as st
 
 from cnn_core import figures
 from cnn_core.evaluation import mistakes_for_cell, most_confused_cell
-from pages._common import show_figure
+from pages._common import URL, show_figure
 
 
 def confusion_explorer(evaluation: dict, classes: list[str], name: str) -> None:
@@ -15,13 +15,13 @@ def confusion_explorer(evaluation: dict, classes: list[str], name: str) -> None:
     worst_true, worst_pred = most_confused_cell(cm)
     left, right = st.columns([3, 2])
     with right:
-        normalize = st.toggle("Row-normalised", value=False, key="cm_norm",
+        normalize = st.toggle("Row-normalised", value=False, key="cm_norm", bind=URL,
                               help="Each row as a fraction of its true class")
         st.markdown("**Pick a cell** (true → predicted) to see exactly those mistakes:")
         true_idx = st.selectbox("True class", range(len(classes)), index=worst_true,
-                                format_func=lambda i: classes[i], key=f"cm_true_{name}")
+                                format_func=lambda i: classes[i], key=f"cm_true_{name}", bind=URL)
         pred_idx = st.selectbox("Predicted class", range(len(classes)), index=worst_pred,
-                                format_func=lambda i: classes[i], key=f"cm_pred_{name}")
+                                format_func=lambda i: classes[i], key=f"cm_pred_{name}", bind=URL)
     with left:
         show_figure(figures.confusion_heatmap(cm, classes, normalize, highlight=(true_idx, pred_idx)))
     if true_idx == pred_idx:

@@ -13,6 +13,7 @@ from cnn_core.explain import montage
 from cnn_core.preprocess import preprocessor
 from cnn_core.snapshots import SUFFIX, confusion_at, filter_tiles, load_snapshots, map_tiles
 from cnn_core.store import ModelStore
+from pages._common import URL
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -29,7 +30,7 @@ def epoch_replay(store, name: str, classes: list[str], key: str) -> None:
         return
     snaps = _snapshots(str(store.root), store.kind, name, path.stat().st_mtime)
     epochs = snaps.epochs.tolist()
-    epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"{key}_epoch",
+    epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"{key}_epoch", bind=URL,
                              format_func=lambda e: "before training" if e == 0 else f"after epoch {e}")
     if len(snaps.val_labels):
         cm, per_class = confusion_at(snaps, epoch, len(classes))

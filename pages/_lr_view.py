@@ -38,7 +38,8 @@ def lr_chart(snap) -> None:
     if snap.batches:
         chart = alt.Chart(pd.DataFrame(lr_rows(snap.batches))).mark_line()
     else:
-        chart = alt.Chart(pd.DataFrame(snap.epochs)[["epoch", "lr"]].rename(columns={"epoch": "x"})).mark_line(point=True)
+        frame = pd.DataFrame(snap.epochs)[["epoch", "lr"]].rename(columns={"epoch": "x"})
+        chart = alt.Chart(frame).mark_line(point=True)
     chart = chart.encode(x=alt.X("x:Q", title="Epoch"), y=alt.Y("lr:Q", title="Learning rate"))
     steps = (snap.start_event or {}).get("steps")
     if snap.lr_changes and steps:

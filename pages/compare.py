@@ -7,7 +7,7 @@ import streamlit as st
 from cnn_core.benchmark_figures import ensemble_figures
 from cnn_core.compare import curve_points, default_target, per_class_differences, summary
 from cnn_core.inference import tta_label
-from pages._common import catalogue
+from pages._common import URL, catalogue
 
 st.title("⚖️ Compare runs")
 cards = [c for c in catalogue() if c.get("history")]
@@ -16,21 +16,21 @@ if len(cards) < 1:
     st.stop()
 by_name = {c["name"]: c for c in cards}
 datasets = sorted({c["dataset"] for c in cards})
-dataset = st.selectbox("Dataset", datasets, key="cmp_dataset")
+dataset = st.selectbox("Dataset", datasets, key="cmp_dataset", bind=URL)
 names = [c["name"] for c in cards if c["dataset"] == dataset]
-chosen = st.multiselect("Models", names, default=names[:4], key=f"cmp_models_{dataset}")
+chosen = st.multiselect("Models", names, default=names[:4], key=f"cmp_models_{dataset}", bind=URL)
 if not chosen:
     st.info("Pick at least one model.")
     st.stop()
 selected = [by_name[n] for n in chosen]
 target = st.slider("Target accuracy for 'time to accuracy'", 0.50, 0.999, default_target(dataset),
-                   step=0.001, format="%.3f", key="cmp_target")
+                   step=0.001, format="%.3f", key="cmp_target", bind=URL)
 
 st.dataframe(pd.DataFrame(summary(selected, target)).set_index("model"), width="stretch")
 st.caption("Time to accuracy uses the validation curve when the run had a validation set, otherwise the "
            "training curve (runs trained on the full training set with a fixed schedule).")
 
-x_axis = st.radio("Curves against", ["epoch", "training minutes"], horizontal=True, key="cmp_x")
+x_axis = st.radio("Curves against", ["epoch", "training minutes"], horizontal=True, key="cmp_x", bind=URL)
 frame = pd.DataFrame(curve_points(selected))
 left, right = st.columns(2)
 left.line_chart(frame, x=x_axis, y="accuracy", color="model", x_label=x_axis.capitalize(), y_label="Accuracy")

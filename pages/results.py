@@ -14,7 +14,7 @@ from cnn_core.errors import CnnError
 from cnn_core.evaluation import decode_png, per_class_rows
 from cnn_core.inference import tta_label
 from cnn_core.store import find_model
-from pages._common import download_buttons, get_predictor, model_picker, show_figure
+from pages._common import URL, download_buttons, get_predictor, model_picker, show_figure
 from pages._confusion_view import confusion_explorer
 from pages._export_view import export_buttons
 from pages._history_view import epoch_replay
@@ -90,7 +90,7 @@ with tabs[5]:
                     if any(aug.values()) else "No augmentation was used.")
     if evaluation and evaluation.get("augment_sources") and any(aug.values()):
         originals = [decode_png(s) for s in evaluation["augment_sources"]]
-        seed = st.number_input("Random seed", 0, 10_000, 0, key="aug_seed")
+        seed = st.number_input("Random seed", 0, 10_000, 0, key="aug_seed", bind=URL)
         show_figure(figures.augmentation_examples(originals, [augmented_views(o, card["dataset"], aug, n=6, seed=int(
             seed) + i) for i, o in enumerate(originals)]))
 with tabs[6]:

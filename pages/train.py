@@ -14,7 +14,7 @@ from cnn_core.benchmark_figures import recipe_time_label, recipe_times
 from cnn_core.recipes import (FIRST_RECIPE, augment_choices, default_config, lr_for_batch, lr_is_peak,
                              recipe_names, resolve_config)
 from cnn_core.runtime import machine_info
-from pages._common import get_jobs, owner_token, runs_are_ephemeral
+from pages._common import URL, from_link, get_jobs, into_link, owner_token, runs_are_ephemeral
 from pages._history_view import probe_choice
 from pages._job_view import show_job
 
@@ -42,28 +42,29 @@ live()
 st.divider()
 st.subheader("New run")
 c1, c2 = st.columns(2)
-dataset = c1.selectbox("Dataset", list(DATASETS), format_func=lambda d: DATASETS[d].title, key="dataset")
+dataset = c1.selectbox("Dataset", list(DATASETS), format_func=lambda d: DATASETS[d].title, key="dataset", bind=URL)
 times = recipe_times(dataset, machine_info())  # measured on this CPU, or on the most alike one
-arch = c2.selectbox("Architecture and recipe", recipe_names(), index=recipe_names().index(FIRST_RECIPE), key="arch",
-                    format_func=lambda a: " · ".join(filter(None, (a, recipe_time_label(a, times)))))
+arch = into_link("recipe", c2.selectbox(
+    "Architecture and recipe", recipe_names(), index=from_link("recipe", recipe_names(), recipe_names().index(
+        FIRST_RECIPE)), key="arch", format_func=lambda a: " · ".join(filter(None, (a, recipe_time_label(a, times))))))
 st.caption(ARCHITECTURES[arch].description)
 defaults, k = default_config(dataset, arch), f"{dataset}_{arch}"  # widget keys per choice: defaults follow the recipe
 c1, c2, c3, c4 = st.columns(4)
 epochs = c1.number_input("Epochs", 1, caps.max_epochs, min(defaults["epochs"], 3, caps.max_epochs), key=f"epochs_{k}",
-                         help=f"Recipe default {defaults['epochs']}; this server allows up to {caps.max_epochs}.")
+                         bind=URL, help=f"Recipe default {defaults['epochs']}; this server allows up to {caps.max_epochs}.")
 batches, batch_default = caps.batch_size_choices(defaults["batch_size"])
-batch_size = c2.selectbox("Batch size", batches, index=batches.index(batch_default), key=f"bs_{k}",
+batch_size = c2.selectbox("Batch size", batches, index=batches.index(batch_default), key=f"bs_{k}", bind=URL,
                           help=f"Recipe default {defaults['batch_size']}" + (
                               f"; this server allows up to {caps.max_batch_size}." if caps.max_batch_size else "."))
 lr = c3.number_input("Learning rate" + (" (peak)" if lr_is_peak(defaults) else ""), min_value=1e-5, max_value=5.0,
                      value=float(lr_for_batch(defaults, batch_size)), format="%.4f", key=f"lr_{k}_{batch_size}",
-                     help=f"Recipe default {defaults['lr']:g} for batches of {defaults['batch_size']}" + (
+                     bind=URL, help=f"Recipe default {defaults['lr']:g} for batches of {defaults['batch_size']}" + (
                          ", in proportion for other batch sizes." if defaults.get("lr_scales_with_batch") else "."))
-seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key=f"seed_{k}")
+seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key=f"seed_{k}", bind=URL)
 precision = st.radio("Number format", PRECISIONS, index=PRECISIONS.index(defaults["precision"]), horizontal=True,
-                     key=f"precision_{k}", help=precision_choice_help())
+                     key=f"precision_{k}", bind=URL, help=precision_choice_help())
 subset = st.slider("Training images (a subset trains faster)", 500, caps.subset_limit, caps.subset_limit,
-                   step=500, key=f"subset_{k}", help="Class-balanced subset of the training split. " + (
+                   step=500, key=f"subset_{k}", bind=URL, help="Class-balanced subset of the training split. " + (
                        f"This server allows up to {caps.max_subset:,} images per run." if caps.max_subset
                        else "Use the maximum for all."))
 st.markdown("**Augmentation**")
@@ -72,8 +73,8 @@ cols, augment = st.columns(4), {}
 for col, key, label, widget in zip(cols, ("rotation", "shift", "zoom"), ("Rotation ±{:.0f}°", "Shift ±{:.0%}",
                                                                          "Zoom ±{:.0%}"), ("rot", "shift", "zoom")):
     value = on[key] or strength[key]
-    augment[key] = value if col.checkbox(label.format(value), bool(on[key]), key=f"{widget}_{k}") else 0.0
-augment["flip"] = cols[3].checkbox("Horizontal flip", bool(on["flip"]), key=f"flip_{k}",
+    augment[key] = value if col.checkbox(label.format(value), bool(on[key]), key=f"{widget}_{k}", bind=URL) else 0.0
+augment["flip"] = cols[3].checkbox("Horizontal flip", bool(on["flip"]), key=f"flip_{k}", bind=URL,
                                    help="Mirror images left/right. Off for digits: a mirrored 2 is not a 2.")
 name = st.text_input("Run name (optional)", key="run_name", placeholder=f"{dataset}_{arch}_<date-time>",
                      help="Letters, digits, '_' and '-'.").strip() or None

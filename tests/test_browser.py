@@ -138,6 +138,8 @@ def test_a_run_started_in_the_browser_draws_live_per_batch_curves_and_survives_a
     page.wait_for_timeout(2_000)
     progress = train_progress(page)
     assert progress is None or _batches_done(progress) >= before, (progress, before)
+    if progress is not None:  # still training: this browser (its cookie, not the address) still owns the run
+        assert page.get_by_role("button", name="Stop").count() == 1
     page.get_by_text(re.compile(r"finished after \d+ epoch")).wait_for(timeout=300_000)
     wait_until_idle(page)
     assert charts.count() >= 3 and page.get_by_text("Smoothing").count() >= 1
@@ -164,3 +166,31 @@ def test_a_run_started_in_the_browser_draws_live_per_batch_curves_and_survives_a
     page.wait_for_timeout(500)
     assert filters.locator("img").get_attribute("src") != before  # the untrained filters are drawn instead
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_copied_address_restores_the_train_settings_in_another_browser_without_the_run_token(browser, app_url):
+    first = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = first.new_page()
+        goto(page, app_url, "train", "Train a model")
+        seed = page.locator('[data-testid="stNumberInput"]').filter(has_text="Seed").locator("input").first
+        seed.fill("1234")
+        seed.press("Enter")
+        wait_until_idle(page)
+        page.wait_for_function("() => location.search.includes('seed_mnist_quick=1234')", timeout=30_000)
+        address = page.url
+        token = next(c["value"] for c in first.cookies() if c["name"] == "cnn_studio_owner")
+        assert token and token not in address and "tab=" not in address, address
+    finally:
+        first.close()
+    second = browser.new_context(viewport={"width": 1400, "height": 1000})  # someone the link was sent to
+    try:
+        page = second.new_page()
+        page.goto(address)
+        page.get_by_role("heading", name="Train a model").first.wait_for(timeout=120_000)
+        wait_until_idle(page)
+        seed = page.locator('[data-testid="stNumberInput"]').filter(has_text="Seed").locator("input").first
+        assert seed.input_value() == "1234"
+        assert all(c["value"] != token for c in second.cookies() if c["name"] == "cnn_studio_owner")
+    finally:
+        second.close()
