@@ -31,6 +31,30 @@ from .errors import CnnError, ConfigError, TrainingBusyError
 # How much lower than the server a training process runs (os.nice): the server's page scripts
 # and predictions come first, training takes what CPU is left.
 TRAINING_NICENESS = 10
+# A training process costs memory a thread does not: its own TensorFlow runtime and data (measured on a
+# 2-core AMD EPYC: the server and a CIFAR-10 `fast` run peaked at 3,398 MiB summed RSS in two processes,
+# 2,287 MiB in one; benchmarks/results/memory.md). Below this much memory (Community Cloud gives 2.7 GB),
+# runs train in a thread of the server instead. CNN_TRAINING_PROCESS=on/off decides it by hand.
+PROCESS_MIN_MEMORY_MB = 4096
+TRAINING_PROCESS_ENV = "CNN_TRAINING_PROCESS"
+
+
+def train_in_a_process(environ=None, memory_mb: float | None = None) -> bool:
+    """Whether the app's runs train in their own process: CNN_TRAINING_PROCESS=on|off, else (auto) when the
+    machine's memory limit (cnn_core.runtime.memory_limit_mb) holds a second TensorFlow runtime."""
+    from .runtime import memory_limit_mb
+
+    environ = os.environ if environ is None else environ
+    raw = (environ.get(TRAINING_PROCESS_ENV) or "auto").strip().lower()
+    if raw in ("on", "1", "true", "yes"):
+        return True
+    if raw in ("off", "0", "false", "no"):
+        return False
+    if raw != "auto":
+        raise ConfigError(f"{TRAINING_PROCESS_ENV} must be on, off or auto (got '{raw}'); fix it in the server's "
+                          "settings.")
+    memory_mb = memory_limit_mb() if memory_mb is None else memory_mb
+    return memory_mb is None or memory_mb >= PROCESS_MIN_MEMORY_MB
 
 # What one visitor's run may ask for on a server, unless CNN_MAX_EPOCHS / CNN_MAX_SUBSET /
 # CNN_MAX_BATCH_SIZE say otherwise. Memory, not time, sets them: the server plus a run on the whole
@@ -340,11 +364,17 @@ def _died_message(job: _Job, exitcode: int | None) -> str:
 
 def train_in_child(train_fn, config: dict, name: str | None, sender, stop_event, niceness: int,
                    train_kwargs: dict) -> None:
-    """The training process's body: train at lower priority and send every event to the server.
+    """The training process's body: train at lower priority (niceness, and Linux's SCHED_IDLE policy, under
+    which the training threads only get CPU time that nothing else wants) and send every event to the server.
 
     A stop (the Stop button, SIGTERM, Ctrl-C, or the server going away) ends the run at the next
     batch with the best model so far saved, as in-process runs do."""
     os.nice(niceness)
+    if hasattr(os, "sched_setscheduler"):  # Linux: run only when the server and the browser leave a core idle
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass  # not allowed here: the lower niceness still applies
 
     def stop(*_):
         stop_event.set()

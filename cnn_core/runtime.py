@@ -51,6 +51,26 @@ def status_mb(pid: int, field: str = "VmRSS", children: bool = True) -> float:
     return total_kb / 1024
 
 
+def memory_limit_mb() -> float | None:
+    """The memory this process may use in MiB: its cgroup's limit (v2 memory.max, v1 limit_in_bytes;
+    containers, Community Cloud) or the machine's total, whichever is lower; None if neither is known."""
+    limits = []
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or a huge v1 number: no limit
+            limits.append(int(text) / 2**20)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                limits.append(int(line.split()[1]) / 1024)
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
 def rss_mb(pid: int, children: bool = True) -> float:
     """Resident memory of a process (and, with `children`, its descendants) in MiB."""
     return status_mb(pid, "VmRSS", children)

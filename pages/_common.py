@@ -75,9 +75,9 @@ def prediction_options(predictor, dataset: str, key: str):
 
 @st.cache_resource
 def get_jobs():
-    from cnn_core.jobs import ServerCaps, TrainingJobs
+    from cnn_core.jobs import ServerCaps, TrainingJobs, train_in_a_process
 
-    return TrainingJobs(caps=ServerCaps.from_env())
+    return TrainingJobs(caps=ServerCaps.from_env(), isolate=train_in_a_process())
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -19,13 +19,12 @@ from pages._history_view import probe_choice
 from pages._job_view import show_job
 
 st.title("🏋️ Train a model")
-try:  # caps for public deployments (README → Deploy); the server's jobs refuse runs beyond them too
-    caps = ServerCaps.from_env()
+try:  # caps and the training process's setting (README → Deploy); the server's jobs refuse runs beyond the caps too
+    caps, jobs = ServerCaps.from_env(), get_jobs()
 except CnnError as err:
     st.error(str(err))
     st.stop()
-jobs, owner = get_jobs(), owner_token()
-snap = jobs.snapshot()
+owner, snap = owner_token(), jobs.snapshot()
 active = bool(snap and snap.active)
 
 
@@ -48,10 +47,11 @@ arch = into_link("recipe", c2.selectbox(
     "Architecture and recipe", recipe_names(), index=from_link("recipe", recipe_names(), recipe_names().index(
         FIRST_RECIPE)), key="arch", format_func=lambda a: " · ".join(filter(None, (a, recipe_time_label(a, times))))))
 st.caption(ARCHITECTURES[arch].description)
-defaults, k = default_config(dataset, arch), f"{dataset}_{arch}"  # widget keys per choice: defaults follow the recipe
+defaults, k = default_config(dataset, arch), f"{dataset}_{arch}"  # keys per choice: defaults follow the recipe
 c1, c2, c3, c4 = st.columns(4)
-epochs = c1.number_input("Epochs", 1, caps.max_epochs, min(defaults["epochs"], 3, caps.max_epochs), key=f"epochs_{k}",
-                         bind=URL, help=f"Recipe default {defaults['epochs']}; this server allows up to {caps.max_epochs}.")
+epochs = c1.number_input("Epochs", 1, caps.max_epochs, min(defaults["epochs"], 3, caps.max_epochs),
+                         key=f"epochs_{k}", bind=URL,
+                         help=f"Recipe default {defaults['epochs']}; this server allows up to {caps.max_epochs}.")
 batches, batch_default = caps.batch_size_choices(defaults["batch_size"])
 batch_size = c2.selectbox("Batch size", batches, index=batches.index(batch_default), key=f"bs_{k}", bind=URL,
                           help=f"Recipe default {defaults['batch_size']}" + (

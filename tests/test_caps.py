@@ -133,3 +133,29 @@ def test_train_page_names_an_invalid_cap_instead_of_failing(capped_server, monke
     assert not at.exception, at.exception
     assert any("CNN_MAX_SUBSET must be a whole number" in e.value for e in at.error)
     assert not at.button  # no Start button under a misconfigured server
+
+
+def test_runs_train_in_their_own_process_only_where_the_memory_holds_a_second_runtime():
+    from cnn_core.jobs import PROCESS_MIN_MEMORY_MB, train_in_a_process
+
+    assert train_in_a_process({}, memory_mb=24_000) is True  # a workstation
+    assert train_in_a_process({}, memory_mb=2_700) is False  # Community Cloud's 2.7 GB: a thread of the server
+    assert train_in_a_process({}, memory_mb=PROCESS_MIN_MEMORY_MB) is True
+    assert train_in_a_process({"CNN_TRAINING_PROCESS": "on"}, memory_mb=1_000) is True
+    assert train_in_a_process({"CNN_TRAINING_PROCESS": "OFF"}, memory_mb=64_000) is False
+    with pytest.raises(ConfigError, match="CNN_TRAINING_PROCESS must be on, off or auto"):
+        train_in_a_process({"CNN_TRAINING_PROCESS": "sometimes"})
+
+
+def test_the_train_page_names_a_bad_training_process_setting(monkeypatch):
+    import streamlit as st
+
+    monkeypatch.setenv("CNN_TRAINING_PROCESS", "sometimes")
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("pages/train.py").run()
+        assert not at.exception and any("CNN_TRAINING_PROCESS" in e.value for e in at.error)
+    finally:
+        st.cache_resource.clear()

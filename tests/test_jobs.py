@@ -40,6 +40,7 @@ def test_a_run_trains_in_its_own_lower_priority_process_and_streams_every_batch(
     assert snap.active and snap.pid not in (None, os.getpid()), snap
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     assert os.getpriority(os.PRIO_PROCESS, snap.pid) == min(ours + TRAINING_NICENESS, 19)
+    assert os.sched_getscheduler(snap.pid) == os.SCHED_IDLE  # only the CPU time the server leaves
     assert jobs.wait(300)
     snap = jobs.snapshot()
     assert snap.state == "done" and snap.result_status == "finished" and snap.pid is None, snap
