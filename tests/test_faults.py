@@ -284,7 +284,7 @@ def _config():
 @pytest.mark.slow  # trains a model
 def test_disk_full_during_training_is_a_clear_error_and_resume_works_after(tiny_mnist, isolated_runs, monkeypatch):
     with monkeypatch.context() as mp:
-        _fail_replace_in(isolated_runs, errno.ENOSPC, after=4, monkeypatch=mp)  # epoch 1 writes 4 files
+        _fail_replace_in(isolated_runs, errno.ENOSPC, after=6, monkeypatch=mp)  # snapshot 0, then epoch 1: 5 files
         with pytest.raises(ModelStoreError, match="the disk is full. The previous version is unchanged"):
             train(_config(), "full_disk", data=tiny_mnist)
     store = runs_store()
@@ -302,7 +302,7 @@ def test_read_only_disk_fails_the_app_job_with_the_message(tiny_mnist, isolated_
     from cnn_core.jobs import TrainingJobs
 
     with monkeypatch.context() as mp:
-        _fail_replace_in(isolated_runs, errno.EROFS, after=4, monkeypatch=mp)
+        _fail_replace_in(isolated_runs, errno.EROFS, after=6, monkeypatch=mp)
         jobs = TrainingJobs(isolate=False)  # in this process, where the disk's failure is patched in
         jobs.start(_config(), "ro_disk", owner="tab", data=tiny_mnist)
         assert jobs.wait(300)
