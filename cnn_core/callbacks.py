@@ -66,7 +66,9 @@ class ProgressEvents(keras.callbacks.Callback):
         before, new_images = self.running, seen - self.running["seen"]
         if new_images <= 0:
             return mean
-        return (mean * seen - before[metric] * before["seen"]) / new_images
+        value = (mean * seen - before[metric] * before["seen"]) / new_images
+        # Float32 running means leave a rounding error: keep a share a share and a loss non-negative.
+        return min(max(value, 0.0), 1.0) if metric == "accuracy" else max(value, 0.0)
 
     def on_epoch_end(self, epoch, logs=None):
         # Not emitted here: the checkpoint callback emits it once the epoch is saved.
