@@ -7,7 +7,9 @@ they describe, so the app reads only the model store and never `benchmarks/`:
 - `NAME.ood.json`: benchmarks/ood.py's row for model NAME (for the calibration it measured);
 - `DATASET.tta_ensembles.json`: every measured TTA setting and ensemble of that dataset's models;
 - `DATASET.recipe_times.json`: benchmarks/time_to_accuracy.py's runs of each recipe, per machine
-  (the Train page labels each recipe with its time on this CPU, or on the nearest one measured).
+  (the Train page labels each recipe with its time on this CPU, or on the nearest one measured);
+- `DATASET.recipe_switches.json`: benchmarks/recipe_switches.py's summary of the seed recipe with each
+  of the original's improvements switched on (cnn_core.switches), shown on the Compare page.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .store import ModelStore, atomic_write_json, find_model, read_json, shipped
 OOD_SUFFIX = ".ood.json"
 ENSEMBLES_SUFFIX = ".tta_ensembles.json"
 RECIPE_TIMES_SUFFIX = ".recipe_times.json"
+SWITCHES_SUFFIX = ".recipe_switches.json"
 
 
 def ood_figures_path(name: str, store: ModelStore | None = None) -> Path:
@@ -127,3 +130,34 @@ def recipe_time_label(recipe: str, times: dict | None) -> str:
     where = "on this CPU" if times["exact"] else f"on {times['machine']}"
     epochs = f"{figures['epochs']} epoch{'s' if figures['epochs'] != 1 else ''}"
     return f"measured {figures['test_accuracy']:.1%} after {epochs}, {spent} of training {where}"
+
+
+def switch_figures_path(dataset: str, store: ModelStore | None = None) -> Path:
+    return (store or shipped_store()).root / f"{validate_name(dataset)}{SWITCHES_SUFFIX}"
+
+
+def write_switch_figures(dataset: str, result: dict, source: dict, store: ModelStore | None = None) -> Path:
+    """Save one dataset's measured switch effects: `result` holds the benchmark's "schedule" and
+    "summary" rows (one per switch: mean, std, min, max, delta, clear, train_seconds, params);
+    `source` as for write_ood_figures, plus the machine's key."""
+    path = switch_figures_path(dataset, store)
+    atomic_write_json(path, {**source, "dataset": dataset, "schedule": result["schedule"],
+                             "rows": result["summary"]})
+    return path
+
+
+def switch_figures(dataset: str, store: ModelStore | None = None) -> dict | None:
+    """What benchmarks/recipe_switches.py measured for `dataset` ({"schedule", "rows", "command", ...}), or None."""
+    path = switch_figures_path(dataset, store)
+    return read_json(path) if path.is_file() else None
+
+
+def switch_table(figures: dict) -> list[dict]:
+    """The Compare page's rows: one per switch, its title, accuracy and time beside the base's."""
+    from .switches import SWITCHES
+
+    return [{"switch": SWITCHES[row["switch"]].title if row["switch"] in SWITCHES else "none (the seed recipe)",
+             "seeds": len(row["seeds"]), "test accuracy (mean)": row["mean"], "± sd": row["std"],
+             "lowest": row["min"], "highest": row["max"], "change (points)": row.get("delta", 0.0) * 100,
+             "beyond seed noise": "–" if "clear" not in row else ("yes" if row["clear"] else "no"),
+             "training s": row["train_seconds"], "parameters": row["params"]} for row in figures["rows"]]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models import WHITEN_LAYER, architecture_spec
+from .models import WHITEN_LAYER, Spec, architecture_spec, switched_spec
 
 WHITEN_IMAGES = 5000  # training images whose patches set the whitening kernel (airbench's count)
 WHITEN_EPS = 5e-4     # added to every eigenvalue: caps the gain of near-constant directions
@@ -49,17 +49,28 @@ def dirac_identity(kernel: np.ndarray) -> np.ndarray:
     return out
 
 
-def initialise_from_data(model, arch: str, dataset: str, x_train: np.ndarray) -> None:
-    """Apply the inits the architecture's spec asks for: the whitening stem from the first
-    WHITEN_IMAGES training images (uint8), dirac on the convs marked `dirac`."""
+def _conv_steps(spec: Spec) -> list[dict]:
+    """The options of every conv step in the order the builder makes them (residual blocks opened)."""
+    steps = []
+    for kind, options in spec:
+        if kind == "residual":
+            steps += _conv_steps(options["steps"])
+        elif kind.startswith("conv_"):
+            steps.append(options)
+    return steps
+
+
+def initialise_from_data(model, arch: str, dataset: str, x_train: np.ndarray, residual: bool = False,
+                         separable: bool = False) -> None:
+    """Apply the inits the architecture's spec (with its switches) asks for: the whitening stem from
+    the first WHITEN_IMAGES training images (uint8), dirac on the plain convs marked `dirac` (a
+    separable conv has no one kernel to make an identity of)."""
     import keras
 
-    spec = architecture_spec(arch, dataset)
-    conv_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
-                   and layer.name != WHITEN_LAYER]
-    dirac_flags = [bool(options.get("dirac")) for kind, options in spec if kind.startswith("conv_")]
-    for layer, dirac in zip(conv_layers, dirac_flags):
-        if dirac:
+    spec = switched_spec(architecture_spec(arch, dataset), residual, separable)
+    for number, options in enumerate(_conv_steps(spec), start=1):
+        if options.get("dirac") and not options.get("separable"):
+            layer = model.get_layer(f"conv{number}")  # the builder names its convs conv1, conv2, ... in spec order
             kernel, *rest = layer.get_weights()
             layer.set_weights([dirac_identity(kernel), *rest])
     if any(kind == "whiten_stem" for kind, _ in spec):

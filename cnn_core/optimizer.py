@@ -150,6 +150,8 @@ def learning_rate(config: dict, steps_per_epoch: int):
     if config["schedule"] == "plateau":
         return config["lr"]
     total = max(1, steps_per_epoch * config["epochs"])
+    if config["schedule"] == "cosine":  # no warm-up: lr at the first batch, 0 after the last
+        return keras.optimizers.schedules.CosineDecay(initial_learning_rate=config["lr"], decay_steps=total, alpha=0.0)
     warmup = max(1, int(total * config["warmup_fraction"]))
     if config["schedule"] == "triangle":
         return TriangleSchedule(config["lr"], warmup, total, config["lr_start_factor"], config["lr_end_factor"])
@@ -173,6 +175,8 @@ def make_optimizer(config: dict, steps_per_epoch: int) -> keras.optimizers.Optim
                        **grouped)
     if config["optimizer"] == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=weight_decay)
+    elif config["optimizer"] == "adamw":  # Keras' AdamW is this same Adam with its decay set
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config["weight_decay"])
     else:  # "sgd_nesterov" (recipes.validate_config allows no other)
         optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=config["momentum"], nesterov=True,
                                          weight_decay=weight_decay)

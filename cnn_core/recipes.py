@@ -28,18 +28,21 @@ from .errors import ConfigError
 from .inference import tta_level
 from .models import ARCHITECTURES
 from .precision import PRECISIONS
+from .switches import SWITCHED_OFF, SWITCHES, apply_switches
 
 # sgd_nesterov_l2: PyTorch's SGD as airbench uses it (cnn_core.optimizer.GroupedSGD): weight
 # decay through the momentum, per-variable lr multipliers, a frozen whitening stem.
 # muon: airbench94_muon's (cnn_core.optimizer.MuonSGD): Muon steps for the 3×3 conv kernels at
 # `muon_lr` with `muon_momentum`, sgd_nesterov_l2 for everything else.
-OPTIMIZERS = ("adam", "sgd_nesterov", "sgd_nesterov_l2", "muon")
+# adamw: Adam with decoupled weight decay (the `adamw` switch, cnn_core.switches).
+OPTIMIZERS = ("adam", "adamw", "sgd_nesterov", "sgd_nesterov_l2", "muon")
 # plateau:  constant lr, halved by ReduceLROnPlateau when validation loss stalls.
 # onecycle: per batch, linear warm-up from lr/10 to lr over `warmup_fraction` of the run,
 #           then cosine decay to 0 at the last batch.
 # triangle: per batch, linear from lr·lr_start_factor up to lr at `warmup_fraction` of the
 #           run, then linear down to lr·lr_end_factor at the last batch (airbench).
-SCHEDULES = ("plateau", "onecycle", "triangle")
+# cosine:   per batch, half a cosine from lr down to 0 at the last batch (the `cosine` switch).
+SCHEDULES = ("plateau", "onecycle", "triangle", "cosine")
 AUGMENT_KEYS = ("rotation", "shift", "zoom", "flip")
 NO_AUGMENT = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": False}
 # The fast recipes' cheap, label-safe augmentation: a reflect-padded random shift of up to
@@ -245,14 +248,16 @@ def resolve_config(dataset: str, arch: str = "seed", **overrides) -> dict:
     """The full hyperparameter dict for one run, validated. `None` overrides are ignored.
 
     Recognised overrides: any recipe key (epochs, batch_size, lr, val_size, tta, precision,
-    ...), subset, seed, name, `augment` (a partial {transform: value} dict) and
-    `no_augment` (every transform off)."""
+    ...), subset, seed, name, `augment` (a partial {transform: value} dict),
+    `no_augment` (every transform off) and `switches` (names from cnn_core.switches, applied to
+    the recipe before the other overrides)."""
     dataset_info(dataset)  # raises DataError for unknown names
     if arch not in RECIPES or arch not in ARCHITECTURES:
         raise ConfigError(f"Unknown architecture '{arch}'. Choose one of: {', '.join(ARCHITECTURES)}.")
     config = {key: copy.deepcopy(_for_dataset(value, dataset)) for key, value in RECIPES[arch].items()}
     config = {key: value for key, value in config.items() if value is not None}
     config.update(dataset=dataset, arch=arch, recipe=arch, subset=None, seed=0)
+    config = apply_switches(config, overrides.pop("switches", None))
     augment_override = overrides.pop("augment", None) or {}
     if overrides.pop("no_augment", False):
         config["augment"] = dict(NO_AUGMENT)
@@ -315,6 +320,7 @@ def validate_config(config: dict) -> None:
     _need(config.get("precision", "fp32") in PRECISIONS,
           f"Precision must be one of {', '.join(PRECISIONS)} (got {config.get('precision')}).")
     tta_level(config.get("tta"))  # raises its own ConfigError
+    _validate_switches(config)
     _validate_optimizer(config)
     _validate_augment(config["augment"])
 
@@ -347,6 +353,19 @@ def _validate_optimizer(config: dict) -> None:
               f"The plateau patience must be a whole number ≥ 1 (got {config.get('plateau_patience')}).")
         _need(_is_number(config.get("min_lr")) and 0 <= config["min_lr"] <= config["lr"],
               f"The smallest learning rate must be between 0 and the learning rate (got {config.get('min_lr')}).")
+
+
+def _validate_switches(config: dict) -> None:
+    """The keys cnn_core.switches sets (absent from configs saved before they existed: off)."""
+    switches = config.get("switches", [])
+    _need(isinstance(switches, list) and all(name in SWITCHES for name in switches),
+          f"switches must be a list of {', '.join(SWITCHES)} (got {switches}).")
+    for key in ("residual", "separable"):
+        _need(config.get(key, SWITCHED_OFF[key]) in (True, False), f"{key} must be true or false (got {config.get(key)}).")
+    for key in ("mixup", "cutmix"):
+        value = config.get(key, SWITCHED_OFF[key])
+        _need(_is_number(value) and 0 <= value <= 10,
+              f"The {key} strength (its Beta distribution's α) must be between 0 (off) and 10 (got {value}).")
 
 
 def _validate_airbench_keys(config: dict) -> None:

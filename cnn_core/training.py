@@ -38,7 +38,7 @@ from .errors import ConfigError, ModelStoreError
 from .evaluation import evaluate
 from .inference import Predictor, load_inference_model, tta_level
 from .initialisers import initialise_from_data
-from .models import build_model
+from .models import architecture_switches, build_model
 from .ood import calibration
 from .lr_control import control_path
 from .optimizer import compile_model, jit_compiles, make_lr_changeable
@@ -183,9 +183,10 @@ class _Run:
             make_lr_changeable(model.optimizer)  # a run saved before learning-rate changes existed
             return model
         config = self.config
+        switches = architecture_switches(config)
         model = build_model(config["arch"], config["dataset"], name=self.name,
-                            precision=resolve_precision(config.get("precision")))
-        initialise_from_data(model, config["arch"], config["dataset"], self.split.x_train)
+                            precision=resolve_precision(config.get("precision")), **switches)
+        initialise_from_data(model, config["arch"], config["dataset"], self.split.x_train, **switches)
         return compile_model(model, config, steps)
 
     def _callbacks(self, steps: int, stop_event, strategy) -> list[keras.callbacks.Callback]:
@@ -229,7 +230,8 @@ class _Run:
         # does not replay the order of its first epochs.
         train_ds = make_tf_dataset(split.x_train, split.y_train, info, config["batch_size"], config["augment"],
                                    shuffle=True, seed=config["seed"] + self.start_epoch,
-                                   drop_remainder=jit_compiles(config), alternating_flip=self.alternating_flip)
+                                   drop_remainder=jit_compiles(config), alternating_flip=self.alternating_flip,
+                                   mixup=config.get("mixup", 0.0), cutmix=config.get("cutmix", 0.0))
         val_ds = make_tf_dataset(split.x_val, split.y_val, info, VALIDATION_BATCH_SIZE, None, shuffle=False,
                                  seed=0) if self.has_validation else None
         return train_ds, val_ds
