@@ -42,6 +42,7 @@ def model_card(*, name: str, status: str, config: dict, data: Dataset, train_siz
         "params": int(params),
         "hyperparameters": config,
         "augmentation": config["augment"],
+        "switches": list(config.get("switches", [])),  # the original's improvements switched on (cnn_core.switches)
         "precision": precision,
         "tta": tta_level(config.get("tta")),
         "train_size": int(train_size),

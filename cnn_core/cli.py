@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .datasets import DATASETS
     from .models import ARCHITECTURES
     from .precision import PRECISIONS
+    from .switches import SWITCHES
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--shift", type=_number, metavar="FRAC", help="random shift, fraction of the size (0: off)")
     tr.add_argument("--zoom", type=_number, metavar="FRAC", help="random zoom fraction (0: off)")
     tr.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flips")
+    tr.add_argument("--switch", action="append", choices=list(SWITCHES), metavar="NAME", dest="switches",
+                    help="switch on one of the original notebook's improvements to try (repeat for more): "
+                         + "; ".join(f"{name} = {switch.title}" for name, switch in SWITCHES.items())
+                         + ". Recorded in the model card (hyperparameters.switches)")
     tr.add_argument("--precision", choices=PRECISIONS,
                     help="number format: bf16 (mixed bfloat16, fast only on CPUs with AVX512-BF16/AMX), fp32, "
                          "or auto (bf16 where the CPU does it natively); default: the recipe's")
@@ -209,7 +214,7 @@ def train_config(args) -> dict:
         return {"epochs": args.epochs} if args.epochs else {}
     return resolve_config(args.dataset, args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           subset=args.subset, seed=args.seed, val_size=args.val_size, precision=args.precision,
-                          no_augment=args.no_augment,
+                          no_augment=args.no_augment, switches=args.switches,
                           augment={"rotation": args.rotation, "shift": args.shift, "zoom": args.zoom, "flip": args.flip})
 
 

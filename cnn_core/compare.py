@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .switches import describe_switches
+
 
 TARGETS = {"cifar10": 0.90}  # where a comparison's "time to accuracy" starts, per dataset
 DEFAULT_TARGET = 0.99  # every other dataset
@@ -61,6 +63,7 @@ def summary(cards: list[dict], target: float) -> list[dict]:
             "model": card["name"],
             "dataset": card["dataset"],
             "architecture": card["architecture"],
+            "switches": describe_switches(card.get("hyperparameters", {})),
             "test accuracy": card.get("test_accuracy"),
             "parameters": card["params"],
             "training minutes": round(card["train_seconds"] / 60, 2),

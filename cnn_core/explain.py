@@ -14,6 +14,10 @@ LAYER_EXPLANATIONS = {
     "Rescaling": "Scales pixel values (0–255) to a small range so training is well-conditioned.",
     "Conv2D": "Slides small learned 3×3 filters over the image; each filter makes one feature map "
               "that lights up where its pattern (edge, stroke, texture…) appears.",
+    "SeparableConv2D": "A depthwise-separable convolution: one 3×3 filter per input channel, then a 1×1 mix "
+                       "of the channels; nearly what a full convolution does with far fewer weights.",
+    "Add": "A residual connection: adds the block's input back to what its convolutions made, so they "
+           "only learn a change and gradients flow straight through.",
     "BatchNormalization": "Re-centres and re-scales each channel using batch statistics; makes training "
                           "faster and more stable.",
     "ReLU": "Keeps positive responses and zeroes the rest: the non-linearity that lets stacked layers "
@@ -42,12 +46,17 @@ def layer_table(model) -> list[dict]:
     return rows
 
 
+CONV_LAYER_KINDS = ("Conv2D", "SeparableConv2D")
+
+
 def conv_layer_names(model) -> list[str]:
-    return [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    """The convolutions in order, without a residual block's 1×1 shortcut projections (cnn_core.models)."""
+    return [layer.name for layer in model.layers
+            if type(layer).__name__ in CONV_LAYER_KINDS and not layer.name.startswith("shortcut")]
 
 
 def feature_maps(model, sample: np.ndarray, info: DatasetInfo) -> dict[str, np.ndarray]:
-    """Output of every Conv2D layer for one uint8 sample: {layer name: (H, W, channels)}."""
+    """Output of every convolution for one uint8 sample: {layer name: (H, W, channels)}."""
     import keras
 
     names = conv_layer_names(model)
@@ -139,7 +148,7 @@ def cam_layer_name(model) -> str:
         if len(shape) != 4:
             continue
         kind = type(layer).__name__
-        if kind == "ReLU" or (kind == "Conv2D" and getattr(layer.activation, "__name__", "") == "relu"):
+        if kind == "ReLU" or (kind in CONV_LAYER_KINDS and getattr(layer.activation, "__name__", "") == "relu"):
             fallback = fallback or layer.name
             if min(shape[1], shape[2]) >= MIN_CAM_SIZE:
                 return layer.name

@@ -3,8 +3,9 @@
 The script (`train_<name>.py`) imports only Keras, TensorFlow, NumPy and the standard library,
 never cnn_core. It reads top-down as keras-io's `mnist_convnet` (data → model → train → evaluate)
 with every hyperparameter in one dict at its top, taken from the card's `hyperparameters`. The
-network is written out step by step from the architecture's spec (`cnn_core.models`), layer for
-layer and name for name as `build_model` builds it. What plain Keras lacks (airbench's optimizers,
+network is written out step by step from the architecture's spec with the card's architecture
+switches (`cnn_core.models.switched_spec`: residual blocks, separable convs), layer for layer and
+name for name as `build_model` builds it. What plain Keras lacks (airbench's optimizers,
 schedule, weight averaging, alternating flips, whitening and dirac inits) and the tf.data pipeline
 are cnn_core's own code, copied into the script from cnn_core's source files as they stand
 (`cnn_core_source`), so that the script runs what cnn_core runs; what it only approximates is
@@ -25,8 +26,10 @@ from pathlib import Path
 
 from .datasets import dataset_info
 from .errors import ConfigError, ModelStoreError
-from .models import ARCHITECTURES, WHITEN_LAYER, architecture_spec
+from .models import (ARCHITECTURES, CONV_KINDS, WHITEN_LAYER, Spec, architecture_spec, architecture_switches,
+                     switched_spec)
 from .store import ModelStore, atomic_write, find_model, validate_name
+from .switches import describe_switches
 
 CARD_KEYS = ("name", "dataset", "architecture", "params", "hyperparameters")
 
@@ -54,14 +57,33 @@ def recipe(card: dict) -> dict:
     return hp
 
 
+def card_spec(card: dict) -> Spec:
+    """The card's network as cnn_core builds it: its architecture's spec with the card's architecture
+    switches (residual, separable; off on cards saved before they existed)."""
+    return switched_spec(architecture_spec(card["architecture"], card["dataset"]),
+                         **architecture_switches(recipe(card)))
+
+
+def _flat_steps(spec: Spec) -> Spec:
+    """The spec's steps in the order the builder makes their layers, residual blocks opened."""
+    steps = []
+    for kind, options in spec:
+        steps += _flat_steps(options["steps"]) if kind == "residual" else [(kind, options)]
+    return steps
+
+
 def _uses(card: dict) -> dict[str, bool]:
     """Which of the pieces plain Keras lacks this card's network and recipe need."""
-    hp, spec = recipe(card), architecture_spec(card["architecture"], card["dataset"])
+    hp, steps = recipe(card), _flat_steps(card_spec(card))
     validation = hp.get("val_size", 0) > 0
     return {
-        "whiten": any(kind == "whiten_stem" for kind, _ in spec),
-        "dirac": any(options.get("dirac") for _, options in spec),
-        "fused_bn": any((options.get("bn") or {}).get("fused") for _, options in spec),
+        "whiten": any(kind == "whiten_stem" for kind, _ in steps),
+        # cnn_core.initialisers: dirac on plain convs only (a separable conv has no one kernel for it)
+        "dirac": any(options.get("dirac") and not options.get("separable") for _, options in steps),
+        "fused_bn": any((options.get("bn") or {}).get("fused") for _, options in steps),
+        "residual": bool(hp.get("residual")),
+        "separable": bool(hp.get("separable")),
+        "mixer": bool(hp.get("mixup")) or bool(hp.get("cutmix")),
         "grouped": hp["optimizer"] in ("sgd_nesterov_l2", "muon"),
         "muon": hp["optimizer"] == "muon",
         "triangle": hp["schedule"] == "triangle",
@@ -126,8 +148,10 @@ def _call(layer: str, *args: str, **kwargs) -> str:
 
 
 def _conv_code(options: dict, name: str, use_bias: bool = True, activation: str | None = None) -> str:
+    """A Conv2D, or a SeparableConv2D (per-channel 3×3 filter, then a 1×1 mix) for a `separable` step."""
     extra = {"activation": _literal(activation)} if activation else {}
-    return _call("Conv2D", str(options["filters"]), str(options.get("kernel", 3)),
+    layer = "SeparableConv2D" if options.get("separable") else "Conv2D"
+    return _call(layer, str(options["filters"]), str(options.get("kernel", 3)),
                  padding=_literal(options.get("padding", "same")), use_bias=str(use_bias), **extra, name=_literal(name))
 
 
@@ -136,7 +160,9 @@ def _bn_code(name: str, options: dict | None = None) -> list[str]:
     fused = options.pop("fused", False)
     kwargs = {key: (_number(v) if isinstance(v, float) else _literal(v)) for key, v in options.items()}
     line = _call("BatchNormalization", **kwargs, name=_literal(name))
-    return ([FUSED_BN_COMMENT] if fused else []) + [line]
+    # FusedBatchNorm (cnn_core.layers) computes the same normalisation faster; plain Keras has only this one.
+    comment = "    # cnn_core trains this as its FusedBatchNorm: the same normalisation through TensorFlow's fused kernel."
+    return ([comment] if fused else []) + [line]
 
 
 def _activation_code(options: dict, names: _Names) -> str:
@@ -187,18 +213,51 @@ def _step_code(kind: str, options: dict, num_classes: int, names: _Names) -> lis
     raise ConfigError(f"The exporter has no code for the layer kind '{kind}'.")
 
 
-def network_code(arch: str, dataset: str) -> tuple[list[str], list[str]]:
-    """The body of the script's `build_model` for one architecture and dataset, and the names of
-    the convs that start as partial identities (dirac)."""
-    info, names = dataset_info(dataset), _Names()
-    lines, dirac = [], []
-    for kind, options in architecture_spec(arch, dataset):
-        step = _step_code(kind, options, info.num_classes, names)
-        if options.get("dirac"):
-            dirac.append(f"conv{names.counts['conv']}")
-        lines.append(f"    # {kind}" + (f" {options}" if options else ""))
-        lines += step
-    return lines, dirac
+class _Network:
+    """The lines of the script's `build_model` body as they are written out: the layer names so far,
+    the convs that start as partial identities (dirac) and the channel count of `x` (which decides a
+    residual block's projection at export time, as the builder decides it when it builds)."""
+
+    def __init__(self, num_classes: int, channels: int):
+        self.num_classes, self.channels = num_classes, channels
+        self.names, self.lines, self.dirac = _Names(), [], []
+
+    def add_steps(self, spec: Spec) -> None:
+        for kind, options in spec:
+            if kind == "residual":
+                self.add_residual(options["steps"])
+                continue
+            step = _step_code(kind, options, self.num_classes, self.names)
+            if options.get("dirac") and not options.get("separable"):  # as cnn_core.initialisers does
+                self.dirac.append(f"conv{self.names.counts['conv']}")
+            if kind == "whiten_stem" or kind in CONV_KINDS:
+                self.channels = options["filters"]
+            self.lines.append(f"    # {kind}" + (f" {options}" if options else ""))
+            self.lines += step
+
+    def add_residual(self, steps: Spec) -> None:
+        """A residual block (cnn_core.models._apply_step): its steps' output plus its input, the input
+        through a bias-free 1×1 conv where the channel count changes."""
+        before = self.channels
+        self.lines += ["    # residual block: its convs learn a change added to their input", "    shortcut = x"]
+        self.add_steps(steps)
+        self.lines.append("    # end of the residual block: its input added back")
+        if self.channels != before:
+            self.lines += [f"    # {before} -> {self.channels} channels: a 1x1 conv widens the input to match",
+                           f"    shortcut = layers.Conv2D({self.channels}, 1, use_bias=False, "
+                           f"name={_literal(self.names('shortcut'))})(shortcut)"]
+        self.lines.append(f"    x = layers.Add(name={_literal(self.names('add'))})([x, shortcut])")
+
+
+def network_code(arch: str, dataset: str, residual: bool = False,
+                 separable: bool = False) -> tuple[list[str], list[str]]:
+    """The body of the script's `build_model` for one architecture and dataset with the architecture
+    switches (cnn_core.models.switched_spec), and the names of the convs that start as partial
+    identities (dirac)."""
+    info = dataset_info(dataset)
+    network = _Network(info.num_classes, info.input_shape[-1])
+    network.add_steps(switched_spec(architecture_spec(arch, dataset), residual, separable))
+    return network.lines, network.dirac
 
 
 # -- the script ---------------------------------------------------------------------------------
@@ -212,6 +271,7 @@ def _docstring(card: dict, notes: list[str]) -> str:
              + (f" (test accuracy {accuracy:.2%})." if accuracy is not None else "."),
              "A standalone script: Keras 3, TensorFlow, NumPy and the standard library, no cnn_core.",
              "It reads top-down: hyperparameters → data → model → train → evaluate → save.", "",
+             *_switches_lines(hp),
              f"    python {script_name(name)}                      # the whole recipe ({hp['epochs']} epochs)",
              f"    python {script_name(name)} --epochs 1 --subset 1024 --data-dir DIR   # a quick check", "",
              "--data-dir is a folder of <dataset>.npz files (keys x_train y_train x_test y_test, uint8);",
@@ -222,10 +282,18 @@ def _docstring(card: dict, notes: list[str]) -> str:
     return "\n".join(lines + ['"""'])
 
 
+def _switches_lines(hp: dict, width: int = 100) -> list[str]:
+    """'Recipe switches on: …' and a blank line, for a card trained with any (none for older cards)."""
+    if not hp.get("switches"):
+        return []
+    text = f"Recipe switches on (the original notebook's improvements to try): {describe_switches(hp)}."
+    return _wrapped(text, "", width) + [""]
+
+
 def _wrapped(text: str, indent: str, width: int = 100) -> list[str]:
     import textwrap
 
-    return textwrap.wrap(text, width, subsequent_indent=indent)
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_on_hyphens=False)
 
 
 def _hyperparameters_code(card: dict) -> str:
@@ -245,7 +313,11 @@ def _constants_code(card: dict, dirac: list[str]) -> str:
 
 def _model_code(card: dict, body: list[str]) -> str:
     info = dataset_info(card["dataset"])
-    head = [BUILD_MODEL_HEAD.format(arch=card["architecture"], dataset=info.name)]
+    hp = recipe(card)
+    switched = " and ".join(words for key, words in (("residual", "residual connections"),
+                                                     ("separable", "depthwise-separable convolutions")) if hp.get(key))
+    switched = f"\n    With {switched}, as the recipe's switches ask." if switched else ""
+    head = [BUILD_MODEL_HEAD.format(arch=card["architecture"], dataset=info.name, switched=switched)]
     tail = [f"    model = keras.Model(inputs, x, name={_literal(card['name'])})",
             '    keras.mixed_precision.set_global_policy("float32")  # the rest (augmentation, saving) in float32',
             "    return model"]
@@ -279,7 +351,7 @@ def _recipe_sections(card: dict) -> list[str]:
 def script_text(card: dict) -> str:
     """The standalone training script of a model card (see the module's docstring)."""
     _check_card(card)
-    body, dirac = network_code(card["architecture"], card["dataset"])
+    body, dirac = network_code(card["architecture"], card["dataset"], **architecture_switches(recipe(card)))
     uses = _uses(card)
     sections = [_docstring(card, approximations(card)), IMPORTS, _hyperparameters_code(card),
                 _constants_code(card, dirac), data_code(), PRECISION, _model_code(card, body),
@@ -302,7 +374,7 @@ def readme_text(card: dict) -> str:
     lines = [f"{name}: a {card['dataset']} classifier exported by CNN Studio", ""]
     for file, what in files:
         lines += _wrapped(file.ljust(width) + what, " " * width, 96)
-    lines += ["", f"Trained with: {made_with or 'see the card'}.", "",
+    lines += ["", f"Trained with: {made_with or 'see the card'}.", "", *_switches_lines(recipe(card), 96),
               f"Run the whole recipe:   python {script_name(name)}",
               f"A one-epoch check:      python {script_name(name)} --epochs 1 --subset 1024 --data-dir DIR",
               "DIR holds <dataset>.npz with keys x_train y_train x_test y_test (uint8); without --data-dir the",
@@ -377,9 +449,10 @@ def cnn_core_source(module: str, *names: str, sep: str = "\n\n\n") -> str:
 
 def data_code() -> str:
     """The script's data section: its own loading and hold-out, then cnn_core's augmenter and tf.data
-    pipeline (cnn_core.augment.build_augmenter, cnn_core.pipeline.make_tf_dataset)."""
+    pipeline (cnn_core.augment.build_augmenter, cnn_core.pipeline.make_tf_dataset and the
+    batch_mixer it calls for mixup and CutMix, a no-op where both are off)."""
     return "\n\n\n".join([DATA.strip("\n"), DATASET_INFO, cnn_core_source("augment", "build_augmenter"),
-                           cnn_core_source("pipeline", "make_tf_dataset")])
+                           cnn_core_source("pipeline", "make_tf_dataset", "batch_mixer")])
 
 
 def initialisers_code(uses: dict) -> str:
@@ -496,7 +569,7 @@ BUILD_MODEL_HEAD = '''
 def build_model(precision="fp32"):
     """The `{arch}` network for {dataset}, layer for layer as cnn_core builds it: raw pixels 0..255
     in (the first layer rescales them), class probabilities out. In "bf16" it computes in bfloat16
-    (Keras' mixed_bfloat16 policy: weights, BN statistics and the classifier stay float32)."""
+    (Keras' mixed_bfloat16 policy: weights, BN statistics and the classifier stay float32).{switched}"""
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     inputs = keras.Input(shape=INPUT_SHAPE, name="pixels")
     x = inputs'''
@@ -545,6 +618,13 @@ def learning_rate(hp, steps_per_epoch):
         initial_learning_rate=hp["lr"] / 10, decay_steps=max(1, total - warmup), alpha=0.0,
         warmup_target=hp["lr"], warmup_steps=warmup)
 ''',
+    "cosine": _RECIPE_HEAD + '''
+def learning_rate(hp, steps_per_epoch):
+    """Half a cosine, per batch, planned over the whole run: lr at the first batch, 0 after the
+    last; no warm-up (the `cosine` switch)."""
+    total = max(1, steps_per_epoch * hp["epochs"])
+    return keras.optimizers.schedules.CosineDecay(initial_learning_rate=hp["lr"], decay_steps=total, alpha=0.0)
+''',
     "triangle": '''
 def learning_rate(hp, steps_per_epoch):
     """airbench's triangle, per batch, planned over the whole run: its peak at warmup_fraction."""
@@ -572,6 +652,12 @@ def make_optimizer(hp, steps_per_epoch):
     """Adam, with decoupled weight decay (when the recipe has any) on the conv/dense kernels only."""
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(hp, steps_per_epoch),
                                       weight_decay=hp.get("weight_decay") or None)''' + _DECOUPLED,
+    "adamw": '''
+def make_optimizer(hp, steps_per_epoch):
+    """AdamW (the `adamw` switch): Adam with decoupled weight decay, weight_decay × the learning rate
+    per step, on the conv/dense kernels only."""
+    optimizer = keras.optimizers.AdamW(learning_rate=learning_rate(hp, steps_per_epoch),
+                                       weight_decay=hp["weight_decay"])''' + _DECOUPLED,
     "sgd_nesterov": '''
 def make_optimizer(hp, steps_per_epoch):
     """SGD with Nesterov momentum and decoupled weight decay on the conv/dense kernels only."""
@@ -703,7 +789,8 @@ __INITIALISE__    print(f"{model.count_params():,} parameters in {precision} (th
     model.compile(optimizer=make_optimizer(hp, steps_per_epoch), loss=loss, metrics=["accuracy"], jit_compile=jit)
     flips = __FLIPS__
     train_ds = make_tf_dataset(x_train, y_train, DATASET_INFO, batch_size, hp["augment"], shuffle=True,
-                               seed=hp["seed"], drop_remainder=jit, alternating_flip=flips)
+                               seed=hp["seed"], drop_remainder=jit, alternating_flip=flips,
+                               mixup=hp.get("mixup", 0.0), cutmix=hp.get("cutmix", 0.0))
     val_ds = make_tf_dataset(x_val, y_val, DATASET_INFO, 512, None, shuffle=False, seed=0) if len(x_val) else None
     model.fit(train_ds, validation_data=val_ds, epochs=hp["epochs"],
               callbacks=make_callbacks(hp, steps_per_epoch, flips), verbose=2)
@@ -741,6 +828,14 @@ NOTES = (
                "script); it whitens the first 5,000 images of this script's own training split, so its kernel "
                "differs slightly from the original run's."),
     ("dirac", "Dirac init of the 3x3 convs: cnn_core's dirac_identity, copied into the script."),
+    ("residual", "Residual connections: written out in build_model as cnn_core builds them (each block's input "
+                 "saved as `shortcut`, widened by a bias-free 1x1 conv where the block changes the channel count, "
+                 "added back by an Add layer), layer for layer and name for name."),
+    ("separable", "Depthwise-separable convolutions: keras.layers.SeparableConv2D for every 3x3 conv after the "
+                  "first, as cnn_core builds them; a separable conv gets no dirac init (as in cnn_core)."),
+    ("mixer", "Mixup / CutMix: cnn_core's batch_mixer, copied into the script, mixes each training batch after the "
+              "augmentation with Keras' MixUp / CutMix layers (with both on, one of the two per batch at even "
+              "odds); its random draws differ from the original run's, as the augmentations' do."),
     ("fused_bn", "cnn_core's FusedBatchNorm (a registered custom layer: TensorFlow's fused kernel, whose running "
                  "variance is Bessel-corrected) is replaced by the standard keras.layers.BatchNormalization: the same "
                  "variables, a slightly different running variance."),

@@ -4,7 +4,7 @@ per-class differences — what each recipe buys."""
 import pandas as pd
 import streamlit as st
 
-from cnn_core.benchmark_figures import ensemble_figures
+from cnn_core.benchmark_figures import ensemble_figures, switch_figures, switch_table
 from cnn_core.compare import curve_points, default_target, per_class_differences, summary
 from cnn_core.inference import tta_label
 from pages._common import URL, catalogue
@@ -52,3 +52,15 @@ if measured and measured["rows"]:
                  .style.format({"test accuracy": "{:.2%}", "test loss": "{:.4f}"}), hide_index=True, width="stretch")
     st.caption(f"Measured on the full test set by `{measured['command']}` (commit {measured['git_commit']}). "
                "Use these options on the Classify a photo page.")
+
+switches = switch_figures(dataset)  # written beside the shipped models by benchmarks.recipe_switches
+if switches:
+    plan = switches["schedule"]
+    st.subheader("What the original's improvements buy, one switch at a time")
+    st.dataframe(pd.DataFrame(switch_table(switches)).style.format(
+        {"test accuracy (mean)": "{:.2%}", "± sd": "{:.2%}", "lowest": "{:.2%}", "highest": "{:.2%}",
+         "change (points)": "{:+.2f}", "training s": "{:.0f}", "parameters": "{:,}"}), hide_index=True, width="stretch")
+    st.caption(f"The seed recipe, {plan['epochs']} epochs on {plan['subset']:,} training images, with each switch on "
+               f"alone; test accuracy on the whole test set over {len(switches['rows'][0]['seeds'])} seeds. Measured by "
+               f"`{switches['command']}` (commit {switches['git_commit']}) on {switches['machine']}; "
+               "\"beyond seed noise\" means its range and the base's do not overlap. Try them on the Train page.")

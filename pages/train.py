@@ -11,12 +11,12 @@ from cnn_core.jobs import ServerCaps
 from cnn_core.models import ARCHITECTURES
 from cnn_core.precision import PRECISIONS, precision_choice_help
 from cnn_core.benchmark_figures import recipe_time_label, recipe_times
-from cnn_core.recipes import (FIRST_RECIPE, augment_choices, default_config, lr_for_batch, lr_is_peak,
-                             recipe_names, resolve_config)
+from cnn_core.recipes import FIRST_RECIPE, default_config, lr_for_batch, lr_is_peak, recipe_names, resolve_config
 from cnn_core.runtime import machine_info
 from pages._common import URL, from_link, get_jobs, into_link, owner_token, runs_are_ephemeral
 from pages._history_view import probe_choice
 from pages._job_view import show_job
+from pages._recipe_view import augmentation, improvements
 
 st.title("🏋️ Train a model")
 try:  # caps and the training process's setting (README → Deploy); the server's jobs refuse runs beyond the caps too
@@ -67,15 +67,7 @@ subset = st.slider("Training images (a subset trains faster)", 500, caps.subset_
                    step=500, key=f"subset_{k}", bind=URL, help="Class-balanced subset of the training split. " + (
                        f"This server allows up to {caps.max_subset:,} images per run." if caps.max_subset
                        else "Use the maximum for all."))
-st.markdown("**Augmentation**")
-on, strength = defaults["augment"], augment_choices(dataset)  # the value each transform takes when switched on
-cols, augment = st.columns(4), {}
-for col, key, label, widget in zip(cols, ("rotation", "shift", "zoom"), ("Rotation ±{:.0f}°", "Shift ±{:.0%}",
-                                                                         "Zoom ±{:.0%}"), ("rot", "shift", "zoom")):
-    value = on[key] or strength[key]
-    augment[key] = value if col.checkbox(label.format(value), bool(on[key]), key=f"{widget}_{k}", bind=URL) else 0.0
-augment["flip"] = cols[3].checkbox("Horizontal flip", bool(on["flip"]), key=f"flip_{k}", bind=URL,
-                                   help="Mirror images left/right. Off for digits: a mirrored 2 is not a 2.")
+augment, switches = augmentation(dataset, defaults, k), improvements(defaults, k)
 name = st.text_input("Run name (optional)", key="run_name", placeholder=f"{dataset}_{arch}_<date-time>",
                      help="Letters, digits, '_' and '-'.").strip() or None
 probe = probe_choice(dataset)
@@ -92,7 +84,7 @@ if st.button("▶ Start training", type="primary", disabled=active, key="start")
     try:
         jobs.start(resolve_config(dataset, arch, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                                   seed=int(seed), subset=caps.subset_for(subset), augment=augment,
-                                  precision=precision), name, owner, probe=probe)
+                                  precision=precision, switches=switches), name, owner, probe=probe)
     except CnnError as err:
         st.error(str(err))
     else:

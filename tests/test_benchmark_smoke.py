@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 
 # Scripts run here; time_to_accuracy is run end to end in tests/test_benchmarks.py.
-SMOKE_TESTED_HERE = {"app_metrics", "inference", "load", "ood", "step_profile", "tta_ensembles"}
+SMOKE_TESTED_HERE = {"app_metrics", "inference", "load", "ood", "recipe_switches", "step_profile", "tta_ensembles"}
 
 
 def run_script(name: str, *args: str, timeout: float = 300) -> str:
@@ -133,6 +133,39 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     assert [p.name for p in module.write_beside_models(doc, beside)] == ["mnist.tta_ensembles.json"]
     figures = ensemble_figures("mnist", beside)
     assert figures["test_size"] == 300 and [r["accuracy"] for r in figures["rows"]] == [r["accuracy"] for r in doc["rows"]]
+
+
+@pytest.mark.slow
+def test_recipe_switches_benchmark_smoke(data_dir, tmp_path, this_key):
+    out = tmp_path / "results"
+    run_script("recipe_switches", "--dataset", "mnist", "--epochs", "1", "--subset", "300", "--val-size", "100",
+               "--seeds", "0", "1", "--switches", "residual", "label_smoothing", "--data-dir", str(data_dir),
+               "--out", str(out))
+    module, doc, md = _read(out, "recipe_switches", "recipe_switches")
+    result = doc["machines"][this_key]["datasets"]["mnist"]
+    assert result["complete"] and result["schedule"] == {"epochs": 1, "subset": 300, "val_size": 100}
+    # Seeds outermost, the base first in each: a stopped benchmark leaves every switch equally measured.
+    assert [(r["switch"], r["seed"]) for r in result["runs"]] == [
+        ("none", 0), ("residual", 0), ("label_smoothing", 0), ("none", 1), ("residual", 1), ("label_smoothing", 1)]
+    assert all(0 <= r["test_accuracy"] <= 1 and _positive(r["train_seconds"], r["params"]) for r in result["runs"])
+    base, residual, smoothing = result["summary"]
+    assert base["switch"] == "none" and "delta" not in base
+    runs = {(r["switch"], r["seed"]): r["test_accuracy"] for r in result["runs"]}
+    assert residual["delta"] == pytest.approx((runs["residual", 0] + runs["residual", 1]
+                                               - runs["none", 0] - runs["none", 1]) / 2)
+    assert residual["params"] > base["params"] == smoothing["params"]  # the skips' 1×1 projections
+    assert "| Residual connections | 2 |" in md and this_key in md
+    # The Compare page's copy goes beside the models (here a scratch store, not trained_models/).
+    from cnn_core.benchmark_figures import switch_figures, switch_table
+    from cnn_core.store import ModelStore
+
+    beside = ModelStore(tmp_path / "models", "shipped", writable=True)
+    beside.root.mkdir()
+    assert [p.name for p in module.write_beside_models(doc, _machines.this_machine(), beside)] == \
+        ["mnist.recipe_switches.json"]
+    table = switch_table(switch_figures("mnist", beside))
+    assert [row["switch"] for row in table] == ["none (the seed recipe)", "Residual connections", "Label smoothing"]
+    assert table[1]["change (points)"] == pytest.approx(residual["delta"] * 100)
 
 
 @pytest.mark.browser

@@ -19,8 +19,8 @@ import pytest
 
 from cnn_core import export
 from cnn_core.cli import main as cli_main
-from cnn_core.initialisers import patch_whitening_kernel
-from cnn_core.models import ARCHITECTURES, WHITEN_LAYER, build_model
+from cnn_core.initialisers import initialise_from_data, patch_whitening_kernel
+from cnn_core.models import ARCHITECTURES, WHITEN_LAYER, architecture_switches, build_model
 from cnn_core.recipes import resolve_config
 from cnn_core.store import shipped_store
 from conftest import REPO
@@ -71,6 +71,101 @@ def test_the_script_builds_the_same_network_as_cnn_core(arch, dataset, precision
     assert layer_table(rebuilt) == layer_table(reference)
     assert rebuilt.count_params() == reference.count_params() == namespace["CARD_PARAMS"]
     assert keras.mixed_precision.global_policy().name == "float32"  # the script leaves the policy as it found it
+
+
+# The architecture switches (cnn_core.switches): seed nets get a projection shortcut (32->64) and
+# separable convs; the fast and airbench nets same-width blocks; airbench's separable convs no dirac.
+SWITCHED_NETWORKS = [("seed", "mnist", ["residual", "separable"], "fp32"),
+                     ("seed", "cifar10", ["residual", "separable"], "fp32"),
+                     ("seed", "cifar10", ["residual", "separable"], "bf16"),
+                     ("fast", "cifar10", ["residual"], "fp32"),
+                     ("fast", "mnist", ["separable"], "fp32"),
+                     ("airbench", "cifar10", ["residual"], "fp32"),
+                     ("airbench", "mnist", ["residual", "separable"], "fp32")]
+
+
+def switched_card(arch, dataset, switches, precision="fp32", name="exported") -> tuple[dict, object]:
+    """A card for `arch` on `dataset` with `switches` on, and cnn_core's model for it."""
+    config = resolve_config(dataset, arch, switches=switches)
+    reference = build_model(arch, dataset, name=name, precision=precision, **architecture_switches(config))
+    card = {"name": name, "dataset": dataset, "architecture": arch, "params": reference.count_params(),
+            "hyperparameters": config, "precision": precision}
+    return card, reference
+
+
+@pytest.mark.parametrize("arch, dataset, switches, precision", SWITCHED_NETWORKS)
+def test_the_script_builds_the_same_network_with_the_architecture_switches(arch, dataset, switches, precision):
+    card, reference = switched_card(arch, dataset, switches, precision)
+    namespace = script_namespace(export.script_text(card))
+    rebuilt = namespace["build_model"](precision)
+    assert layer_table(rebuilt) == layer_table(reference)
+    assert rebuilt.count_params() == reference.count_params() == namespace["CARD_PARAMS"]
+    kinds = {type(layer).__name__ for layer in rebuilt.layers}
+    assert ("Add" in kinds) == ("residual" in switches) and ("SeparableConv2D" in kinds) == ("separable" in switches)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize("arch, dataset, switches", [("airbench", "mnist", ["residual", "separable"]),
+                                                     ("airbench", "cifar10", ["residual"])])
+def test_the_scripts_initialisation_is_cnn_cores_with_the_switches(arch, dataset, switches):
+    """Dirac on the plain convs only, numbered as the builder numbers them, and the whitened stem."""
+    card, reference = switched_card(arch, dataset, switches)
+    namespace = script_namespace(export.script_text(card))
+    rebuilt = namespace["build_model"]("fp32")
+    rebuilt.set_weights(reference.get_weights())
+    shape = rebuilt.input_shape[1:]
+    x_train = np.random.default_rng(0).integers(0, 256, size=(64, *shape), dtype=np.uint8)
+    initialise_from_data(reference, arch, dataset, x_train, **architecture_switches(card["hyperparameters"]))
+    namespace["initialise"](rebuilt, x_train)
+    for ours, theirs in zip(rebuilt.layers, reference.layers):
+        for a, b in zip(ours.get_weights(), theirs.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=ours.name)
+    separable = [layer.name for layer in rebuilt.layers if isinstance(layer, keras.layers.SeparableConv2D)]
+    assert namespace["DIRAC_CONVS"] and not set(namespace["DIRAC_CONVS"]) & set(separable)
+    assert ("separable" in switches) == bool(separable)
+
+
+def test_the_scripts_optimizer_and_schedule_are_cnn_cores_with_adamw_and_cosine():
+    from cnn_core.optimizer import make_optimizer
+
+    card, _ = switched_card("seed", "mnist", ["adamw", "cosine", "label_smoothing"])
+    config, steps = card["hyperparameters"], 7
+    namespace = script_namespace(export.script_text(card))
+    ours, theirs = namespace["make_optimizer"](config, steps), make_optimizer(config, steps)
+    assert type(ours) is type(theirs) is keras.optimizers.AdamW
+    assert ours.weight_decay == theirs.weight_decay == 0.05
+    for optimizer in (ours, theirs):  # a step with zero gradients: only the decay moves a weight
+        weights = [keras.Variable(np.ones(3, np.float32), name=name) for name in ("kernel", "bias", "gamma", "beta")]
+        optimizer.apply_gradients([(keras.ops.zeros(3), weight) for weight in weights])
+        assert [w.name for w in weights if keras.ops.convert_to_numpy(w).max() < 1] == ["kernel"]
+    schedule = ours._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.get_config() == theirs._learning_rate.get_config()
+    assert float(schedule(0)) == pytest.approx(config["lr"]) and float(schedule(steps * config["epochs"])) == 0.0
+    text = export.script_text(card)
+    assert "ReduceLROnPlateau" not in text  # the cosine schedule replaces the plateau rule
+    assert "Recipe switches on" in text and "AdamW, Cosine schedule, Label smoothing" in " ".join(text.split())
+
+
+def test_the_scripts_pipeline_mixes_batches_as_cnn_cores_does():
+    """The script passes the card's mixup / CutMix strengths to cnn_core's pipeline and batch_mixer
+    (their source, test above): its training batches come mixed, labels and images alike."""
+    x = np.random.default_rng(0).integers(0, 256, size=(64, 28, 28, 1), dtype=np.uint8)
+    y = np.arange(64) % 10
+    plain = script_namespace(export.script_text(switched_card("seed", "mnist", [])[0]))
+    assert plain["batch_mixer"](0.0, 0.0, 0) is None  # both off: the batches pass as they are
+    for switches in (["mixup"], ["cutmix"], ["mixup", "cutmix"]):
+        card, _ = switched_card("seed", "mnist", switches)
+        hp, text = card["hyperparameters"], export.script_text(card)
+        assert 'mixup=hp.get("mixup", 0.0), cutmix=hp.get("cutmix", 0.0))' in text
+        assert "Mixup / CutMix: cnn_core's batch_mixer" in " ".join(text.split())
+        namespace = script_namespace(text)
+        images, labels = (t.numpy() for t in next(iter(namespace["make_tf_dataset"](
+            x, y, namespace["DATASET_INFO"], 32, None, shuffle=False, seed=0, mixup=hp["mixup"], cutmix=hp["cutmix"]))))
+        np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)
+        mixed = labels.max(axis=1) < 1 - 1e-6
+        assert mixed.any(), switches
+        assert not np.allclose(images[mixed], x[:32][mixed].astype(np.float32)), switches
 
 
 @pytest.mark.parametrize("name", shipped_store().names())
@@ -139,7 +234,7 @@ def test_what_cnn_core_has_the_script_takes_from_cnn_cores_own_source():
     text = export.script_text(muon) + export.script_text(digits)
     pieces = [optimizer.TriangleSchedule, optimizer.GroupedSGD, optimizer.MuonSGD, initialisers.patch_whitening_kernel,
               initialisers.dirac_identity, callbacks.Lookahead, augment.AlternatingFlip, augment.build_augmenter,
-              pipeline.make_tf_dataset]
+              pipeline.make_tf_dataset, pipeline.batch_mixer]
     for piece in pieces:
         source = inspect.getsource(piece)
         source = re.sub(r"^@keras\.saving\.register_keras_serializable\(.*\)\n", "", source)  # the script registers none
@@ -272,6 +367,27 @@ def test_an_airbench_runs_script_trains_with_its_stem_whitened_and_frozen(data_d
     kernel, bias = retrained.get_layer(WHITEN_LAYER).get_weights()
     np.testing.assert_allclose(kernel, expected, rtol=1e-4, atol=1e-5)
     assert np.abs(bias).max() > 0
+
+
+@pytest.mark.slow  # trains a run with cnn_core, then its script
+def test_a_run_with_every_switch_exports_a_script_that_trains(data_dir, tmp_path):
+    from cnn_core.switches import switch_names
+    from cnn_core.training import train
+
+    config = resolve_config("mnist", "seed", switches=list(switch_names()), epochs=1, subset=1000, val_size=0)
+    result = train(config, "switched_export")
+    card = {**result.card, "name": "switched_export"}
+    assert card["hyperparameters"]["switches"] == list(switch_names())
+    text = export.script_text(card)
+    for words in ("keras.optimizers.AdamW(", "keras.optimizers.schedules.CosineDecay(", "def batch_mixer",
+                  "layers.SeparableConv2D(", 'layers.Add(name="add1")', 'name="shortcut1"'):
+        assert words in text, words
+    out, retrained = run_script(text, tmp_path, data_dir, subset=1024, test_size=1000)
+    assert f"{card['params']:,} parameters in fp32 (the model card: {card['params']:,})" in out
+    reference = result.store.load_model("switched_export")
+    assert_same_network(retrained, reference, card)
+    assert [layer.name for layer in retrained.layers] == [layer.name for layer in reference.layers]
+    assert_trained(retrained)
 
 
 @pytest.mark.slow  # trains
