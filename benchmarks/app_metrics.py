@@ -53,9 +53,37 @@ GOALS = {"draw_idle_median_s": 0.3, "draw_training_over_idle": 1.3, "first_paint
 TRAIN_DATASET, TRAIN_DATASET_TITLE, TRAIN_EPOCHS = "cifar10", "CIFAR-10 objects", 1
 
 
-def draw_and_time(page, strokes, timeout_s: float = 60.0) -> tuple[float, str, int]:
+class FrameClock:
+    """When a page's Streamlit websocket sent and received frames (time.perf_counter), to split one
+    draw-to-prediction time into: mouse-up → the canvas's value sent (the component's own wait before
+    it sends, and its PNG), → the server's first reply (its rerun starting), → the digit on screen (the
+    rest of the rerun, the transfer and the browser's render). Playwright reports each frame while a
+    call of this thread waits on the browser, as the timed drawing does."""
+
+    def __init__(self, page):
+        self.sent: list[float] = []
+        self.received: list[float] = []
+        page.on("websocket", self._attach)
+
+    def _attach(self, ws) -> None:
+        ws.on("framesent", lambda _: self.sent.append(time.perf_counter()))
+        ws.on("framereceived", lambda _: self.received.append(time.perf_counter()))
+
+    def split(self, up: float, shown: float) -> dict | None:
+        """The three parts of one drawing's time (mouse-up at `up`, digit shown at `shown`), or None when
+        the frames do not bracket it (a canvas that dropped the drawing)."""
+        sent = next((t for t in self.sent if up <= t <= shown), None)
+        reply = None if sent is None else next((t for t in self.received if sent <= t <= shown), None)
+        if reply is None:
+            return None
+        return {"to_value_sent": sent - up, "sent_to_first_reply": reply - sent, "reply_to_shown": shown - reply}
+
+
+def draw_and_time(page, strokes, timeout_s: float = 60.0, clock: FrameClock | None = None,
+                  splits: list | None = None) -> tuple[float, str, int]:
     """Draw a digit on the Draw page's canvas; (seconds from the final mouse-up to the prediction
-    on screen, the predicted digit, how many drawings were dropped and redrawn first)."""
+    on screen, the predicted digit, how many drawings were dropped and redrawn first). With a `clock`,
+    the time's parts (FrameClock.split) are appended to `splits`."""
     value = page.locator('[data-testid="stMetricValue"]').first
     # A prediction still on screen from the previous drawing would stop the clock at once.
     value.wait_for(state="detached", timeout=timeout_s * 1000)
@@ -75,7 +103,10 @@ def draw_and_time(page, strokes, timeout_s: float = 60.0) -> tuple[float, str, i
         page.mouse.up()
         try:
             value.wait_for(timeout=REDRAW_AFTER_S * 1000)
-            return time.perf_counter() - t0, value.inner_text().strip(), redraws
+            shown = time.perf_counter()
+            if clock is not None and splits is not None:
+                splits.append(clock.split(t0, shown))
+            return shown - t0, value.inner_text().strip(), redraws
         except Exception:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"no prediction within {timeout_s:.0f} s of drawing ({redraws + 1} drawings)")
@@ -93,14 +124,15 @@ def open_and_time(page, url: str, path: str, title: str) -> tuple[float, float]:
     return paint, time.perf_counter() - t0
 
 
-def draw_digits(page, digits: list[str], repeats: int) -> tuple[list[float], int, int]:
+def draw_digits(page, digits: list[str], repeats: int, clock: FrameClock | None = None,
+                splits: list | None = None) -> tuple[list[float], int, int]:
     """Draw each digit `repeats` times on an open Draw page, clearing in between; (seconds per
     drawing, how many were recognised, how many drawings were dropped and redrawn)."""
     times, recognised, redraws = [], 0, 0
     for _ in range(repeats):
         for digit in digits:
             page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
-            seconds, answer, dropped = draw_and_time(page, DIGIT_STROKES[digit])
+            seconds, answer, dropped = draw_and_time(page, DIGIT_STROKES[digit], clock=clock, splits=splits)
             times.append(seconds)
             redraws += dropped
             recognised += answer == digit
@@ -112,6 +144,14 @@ def draw_digits(page, digits: list[str], repeats: int) -> tuple[list[float], int
 def summary(times: list[float]) -> dict:
     return {"median": round(statistics.median(times), 3), "p95": round(float(np.percentile(times, 95)), 3),
             "n": len(times)}
+
+
+def split_summary(splits: list[dict | None]) -> dict | None:
+    """The median of each part of the drawings' times (FrameClock.split) over the drawings it could split."""
+    whole = [s for s in splits if s is not None]
+    if not whole:
+        return None
+    return {**{part: round(statistics.median(s[part] for s in whole), 3) for part in whole[0]}, "n": len(whole)}
 
 
 class RssSampler:
@@ -169,11 +209,12 @@ def measure(pages: list[str], digits: list[str], repeats: int, data_dir: Path, w
             rss_models = rss_mb(proc.pid)
 
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            clock, splits = FrameClock(page), []
             goto(page, url, *PAGES["draw"])
-            draws, recognised, redraws = draw_digits(page, digits, repeats)
+            draws, recognised, redraws = draw_digits(page, digits, repeats, clock, splits)
             peak_rss = rss_mb(proc.pid)
             if while_training:
-                training = _draw_while_training(browser, page, url, proc.pid, digits, repeats, draws)
+                training = _draw_while_training(browser, page, url, proc.pid, digits, repeats, draws, clock)
             browser.close()
     except Exception:
         print(f"app server log: {log}", file=sys.stderr)
@@ -188,6 +229,7 @@ def measure(pages: list[str], digits: list[str], repeats: int, data_dir: Path, w
                                     "p95_warm": round(float(np.percentile(v, 95)), 3), "n": len(v)}
                                 for p, v in paints.items()},
         "draw_to_prediction_seconds": summary(draws),
+        "draw_to_prediction_parts_seconds": split_summary(splits),
         "drawn_digits_recognised": f"{recognised}/{len(draws)}",
         "redrawn": redraws,
         "server_rss_mb": {"started": round(idle_rss, 1), "models_loaded": round(rss_models, 1),
@@ -200,7 +242,7 @@ def measure(pages: list[str], digits: list[str], repeats: int, data_dir: Path, w
 
 
 def _draw_while_training(browser, page, url: str, pid: int, digits: list[str], repeats: int,
-                         idle_draws: list[float]) -> dict:
+                         idle_draws: list[float], clock: FrameClock | None = None) -> dict:
     """Start a CIFAR-10 run in a second tab, draw in `page` while it trains, stop it."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     train_page = context.new_page()
@@ -208,7 +250,8 @@ def _draw_while_training(browser, page, url: str, pid: int, digits: list[str], r
     with RssSampler(pid) as rss:
         to_first_batch = start_training(train_page, url, TRAIN_DATASET_TITLE, TRAIN_EPOCHS)
         at_start = train_progress(train_page)
-        draws, recognised, redraws = draw_digits(page, digits, repeats)
+        splits: list = []
+        draws, recognised, redraws = draw_digits(page, digits, repeats, clock, splits)
         at_end = train_progress(train_page)  # None once the run has ended (or is stopping)
         to_stop = stop_training(train_page)
     context.close()
@@ -222,6 +265,7 @@ def _draw_while_training(browser, page, url: str, pid: int, digits: list[str], r
         "trained_throughout": at_end is not None,
         "seconds_stop_to_ended": round(to_stop, 1),
         "draw_to_prediction_seconds": busy,
+        "draw_to_prediction_parts_seconds": split_summary(splits),
         "drawn_digits_recognised": f"{recognised}/{len(draws)}",
         "redrawn": redraws,
         "median_over_idle_median": round(busy["median"] / idle["median"], 2),
@@ -309,7 +353,7 @@ def render_markdown(doc: dict) -> str:
         lines += ["", f"Draw-to-prediction (mouse-up → digit shown): median {d['median']} s, p95 {d['p95']} s over "
                   f"{d['n']} drawings; recognised {e['drawn_digits_recognised']}"
                   + ("" if redrawn is None else f"; {redrawn} drawing(s) dropped by a starting canvas and redrawn")
-                  + ".", "",
+                  + "." + parts_text(e), "",
                   f"Server RSS: {rss['started']} MB after start, "
                   f"{rss.get('models_loaded', rss.get('both_models_loaded'))} MB with the pages' models loaded, "
                   f"{rss['after_drawing']} MB after the drawing runs.", ""]
@@ -318,6 +362,17 @@ def render_markdown(doc: dict) -> str:
         if "goals" in e:
             lines += goal_lines(e)
     return "\n".join(lines)
+
+
+def parts_text(e: dict) -> str:
+    """' Of the median: …' for an entry whose drawings were split by a FrameClock ('' for older entries)."""
+    parts = e.get("draw_to_prediction_parts_seconds")
+    if not parts:
+        return ""
+    return (f" Its parts, medians over {parts['n']} drawings: mouse-up → canvas value sent {parts['to_value_sent']} s "
+            f"(streamlit-drawable-canvas waits 200 ms after a stroke before it sends, then encodes its PNG), "
+            f"→ the server's first reply {parts['sent_to_first_reply']} s, → digit shown {parts['reply_to_shown']} s "
+            "(the rest of the rerun, the transfer and the render).")
 
 
 def _while_training_lines(t: dict) -> list[str]:
@@ -330,7 +385,7 @@ def _while_training_lines(t: dict) -> list[str]:
             f"{t.get('progress_when_drawing_ended') or 'ended'}, {throughout}): draw-to-prediction median "
             f"{d['median']} s, p95 {d['p95']} s over {d['n']} drawings; recognised {t['drawn_digits_recognised']}"
             + ("" if t.get("redrawn") is None else f"; {t['redrawn']} redrawn")
-            + f"; {t['median_over_idle_median']}× the idle median.", "",
+            + f"; {t['median_over_idle_median']}× the idle median." + parts_text(t), "",
             f"Server RSS while training (with children, {rss['samples']} samples): {rss['before_start']} MB before "
             f"Start, median {rss['median']} MB, peak {rss['peak']} MB; the run was stopped and had ended "
             f"{t.get('seconds_stop_to_ended', '?')} s after Stop.", ""]

@@ -5,8 +5,6 @@ Drawn without matplotlib (a Vega heatmap and plain pictures), so that a page tha
 
 from pathlib import Path
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
 from cnn_core.explain import montage
@@ -35,11 +33,14 @@ def epoch_replay(store, name: str, classes: list[str], key: str) -> None:
     if len(snaps.val_labels):
         cm, per_class = confusion_at(snaps, epoch, len(classes))
         left, right = st.columns([3, 2])
-        left.altair_chart(_heatmap(cm, classes), width="stretch")
+        left.vega_lite_chart(_heatmap_spec(cm, classes), width="stretch")
         left.caption(f"Validation confusion matrix (rows: true class, row-normalised) on {cm.sum():,} images: "
                      f"{cm.trace() / cm.sum():.1%} correct")
-        right.bar_chart(pd.DataFrame({"class": classes, "accuracy": per_class}), x="class", y="accuracy",
-                        y_label="Validation accuracy", horizontal=True)
+        right.vega_lite_chart({"data": {"values": [{"class": c, "accuracy": float(a)} for c, a in zip(classes, per_class)]},
+                               "mark": "bar", "encoding": {
+                                   "y": {"field": "class", "type": "nominal", "sort": list(classes), "title": None},
+                                   "x": {"field": "accuracy", "type": "quantitative", "title": "Validation accuracy",
+                                         "scale": {"domain": [0, 1]}}}}, width="stretch")
     else:
         st.caption("This run had no validation split, so its confusion matrix cannot be replayed.")
     left, right = st.columns([3, 1])
@@ -52,15 +53,20 @@ def epoch_replay(store, name: str, classes: list[str], key: str) -> None:
     right.image(montage([snaps.probe], ncols=1, scale=4), caption=f"Probe: {snaps.probe_source}")
 
 
-def _heatmap(cm, classes: list[str]) -> alt.Chart:
+def _heatmap_spec(cm, classes: list[str]) -> dict:
+    """The row-normalised confusion matrix as a plain Vega-Lite heatmap (no Altair schema check: the Train
+    page redraws it every second while a run trains)."""
     rows = cm.sum(axis=1, keepdims=True).clip(min=1)
-    frame = pd.DataFrame([{"true": classes[t], "predicted": classes[p], "share": cm[t, p] / rows[t, 0],
-                           "count": int(cm[t, p])} for t in range(len(classes)) for p in range(len(classes))])
-    order = alt.Sort(list(classes))
-    return alt.Chart(frame).mark_rect().encode(
-        x=alt.X("predicted:N", sort=order), y=alt.Y("true:N", sort=order),
-        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
-        tooltip=["true", "predicted", "count", alt.Tooltip("share:Q", format=".1%")])
+    values = [{"true": classes[t], "predicted": classes[p], "share": float(cm[t, p] / rows[t, 0]),
+               "count": int(cm[t, p])} for t in range(len(classes)) for p in range(len(classes))]
+    order = list(classes)
+    return {"data": {"values": values}, "mark": "rect", "encoding": {
+        "x": {"field": "predicted", "type": "nominal", "sort": order},
+        "y": {"field": "true", "type": "nominal", "sort": order},
+        "color": {"field": "share", "type": "quantitative", "scale": {"scheme": "blues", "domain": [0, 1]},
+                  "legend": None},
+        "tooltip": [{"field": "true"}, {"field": "predicted"}, {"field": "count"},
+                    {"field": "share", "type": "quantitative", "format": ".1%"}]}}
 
 
 def probe_choice(dataset: str):

@@ -1,8 +1,6 @@
 """The Train page's learning-rate control (for the tab that started the run) and the learning rate's
 curve with each change marked. The rules (the control file, what a change does) are cnn_core.lr_control's."""
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
 from cnn_core.curves import lr_rows
@@ -34,18 +32,20 @@ def lr_controls(snap, jobs, owner: str) -> None:
 
 def lr_chart(snap) -> None:
     """The learning rate per batch (each epoch's, at its end, for a run picked up without its batches),
-    a dashed rule where a change was applied, and the list."""
+    a dashed rule where a change was applied, and the list. A plain Vega-Lite spec (see _job_view._metric_spec)."""
     if snap.batches:
-        chart = alt.Chart(pd.DataFrame(lr_rows(snap.batches))).mark_line()
+        rows, mark = lr_rows(snap.batches), {"type": "line"}
     else:
-        frame = pd.DataFrame(snap.epochs)[["epoch", "lr"]].rename(columns={"epoch": "x"})
-        chart = alt.Chart(frame).mark_line(point=True)
-    chart = chart.encode(x=alt.X("x:Q", title="Epoch"), y=alt.Y("lr:Q", title="Learning rate"))
+        rows, mark = [{"x": e["epoch"], "lr": e["lr"]} for e in snap.epochs], {"type": "line", "point": True}
+    layers = [{"data": {"values": rows}, "mark": mark,
+               "encoding": {"x": {"field": "x", "type": "quantitative", "title": "Epoch"},
+                            "y": {"field": "lr", "type": "quantitative", "title": "Learning rate"}}}]
     steps = (snap.start_event or {}).get("steps")
     if snap.lr_changes and steps:
-        marks = pd.DataFrame({"at": [c["epoch"] - 1 + c["batch"] / steps for c in snap.lr_changes],
-                              "change": [describe_change(c) for c in snap.lr_changes]})
-        chart += alt.Chart(marks).mark_rule(color="red", strokeDash=[4, 3]).encode(x="at:Q", tooltip="change:N")
-    st.altair_chart(chart, width="stretch")
+        marks = [{"at": c["epoch"] - 1 + c["batch"] / steps, "change": describe_change(c)} for c in snap.lr_changes]
+        layers.append({"data": {"values": marks}, "mark": {"type": "rule", "color": "red", "strokeDash": [4, 3]},
+                       "encoding": {"x": {"field": "at", "type": "quantitative"},
+                                    "tooltip": {"field": "change", "type": "nominal"}}})
+    st.vega_lite_chart({"layer": layers}, width="stretch")
     if snap.lr_changes:
         st.caption("Learning-rate changes: " + "; ".join(describe_change(c) for c in snap.lr_changes))

@@ -241,3 +241,22 @@ def test_the_train_page_offers_the_switches_the_recipe_can_take_and_trains_with_
     assert snap.state == "done", snap
     card = json.loads((isolated_runs / "page_switches.json").read_text())
     assert card["switches"] == ["residual", "mixup"] and card["hyperparameters"]["mixup"] == 0.2
+
+
+def test_the_compare_page_shows_each_switchs_measured_effect_from_the_committed_benchmark():
+    from cnn_core.benchmark_figures import switch_figures
+    from tests.test_app import open_page
+
+    figures = switch_figures("cifar10")  # benchmarks/recipe_switches.py writes it beside the shipped models
+    assert figures is not None and figures["schedule"]["epochs"] >= 1
+    rows = figures["rows"]
+    assert [row["switch"] for row in rows] == ["none", *switch_names()]
+    assert all(len(row["seeds"]) >= 3 for row in rows)  # the "at least 3 seeds"
+    at = open_page("pages/compare.py")
+    at.selectbox(key="cmp_dataset").set_value("cifar10").run()
+    assert not at.exception
+    table = next(frame.value for frame in at.dataframe if "beyond seed noise" in frame.value.columns)
+    assert list(table["switch"]) == ["none (the seed recipe)", *(SWITCHES[name].title for name in switch_names())]
+    assert list(table["test accuracy (mean)"]) == [row["mean"] for row in rows]
+    assert list(table["training s"]) == [row["train_seconds"] for row in rows]
+    assert any("one switch at a time" in header.value for header in at.subheader)
