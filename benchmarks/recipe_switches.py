@@ -134,12 +134,10 @@ def render_markdown(doc: dict, notes: str = "") -> str:
     return "\n".join(lines) + f"\n{_machines.NOTES_MARKER}{notes}"
 
 
-def _entry(previous: dict | None, machine: dict, command: str, dataset: str, result: dict) -> dict:
-    from cnn_core.runtime import git_commit
-
+def _entry(previous: dict | None, machine: dict, command: str, commit: str | None, dataset: str, result: dict) -> dict:
     earlier = _machines.entry_for(previous, machine) or {}
     datasets = {**earlier.get("datasets", {}), dataset: result}
-    return {"machine": machine, "command": command, "git_commit": git_commit(),
+    return {"machine": machine, "command": command, "git_commit": commit,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "datasets": datasets}
 
 
@@ -175,11 +173,12 @@ def main(argv=None) -> int:
         parser.error("use at least 2 seeds (3 or more to tell an effect from seed noise)")
 
     from cnn_core.datasets import load_dataset
-    from cnn_core.runtime import import_tensorflow_quietly
+    from cnn_core.runtime import git_commit, import_tensorflow_quietly
     from cnn_core.store import ModelStore
 
     import_tensorflow_quietly()
     command = " ".join(["python -m benchmarks.recipe_switches", *(argv if argv is not None else sys.argv[1:])])
+    commit = git_commit()  # the code that runs: taken at the start, as later commits do not change it
     previous = _machines.load(args.out / f"{BENCHMARK}.json", BENCHMARK)
     notes = _machines.read_notes(args.out / f"{BENCHMARK}.md")
     machine, data = _machines.this_machine(), load_dataset(args.dataset, args.data_dir)
@@ -192,7 +191,7 @@ def main(argv=None) -> int:
             runs.append(run_one(args.dataset, switch, seed, schedule, data, store,
                                 log=lambda text: print(f"[{number}/{len(plan)}] {text}", flush=True)))
             result = {"schedule": schedule, "runs": runs, "summary": summarise(runs), "complete": number == len(plan)}
-            doc = _machines.merge(previous, BENCHMARK, _entry(previous, machine, command, args.dataset, result))
+            doc = _machines.merge(previous, BENCHMARK, _entry(previous, machine, command, commit, args.dataset, result))
             validate_results(doc)
             _machines.write(args.out, BENCHMARK, doc, render_markdown(doc, notes))
     finally:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import _machines, app_metrics, inference, load, ood, peer, step_profile, tta_ensembles
+from benchmarks import (_machines, app_metrics, inference, load, ood, peer, recipe_switches, step_profile,
+                        tta_ensembles)
 from benchmarks import time_to_accuracy as tta
 
 REPO = Path(__file__).resolve().parent.parent
@@ -323,7 +324,7 @@ def test_inference_validator_rejects_broken_documents(committed_inference, break
 # -- the other results files --------------------------------------------------------------------
 
 @pytest.mark.parametrize("module, name", [(app_metrics, "app_metrics"), (load, "load"),
-                                          (tta_ensembles, "tta_ensembles")])
+                                          (recipe_switches, "recipe_switches"), (tta_ensembles, "tta_ensembles")])
 def test_committed_per_machine_results_follow_the_schema_and_match_their_markdown(module, name):
     doc = _committed(f"{name}.json", f"python -m benchmarks.{name}")
     module.validate_results(doc)
