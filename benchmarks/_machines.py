@@ -68,13 +68,15 @@ def entries(doc: dict) -> Iterator[tuple[str, dict]]:
     return iter(doc["machines"].items())
 
 
+def need(ok, where: str, message: str) -> None:
+    """A results validator's one check: ValueError('where: message') unless `ok`."""
+    if not ok:
+        raise ValueError(f"{where}: {message}")
+
+
 def validate(doc: dict, benchmark: str, validate_entry: Callable[[dict, str], None]) -> None:
     """Raise ValueError unless `doc` has the per-machine layout, every entry sits under its own
     machine's key, and `validate_entry(entry, where)` accepts every entry."""
-    def need(ok, where, message):
-        if not ok:
-            raise ValueError(f"{where}: {message}")
-
     need(isinstance(doc, dict), benchmark, "must be an object")
     need(doc.get("schema_version") == SCHEMA_VERSION, f"{benchmark}.schema_version", f"must be {SCHEMA_VERSION}")
     need(doc.get("benchmark") == benchmark, f"{benchmark}.benchmark", f"must be '{benchmark}'")

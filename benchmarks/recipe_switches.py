@@ -77,23 +77,18 @@ def run_one(dataset: str, switch: str, seed: int, schedule: dict, data, store, l
     return row
 
 
-def _need(ok, where, message):
-    if not ok:
-        raise ValueError(f"{where}: {message}")
-
-
 def _validate_entry(entry: dict, where: str) -> None:
     for key in ("command", "git_commit", "date", "datasets"):
-        _need(key in entry, where, f"missing '{key}'")
+        _machines.need(key in entry, where, f"missing '{key}'")
     for dataset, result in entry["datasets"].items():
         here = f"{where}.datasets[{dataset}]"
         for key in ("schedule", "runs", "summary", "complete"):
-            _need(key in result, here, f"missing '{key}'")
-        _need(result["runs"], here, "no runs")
+            _machines.need(key in result, here, f"missing '{key}'")
+        _machines.need(result["runs"], here, "no runs")
         for run in result["runs"]:
-            _need(0 <= run["test_accuracy"] <= 1 and run["train_seconds"] > 0, f"{here}.runs",
+            _machines.need(0 <= run["test_accuracy"] <= 1 and run["train_seconds"] > 0, f"{here}.runs",
                   "accuracy must lie in [0, 1] and seconds be > 0")
-        _need(result["summary"] == summarise(result["runs"]), f"{here}.summary",
+        _machines.need(result["summary"] == summarise(result["runs"]), f"{here}.summary",
               "does not follow from the runs")
 
 
