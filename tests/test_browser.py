@@ -190,7 +190,11 @@ def test_a_copied_address_restores_the_train_settings_in_another_browser_without
         page.get_by_role("heading", name="Train a model").first.wait_for(timeout=120_000)
         wait_until_idle(page)
         seed = page.locator('[data-testid="stNumberInput"]').filter(has_text="Seed").locator("input").first
-        assert seed.input_value() == "1234"
+        # The address's value reaches the widget with a rerun right after the first one (the page can go
+        # idle in between), so wait for it rather than read it once.
+        from playwright.sync_api import expect
+
+        expect(seed).to_have_value("1234", timeout=15_000)
         assert all(c["value"] != token for c in second.cookies() if c["name"] == "cnn_studio_owner")
     finally:
         second.close()
