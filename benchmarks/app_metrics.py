@@ -275,33 +275,29 @@ def _draw_while_training(browser, page, url: str, pid: int, digits: list[str], r
     }
 
 
-def _need(ok, where, message):
-    if not ok:
-        raise ValueError(f"{where}: {message}")
-
 
 def _validate_entry(entry: dict, where: str) -> None:
     for key in ("command", "git_commit", "date", "repeats", "page_load_seconds", "draw_to_prediction_seconds",
                 "drawn_digits_recognised", "server_rss_mb"):
-        _need(key in entry, where, f"missing '{key}'")
-    _need(entry["page_load_seconds"], f"{where}.page_load_seconds", "no page measured")
+        _machines.need(key in entry, where, f"missing '{key}'")
+    _machines.need(entry["page_load_seconds"], f"{where}.page_load_seconds", "no page measured")
     for page, v in entry["page_load_seconds"].items():
-        _need(page in PAGES, f"{where}.page_load_seconds", f"unknown page '{page}'")
-        _need(all(v[k] > 0 for k in ("first", "median_warm", "p95_warm")), f"{where}.page_load_seconds.{page}",
+        _machines.need(page in PAGES, f"{where}.page_load_seconds", f"unknown page '{page}'")
+        _machines.need(all(v[k] > 0 for k in ("first", "median_warm", "p95_warm")), f"{where}.page_load_seconds.{page}",
               "times must be positive")
-        _need(v["median_warm"] <= v["p95_warm"], f"{where}.page_load_seconds.{page}", "needs median ≤ p95")
+        _machines.need(v["median_warm"] <= v["p95_warm"], f"{where}.page_load_seconds.{page}", "needs median ≤ p95")
     d = entry["draw_to_prediction_seconds"]
-    _need(d["n"] > 0 and 0 < d["median"] <= d["p95"], f"{where}.draw_to_prediction_seconds",
+    _machines.need(d["n"] > 0 and 0 < d["median"] <= d["p95"], f"{where}.draw_to_prediction_seconds",
           "needs drawings with 0 < median ≤ p95")
     hits, total = map(int, entry["drawn_digits_recognised"].split("/"))
-    _need(total == d["n"] and 0 <= hits <= total, f"{where}.drawn_digits_recognised", "must be hits/drawings")
-    _need(all(v > 0 for v in entry["server_rss_mb"].values()), f"{where}.server_rss_mb", "must be positive")
+    _machines.need(total == d["n"] and 0 <= hits <= total, f"{where}.drawn_digits_recognised", "must be hits/drawings")
+    _machines.need(all(v > 0 for v in entry["server_rss_mb"].values()), f"{where}.server_rss_mb", "must be positive")
     for page, v in entry.get("first_paint_seconds", {}).items():  # runs since the "watch it learn" issue
-        _need(page in entry["page_load_seconds"], f"{where}.first_paint_seconds", f"page '{page}' has no load times")
-        _need(v["n"] > 0 and 0 < v["median_warm"] <= v["p95_warm"], f"{where}.first_paint_seconds.{page}",
+        _machines.need(page in entry["page_load_seconds"], f"{where}.first_paint_seconds", f"page '{page}' has no load times")
+        _machines.need(v["n"] > 0 and 0 < v["median_warm"] <= v["p95_warm"], f"{where}.first_paint_seconds.{page}",
               "needs warm loads with 0 < median ≤ p95")
     if "goals" in entry:
-        _need(set(entry["goals"]) == set(GOALS) and all(v > 0 for v in entry["goals"].values()), f"{where}.goals",
+        _machines.need(set(entry["goals"]) == set(GOALS) and all(v > 0 for v in entry["goals"].values()), f"{where}.goals",
               f"must give {sorted(GOALS)}, all positive")
     if "while_training" in entry:
         _validate_while_training(entry["while_training"], d, f"{where}.while_training")
@@ -310,16 +306,16 @@ def _validate_entry(entry: dict, where: str) -> None:
 def _validate_while_training(t: dict, idle: dict, where: str) -> None:
     for key in ("dataset", "draw_to_prediction_seconds", "drawn_digits_recognised", "median_over_idle_median",
                 "trained_throughout", "server_rss_mb"):
-        _need(key in t, where, f"missing '{key}'")
+        _machines.need(key in t, where, f"missing '{key}'")
     d = t["draw_to_prediction_seconds"]
-    _need(d["n"] > 0 and 0 < d["median"] <= d["p95"], f"{where}.draw_to_prediction_seconds",
+    _machines.need(d["n"] > 0 and 0 < d["median"] <= d["p95"], f"{where}.draw_to_prediction_seconds",
           "needs drawings with 0 < median ≤ p95")
     hits, total = map(int, t["drawn_digits_recognised"].split("/"))
-    _need(total == d["n"] and 0 <= hits <= total, f"{where}.drawn_digits_recognised", "must be hits/drawings")
-    _need(abs(t["median_over_idle_median"] - d["median"] / idle["median"]) <= 0.006,
+    _machines.need(total == d["n"] and 0 <= hits <= total, f"{where}.drawn_digits_recognised", "must be hits/drawings")
+    _machines.need(abs(t["median_over_idle_median"] - d["median"] / idle["median"]) <= 0.006,
           f"{where}.median_over_idle_median", "must be the median while training over the idle median")
     rss = t["server_rss_mb"]
-    _need(rss["samples"] >= 0 and 0 < rss["median"] <= rss["peak"] and rss["before_start"] > 0,
+    _machines.need(rss["samples"] >= 0 and 0 < rss["median"] <= rss["peak"] and rss["before_start"] > 0,
           f"{where}.server_rss_mb", "needs 0 < median ≤ peak")
 
 

@@ -273,28 +273,24 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
 
 
-def _need(ok, where, message):
-    if not ok:
-        raise ValueError(f"{where}: {message}")
-
 
 def _validate_timings(block: dict, card_tta: bool, where: str) -> None:
-    _need(block.get("precision") in ("fp32", "bf16"), f"{where}.precision", "must be 'fp32' or 'bf16'")
-    _need(isinstance(block.get("runtime"), str) and block["runtime"], f"{where}.runtime",
+    _machines.need(block.get("precision") in ("fp32", "bf16"), f"{where}.precision", "must be 'fp32' or 'bf16'")
+    _machines.need(isinstance(block.get("runtime"), str) and block["runtime"], f"{where}.runtime",
           "must name what ran the predictions (litert, keras)")
     for part in ("single_image", "batch") + (("single_image_tta", "batch_tta") if card_tta else ()):
         b = block.get(part)
         pw = f"{where}.{part}"
-        _need(isinstance(b, dict), pw, "missing")
+        _machines.need(isinstance(b, dict), pw, "missing")
         if part.startswith("single"):
             for key in ("p50_ms", "p95_ms", "mean_ms", "min_ms"):
-                _need(_number(b.get(key)) and b[key] > 0, f"{pw}.{key}", "must be a positive number")
-            _need(b["min_ms"] <= b["p50_ms"] <= b["p95_ms"], pw, "needs min ≤ p50 ≤ p95")
-            _need(isinstance(b.get("calls"), int) and b["calls"] >= MIN_CALLS, f"{pw}.calls", "too few calls")
+                _machines.need(_number(b.get(key)) and b[key] > 0, f"{pw}.{key}", "must be a positive number")
+            _machines.need(b["min_ms"] <= b["p50_ms"] <= b["p95_ms"], pw, "needs min ≤ p50 ≤ p95")
+            _machines.need(isinstance(b.get("calls"), int) and b["calls"] >= MIN_CALLS, f"{pw}.calls", "too few calls")
         else:
-            _need(isinstance(b.get("images"), int) and b["images"] > 0, f"{pw}.images", "must be > 0")
-            _need(_number(b.get("seconds")) and b["seconds"] > 0, f"{pw}.seconds", "must be > 0")
-            _need(_number(b.get("images_per_sec"))
+            _machines.need(isinstance(b.get("images"), int) and b["images"] > 0, f"{pw}.images", "must be > 0")
+            _machines.need(_number(b.get("seconds")) and b["seconds"] > 0, f"{pw}.seconds", "must be > 0")
+            _machines.need(_number(b.get("images_per_sec"))
                   and abs(b["images_per_sec"] - b["images"] / b["seconds"]) < 1e-6 * b["images_per_sec"],
                   f"{pw}.images_per_sec", "must be images / seconds")
 
@@ -302,30 +298,30 @@ def _validate_timings(block: dict, card_tta: bool, where: str) -> None:
 def _validate_entry(entry: dict, where: str) -> None:
     for key, kind in {"command": str, "machine": dict, "versions": dict, "created": str, "models": dict,
                       "memory": dict, "page_defaults": dict}.items():
-        _need(isinstance(entry.get(key), kind), f"{where}.{key}", f"must be {kind.__name__}")
-    _need(entry["models"], f"{where}.models", "must not be empty")
+        _machines.need(isinstance(entry.get(key), kind), f"{where}.{key}", f"must be {kind.__name__}")
+    _machines.need(entry["models"], f"{where}.models", "must not be empty")
     for page in PAGE_DATASETS:
-        _need(entry["page_defaults"].get(page) in entry["models"], f"{where}.page_defaults.{page}",
+        _machines.need(entry["page_defaults"].get(page) in entry["models"], f"{where}.page_defaults.{page}",
               "must name a measured model (the 5 ms goal is about the pages' defaults)")
     for name, model in entry["models"].items():
         mw = f"{where}.models.{name}"
-        _need(isinstance(model.get("card_tta"), int) and model["card_tta"] in (0, 1, 2), f"{mw}.card_tta",
+        _machines.need(isinstance(model.get("card_tta"), int) and model["card_tta"] in (0, 1, 2), f"{mw}.card_tta",
               "must be the card's TTA level (0, 1, 2; older results: true or false)")
-        _need(model.get("trained_precision") in ("fp32", "bf16"), f"{mw}.trained_precision",
+        _machines.need(model.get("trained_precision") in ("fp32", "bf16"), f"{mw}.trained_precision",
               "must be 'fp32' or 'bf16'")
         _validate_timings(model, model["card_tta"], mw)
         if "bf16" in model:
             _validate_timings(model["bf16"], model["card_tta"], f"{mw}.bf16")
-            _need(model["bf16"]["precision"] == "bf16", f"{mw}.bf16.precision", "must be 'bf16'")
+            _machines.need(model["bf16"]["precision"] == "bf16", f"{mw}.bf16.precision", "must be 'bf16'")
         parts = model.get("single_image_breakdown")
-        _need(isinstance(parts, dict) and all(_number(parts.get(k)) and parts[k] > 0 for k in
+        _machines.need(isinstance(parts, dict) and all(_number(parts.get(k)) and parts[k] > 0 for k in
                                               ("preprocess_p50_ms", "forward_p50_ms", "compiled_forward_p50_ms")),
               f"{mw}.single_image_breakdown", "needs three positive p50s")
     for proc in ("serving_process", "benchmark_process"):
         block = entry["memory"].get(proc)
-        _need(isinstance(block, dict) and _number(block.get("peak_rss_mb")) and block["peak_rss_mb"] > 0,
+        _machines.need(isinstance(block, dict) and _number(block.get("peak_rss_mb")) and block["peak_rss_mb"] > 0,
               f"{where}.memory.{proc}.peak_rss_mb", "must be a positive number")
-        _need(block["rss_mb"] <= block["peak_rss_mb"] + 1, f"{where}.memory.{proc}", "RSS above its peak")
+        _machines.need(block["rss_mb"] <= block["peak_rss_mb"] + 1, f"{where}.memory.{proc}", "RSS above its peak")
 
 
 def validate_results(doc: dict) -> None:

@@ -213,26 +213,22 @@ def run_load(pages: int, data_dir: Path, with_training: bool = False, timeout_s:
     return _summary(results, peak, cpu)
 
 
-def _need(ok, where, message):
-    if not ok:
-        raise ValueError(f"{where}: {message}")
-
 
 def _validate_entry(entry: dict, where: str) -> None:
     for key in ("command", "git_commit", "date", "targets", "rounds"):
-        _need(key in entry, where, f"missing '{key}'")
-    _need(entry["rounds"], f"{where}.rounds", "no round measured")
+        _machines.need(key in entry, where, f"missing '{key}'")
+    _machines.need(entry["rounds"], f"{where}.rounds", "no round measured")
     for name, r in entry["rounds"].items():
         rw = f"{where}.rounds.{name}"
-        _need(name in ROUNDS, rw, f"unknown round (known: {', '.join(ROUNDS)})")
-        _need(isinstance(r.get("label"), str), f"{rw}.label", "missing")
-        _need(r["pages"] > 0 and len(r["visitors"]) == r["pages"], rw, "needs one visitor per page")
-        _need(r["errors"] == sum(not v["ok"] for v in r["visitors"]), f"{rw}.errors", "must count failed visitors")
+        _machines.need(name in ROUNDS, rw, f"unknown round (known: {', '.join(ROUNDS)})")
+        _machines.need(isinstance(r.get("label"), str), f"{rw}.label", "missing")
+        _machines.need(r["pages"] > 0 and len(r["visitors"]) == r["pages"], rw, "needs one visitor per page")
+        _machines.need(r["errors"] == sum(not v["ok"] for v in r["visitors"]), f"{rw}.errors", "must count failed visitors")
         if r["errors"] < r["pages"]:
-            _need(0 < r["p50_seconds"] <= r["p95_seconds"], rw, "needs 0 < p50 ≤ p95")
-        _need(r["server_peak_rss_mb"] > 0, f"{rw}.server_peak_rss_mb", "must be positive")
+            _machines.need(0 < r["p50_seconds"] <= r["p95_seconds"], rw, "needs 0 < p50 ≤ p95")
+        _machines.need(r["server_peak_rss_mb"] > 0, f"{rw}.server_peak_rss_mb", "must be positive")
         cpu = r.get("cpu_seconds")
-        _need(isinstance(cpu, dict) and 0 <= cpu["server"] and 0 <= cpu["machine"], f"{rw}.cpu_seconds",
+        _machines.need(isinstance(cpu, dict) and 0 <= cpu["server"] and 0 <= cpu["machine"], f"{rw}.cpu_seconds",
               "needs the server's and the machine's CPU seconds")
 
 

@@ -238,19 +238,15 @@ EPOCH_KEYS = {"epoch": int, "train_seconds": float, "epoch_seconds": float, "tes
 SOURCE_KEYS = {"command": str, "machine": dict, "versions": dict, "created": str}
 
 
-def _need(ok: bool, where: str, message: str):
-    if not ok:
-        raise ValueError(f"{where}: {message}")
-
 
 def _typed(obj: dict, keys: dict, where: str):
-    _need(isinstance(obj, dict), where, "must be an object")
+    _machines.need(isinstance(obj, dict), where, "must be an object")
     for key, kind in keys.items():
-        _need(key in obj, where, f"missing '{key}'")
+        _machines.need(key in obj, where, f"missing '{key}'")
         value = obj[key]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
             isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        _need(ok, f"{where}.{key}", f"must be {kind.__name__}, got {type(value).__name__}")
+        _machines.need(ok, f"{where}.{key}", f"must be {kind.__name__}, got {type(value).__name__}")
 
 
 def validate_results(doc: dict) -> None:
@@ -263,65 +259,65 @@ def _validate_machine(entry: dict, where_machine: str) -> None:
     """One machine's runs: well-formed, all measured on that machine, speed-ups among them."""
     _typed(entry, {"command": str, "machine": dict, "versions": dict, "created": str, "datasets": dict},
            where_machine)
-    _need("git_commit" in entry and (entry["git_commit"] is None or isinstance(entry["git_commit"], str)),
+    _machines.need("git_commit" in entry and (entry["git_commit"] is None or isinstance(entry["git_commit"], str)),
           f"{where_machine}.git_commit", "must be a string or null")
-    _need(len(entry["datasets"]) > 0, f"{where_machine}.datasets", "must not be empty")
+    _machines.need(len(entry["datasets"]) > 0, f"{where_machine}.datasets", "must not be empty")
     key = _machines.key_of(entry["machine"])
     datasets, summary = entry["datasets"], entry.get("summary")
     for dataset, block in datasets.items():
         where = f"{where_machine}.datasets.{dataset}"
-        _need(dataset in TARGETS, where, f"unknown dataset (known: {', '.join(TARGETS)})")
+        _machines.need(dataset in TARGETS, where, f"unknown dataset (known: {', '.join(TARGETS)})")
         _typed(block, {"target": float, "test_size": int, "runs": dict, "speedup": dict}, where)
-        _need(block["target"] == TARGETS[dataset], f"{where}.target", f"must be {TARGETS[dataset]}")
-        _need(len(block["runs"]) > 0 or block.get("peer"), f"{where}.runs", "must not be empty")
+        _machines.need(block["target"] == TARGETS[dataset], f"{where}.target", f"must be {TARGETS[dataset]}")
+        _machines.need(len(block["runs"]) > 0 or block.get("peer"), f"{where}.runs", "must not be empty")
         for name, run in block.get("peer", {}).items():
-            _need(dataset == peer.PEER_DATASET, f"{where}.peer", "the peer trains CIFAR-10 only")
-            peer.validate_run(run, f"{where}.peer.{name}", _need)
-            _need(_machines.key_of(run["source"]["machine"]) == key, f"{where}.peer.{name}.source",
+            _machines.need(dataset == peer.PEER_DATASET, f"{where}.peer", "the peer trains CIFAR-10 only")
+            peer.validate_run(run, f"{where}.peer.{name}", _machines.need)
+            _machines.need(_machines.key_of(run["source"]["machine"]) == key, f"{where}.peer.{name}.source",
                   "must be measured on the entry's machine")
         for name, run in block["runs"].items():
             rw = f"{where}.runs.{name}"
             _typed(run, RUN_KEYS, rw)
-            _need(run["recipe"] == name, f"{rw}.recipe", "must equal its key")
+            _machines.need(run["recipe"] == name, f"{rw}.recipe", "must equal its key")
             _typed(run["source"], SOURCE_KEYS, f"{rw}.source")
-            _need("git_commit" in run["source"], f"{rw}.source", "missing 'git_commit'")
-            _need(run["train_size"] > 0 and run["params"] > 0, rw, "sizes must be positive")
-            _need(len(run["epochs"]) >= 1, f"{rw}.epochs", "must list at least one epoch")
+            _machines.need("git_commit" in run["source"], f"{rw}.source", "missing 'git_commit'")
+            _machines.need(run["train_size"] > 0 and run["params"] > 0, rw, "sizes must be positive")
+            _machines.need(len(run["epochs"]) >= 1, f"{rw}.epochs", "must list at least one epoch")
             clock = 0.0
             for i, epoch in enumerate(run["epochs"]):
                 ew = f"{rw}.epochs[{i}]"
                 _typed(epoch, EPOCH_KEYS, ew)
-                _need(epoch["epoch"] == i + 1, f"{ew}.epoch", f"must be {i + 1}")
-                _need(0.0 <= epoch["test_accuracy"] <= 1.0, f"{ew}.test_accuracy", "must be in [0, 1]")
-                _need(epoch["epoch_seconds"] > 0, f"{ew}.epoch_seconds", "must be positive")
+                _machines.need(epoch["epoch"] == i + 1, f"{ew}.epoch", f"must be {i + 1}")
+                _machines.need(0.0 <= epoch["test_accuracy"] <= 1.0, f"{ew}.test_accuracy", "must be in [0, 1]")
+                _machines.need(epoch["epoch_seconds"] > 0, f"{ew}.epoch_seconds", "must be positive")
                 clock += epoch["epoch_seconds"]
-                _need(abs(epoch["train_seconds"] - clock) <= 0.01 * (i + 1), f"{ew}.train_seconds",
+                _machines.need(abs(epoch["train_seconds"] - clock) <= 0.01 * (i + 1), f"{ew}.train_seconds",
                       "must be the running sum of epoch_seconds")
-            _need(len(run["epochs"]) <= run["epochs_planned"], f"{rw}.epochs", "more epochs than planned")
+            _machines.need(len(run["epochs"]) <= run["epochs_planned"], f"{rw}.epochs", "more epochs than planned")
             reached = next((e for e in run["epochs"] if e["test_accuracy"] >= block["target"]), None)
-            _need(run.get("time_to_target") == (reached["train_seconds"] if reached else None),
+            _machines.need(run.get("time_to_target") == (reached["train_seconds"] if reached else None),
                   f"{rw}.time_to_target", "must be the clock at the first epoch reaching the target")
-            _need(run.get("epoch_to_target") == (reached["epoch"] if reached else None),
+            _machines.need(run.get("epoch_to_target") == (reached["epoch"] if reached else None),
                   f"{rw}.epoch_to_target", "must be the first epoch reaching the target")
             accs = [e["test_accuracy"] for e in run["epochs"]]
-            _need(run["best_test_accuracy"] == max(accs), f"{rw}.best_test_accuracy", "must be the best epoch's")
-            _need(run["final_test_accuracy"] == accs[-1], f"{rw}.final_test_accuracy", "must be the last epoch's")
-            _need(run["total_train_seconds"] == run["epochs"][-1]["train_seconds"], f"{rw}.total_train_seconds",
+            _machines.need(run["best_test_accuracy"] == max(accs), f"{rw}.best_test_accuracy", "must be the best epoch's")
+            _machines.need(run["final_test_accuracy"] == accs[-1], f"{rw}.final_test_accuracy", "must be the last epoch's")
+            _machines.need(run["total_train_seconds"] == run["epochs"][-1]["train_seconds"], f"{rw}.total_train_seconds",
                   "must be the clock after the last epoch")
         elsewhere = sorted({_machines.key_of(r["source"]["machine"]) for r in block["runs"].values()} - {key})
-        _need(not elsewhere, f"{where}.runs", "speed-ups need every run on the same machine as its entry "
+        _machines.need(not elsewhere, f"{where}.runs", "speed-ups need every run on the same machine as its entry "
                                               f"(found runs of {elsewhere} under '{key}')")
         base = block["runs"].get(BASELINE)
         for name, entry in block["speedup"].items():
             sw = f"{where}.speedup.{name}"
-            _need(name in block["runs"] and name != BASELINE, sw, "must name a non-baseline run")
+            _machines.need(name in block["runs"] and name != BASELINE, sw, "must name a non-baseline run")
             expected = ratio_entry(base, block["runs"][name])
-            _need(entry.get("kind") == expected["kind"], f"{sw}.kind", f"must be '{expected['kind']}'")
-            _need((entry.get("value") is None) == (expected["value"] is None)
+            _machines.need(entry.get("kind") == expected["kind"], f"{sw}.kind", f"must be '{expected['kind']}'")
+            _machines.need((entry.get("value") is None) == (expected["value"] is None)
                   and (expected["value"] is None or abs(entry["value"] - expected["value"]) < 1e-9),
                   f"{sw}.value", "must be the baseline's time over the run's time to the target")
     # Last: a broken run above is reported as itself, not as the summary it would change.
-    _need(summary == summary_rows(key, datasets), f"{where_machine}.summary",
+    _machines.need(summary == summary_rows(key, datasets), f"{where_machine}.summary",
           "must be what the runs give (summary_rows)")
 
 

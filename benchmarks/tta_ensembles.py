@@ -109,25 +109,21 @@ def measure(names: list[str], data_dir: str | None, limit: int | None, log=print
     return rows, seconds, min(sizes)
 
 
-def _need(ok, where, message):
-    if not ok:
-        raise ValueError(f"{where}: {message}")
-
 
 def _validate_entry(entry: dict, where: str) -> None:
     for key in ("command", "git_commit", "date", "evaluation_seconds"):
-        _need(key in entry, where, f"missing '{key}'")
-    _need(entry["evaluation_seconds"] and all(v > 0 for v in entry["evaluation_seconds"].values()),
+        _machines.need(key in entry, where, f"missing '{key}'")
+    _machines.need(entry["evaluation_seconds"] and all(v > 0 for v in entry["evaluation_seconds"].values()),
           f"{where}.evaluation_seconds", "needs positive seconds per evaluation")
 
 
 def validate_results(doc: dict) -> None:
     """Raise ValueError unless `doc` is a well-formed TTA/ensembles document."""
     for key in ("command", "git_commit", "date", "test_size", "rows"):
-        _need(key in doc, BENCHMARK, f"missing '{key}'")
-    _need(isinstance(doc["rows"], list) and doc["rows"], f"{BENCHMARK}.rows", "no rows")
+        _machines.need(key in doc, BENCHMARK, f"missing '{key}'")
+    _machines.need(isinstance(doc["rows"], list) and doc["rows"], f"{BENCHMARK}.rows", "no rows")
     for row in doc["rows"]:
-        _need(0 <= row["accuracy"] <= 1 and row["loss"] >= 0, f"{BENCHMARK}.rows[{row_label(row)}]",
+        _machines.need(0 <= row["accuracy"] <= 1 and row["loss"] >= 0, f"{BENCHMARK}.rows[{row_label(row)}]",
               "accuracy must lie in [0, 1] and loss be ≥ 0")
     _machines.validate(doc, BENCHMARK, _validate_entry)
 
