@@ -14,6 +14,7 @@ import sys
 import threading
 
 from .errors import CnnError
+from .ood import DEFAULT_PASS_RATE
 
 EXIT_USAGE = 2
 
@@ -137,13 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print one JSON object per file with every class probability (for scripts)")
     pr.add_argument("files", nargs="+", metavar="FILE")
 
-    ca = sub.add_parser("calibrate", help="calibrate a model's out-of-distribution warning on its validation split",
-                        description="Set the confidence below which predictions are flagged as 'unlikely to be any "
-                                    "class', from the run's validation split, and write it into the model card. "
-                                    "Training does this itself for runs with a validation split.")
+    ca = sub.add_parser("calibrate", help="fit a model's out-of-distribution detector and calibrate it on its "
+                                          "validation split",
+                        description="Fit the detector that flags pictures as 'not one of the classes' (e.g. a photo "
+                                    "given to the digit model) on the run's training images, set its threshold on "
+                                    "the run's validation split, and save it beside the model (NAME.detector.npz, "
+                                    "described in the card). Training does this itself for runs with a validation "
+                                    "split.")
     ca.add_argument("--model", required=True, help="name of a saved model in the runs folder")
-    ca.add_argument("--pass-rate", type=_fraction, default=0.95,
-                    help="share of validation images that must NOT be flagged (default 0.95)")
+    ca.add_argument("--pass-rate", type=_fraction, default=DEFAULT_PASS_RATE,
+                    help=f"share of validation images that must NOT be flagged (default {DEFAULT_PASS_RATE})")
     ca.add_argument("--data-dir")
 
     sub.add_parser("list", help="list saved models (shipped and runs) with their card figures")
@@ -295,44 +299,53 @@ def cmd_predict(args) -> int:
     from .errors import ImageError
     from .inference import load_predictor, top_k
 
+    from .ood import WHAT_IT_IS_NOT
+
     predictor = load_predictor(args.model)
     failures = 0
     for path in args.files:
         try:
-            _, probs = predictor.predict_file(path)
+            sample, probs = predictor.predict_file(path)
         except ImageError as err:
             print(f"{path}: {err}", file=sys.stderr)
             failures += 1
             continue
+        foreign = predictor.looks_foreign(sample[None])
+        foreign = None if foreign is None else bool(foreign[0])
         if args.json:
             print(json.dumps({"file": path, "model": predictor.name, "precision": predictor.precision,
                               "runtime": predictor.runtime,
                               "top": predictor.info.class_names[int(probs.argmax())],
-                              "probabilities": dict(zip(predictor.info.class_names, map(float, probs)))}))
+                              "probabilities": dict(zip(predictor.info.class_names, map(float, probs))),
+                              "out_of_distribution": foreign}))
             continue
         ranked = ", ".join(f"{name} {p:.1%}" for name, p in top_k(probs, predictor.info.class_names, args.top))
-        print(f"{path}: {ranked}")
+        warning = f"  (warning: {WHAT_IT_IS_NOT[predictor.info.name]} The guess is probably meaningless.)" \
+            if foreign else ""
+        print(f"{path}: {ranked}{warning}")
     return EXIT_USAGE if failures else 0
 
 
 def cmd_calibrate(args) -> int:
     from .datasets import load_dataset
     from .errors import ModelStoreError
-    from .inference import load_predictor
-    from .ood import calibration
+    from .inference import load_inference_model
+    from .ood import calibrate, save_detector
     from .store import find_model, runs_store
 
     runs = runs_store()
     store = runs if runs.has(args.model) else find_model(args.model)  # a run may share a shipped model's name
     if not store.writable:
         raise ModelStoreError(f"'{args.model}' is a shipped model; its store {store.root} is read-only.")
-    predictor = load_predictor(args.model, store=store)
-    data = load_dataset(predictor.info.name, args.data_dir)
-    ood = calibration(predictor, data, args.pass_rate)
+    card = store.load_card(args.model)
+    model = load_inference_model(store, args.model)
+    data = load_dataset(card["dataset"], args.data_dir)
+    detector, ood = calibrate(model, card, data, args.pass_rate)
     ood["command"] = _command_line(args)
-    store.save_json(args.model, ".json", {**predictor.card, "ood": ood})
-    print(f"{args.model}: flag predictions whose top probability is below {ood['threshold']:.3f} "
-          f"({ood['val_flagged']:.1%} of {ood['calibrated_on']} flagged).")
+    save_detector(store, args.model, detector)
+    store.save_json(args.model, ".json", {**card, "ood": ood})
+    print(f"{args.model}: fitted on {ood['fitted_on']}, calibrated on the {ood['calibrated_on']}: "
+          f"{ood['val_flagged']:.1%} of those flagged as not {card['dataset']} images.")
     return 0
 
 

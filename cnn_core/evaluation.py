@@ -96,6 +96,9 @@ def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool | int = Fa
         "report": report,
         "confusion_matrix": cm.tolist(),
         "misclassified": misclassified,
+        # Every test image's predicted class and confidence, in test-set order: any cell of the
+        # matrix (the diagonal too) can list its images, read from the dataset when it is at hand.
+        "predictions": {"class": pred.astype(int).tolist(), "confidence": np.round(conf, 4).tolist()},
         "gallery": gallery,
         "samples": samples,
         "augment_sources": augment_sources,
@@ -118,6 +121,37 @@ def per_class_rows(evaluation: dict) -> list[dict]:
     report = evaluation["report"]
     return [{"class": c, "precision": report[c]["precision"], "recall": report[c]["recall"],
              "F1": report[c]["f1-score"], "support": int(report[c]["support"])} for c in evaluation["class_names"]]
+
+
+def cell_items(evaluation: dict, true: int, pred: int, x_test: np.ndarray | None = None) -> list[dict]:
+    """The test images of one confusion-matrix cell, most confident first: {"index", "true", "pred",
+    "confidence", "image"}. Images come from `x_test` (the test set, when at hand), else from the
+    artefact's gallery (the most confident mistakes of each cell; None for the rest). A diagonal cell
+    needs the artefact's per-image predictions (evaluations written since they were added)."""
+    predictions = evaluation.get("predictions")
+    if predictions is not None:
+        labels = _test_labels(evaluation, predictions)
+        predicted, confidence = np.asarray(predictions["class"]), np.asarray(predictions["confidence"])
+        index = np.flatnonzero((labels == true) & (predicted == pred))
+        index = index[np.argsort(-confidence[index], kind="stable")]
+        items = [{"index": int(i), "true": true, "pred": pred, "confidence": float(confidence[i])} for i in index]
+    else:
+        items = [{k: v for k, v in item.items() if k != "image"} for item in mistakes_for_cell(evaluation, true, pred)]
+    gallery = evaluation.get("gallery", {})
+    for item in items:
+        if x_test is not None:
+            item["image"] = x_test[item["index"]]
+        else:
+            item["image"] = decode_png(gallery[str(item["index"])]) if str(item["index"]) in gallery else None
+    return items
+
+
+def _test_labels(evaluation: dict, predictions: dict) -> np.ndarray:
+    """Each test image's true class, rebuilt from the predictions and the list of mistakes."""
+    labels = np.asarray(predictions["class"]).copy()
+    for item in evaluation["misclassified"]:
+        labels[item["index"]] = item["true"]
+    return labels
 
 
 def mistakes_for_cell(evaluation: dict, true: int | None = None, pred: int | None = None) -> list[dict]:

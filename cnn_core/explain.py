@@ -187,6 +187,11 @@ def grad_cam(model, sample: np.ndarray, info: DatasetInfo, class_index: int | No
 def grad_cam_picture(model, sample: np.ndarray, info: DatasetInfo, class_index: int) -> np.ndarray:
     """The sample with its Grad-CAM heat map for `class_index` on top, as a uint8 RGB picture."""
     heat, _ = grad_cam(model, sample, info, class_index)
+    return heat_picture(sample, heat)
+
+
+def heat_picture(sample: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The sample with a heat map (values 0..1, the sample's height and width) on top, as uint8 RGB."""
     return _grey_levels(overlay(sample, heat))
 
 

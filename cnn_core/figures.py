@@ -38,26 +38,6 @@ def training_curves(history: list[dict], title: str | None = None):
     return fig
 
 
-def confusion_heatmap(cm, class_names, normalize: bool = False, highlight: tuple[int, int] | None = None):
-    """Confusion matrix as a heatmap: raw counts, or each row as a fraction of its true class."""
-    import seaborn as sns
-
-    cm = np.asarray(cm, dtype=float)
-    data = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
-    fig, ax = plt.subplots(figsize=(7.5, 6.2))
-    sns.heatmap(data, annot=True, fmt=".2f" if normalize else ".0f", cmap="cividis", square=True,
-                xticklabels=class_names, yticklabels=class_names, cbar_kws={"label": "fraction" if normalize else "count"},
-                annot_kws={"size": 7}, ax=ax)
-    if highlight is not None:
-        t, p = highlight
-        ax.add_patch(plt.Rectangle((p, t), 1, 1, fill=False, edgecolor=BAD, lw=3))
-    ax.set_xlabel("Predicted class")
-    ax.set_ylabel("True class")
-    ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else " (counts)"))
-    fig.tight_layout()
-    return fig
-
-
 def image_grid(images, titles=None, correct=None, ncols: int = 8, size: float = 1.3, title: str | None = None):
     """A grid of images; with `correct`, titles are coloured blue (right) or vermillion (wrong)."""
     images = list(images)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .datasets import DatasetInfo, dataset_info
+from .ood import load_detector, typicality
 from .preprocess import Preprocessor, load_image, preprocessor
 from .store import ModelStore, find_model
 
@@ -103,6 +104,7 @@ class Predictor:
     precision: str = "fp32"  # what the network computes in here (cnn_core.precision)
     runners: tuple = ()  # what each member's predictions run through (LiteModels); empty: the Keras models
     runtime: str = "keras"  # "litert" when predictions run through LiteRT (cnn_core.lite)
+    detector: object = None  # the first model's out-of-distribution detector (cnn_core.ood), if it has one
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -126,6 +128,13 @@ class Predictor:
 
     def predict_file(self, data) -> tuple[np.ndarray, np.ndarray]:
         return self.predict_image(load_image(data))
+
+    def looks_foreign(self, samples: np.ndarray) -> np.ndarray | None:
+        """For each sample, whether it looks like none of the classes (cnn_core.ood); None when the
+        model has no detector. An ensemble asks its first model, whose card it carries."""
+        if self.detector is None:
+            return None
+        return typicality(self.model, self.detector, samples, self.info) < self.detector.threshold
 
 
 def load_inference_model(store: ModelStore, name: str, precision: str | None = None):
@@ -162,7 +171,8 @@ def load_predictor(name: str, store: ModelStore | None = None, tta: bool | int |
         raise ConfigError("LiteRT cannot serve this model here: it needs the ai-edge-litert package and float32.")
     return Predictor(name, model, card, dataset_info(card["dataset"]),
                      tta_level(card.get("tta") if tta is None else tta), precision=computes_in,
-                     runners=(lite,) if lite is not None else (), runtime="litert" if lite is not None else "keras")
+                     runners=(lite,) if lite is not None else (), runtime="litert" if lite is not None else "keras",
+                     detector=load_detector(store, name, card))
 
 
 def ensemble_of(members: list[Predictor], tta: bool | int | None = None) -> Predictor:

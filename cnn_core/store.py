@@ -307,7 +307,8 @@ class ModelStore:
 
     def delete(self, name: str) -> None:
         self._require_writable()
-        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json", ".lr.json", ".snapshots.npz"):
+        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json", ".lr.json", ".snapshots.npz",
+                       ".detector.npz"):
             self.path(name, suffix).unlink(missing_ok=True)
         _remove_orphaned_temps(self.model_path(name))
 

@@ -36,10 +36,10 @@ from .datasets import Dataset, Split, prepare_data
 from .distributed import distribution_info, make_strategy, prepare_fit, stop_agreement
 from .errors import ConfigError, ModelStoreError
 from .evaluation import evaluate
-from .inference import Predictor, load_inference_model, tta_level
+from .inference import load_inference_model, tta_level
 from .initialisers import initialise_from_data
 from .models import architecture_switches, build_model
-from .ood import calibration
+from .ood import calibrate, save_detector
 from .lr_control import control_path
 from .optimizer import compile_model, jit_compiles, make_lr_changeable
 from .pipeline import make_tf_dataset
@@ -267,13 +267,14 @@ class _Run:
         return TrainResult(self.name, STATUS_NOTHING_SAVED, None, self.store, message)
 
     def _ood_calibration(self, model) -> dict | None:
-        """Out-of-distribution threshold from the validation split (None without one)."""
-        predictor = Predictor(self.name, model, {"hyperparameters": self.config}, self.data.info,
-                              tta_level(self.config.get("tta")))
+        """The out-of-distribution detector, fitted on the training images and calibrated on the
+        validation split, saved beside the model; its card entry (None without a split)."""
         try:
-            return calibration(predictor, self.data)
+            detector, ood = calibrate(model, {"name": self.name, "hyperparameters": self.config}, self.data)
         except ConfigError:  # no validation split, or too small a one to calibrate on
             return None
+        save_detector(self.store, self.name, detector)
+        return ood
 
     # -- what is saved ----------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ import numpy as np
 import streamlit as st
 
 from cnn_core import catalog
-from cnn_core.benchmark_figures import best_ensemble
+from cnn_core.benchmark_figures import best_ensemble, ood_figures
 from cnn_core.inference import TTA_LEVELS, TTA_PASSES, is_unsure, load_ensemble, top_k, tta_level
-from cnn_core.ood import is_out_of_distribution
+from cnn_core.ood import WHAT_IT_IS_NOT
 from cnn_core.store import find_model, runs_store
 from pages._streamlit_patches import use_app_navigation
 
@@ -148,18 +148,42 @@ def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):
                  y_label="Probability", height=36 * len(ranked) + 60)
 
 
-def confidence_note(probs: np.ndarray, class_names, ood: dict | None = None, what: str = "images"):
+def confidence_note(predictor, sample: np.ndarray, probs: np.ndarray):
     """Say when a prediction should not be trusted: the picture looks like none of the classes
-    (the model's calibrated out-of-distribution check), or the model hesitates between two."""
-    (best, p_best), (second, p_second) = top_k(probs, class_names, 2)
-    if is_out_of_distribution(probs, ood):
-        st.warning(f"**This picture is unlikely to be any of the {len(class_names)} classes.** Its top probability "
-                   f"({p_best:.0%}) is below {ood['threshold']:.0%}, which {ood['pass_rate']:.0%} of real "
-                   f"{what} the model never trained on exceed. The guess above is probably meaningless.",
-                   icon="⚠️")
+    (the model's out-of-distribution detector, cnn_core.ood), or the model hesitates between two."""
+    (best, p_best), (second, p_second) = top_k(probs, predictor.info.class_names, 2)
+    foreign = predictor.looks_foreign(sample[None])
+    if foreign is not None and foreign[0]:
+        st.warning(f"**{WHAT_IT_IS_NOT[predictor.info.name]}** What the network's layers make of it lies further "
+                   f"from everything it learnt than for {predictor.card['ood']['pass_rate']:.0%} of real "
+                   f"{predictor.info.title} it never trained on, so its guess (**{best}**, {p_best:.0%}) is "
+                   "probably meaningless.", icon="⚠️")
     elif is_unsure(probs):
         st.warning(f"The model is unsure: its best guess **{best}** has only {p_best:.0%} "
                    f"(next: {second}, {p_second:.0%}).")
+
+
+def ood_explainer(predictor) -> None:
+    """What the "not one of these classes" check is, and how well it did in the committed benchmark."""
+    ood = predictor.card.get("ood") or {}
+    if predictor.detector is None:
+        st.caption("This model has no check for pictures that are none of its classes (it was trained without a "
+                   "validation split to calibrate one on).")
+        return
+    row = ood_figures(predictor.name.split("+")[0], ood["threshold"])  # benchmarks.ood's row for this detector
+    with st.expander("How the 'not one of these classes' warning works"):
+        st.markdown("A network always picks one of its classes, even for a face or a scribble. The warning looks "
+                    "at what every layer makes of the picture and how far that lies from the training images of "
+                    f"the nearest class; it fires when the picture is stranger than {ood['pass_rate']:.0%} of "
+                    f"real {predictor.info.title} the model never trained on (its {ood['calibrated_on']}).")
+        if row:
+            ind = row["in_distribution"]
+            st.markdown(f"On the {ind['images']:,} test images it fires for **{ind['flagged']:.1%}** of them. How "
+                        "often it fires on pictures of other kinds, and how well it tells them apart (AUROC, "
+                        "1 = perfectly):")
+            st.dataframe([{"pictures": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
+                          for label, b in row["off_distribution"].items()], hide_index=True)
+            st.caption(f"Measured by `{row['command']}` (commit {row['git_commit'][:12]}).")
 
 
 def runs_are_ephemeral() -> bool:

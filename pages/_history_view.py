@@ -12,6 +12,7 @@ from cnn_core.preprocess import preprocessor
 from cnn_core.snapshots import SUFFIX, confusion_at, filter_tiles, load_snapshots, map_tiles
 from cnn_core.store import ModelStore
 from pages._common import URL
+from pages._confusion_view import confusion_spec
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -33,7 +34,7 @@ def epoch_replay(store, name: str, classes: list[str], key: str) -> None:
     if len(snaps.val_labels):
         cm, per_class = confusion_at(snaps, epoch, len(classes))
         left, right = st.columns([3, 2])
-        left.vega_lite_chart(_heatmap_spec(cm, classes), width="stretch")
+        left.vega_lite_chart(confusion_spec(cm, classes), width="stretch")
         left.caption(f"Validation confusion matrix (rows: true class, row-normalised) on {cm.sum():,} images: "
                      f"{cm.trace() / cm.sum():.1%} correct")
         right.vega_lite_chart({"data": {"values": [{"class": c, "accuracy": float(a)} for c, a in zip(classes, per_class)]},
@@ -51,22 +52,6 @@ def epoch_replay(store, name: str, classes: list[str], key: str) -> None:
     left.image(montage(map_tiles(snaps, epoch), ncols=8, scale=3),
                caption=f"`{snaps.layer}`'s feature maps of the probe ({snaps.probe_source})")
     right.image(montage([snaps.probe], ncols=1, scale=4), caption=f"Probe: {snaps.probe_source}")
-
-
-def _heatmap_spec(cm, classes: list[str]) -> dict:
-    """The row-normalised confusion matrix as a plain Vega-Lite heatmap (no Altair schema check: the Train
-    page redraws it every second while a run trains)."""
-    rows = cm.sum(axis=1, keepdims=True).clip(min=1)
-    values = [{"true": classes[t], "predicted": classes[p], "share": float(cm[t, p] / rows[t, 0]),
-               "count": int(cm[t, p])} for t in range(len(classes)) for p in range(len(classes))]
-    order = list(classes)
-    return {"data": {"values": values}, "mark": "rect", "encoding": {
-        "x": {"field": "predicted", "type": "nominal", "sort": order},
-        "y": {"field": "true", "type": "nominal", "sort": order},
-        "color": {"field": "share", "type": "quantitative", "scale": {"scheme": "blues", "domain": [0, 1]},
-                  "legend": None},
-        "tooltip": [{"field": "true"}, {"field": "predicted"}, {"field": "count"},
-                    {"field": "share", "type": "quantitative", "format": ".1%"}]}}
 
 
 def probe_choice(dataset: str):

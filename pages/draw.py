@@ -6,14 +6,15 @@ import streamlit as st
 
 from cnn_core.errors import ImageError
 from cnn_core.preprocess import load_image, why_no_digit
-from pages._common import (best_ensemble_toggle, confidence_note, get_predictor, model_picker, show_probabilities,
-                           upscale)
+from pages._common import (best_ensemble_toggle, confidence_note, get_predictor, model_picker, ood_explainer,
+                           show_probabilities, upscale)
 
 st.title("✏️ Draw a digit")
 name = model_picker("Model", "mnist", key="draw_model")
 if name is None:
     st.stop()
 predictor = best_ensemble_toggle("mnist", key="draw") or get_predictor(name)
+ood_explainer(predictor)
 
 NO_DIGIT = {"filled": "The canvas is filled almost completely, so no digit shape is left to read. "
                       "Clear it and draw one digit, large and roughly centred.",
@@ -35,7 +36,7 @@ def show_digit_prediction(image, from_canvas: bool = False) -> None:
     c1, c2 = st.columns([1, 1])
     c1.metric("Prediction", predictor.info.class_names[digit], f"{probs[digit]:.1%} confident", delta_color="off")
     c2.image(upscale(sample, 140), caption="What the network sees (28×28)", clamp=True)
-    confidence_note(probs, predictor.info.class_names)
+    confidence_note(predictor, sample, probs)
     show_probabilities(probs, predictor.info.class_names)
     st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": image, "source": "drawing"}
     st.page_link("pages/explain.py", label="Look inside the network for this drawing", icon="🔬")

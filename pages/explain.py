@@ -7,11 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from cnn_core import explain, figures
-from cnn_core.errors import ImageError
-from cnn_core.evaluation import decode_png
-from cnn_core.preprocess import load_image, preparation_steps
+from cnn_core.preprocess import preparation_steps
 from cnn_core.store import find_model
-from pages._common import URL, get_predictor, model_picker, show_figure, upscale
+from pages._common import get_predictor, model_picker, show_figure, upscale
+from pages._input_view import choose_input
 
 STEP_CAPTIONS = {"ink": "Raw input (ink in white)", "cropped": "Cropped to the ink",
                  "boxed": "Longer side scaled to 20 px", "final": "Centred by mass in 28×28"}
@@ -28,30 +27,7 @@ predictor = get_predictor(name)
 info = predictor.info
 evaluation = find_model(name).load_eval(name)
 
-sources = []
-if carried and carried["dataset"] == info.name:
-    sources.append(f"Your {carried['source']}")
-if evaluation:
-    sources.append("A test image")
-sources.append("Upload an image")
-source = st.radio("Input", sources, horizontal=True, key="explain_source", bind=URL)
-
-image = None  # what the user gave (PIL or array), before preprocessing
-if source.startswith("Your"):
-    image = carried["image"]
-elif source == "A test image":
-    samples = evaluation["samples"]
-    idx = st.select_slider("Test image", options=list(range(len(samples))),
-                           format_func=lambda i: f"#{samples[i]['index']} ({info.class_names[samples[i]['true']]})",
-                           key=f"explain_sample_{name}", bind=URL)
-    image = decode_png(samples[idx]["image"])
-else:
-    upload = st.file_uploader("Image", key="explain_upload")
-    if upload is not None:
-        try:
-            image = load_image(upload.getvalue(), filename=upload.name)
-        except ImageError as err:
-            st.error(f"{upload.name}: {err}")
+image = choose_input(predictor, evaluation, key="explain")  # what the user gave (PIL or array)
 if image is None:
     st.info("Choose an input to look inside the network.")
     st.stop()

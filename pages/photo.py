@@ -4,12 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from cnn_core.benchmark_figures import ood_figures
 from cnn_core.errors import ImageError
 from cnn_core.inference import tta_label, top_k
-from cnn_core.ood import applicable_calibration
 from cnn_core.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
-from pages._common import confidence_note, get_predictor, model_picker, prediction_options, upscale
+from pages._common import confidence_note, get_predictor, model_picker, ood_explainer, prediction_options, upscale
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
@@ -26,37 +24,7 @@ st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
            + (f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta)})."
               if predictor.tta else ""))
 
-ood = applicable_calibration(predictor)
-
-
-def ood_caption() -> None:
-    """What the unfamiliar-picture check is, and how well it worked in the committed benchmark."""
-    calibrated = predictor.card.get("ood")
-    if calibrated is None:
-        st.caption("This model has no calibrated check for pictures that are none of its classes "
-                   "(it was trained without a validation split).")
-        return
-    if ood is None:
-        st.caption("The check for pictures that are none of the classes is calibrated for this model alone "
-                   f"with test-time augmentation {tta_label(calibrated['tta'])}; it is off for this setting.")
-        return
-    row = ood_figures(predictor.name, ood["threshold"])  # what benchmarks.ood measured for this calibration
-    with st.expander("How the 'none of these classes' warning works"):
-        st.markdown(f"A network always picks one of its classes, even for a face or a handwritten digit. This one "
-                    f"warns when its top probability falls below **{ood['threshold']:.0%}**, a level "
-                    f"{ood['pass_rate']:.0%} of real {predictor.info.title} images it never trained on exceed "
-                    f"(its {ood['calibrated_on']}).")
-        if row:
-            ind = row["in_distribution"]
-            st.markdown(f"On the {ind['images']:,} test images it fires for **{ind['flagged']:.1%}** of them "
-                        f"(the model is right on {ind['accuracy_passed']:.1%} of the rest). How often it fires "
-                        "on images of other kinds, and how well the score separates them (AUROC, 1 = perfectly):")
-            st.dataframe([{"images": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
-                          for label, b in row["off_distribution"].items()], hide_index=True)
-            st.caption(f"Measured by `{row['command']}` (commit {row['git_commit'][:12]}).")
-
-
-ood_caption()
+ood_explainer(predictor)
 uploads = st.file_uploader(
     f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
     f"{MAX_PIXELS // 10**6} megapixels each)", accept_multiple_files=True, key="photo_upload")
@@ -84,7 +52,7 @@ def classify(label: str, data: bytes, position: int = 0) -> None:
         with c3:
             for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
                 st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")
-            confidence_note(probs, classes, ood, what=f"{predictor.info.title} images")
+            confidence_note(predictor, sample, probs)
             if st.button("🔬 Look inside the network for this photo", key=f"explain_{position}_{label}"):
                 st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": img, "source": "photo"}
                 st.switch_page("pages/explain.py")

@@ -11,7 +11,7 @@ from conftest import REPO, wait_for_job
 
 SAMPLES = REPO / "assets" / "samples"
 PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py",
-         "pages/compare.py"]
+         "pages/probe.py", "pages/compare.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -314,32 +314,33 @@ def test_photo_page_switches_to_the_most_accurate_measured_ensemble():
 
 def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
     """A handwritten digit shown to the clothes model is flagged; a real clothes photo is not.
-    Which digit gets flagged is decided by the model itself, through the page's own path."""
+    Which digit gets flagged is decided by the model's detector itself, through the page's own path."""
     from cnn_core.datasets import load_dataset
     from cnn_core.inference import load_predictor
-    from cnn_core.ood import applicable_calibration, is_out_of_distribution
 
     predictor = load_predictor("fashion_mnist_fast")
-    ood = applicable_calibration(predictor)
-    assert ood is not None, "the shipped Fashion-MNIST model should carry its calibration"
+    assert predictor.detector is not None, "the shipped Fashion-MNIST model should carry its detector"
+
+    def looks_foreign(data) -> bool:
+        return bool(predictor.looks_foreign(predictor.predict_file(data)[0][None])[0])
+
     digits = load_dataset("mnist", data_dir).x_test[:40]
     uploads = [_png(np.asarray(Image.fromarray(d).resize((112, 112)))) for d in digits]
-    flagged = next(b for b in uploads if is_out_of_distribution(predictor.predict_file(b)[1], ood))
-    sample = next(p for p in sorted((SAMPLES / "fashion_mnist").glob("*.png"))
-                  if not is_out_of_distribution(predictor.predict_file(str(p))[1], ood))
+    flagged = next(b for b in uploads if looks_foreign(b))
+    sample = next(p for p in sorted((SAMPLES / "fashion_mnist").glob("*.png")) if not looks_foreign(str(p)))
 
     at = open_page("pages/photo.py")
     at.button_group(key="photo_dataset").set_value("fashion_mnist").run()
-    assert any("none of these classes" in e.label for e in at.expander)
-    measured = at.dataframe[0].value  # the benchmark's figures for this model's calibration
-    assert "AUROC" in measured.columns and "mnist test images" in set(measured["images"])
+    assert any("not one of these classes" in e.label for e in at.expander)
+    measured = at.dataframe[0].value  # the benchmark's figures for this model's detector
+    assert "AUROC" in measured.columns and "mnist test images" in set(measured["pictures"])
     at.file_uploader(key="photo_upload").set_value(("digit.png", flagged, "image/png")).run()
     assert not at.exception
     warnings = [w.value for w in at.warning]
-    assert any("unlikely to be any of the 10 classes" in w for w in warnings), warnings
+    assert any("does not look like any of the 10 Fashion-MNIST clothing items" in w for w in warnings), warnings
 
     at.file_uploader(key="photo_upload").set_value(("item.png", sample.read_bytes(), "image/png")).run()
-    assert not any("unlikely to be any" in w.value for w in at.warning)
+    assert not any("does not look like" in w.value for w in at.warning)
 
 
 def test_reruns_keep_keras_state_but_still_close_pyplot_figures():

@@ -4,6 +4,7 @@ Chromium comes from the system (Debian's `chromium`); its path is $CHROMIUM_PATH
 /usr/bin/chromium. A screenshot of each failing page lands in test-artifacts/.
 """
 
+import json
 import re
 
 import pytest
@@ -14,6 +15,10 @@ from conftest import REPO
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts"
+NOT_A_DIGIT = "This does not look like a handwritten digit."
+# A tangle over the whole canvas (canvas pixels, 280×280): zigzags crossed by a wide loop.
+SCRIBBLE = [[(20, 30), (260, 50), (30, 100), (250, 130), (20, 190), (260, 230), (40, 260)],
+            [(140, 20), (40, 140), (140, 260), (240, 140), (150, 30)], [(60, 60), (220, 220)], [(220, 40), (50, 240)]]
 PAGES = {"": "CNN Studio", "train": "Train a model", "results": "Results", "draw": "Draw a digit",
          "photo": "Classify a photo"}
 
@@ -59,14 +64,24 @@ def test_every_page_loads_without_an_exception(page, app_url, path):
 
 def test_drawn_digits_are_recognised(page, app_url):
     goto(page, app_url, "draw", "Draw a digit")
-    recognised = {}
+    recognised, warned = {}, []
     for digit, strokes in DIGIT_STROKES.items():
         page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
         recognised[digit] = draw_digit_and_read_prediction(page, strokes)
+        if page.get_by_text(NOT_A_DIGIT).count():
+            warned.append(digit)
         page.get_by_role("button", name="Clear canvas").click()
         wait_until_idle(page)
     hits = sum(recognised[d] == d for d in recognised)
     assert hits >= 3, recognised
+    assert len(warned) <= 1, f"real drawn digits called 'not a digit': {warned}"
+
+
+def test_a_scribble_on_the_canvas_is_called_not_a_digit(page, app_url):
+    goto(page, app_url, "draw", "Draw a digit")
+    page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+    draw_digit_and_read_prediction(page, SCRIBBLE)  # the network still guesses a digit ...
+    page.get_by_text(NOT_A_DIGIT).wait_for(timeout=30_000)  # ... and the page says not to trust it
 
 
 def test_uploaded_car_photo_shows_automobile_in_top3(page, app_url):
@@ -198,3 +213,24 @@ def test_a_copied_address_restores_the_train_settings_in_another_browser_without
         assert all(c["value"] != token for c in second.cookies() if c["name"] == "cnn_studio_owner")
     finally:
         second.close()
+
+
+def test_clicking_a_confusion_matrix_cell_opens_its_images(page, app_url):
+    """The Results page's matrix is a Vega-Lite chart with a point selection: a click on a cell lists that
+    cell's test images, and the address remembers the cell."""
+    name = "cifar10_airbench12_s1"
+    evaluation = json.loads((REPO / "trained_models" / f"{name}.eval.json").read_text())
+    classes, cm = evaluation["class_names"], evaluation["confusion_matrix"]
+    goto(page, app_url, f"results?model={name}", "Results")
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    chart.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    box = chart.bounding_box()
+    page.mouse.click(box["x"] + box["width"] - 15, box["y"] + 12)  # the top row's last cell
+    heading = page.get_by_text(re.compile(rf"test image\(s\) of {classes[0]} predicted as {classes[-1]}"))
+    heading.wait_for(timeout=120_000)  # the first click reads the test set
+    wait_until_idle(page)
+    assert heading.inner_text().startswith(f"{cm[0][-1]:,} test image(s)")
+    assert f"cm_cell={classes[0]}%3E{classes[-1]}" in page.url
+    page.get_by_text("its test-set number · the model's confidence").wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -38,10 +38,9 @@ def test_a_link_restores_the_train_pages_settings_but_not_the_ownership():
 
 
 def test_a_link_restores_the_results_and_compare_selections():
-    at = _opened_with("pages/results.py", {"model": "fashion_mnist_fast", "cm_true_fashion_mnist_fast": "Shirt",
-                                           "cm_norm": "true"})
-    assert at.selectbox(key="results_model").value == "fashion_mnist_fast"
-    assert at.selectbox(key="cm_true_fashion_mnist_fast").value == 6 and at.toggle(key="cm_norm").value
+    at = _opened_with("pages/results.py", {"model": "fashion_mnist_fast", "cm_cell": "Shirt>Coat", "cm_norm": "true"})
+    assert at.selectbox(key="results_model").value == "fashion_mnist_fast" and at.toggle(key="cm_norm").value
+    assert any("of **Shirt** predicted as **Coat**" in m.value for m in at.markdown)  # the linked cell's images
 
     cmp = _opened_with("pages/compare.py", {"cmp_dataset": "cifar10", "cmp_models_cifar10": ["cifar10_fast",
                                                                                             "cifar10_wide40"],
