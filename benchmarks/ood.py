@@ -106,8 +106,9 @@ def off_distribution_sets(dataset: str, limit: int, rng) -> dict[str, tuple[np.n
     shape = dataset_info(dataset).raw_shape
     sets["uniform noise"] = (rng.integers(0, 256, size=(NOISE_IMAGES, *shape), dtype=np.uint8), None)
     if dataset == "mnist":
-        sets["scribbles on the canvas"] = canvas_samples([_canvas(_scribble, rng) for _ in range(CANVAS_IMAGES)])
-        sets["nearly blank canvases"] = canvas_samples([_canvas(_specks, rng) for _ in range(CANVAS_IMAGES)])
+        count = min(limit, CANVAS_IMAGES)  # a smoke test's small --limit keeps it quick
+        sets["scribbles on the canvas"] = canvas_samples([_canvas(_scribble, rng) for _ in range(count)])
+        sets["nearly blank canvases"] = canvas_samples([_canvas(_specks, rng) for _ in range(count)])
     return sets
 
 
@@ -141,7 +142,7 @@ def score_model(name: str, limit: int, seed: int = 0, test_limit: int | None = N
                        "accuracy_passed": round(float(correct[~flagged].mean()), 4),
                        "median_score": round(float(np.median(in_scores)), 4)}
     if dataset == "mnist":
-        digits = data.x_test[rng.permutation(len(data.x_test))[:CANVAS_IMAGES]]
+        digits = data.x_test[rng.permutation(len(data.x_test))[:min(limit, CANVAS_IMAGES)]]
         redrawn = scores(*canvas_samples(redrawn_digits(digits)))
         in_distribution["redrawn_on_canvas"] = {"images": len(redrawn),
                                                 "flagged": round(float(np.mean(redrawn < threshold)), 4)}

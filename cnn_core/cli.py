@@ -138,13 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print one JSON object per file with every class probability (for scripts)")
     pr.add_argument("files", nargs="+", metavar="FILE")
 
-    ca = sub.add_parser("calibrate", help="fit a model's out-of-distribution detector and calibrate it on its "
-                                          "validation split",
+    ca = sub.add_parser("calibrate", help="fit a model's out-of-distribution detector and its temperature "
+                                          "scaling on its validation split",
                         description="Fit the detector that flags pictures as 'not one of the classes' (e.g. a photo "
                                     "given to the digit model) on the run's training images, set its threshold on "
                                     "the run's validation split, and save it beside the model (NAME.detector.npz, "
-                                    "described in the card). Training does this itself for runs with a validation "
-                                    "split.")
+                                    "described in the card), and fit the temperature that calibrates its probabilities "
+                                    "(stored in the card, with the test set's reliability before and after). Training "
+                                    "does both itself for runs with a validation split.")
     ca.add_argument("--model", required=True, help="name of a saved model in the runs folder")
     ca.add_argument("--pass-rate", type=_fraction, default=DEFAULT_PASS_RATE,
                     help=f"share of validation images that must NOT be flagged (default {DEFAULT_PASS_RATE})")
@@ -301,7 +302,7 @@ def cmd_predict(args) -> int:
 
     from .ood import WHAT_IT_IS_NOT
 
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, calibrated=True)
     failures = 0
     for path in args.files:
         try:
@@ -329,7 +330,8 @@ def cmd_predict(args) -> int:
 def cmd_calibrate(args) -> int:
     from .datasets import load_dataset
     from .errors import ModelStoreError
-    from .inference import load_inference_model
+    from .calibration import calibrate_temperature
+    from .inference import load_inference_model, load_predictor
     from .ood import calibrate, save_detector
     from .store import find_model, runs_store
 
@@ -343,9 +345,13 @@ def cmd_calibrate(args) -> int:
     detector, ood = calibrate(model, card, data, args.pass_rate)
     ood["command"] = _command_line(args)
     save_detector(store, args.model, detector)
-    store.save_json(args.model, ".json", {**card, "ood": ood})
     print(f"{args.model}: fitted on {ood['fitted_on']}, calibrated on the {ood['calibrated_on']}: "
           f"{ood['val_flagged']:.1%} of those flagged as not {card['dataset']} images.")
+    scaling = calibrate_temperature(load_predictor(args.model, store=store).predict_samples, card, data)
+    scaling["command"] = ood["command"]
+    store.save_json(args.model, ".json", {**card, "ood": ood, "calibration": scaling})
+    print(f"{args.model}: temperature {scaling['temperature']:.3f} (fitted on the {scaling['fitted_on']}); expected "
+          f"calibration error on the test set {scaling['before']['ece']:.2%} before, {scaling['after']['ece']:.2%} after.")
     return 0
 
 

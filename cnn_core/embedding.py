@@ -3,7 +3,8 @@ detector (cnn_core.ood) and the nearest-training-images view (cnn_core.neighbour
 
 Each convolutional stage's activations are averaged over the image (one number per channel: which
 patterns it found, not where), the classifier's input is taken as it is (the "last hidden layer",
-the network's own summary of the picture), and the classifier's output (the logits) last.
+the network's own summary of the picture), then the classifier's output (the logits; the probabilities
+themselves where the classifier has its softmax built in) and the model's probabilities.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .preprocess import Preprocessor
 BATCH = 500  # images per forward pass: a CIFAR-10 batch's activations stay well under 100 MB
 LAST_HIDDEN = "last_hidden"
 LOGITS = "logits"
+PROBABILITIES = "probabilities"
 
 
 def classifier_layer(model):
@@ -31,17 +33,23 @@ def classifier_layer(model):
 
 
 def stage_layers(model) -> list:
-    """Every activation layer with an image-shaped output (N, H, W, C), in network order: the
-    output of each convolutional stage."""
+    """Every nonlinearity with an image-shaped output (N, H, W, C), in network order: the output of each
+    convolutional stage. Activation layers, or convolutions with their activation built in (the
+    original notebook's `Conv2D(..., activation="relu")`)."""
     import keras
 
     kinds = (keras.layers.ReLU, keras.layers.Activation, keras.layers.LeakyReLU, keras.layers.ELU)
-    return [layer for layer in model.layers if isinstance(layer, kinds) and len(layer.output.shape) == 4]
+    convs = (keras.layers.Conv2D, keras.layers.SeparableConv2D)
+
+    def nonlinear(layer):
+        return isinstance(layer, kinds) or (isinstance(layer, convs) and layer.activation.__name__ != "linear")
+
+    return [layer for layer in model.layers if nonlinear(layer) and len(layer.output.shape) == 4]
 
 
 def feature_names(model) -> list[str]:
     """The names of what `features` returns, in order."""
-    return [layer.name for layer in stage_layers(model)] + [LAST_HIDDEN, LOGITS]
+    return [layer.name for layer in stage_layers(model)] + [LAST_HIDDEN, LOGITS, PROBABILITIES]
 
 
 @functools.lru_cache(maxsize=16)
@@ -52,7 +60,7 @@ def _feature_model(model, last_hidden_only: bool):
     if last_hidden_only:
         return keras.Model(model.inputs, dense.input)
     pooled = [keras.layers.GlobalAveragePooling2D()(layer.output) for layer in stage_layers(model)]
-    return keras.Model(model.inputs, [*pooled, dense.input, dense.output])
+    return keras.Model(model.inputs, [*pooled, dense.input, dense.output, model.output])
 
 
 def features(model, samples: np.ndarray, info: DatasetInfo) -> list[np.ndarray]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .datasets import DatasetInfo, dataset_info
+from .calibration import with_temperature
 from .ood import load_detector, typicality
 from .preprocess import Preprocessor, load_image, preprocessor
 from .store import ModelStore, find_model
@@ -105,6 +106,7 @@ class Predictor:
     runners: tuple = ()  # what each member's predictions run through (LiteModels); empty: the Keras models
     runtime: str = "keras"  # "litert" when predictions run through LiteRT (cnn_core.lite)
     detector: object = None  # the first model's out-of-distribution detector (cnn_core.ood), if it has one
+    temperature: float | None = None  # temperature scaling of a single model at its card's TTA (cnn_core.calibration)
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -116,7 +118,10 @@ class Predictor:
 
     def predict_samples(self, samples: np.ndarray) -> np.ndarray:
         probs = [predict_proba(m, samples, self.info, tta=self.tta) for m in self.runners or self.members]
-        return probs[0] if len(probs) == 1 else np.mean(probs, axis=0)
+        if len(probs) > 1:
+            return np.mean(probs, axis=0)
+        calibrated = self.temperature and self.tta == tta_level((self.card.get("calibration") or {}).get("tta"))
+        return with_temperature(probs[0], self.temperature) if calibrated else probs[0]
 
     def sample_from_image(self, img) -> np.ndarray:
         return self.preprocessor.from_image(img)
@@ -149,8 +154,10 @@ RUNTIMES = ("litert", "keras")
 
 
 def load_predictor(name: str, store: ModelStore | None = None, tta: bool | int | None = None,
-                   precision: str | None = None, runtime: str | None = None) -> Predictor:
+                   precision: str | None = None, runtime: str | None = None, calibrated: bool = False) -> Predictor:
     """Load a saved model; `tta` None follows its card, `precision` None is the inference default.
+    `calibrated` applies the card's temperature scaling, if any, to its probabilities (what the app and
+    `predict` show; evaluations and benchmarks measure the network as trained).
 
     `runtime` "litert" (the default where it is installed: the fastest, see cnn_core.lite) runs
     float32 predictions through LiteRT; "keras" (and any bfloat16 model) through Keras."""
@@ -172,7 +179,8 @@ def load_predictor(name: str, store: ModelStore | None = None, tta: bool | int |
     return Predictor(name, model, card, dataset_info(card["dataset"]),
                      tta_level(card.get("tta") if tta is None else tta), precision=computes_in,
                      runners=(lite,) if lite is not None else (), runtime="litert" if lite is not None else "keras",
-                     detector=load_detector(store, name, card))
+                     detector=load_detector(store, name, card),
+                     temperature=(card.get("calibration") or {}).get("temperature") if calibrated else None)
 
 
 def ensemble_of(members: list[Predictor], tta: bool | int | None = None) -> Predictor:

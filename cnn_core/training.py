@@ -36,7 +36,8 @@ from .datasets import Dataset, Split, prepare_data
 from .distributed import distribution_info, make_strategy, prepare_fit, stop_agreement
 from .errors import ConfigError, ModelStoreError
 from .evaluation import evaluate
-from .inference import load_inference_model, tta_level
+from .calibration import calibrate_temperature
+from .inference import load_inference_model, predict_proba, tta_level
 from .initialisers import initialise_from_data
 from .models import architecture_switches, build_model
 from .ood import calibrate, save_detector
@@ -253,6 +254,7 @@ class _Run:
         evaluation = evaluate(best_model, self.data, tta=tta_level(config.get("tta")), model_name=name, seed=config["seed"])
         card = self.card(status, evaluation)
         card["ood"] = self._ood_calibration(best_model)
+        card["calibration"] = self._temperature_scaling(best_model)
         self.store.save_json(name, ".eval.json", evaluation)
         self.store.save_json(name, ".json", card)
         message = (f"Run '{name}' {status.replace('_', ' ')} after {len(self.history)} epoch(s): "
@@ -275,6 +277,16 @@ class _Run:
             return None
         save_detector(self.store, self.name, detector)
         return ood
+
+    def _temperature_scaling(self, model) -> dict | None:
+        """Temperature scaling fitted on the validation split (None without one), with the test set's
+        reliability before and after."""
+        tta = tta_level(self.config.get("tta"))
+        try:
+            return calibrate_temperature(lambda x: predict_proba(model, x, self.data.info, tta=tta),
+                                         {"hyperparameters": self.config, "tta": tta}, self.data)
+        except ConfigError:
+            return None
 
     # -- what is saved ----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ URL = "query-params"
 def _load_predictor(name: str, version: float):
     from cnn_core.inference import load_predictor
 
-    return load_predictor(name)
+    return load_predictor(name, calibrated=True)  # probabilities with the card's temperature scaling
 
 
 def get_predictor(name: str):

@@ -11,7 +11,7 @@ from conftest import REPO, wait_for_job
 
 SAMPLES = REPO / "assets" / "samples"
 PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py",
-         "pages/probe.py", "pages/compare.py"]
+         "pages/probe.py", "pages/calibration.py", "pages/compare.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -359,3 +359,18 @@ def test_reruns_keep_keras_state_but_still_close_pyplot_figures():
     assert plt.get_fignums() == []
     keras.backend.clear_session()  # the real reset still works when someone asks for it
     assert global_state.get_global_attribute("cnn_probe") is None
+
+
+def test_draw_page_says_a_photo_is_not_a_digit_and_lets_a_digit_pass(data_dir):
+    """The issue's example: a photo of a car uploaded on the Draw page."""
+    from cnn_core.datasets import load_dataset
+
+    car = next((SAMPLES / "cifar10").glob("automobile_*")).read_bytes()
+    at = open_page("pages/draw.py")
+    at.file_uploader(key="digit_upload").set_value(("car.png", car, "image/png")).run()
+    assert not at.exception, at.exception
+    assert any("This does not look like a handwritten digit." in w.value for w in at.warning)
+    digit = np.asarray(Image.fromarray(load_dataset("mnist", data_dir).x_test[0]).resize((140, 140)))
+    at.file_uploader(key="digit_upload").set_value(("seven.png", _png(digit), "image/png")).run()
+    assert at.metric[0].value == "7" and not any("does not look like" in w.value for w in at.warning)
+    assert any("not one of these classes" in e.label for e in at.expander)  # how the warning works, measured

@@ -97,7 +97,11 @@ def test_ood_benchmark_smoke(data_dir, tmp_path):
     (row,) = doc["models"]
     assert row["model"] == "mnist_fast30" and row["in_distribution"]["images"] == 500
     assert {b["images"] for label, b in row["off_distribution"].items() if "test images" in label} == {50}
-    assert "## mnist_fast30 (mnist)" in md and "AUROC" in md
+    assert row["off_distribution"]["scribbles on the canvas"]["images"] == 50
+    assert row["off_distribution"]["nearly blank canvases"]["images"] == 50
+    assert row["in_distribution"]["redrawn_on_canvas"]["images"] == 50
+    assert row["layers"][-4:] == ["last_hidden", "logits", "energy", "top_probability"]
+    assert "## mnist_fast30 (mnist)" in md and "| mnist_fast30 |" in md and "AUROC" in md
 
 
 @pytest.mark.slow

@@ -9,16 +9,13 @@ import re
 
 import pytest
 
-from benchmarks.browser import (DIGIT_STROKES, draw, draw_digit_and_read_prediction, goto, launch_chromium, start_app,
-                                start_training, stop_app, train_progress, wait_until_idle)
+from benchmarks.browser import (DIGIT_STROKES, SCRIBBLE, draw, draw_digit_and_read_prediction, goto, launch_chromium,
+                                start_app, start_training, stop_app, train_progress, wait_until_idle)
 from conftest import REPO
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts"
 NOT_A_DIGIT = "This does not look like a handwritten digit."
-# A tangle over the whole canvas (canvas pixels, 280×280): zigzags crossed by a wide loop.
-SCRIBBLE = [[(20, 30), (260, 50), (30, 100), (250, 130), (20, 190), (260, 230), (40, 260)],
-            [(140, 20), (40, 140), (140, 260), (240, 140), (150, 30)], [(60, 60), (220, 220)], [(220, 40), (50, 240)]]
 PAGES = {"": "CNN Studio", "train": "Train a model", "results": "Results", "draw": "Draw a digit",
          "photo": "Classify a photo"}
 

@@ -20,17 +20,25 @@ from conftest import synthetic_dataset
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 
 
-def _gaussian_detector(rng, dims=(4, 6)):
-    """A detector on two synthetic feature layers: three classes, each a Gaussian blob."""
+def _with_probabilities(layers):
+    """Synthetic features as cnn_core.embedding gives them: the layers (the last one the logits), then
+    the probabilities."""
+    logits = layers[-1] - layers[-1].max(axis=1, keepdims=True)
+    return [*layers, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)]
+
+
+def _gaussian_detector(rng, dims=(4, 3)):
+    """A detector on two synthetic feature layers (the second as the logits of three classes), each
+    class a Gaussian blob."""
     centres = [rng.normal(0, 5, size=(3, d)) for d in dims]
     labels = rng.integers(0, 3, 3000)
     fit = [c[labels] + rng.normal(size=(3000, c.shape[1])) for c in centres]
     val_labels = rng.integers(0, 3, 1000)
-    val = [c[val_labels] + rng.normal(size=(1000, c.shape[1])) for c in centres]
+    val = _with_probabilities([c[val_labels] + rng.normal(size=(1000, c.shape[1])) for c in centres])
     fitted = [_class_gaussians(f, labels) for f in fit]
-    detector = Detector(["a", "b"], [m for m, _ in fitted], [p for _, p in fitted], [])
+    detector = Detector(["a", "logits"], [m for m, _ in fitted], [p for _, p in fitted], [])
     d = detector.distances(val)
-    detector.reference = [np.sort(d[:, j]) for j in range(2)]
+    detector.reference = [np.sort(d[:, j]) for j in range(d.shape[1])]
     detector.threshold = float(np.quantile(detector.scores(val), 1 - DEFAULT_PASS_RATE))
     return detector, centres
 
@@ -39,16 +47,16 @@ def test_pictures_far_from_every_class_at_any_layer_score_lower():
     rng = np.random.default_rng(0)
     detector, centres = _gaussian_detector(rng)
     labels = rng.integers(0, 3, 500)
-    typical = [c[labels] + rng.normal(size=(500, c.shape[1])) for c in centres]
-    # Strange at the second layer only: still caught, since Fisher's method sums every layer's evidence.
-    strange = [typical[0], typical[1] + 6.0]
+    typical = _with_probabilities([c[labels] + rng.normal(size=(500, c.shape[1])) for c in centres])
+    # Strange at the first layer only: still caught, since Fisher's method sums every layer's evidence.
+    strange = _with_probabilities([typical[0] + 10.0, typical[1]])
     assert auroc(detector.scores(typical), detector.scores(strange)) > 0.99
     flagged = np.mean(detector.scores(typical) < detector.threshold)
     assert flagged <= 0.03  # the threshold lets 99% of validation pictures pass; new typical ones behave alike
     assert np.mean(detector.scores(strange) < detector.threshold) > 0.9
     # The distance is to the *nearest* class mean: a picture at any fitted class mean is at distance 0.
-    at_centres = [np.repeat(m, 2, axis=0) for m in detector.means]
-    assert np.all(detector.distances(at_centres) < 1e-6)
+    at_centres = _with_probabilities([np.repeat(m, 2, axis=0) for m in detector.means])
+    assert np.all(detector.distances(at_centres)[:, :2] < 1e-6)
 
 
 def test_detector_survives_saving_and_loading(tmp_path):
@@ -59,8 +67,8 @@ def test_detector_survives_saving_and_loading(tmp_path):
     save_detector(store, "m", detector)
     card = {"ood": {"score": SCORE, "threshold": detector.threshold}}
     loaded = load_detector(store, "m", card)
-    probe = [c + 0.5 for c in centres]
-    assert loaded.layers == ["a", "b"] and loaded.threshold == detector.threshold
+    probe = _with_probabilities([c + 0.5 for c in centres])
+    assert loaded.layers == ["a", "logits"] and loaded.threshold == detector.threshold
     np.testing.assert_allclose(loaded.scores(probe), detector.scores(probe), rtol=1e-5)
     assert load_detector(store, "m", {"ood": {"score": "max_softmax", "threshold": 0.7}}) is None  # an old card
     assert load_detector(store, "other", card) is None
@@ -80,8 +88,9 @@ def test_training_with_a_validation_split_fits_a_detector_and_the_split_is_rebui
     assert "200 training images" in ood["calibrated_on"] and ood["fitted_on"] == "400 training images"
     assert ood["val_flagged"] <= 0.02 and ood["threshold"] < 0
     predictor = load_predictor("with_val", store=runs_store())
-    assert predictor.detector is not None and predictor.detector.layers == ood["layers"]
-    assert ood["layers"][-2:] == ["last_hidden", "logits"] and len(ood["layers"]) > 2  # every stage, then the head
+    assert predictor.detector is not None and predictor.detector.layers == ood["layers"][:-2]
+    # Every stage, the head, and the output's two scores.
+    assert ood["layers"][-4:] == ["last_hidden", "logits", "energy", "top_probability"] and len(ood["layers"]) > 4
     # Calibrating the saved model again (what `python -m cnn_core calibrate` does) rebuilds the same
     # validation split and training images from the card, so it lands on the same threshold.
     again, _ = calibrate(load_inference_model(runs_store(), "with_val"), card, data)
