@@ -23,7 +23,8 @@ def loss_gradient(model, x: np.ndarray, label: int) -> np.ndarray:
     """d(cross-entropy of `label`)/d(input) for one float picture in 0..255 (shape of a sample)."""
     import tensorflow as tf
 
-    batch = tf.convert_to_tensor(np.asarray(x, np.float32)[None] if x.ndim == 3 else np.asarray(x, np.float32)[None, ..., None])
+    picture = np.asarray(x, np.float32)
+    batch = tf.convert_to_tensor(picture[None] if picture.ndim == 3 else picture[None, ..., None])  # grey: + channel
     with tf.GradientTape() as tape:
         tape.watch(batch)
         probs = model(batch, training=False)

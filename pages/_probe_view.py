@@ -95,10 +95,11 @@ def _attack_pictures(predictor, sample, result) -> None:
     delta = result.picture - np.asarray(sample, np.float32)
     magnified = np.clip(128 + delta * (127 / max(np.abs(delta).max(), 1e-6)), 0, 255).astype(np.uint8)
     c1, c2, c3 = st.columns(3)
-    c1.image(upscale(np.asarray(sample, np.uint8), 168), caption=f"Original: {_answer(predictor, before)}")
-    c2.image(upscale(np.rint(result.picture).astype(np.uint8), 168),
+    c1.image(upscale(np.asarray(sample, np.uint8), 168), caption=f"Original: {_answer(predictor, before)}", width=168)
+    c2.image(upscale(np.rint(result.picture).astype(np.uint8), 168), width=168,
              caption=f"Perturbed (ε = {result.epsilon:.3f}): {_answer(predictor, result.probs)}")
-    c3.image(upscale(magnified, 168), caption="The perturbation, magnified to full contrast (grey = unchanged)")
+    c3.image(upscale(magnified, 168), caption="The perturbation, magnified to full contrast (grey = unchanged)",
+             width=168)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)

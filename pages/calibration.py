@@ -8,6 +8,8 @@ from cnn_core.store import find_model
 from pages._common import model_picker
 
 WHEN = {"before": "as trained", "after": "with temperature scaling"}
+COLOUR = {"field": "model", "type": "nominal", "title": None, "legend": {"orient": "bottom"},
+          "scale": {"domain": list(WHEN.values()), "range": ["#d55e00", "#0072b2"]}}  # colour-blind safe
 
 st.title("🎯 Calibration")
 st.caption("When the model says it is 80% sure, is it right 80% of the time? Points on the diagonal mean yes.")
@@ -38,14 +40,16 @@ st.vega_lite_chart({"layer": [
     {"data": {"values": [{"x": 0, "y": 0}, {"x": 1, "y": 1}]}, "mark": {"type": "line", "color": "#999",
                                                                       "strokeDash": [4, 4]},
      "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "y", "type": "quantitative"}}},
-    {"data": {"values": rows}, "mark": {"type": "line", "point": True}, "encoding": {
+    *[{"data": {"values": rows}, "mark": mark, "encoding": {
         "x": {"field": "confidence", "type": "quantitative", "title": "Confidence (mean of the bin)",
               "scale": {"domain": [0, 1]}},
         "y": {"field": "accuracy", "type": "quantitative", "title": "Accuracy in the bin", "scale": {"domain": [0, 1]}},
-        "color": {"field": "model", "type": "nominal", "title": None, "legend": {"orient": "bottom"}},
-        "size": {"field": "count", "type": "quantitative", "title": "images", "legend": None},
+        "color": COLOUR,
+        **({"size": {"field": "count", "type": "quantitative", "legend": None, "scale": {"range": [15, 400]}}}
+           if mark["type"] == "circle" else {}),
         "tooltip": [{"field": "model"}, {"field": "confidence", "format": ".1%"},
-                    {"field": "accuracy", "format": ".1%"}, {"field": "count"}]}}]}, width="stretch")
+                    {"field": "accuracy", "format": ".1%"}, {"field": "count"}]}}
+      for mark in ({"type": "line"}, {"type": "circle", "opacity": 0.8})]]}, width="stretch")
 st.caption("Each point is one confidence bin (15 of equal width), its size the number of test images in it. "
            "Below the dashed diagonal the model is over-confident, above it under-confident.")
 
@@ -56,7 +60,7 @@ st.vega_lite_chart({"data": {"values": gaps}, "mark": "bar", "encoding": {
     "yOffset": {"field": "model"},
     "x": {"field": "gap", "type": "quantitative", "title": "Mean confidence − accuracy (over images predicted as it)",
           "axis": {"format": "+.0%"}},
-    "color": {"field": "model", "type": "nominal", "title": None, "legend": {"orient": "bottom"}},
+    "color": COLOUR,
     "tooltip": [{"field": "class"}, {"field": "model"}, {"field": "gap", "format": "+.1%"},
                 {"field": "predicted", "title": "images predicted as it"}]}}, width="stretch")
 st.caption("Right of zero: when the model names this class it is more sure than it is right (over-confident); "

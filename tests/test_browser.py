@@ -16,7 +16,8 @@ from conftest import REPO
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts"
 NOT_A_DIGIT = "This does not look like a handwritten digit."
-PAGES = {"": "CNN Studio", "train": "Train a model", "results": "Results", "draw": "Draw a digit",
+PAGES = {"": "CNN Studio", "train": "Train a model", "results": "Results", "draw": "Draw a digit", "probe": "Probe the model",
+         "calibration": "Calibration",
          "photo": "Classify a photo"}
 
 
