@@ -135,6 +135,7 @@ def test_other_datasets_go_through_the_upload_path(data_dir):
     assert through_preprocessing(photos, "fashion_mnist").shape == (5, 28, 28)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist_fast30", "fashion_mnist_fast", "cifar10_airbench12_s1"])
 def test_a_shipped_model_tells_its_own_pictures_from_other_kinds(data_dir, name):
     from cnn_core.datasets import load_dataset

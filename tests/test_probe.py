@@ -47,6 +47,7 @@ def test_the_occlusion_map_finds_the_pixels_a_decision_rests_on():
     assert drop.shape == (28, 28) and drop[:6, :6].min() > 0.1 and np.abs(drop[12:, 12:]).max() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(MODELS))
 def test_attacks_change_answers_and_stay_within_epsilon(data_dir, dataset):
     predictor = load_predictor(MODELS[dataset])
@@ -65,6 +66,7 @@ def test_attacks_change_answers_and_stay_within_epsilon(data_dir, dataset):
     assert pgd.probs[answer] <= found.probs[answer] + 0.05  # PGD does at least about as well at that ε
 
 
+@pytest.mark.slow
 def test_nearest_training_images_of_a_training_image_include_itself(tmp_path, data_dir):
     predictor = load_predictor("mnist_fast30")
     data = load_dataset("mnist", data_dir)
@@ -83,6 +85,7 @@ def test_nearest_training_images_of_a_training_image_include_itself(tmp_path, da
     assert len(told) == calls and np.array_equal(again.points, index.points)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(MODELS))
 def test_probe_page_on_every_dataset(dataset):
     at = open_page("pages/probe.py")
