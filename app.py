@@ -17,6 +17,7 @@ all_pages = [
     st.Page("pages/explain.py", title="Inside the CNN", icon="🔬"),
     st.Page("pages/probe.py", title="Probe the model", icon="🧪"),
     st.Page("pages/calibration.py", title="Calibration", icon="🎯"),
+    st.Page("pages/labels.py", title="Suspicious labels", icon="🏷️"),
     st.Page("pages/compare.py", title="Compare runs", icon="⚖️"),
 ]
 st.navigation(all_pages).run()

@@ -1,4 +1,4 @@
-"""Command line: `python -m cnn_core train | lr | evaluate | predict | calibrate | list | download | export`.
+"""Command line: `python -m cnn_core train | lr | evaluate | predict | calibrate | labels | list | download | export`.
 
 Mistakes a person can make (wrong arguments, missing data, unknown models,
 unreadable images) print one line on stderr and exit with code 2.
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,lr,evaluate,predict,calibrate,list,download,export}",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,lr,evaluate,predict,calibrate,labels,list,download,export}",
                                 parser_class=_Parser)
 
     tr = sub.add_parser("train", help="train a model and save it to the runs folder",
@@ -150,6 +150,25 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--pass-rate", type=_fraction, default=DEFAULT_PASS_RATE,
                     help=f"share of validation images that must NOT be flagged (default {DEFAULT_PASS_RATE})")
     ca.add_argument("--data-dir")
+
+    la = sub.add_parser("labels", help="find images whose given label a model confidently disputes",
+                        description="Confident learning on held-out probabilities. The test split is judged by a saved "
+                                    "model (--model); the training split by networks trained on the other folds "
+                                    "(--folds, --recipe, --epochs), since a model's fit of its own training images has "
+                                    "learnt their labels. Prints the most suspicious images and saves the audit to the "
+                                    "runs folder (MODEL.labels.json or DATASET.train_labels.json), where the Suspicious "
+                                    "labels page finds it.")
+    la.add_argument("--model", help="a saved model (see `list`): judges the test set, or names the dataset")
+    la.add_argument("--dataset", choices=sorted(DATASETS), help="the dataset (for --split train without --model)")
+    la.add_argument("--split", choices=("test", "train"), default="test", help="which images to audit (default test)")
+    la.add_argument("--folds", type=_whole_number, default=2, help="--split train: networks trained (default 2)")
+    la.add_argument("--recipe", choices=sorted(ARCHITECTURES), default="quick",
+                    help="--split train: the recipe each fold's network trains with (default quick)")
+    la.add_argument("--epochs", type=_whole_number, help="--split train: epochs per fold (default: the recipe's)")
+    la.add_argument("--seed", type=_whole_number, default=0, help="--split train: folds and training seed")
+    la.add_argument("--top", type=_positive_int, default=20, help="how many suspects to print (default 20)")
+    la.add_argument("--json", action="store_true", help="print the audit as JSON instead")
+    la.add_argument("--data-dir")
 
     sub.add_parser("list", help="list saved models (shipped and runs) with their card figures")
 
@@ -355,6 +374,53 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def labels_audit(args) -> dict:
+    """The audit the `labels` arguments ask for (TensorFlow is loaded by then)."""
+    from .datasets import load_dataset
+    from .errors import ConfigError
+    from .label_issues import test_audit, train_audit
+    from .recipes import resolve_config
+    from .store import find_model
+
+    if not (args.model or args.dataset):
+        raise ConfigError("Give --model NAME (its test set, or its dataset's training set) or --dataset NAME.")
+    dataset = find_model(args.model).load_card(args.model)["dataset"] if args.model else args.dataset
+    if args.dataset and args.dataset != dataset:
+        raise ConfigError(f"Model '{args.model}' was trained on {dataset}, not {args.dataset}.")
+    data = load_dataset(dataset, args.data_dir)
+    if args.split == "test":
+        from .inference import load_predictor
+
+        if not args.model:
+            raise ConfigError("The test split is judged by a saved model: give --model NAME.")
+        return {**test_audit(load_predictor(args.model, calibrated=True), data), "command": _command_line(args)}
+    config = resolve_config(dataset, args.recipe, epochs=args.epochs, seed=args.seed, val_size=0)
+    say = (lambda fold, folds: print(f"Training fold {fold + 1} of {folds} ...", file=sys.stderr, flush=True))
+    return train_audit(data, config, args.folds, None if args.json else say, command=_command_line(args))
+
+
+def cmd_labels(args) -> int:
+    from .datasets import dataset_info
+    from .label_issues import audit_name
+    from .store import runs_store
+
+    audit = labels_audit(args)
+    path = runs_store().save_json(*audit_name(audit["split"], audit.get("model"), audit["dataset"]), audit)
+    if args.json:
+        print(json.dumps(audit))
+        return 0
+    names = dataset_info(audit["dataset"]).class_names
+    print(f"{audit['dataset']} {audit['split']} set, judged by {audit['judged_by']} (held-out accuracy "
+          f"{audit['heldout_accuracy']:.2%}): the model disputes {audit['disputed']:,} of {audit['images']:,} labels; "
+          f"confident learning flags {audit['flagged']:,} (*) and estimates {audit['estimated_label_errors']:,} "
+          f"wrong labels. Saved {path}")
+    print(f"{'rank':>4} {'image':>6} {'given label':>14} {'p(given)':>9} {'model says':>14} {'p':>6}")
+    for rank, row in enumerate(audit["suspects"][:args.top], 1):
+        print(f"{rank:4d} {row['index']:6d} {names[row['given']]:>14} {row['given_probability']:9.2%} "
+              f"{names[row['suggested']]:>14} {row['suggested_probability']:6.1%}{' *' if row['flagged'] else ''}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from .catalog import list_models
 
@@ -405,7 +471,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "lr": cmd_lr, "evaluate": cmd_evaluate, "predict": cmd_predict, "calibrate": cmd_calibrate,
-            "list": cmd_list, "download": cmd_download, "export": cmd_export}
+            "labels": cmd_labels, "list": cmd_list, "download": cmd_download, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
