@@ -126,6 +126,7 @@ def out_of_fold_probabilities(data, config: dict, folds: int, progress=None) -> 
 
     from sklearn.model_selection import StratifiedKFold
 
+    from .calibration import fit_temperature, with_temperature
     from .datasets import Dataset
     from .inference import predict_proba
     from .training import train
@@ -144,8 +145,11 @@ def out_of_fold_probabilities(data, config: dict, folds: int, progress=None) -> 
             result = train({**config, "val_size": 0}, f"fold{fold}", store=store, data=part, command="")
             if result.status not in (STATUS_FINISHED, STATUS_EARLY_STOPPED):
                 raise ConfigError(f"Fold {fold + 1} of {folds} did not finish ({result.status}): {result.message}")
-            probs[held] = predict_proba(store.load_model(f"fold{fold}"), part.x_test, data.info,
-                                        tta=config.get("tta", False))
+            fold_probs = predict_proba(store.load_model(f"fold{fold}"), part.x_test, data.info,
+                                       tta=config.get("tta", False))
+        # Temperature-scaled on the fold it judges (images its network never saw), as the test audits use a
+        # model's calibrated probabilities: label smoothing would otherwise cap every probability near 0.9.
+        probs[held] = with_temperature(fold_probs, fit_temperature(fold_probs, part.y_test))
     return probs
 
 

@@ -15,7 +15,7 @@ from cnn_core.store import find_model, runs_store
 from pages._common import get_predictor, upscale
 
 COLUMNS = 5
-SHORT = {"label": "Label wrong", "model": "Model wrong", "unsure": "Unsure"}
+SHORT = {"label": "label wrong", "model": "model wrong", "unsure": "unsure"}
 
 
 def test_audit_for(name: str) -> dict | None:
@@ -57,18 +57,20 @@ def gallery(audit: dict, verdicts: dict[int, str], top: int) -> None:
             index = row["index"]
             col.image(upscale(decode_png(row["image"]), 112), width=112,
                       caption=f"{'⚑ ' if row['flagged'] else ''}#{index} · labelled {names[row['given']]} · model: "
-                              f"{names[row['suggested']]} {row['suggested_probability']:.0%}")
-            chosen[index] = col.segmented_control(
-                "Verdict", list(VERDICTS), format_func=SHORT.get, default=verdicts.get(index),
-                key=f"verdict_{audit['dataset']}_{audit['split']}_{index}", label_visibility="collapsed",
-                help=("Pre-set from the project's own audit. " if index in verdicts else "") + "Label wrong: the "
-                     "image is another class. Model wrong: the label is right. Unsure: both fit, or neither.")
+                              f"{names[row['suggested']]} {row['suggested_probability']:.1%}")
+            preset = verdicts.get(index)
+            chosen[index] = col.selectbox(
+                f"Verdict on #{index}", list(VERDICTS), index=None if preset is None else list(VERDICTS).index(preset),
+                format_func=VERDICTS.get, placeholder="Who is wrong?", label_visibility="collapsed",
+                key=f"verdict_{audit['dataset']}_{audit['split']}_{index}",
+                help=("Pre-set from the project's own audit. " if preset else "") + "The label is wrong: the image "
+                     "is another class. The model is wrong: the label is right. Unsure: both fit, or neither.")
     _tally(audit, rows, chosen, names)
 
 
 def _tally(audit: dict, rows: list[dict], chosen: dict, names) -> None:
     counts = {kind: sum(v == kind for v in chosen.values()) for kind in VERDICTS}
-    st.markdown(f"**Of these {len(rows)}:** " + " · ".join(f"{SHORT[k].lower()} {n}" for k, n in counts.items())
+    st.markdown(f"**Of these {len(rows)}:** " + " · ".join(f"{SHORT[k]} {n}" for k, n in counts.items())
                 + f" · not judged {len(rows) - sum(counts.values())}")
     table = io.StringIO()
     writer = csv.writer(table)

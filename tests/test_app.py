@@ -11,7 +11,7 @@ from conftest import REPO, wait_for_job
 
 SAMPLES = REPO / "assets" / "samples"
 PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py",
-         "pages/probe.py", "pages/calibration.py", "pages/compare.py"]
+         "pages/probe.py", "pages/calibration.py", "pages/labels.py", "pages/compare.py"]
 
 
 @pytest.fixture(autouse=True)

@@ -144,7 +144,7 @@ def test_the_page_shows_a_shipped_audit_with_its_verdicts_preset():
     audit = load_audit("test", model="mnist_fast30")
     assert metrics["Labels the model disputes"] == f"{audit['disputed']:,}"
     verdicts = load_verdicts("mnist", "test")
-    controls = [c for c in at.get("segmented_control") if c.key and c.key.startswith("verdict_")]
+    controls = [c for c in at.selectbox if c.key and c.key.startswith("verdict_")]
     assert [int(c.key.rsplit("_", 1)[1]) for c in controls] == [r["index"] for r in audit["suspects"][:20]]
     assert all(c.value == verdicts[int(c.key.rsplit("_", 1)[1])] for c in controls)
     counts = {k: sum(verdicts[r["index"]] == k for r in audit["suspects"][:20]) for k in VERDICTS}
@@ -153,7 +153,7 @@ def test_the_page_shows_a_shipped_audit_with_its_verdicts_preset():
     first = controls[0]
     before = verdicts[int(first.key.rsplit("_", 1)[1])]
     after = next(k for k in VERDICTS if k != before)
-    first.set_value(after).run()
+    first.select(after).run()
     assert not at.exception, at.exception
     counts = {**counts, before: counts[before] - 1, after: counts[after] + 1}
     assert f"label wrong {counts['label']} · model wrong {counts['model']} · unsure {counts['unsure']}" in texts(at)
@@ -187,3 +187,22 @@ def test_the_training_split_shows_the_shipped_cross_validated_audit():
     audit = load_audit("train", dataset="mnist")
     assert f"{audit['images']:,} train images judged by {audit['judged_by']}" in texts(at)
     assert {m.label: m.value for m in at.metric}["Estimated wrong labels"] == f"{audit['estimated_label_errors']:,}"
+
+
+def test_label_audit_benchmark_counts_the_verdicts_of_the_top(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    from benchmarks import label_audit
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.label_audit", "--model", "mnist_fast30", "--out",
+                          str(tmp_path)], cwd=label_audit.OUT.parent.parent, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads((tmp_path / "label_audit.json").read_text())
+    label_audit.validate_results(doc)
+    verdicts = load_verdicts("mnist", "test")
+    top = load_audit("test", model="mnist_fast30")["suspects"][:50]
+    row = doc["models"][0]
+    assert row["verdicts"]["label"] == sum(verdicts[r["index"]] == "label" for r in top)
+    assert (tmp_path / row["contact_sheet"]).stat().st_size > 20_000 and "| mnist_fast30" in \
+        (tmp_path / "label_audit.md").read_text()
