@@ -71,6 +71,21 @@ def memory_limit_mb() -> float | None:
     return min(limits) if limits else None
 
 
+def pss_mb(pid: int, children: bool = True) -> float:
+    """Proportional set size in MiB, summed over the process and (with `children`) its descendants: each
+    shared page (TensorFlow's libraries, loaded by a server and its training process alike) counts once in
+    all, split between its sharers, where summed RSS counts it once per process."""
+    total_kb = 0
+    for p in process_tree(pid) if children else [pid]:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
+    return total_kb / 1024
+
+
 def rss_mb(pid: int, children: bool = True) -> float:
     """Resident memory of a process (and, with `children`, its descendants) in MiB."""
     return status_mb(pid, "VmRSS", children)

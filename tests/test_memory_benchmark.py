@@ -24,7 +24,7 @@ def test_memory_benchmark_smoke_run_writes_every_phase(tmp_path, data_dir):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.memory", "--out", str(out), "--dataset", "mnist", "--subset", "500",
          "--train-seconds", "2", "--min-epochs", "0", "--idle-seconds", "1", "--after-seconds", "1",
-         "--no-runtime-baseline"],
+         "--no-runtime-baseline", "--training-process", "on"],
         cwd=REPO, capture_output=True, text=True, timeout=240,
         env={**os.environ, "CNN_DATA_DIR": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -47,6 +47,35 @@ def test_memory_benchmark_smoke_run_writes_every_phase(tmp_path, data_dir):
     assert "stopped" in entry["end_message"] or "nothing was saved" in entry["end_message"], entry["end_message"]
     assert entry["timeline"] and {row[2] for row in entry["timeline"]} <= set(memory.PHASES)
 
+    assert entry["training_in"] == "its own process"
+    assert all(0 < p["peak_pss_mb"] <= p["peak_rss_mb"] + 1 for p in phases.values())
+
     report = (out / "memory.md").read_text()
     assert all(label in report for label in (p["label"] for p in phases.values()))
     assert memory.NOTES_MARKER in report
+
+
+def test_pss_counts_pages_a_child_shares_with_its_parent_once():
+    """Summed RSS counts a page shared by a server and its training process twice; PSS splits it."""
+    import signal
+    import time
+
+    import numpy as np
+
+    from cnn_core.runtime import pss_mb, rss_mb
+
+    shared = np.ones(200 * 2**20 // 8)  # 200 MiB, touched, shared copy-on-write with the child below
+    child = os.fork()
+    if child == 0:  # the child only waits, so nothing is copied
+        time.sleep(60)
+        os._exit(0)
+    try:
+        time.sleep(0.5)
+        rss, pss = rss_mb(os.getpid()), pss_mb(os.getpid())
+        alone = pss_mb(os.getpid(), children=False)
+        assert rss - pss > 150 and pss <= rss  # the 200 MiB: twice in RSS, once in PSS
+        assert pss - alone > 50  # the child's share is counted too
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert shared.sum() > 0
