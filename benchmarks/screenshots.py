@@ -76,7 +76,7 @@ def calibration(page, url, out: Path, model: str = MODEL) -> None:
 
 
 def suspicious_labels(page, url, out: Path, model: str = LABELS_MODEL) -> None:
-    """The model's most disputed test images; the first one's verdict changed, which the tally counts.
+    """The model's most disputed test images; then the first one's verdict changed, which the tally counts.
     A model without an audit gets one on a click (the button), as a user would."""
     from playwright.sync_api import expect
 
@@ -87,15 +87,16 @@ def suspicious_labels(page, url, out: Path, model: str = LABELS_MODEL) -> None:
     if run.is_visible():
         run.click()
     tally.wait_for(timeout=300_000)
-    wait_until_idle(page)
-    before = tally.inner_text()
     first = page.get_by_role("combobox", name=re.compile(r"^Verdict on #")).first  # the first image's verdict
-    other = "the label is wrong" if first.input_value() == "the model is wrong" else "the model is wrong"
+    first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    page.wait_for_timeout(1000)  # the pictures paint
+    _main_area(page, out / "suspicious_labels.png")  # the verdicts as the project's audit set them
+    before = tally.inner_text()
+    other = "Label wrong" if first.input_value() == "Model wrong" else "Model wrong"
     first.click()
     page.get_by_role("option", name=other).click()
     expect(tally).not_to_have_text(before, timeout=30_000)
-    wait_until_idle(page)
-    _main_area(page, out / "suspicious_labels.png")
 
 
 def main(argv=None) -> None:

@@ -15,7 +15,7 @@ from cnn_core.store import find_model, runs_store
 from pages._common import get_predictor, upscale
 
 COLUMNS = 5
-SHORT = {"label": "label wrong", "model": "model wrong", "unsure": "unsure"}
+SHORT = {"label": "Label wrong", "model": "Model wrong", "unsure": "Unsure"}  # fits a fifth of the page
 
 
 def test_audit_for(name: str) -> dict | None:
@@ -61,7 +61,7 @@ def gallery(audit: dict, verdicts: dict[int, str], top: int) -> None:
             preset = verdicts.get(index)
             chosen[index] = col.selectbox(
                 f"Verdict on #{index}", list(VERDICTS), index=None if preset is None else list(VERDICTS).index(preset),
-                format_func=VERDICTS.get, placeholder="Who is wrong?", label_visibility="collapsed",
+                format_func=SHORT.get, placeholder="Who is wrong?", label_visibility="collapsed",
                 key=f"verdict_{audit['dataset']}_{audit['split']}_{index}",
                 help=("Pre-set from the project's own audit. " if preset else "") + "The label is wrong: the image "
                      "is another class. The model is wrong: the label is right. Unsure: both fit, or neither.")
@@ -70,7 +70,7 @@ def gallery(audit: dict, verdicts: dict[int, str], top: int) -> None:
 
 def _tally(audit: dict, rows: list[dict], chosen: dict, names) -> None:
     counts = {kind: sum(v == kind for v in chosen.values()) for kind in VERDICTS}
-    st.markdown(f"**Of these {len(rows)}:** " + " · ".join(f"{SHORT[k]} {n}" for k, n in counts.items())
+    st.markdown(f"**Of these {len(rows)}:** " + " · ".join(f"{SHORT[k].lower()} {n}" for k, n in counts.items())
                 + f" · not judged {len(rows) - sum(counts.values())}")
     table = io.StringIO()
     writer = csv.writer(table)
