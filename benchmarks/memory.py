@@ -466,7 +466,7 @@ def render_markdown(doc: dict, notes: str = "") -> str:
                   f"and {run['epochs_finished']} finished epoch(s) "
                   f"({', '.join(f'{v:.0f}' for v in run['images_per_sec']) or '–'} images/s); status {run['status']}.",
                   f"- The Train page's progress bar when Stop was pressed: {run.get('progress_at_stop') or '–'}.",
-                  f"- The run trained in {r.get('training_in', 'a thread of the server (before process mode)')}.",
+                  *([f"- The run trained in {r['training_in']}."] if r.get("training_in") else []),
                   "", "| phase | peak RSS (MiB) | peak PSS (MiB, sampled) | RSS at its start → end (MiB) | seconds |",
                   "|---|---|---|---|---|"]
         for phase in PHASES:
