@@ -70,15 +70,16 @@ def class_confidence_gaps(probs: np.ndarray, labels: np.ndarray, class_names) ->
     return out
 
 
-def calibrate_temperature(predict, card: dict, data) -> dict:
+def calibrate_temperature(predict, card: dict, data, split=None) -> dict:
     """The card's "calibration" entry: T fitted on the validation split that the card's hyperparameters
-    describe, and the test set's reliability before and after. `predict` maps uint8 samples to the
-    model's uncalibrated probabilities (with its test-time augmentation)."""
+    describe (`split`, where the caller holds it already), and the test set's reliability before and
+    after. `predict` maps uint8 samples to the model's uncalibrated probabilities (with its test-time
+    augmentation)."""
     config = card.get("hyperparameters") or {}
     if not config.get("val_size"):
         raise ConfigError("Temperature scaling is fitted on the validation split; this model was trained "
                           "without one (train with --val-size 5000).")
-    _, split = prepare_data(config, data=data)
+    split = split or prepare_data(config, data=data)[1]
     temperature = fit_temperature(predict(split.x_val), split.y_val)
     test = predict(data.x_test)
     before, after = test, with_temperature(test, temperature)

@@ -14,9 +14,9 @@ import functools
 import numpy as np
 
 from .datasets import DatasetInfo
-from .preprocess import Preprocessor
+from .preprocess import INFERENCE_BATCH, Preprocessor
 
-BATCH = 500  # images per forward pass: a CIFAR-10 batch's activations stay well under 100 MB
+BATCH = INFERENCE_BATCH
 LAST_HIDDEN = "last_hidden"
 LOGITS = "logits"
 PROBABILITIES = "probabilities"

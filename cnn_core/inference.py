@@ -9,7 +9,7 @@ import numpy as np
 from .datasets import DatasetInfo, dataset_info
 from .calibration import with_temperature
 from .ood import load_detector, typicality
-from .preprocess import Preprocessor, load_image, preprocessor
+from .preprocess import INFERENCE_BATCH, Preprocessor, load_image, preprocessor
 from .store import ModelStore, find_model
 
 
@@ -52,7 +52,7 @@ def _mirror_mean(model, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool | int = False,
-                  batch_size: int = 512) -> np.ndarray:
+                  batch_size: int = INFERENCE_BATCH) -> np.ndarray:
     """Class probabilities for a batch of uint8 samples shaped like the dataset's images.
 
     `tta` (see TTA_LEVELS): 1 averages predictions on the image and its mirror image

@@ -32,9 +32,10 @@ from .errors import CnnError, ConfigError, TrainingBusyError
 # and predictions come first, training takes what CPU is left.
 TRAINING_NICENESS = 10
 # A training process costs memory a thread does not: its own TensorFlow runtime and data (measured on a
-# 2-core AMD EPYC: the server and a CIFAR-10 `fast` run peaked at 3,398 MiB summed RSS in two processes,
-# 2,287 MiB in one; benchmarks/results/memory.md). Below this much memory (Community Cloud gives 2.7 GB),
-# runs train in a thread of the server instead. CNN_TRAINING_PROCESS=on/off decides it by hand.
+# 2-core AMD EPYC Zen 3: the server and a CIFAR-10 `fast` run peaked at 2,387 MiB PSS in two processes,
+# 188 MiB under Community Cloud's 2.7 GB, against 2,287 MiB RSS in one; benchmarks/results/memory.md). That
+# margin is one recipe's, so below this much memory runs train in a thread of the server instead, until
+# every recipe is measured in a process. CNN_TRAINING_PROCESS=on/off decides it by hand.
 PROCESS_MIN_MEMORY_MB = 4096
 TRAINING_PROCESS_ENV = "CNN_TRAINING_PROCESS"
 

@@ -134,16 +134,16 @@ def fit_detector(model, info: DatasetInfo, x_fit, y_fit, x_val, pass_rate: float
     return detector
 
 
-def calibrate(model, card: dict, data, pass_rate: float = DEFAULT_PASS_RATE) -> tuple[Detector, dict]:
+def calibrate(model, card: dict, data, pass_rate: float = DEFAULT_PASS_RATE, split=None) -> tuple[Detector, dict]:
     """The detector of a model and its card's "ood" entry, from the validation split the card's
-    hyperparameters describe (rebuilt exactly as training built it) and up to FIT_IMAGES of the
-    images it trained on."""
+    hyperparameters describe (rebuilt exactly as training built it, unless the caller passes that
+    `split`) and up to FIT_IMAGES of the images it trained on."""
     config = card.get("hyperparameters") or {}
     if not config.get("val_size"):
         raise ConfigError(f"'{card.get('name', 'this model')}' was trained without a validation split, so there are "
                           "no held-out training images to calibrate on (the test set only reports). "
                           "Train with --val-size 5000.")
-    _, split = prepare_data(config, data=data)
+    split = split or prepare_data(config, data=data)[1]
     pick = np.random.default_rng(config["seed"]).permutation(len(split.x_train))[:FIT_IMAGES]
     detector = fit_detector(model, data.info, split.x_train[pick], split.y_train[pick], split.x_val, pass_rate)
     val_flagged = float(np.mean(typicality(model, detector, split.x_val, data.info) < detector.threshold))

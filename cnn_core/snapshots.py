@@ -22,13 +22,13 @@ import numpy as np
 from .datasets import DatasetInfo
 from .explain import kernel_tiles, unit_scaled_grey
 from .models import WHITEN_LAYER
-from .preprocess import to_model_input
+from .preprocess import INFERENCE_BATCH, to_model_input
 from .store import ModelStore, atomic_write
 
 SUFFIX = ".snapshots.npz"
 MAX_VAL_IMAGES = 2000   # validation images whose predictions are kept per epoch (one byte each)
 MAX_CHANNELS = 32       # feature maps kept per epoch (the layer's first channels, the same every epoch)
-PREDICT_BATCH = 500
+PREDICT_BATCH = INFERENCE_BATCH
 
 
 @dataclass

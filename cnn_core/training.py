@@ -21,6 +21,7 @@ The CLI draws a progress bar from them; the app draws live curves.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import warnings
 from dataclasses import dataclass
@@ -45,12 +46,13 @@ from .lr_control import control_path
 from .optimizer import compile_model, jit_compiles, make_lr_changeable
 from .pipeline import make_tf_dataset
 from .precision import model_precision, resolve_precision
+from .preprocess import INFERENCE_BATCH
 from .recipes import validate_config
 from .runtime import configure_threads, now_iso
 from .snapshots import EpochSnapshots, load_snapshots
 from .store import ModelStore, read_json, runs_store, shipped_store, validate_name
 
-VALIDATION_BATCH_SIZE = 512  # images per validation step: no gradients, so larger than training's
+VALIDATION_BATCH_SIZE = INFERENCE_BATCH  # images per validation step (its memory: see INFERENCE_BATCH)
 
 
 @dataclass
@@ -148,6 +150,11 @@ class _Run:
         validate_config(config)
         keras.utils.set_random_seed(config["seed"])
         self.data, self.split = prepare_data(config, data_dir, data)
+        if self.split.x_train is not self.data.x_train:
+            # The split holds its own copies, and everything after this reads the split or the test set:
+            # let the whole training set go (150 MiB for CIFAR-10) unless the caller keeps it.
+            self.data = dataclasses.replace(self.data, x_train=self.data.x_train[:0].copy(),
+                                            y_train=self.data.y_train[:0].copy())  # a view would keep it
         if config["augment"]["flip"] and config.get("flip_schedule", "random") == "alternating":
             # Seeded by the run alone, so a resumed run goes on alternating the same images.
             self.alternating_flip = AlternatingFlip(len(self.split.x_train), config["seed"])
@@ -272,7 +279,8 @@ class _Run:
         """The out-of-distribution detector, fitted on the training images and calibrated on the
         validation split, saved beside the model; its card entry (None without a split)."""
         try:
-            detector, ood = calibrate(model, {"name": self.name, "hyperparameters": self.config}, self.data)
+            detector, ood = calibrate(model, {"name": self.name, "hyperparameters": self.config}, self.data,
+                                      split=self.split)
         except ConfigError:  # no validation split, or too small a one to calibrate on
             return None
         save_detector(self.store, self.name, detector)
@@ -284,7 +292,7 @@ class _Run:
         tta = tta_level(self.config.get("tta"))
         try:
             return calibrate_temperature(lambda x: predict_proba(model, x, self.data.info, tta=tta),
-                                         {"hyperparameters": self.config, "tta": tta}, self.data)
+                                         {"hyperparameters": self.config, "tta": tta}, self.data, self.split)
         except ConfigError:
             return None
 
