@@ -21,7 +21,6 @@ The CLI draws a progress bar from them; the app draws live curves.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import warnings
 from dataclasses import dataclass
@@ -150,11 +149,6 @@ class _Run:
         validate_config(config)
         keras.utils.set_random_seed(config["seed"])
         self.data, self.split = prepare_data(config, data_dir, data)
-        if self.split.x_train is not self.data.x_train:
-            # The split holds its own copies, and everything after this reads the split or the test set:
-            # let the whole training set go (150 MiB for CIFAR-10) unless the caller keeps it.
-            self.data = dataclasses.replace(self.data, x_train=self.data.x_train[:0].copy(),
-                                            y_train=self.data.y_train[:0].copy())  # a view would keep it
         if config["augment"]["flip"] and config.get("flip_schedule", "random") == "alternating":
             # Seeded by the run alone, so a resumed run goes on alternating the same images.
             self.alternating_flip = AlternatingFlip(len(self.split.x_train), config["seed"])
