@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _machines
-from benchmarks.browser import (DIGIT_STROKES, draw, goto, launch_chromium, start_app, start_training, stop_app,
+from benchmarks.browser import (CANVAS, DIGIT_STROKES, draw, goto, launch_chromium, start_app, start_training, stop_app,
                                stop_training, train_progress, wait_until_idle)
 from cnn_core.runtime import rss_mb
 
@@ -90,7 +90,7 @@ def draw_and_time(page, strokes, timeout_s: float = 60.0, clock: FrameClock | No
     deadline = time.perf_counter() + timeout_s
     redraws = 0
     while True:
-        canvas = page.locator("canvas.upper-canvas").first
+        canvas = page.locator(CANVAS).first
         canvas.wait_for(timeout=timeout_s * 1000)
         draw(page, canvas, strokes[:-1])
         line = strokes[-1]
@@ -366,7 +366,7 @@ def parts_text(e: dict) -> str:
     if not parts:
         return ""
     return (f" Its parts, medians over {parts['n']} drawings: mouse-up → canvas value sent {parts['to_value_sent']} s "
-            f"(streamlit-drawable-canvas waits 200 ms after a stroke before it sends, then encodes its PNG), "
+            f"(the canvas encodes its PNG and sends it at mouse-up), "
             f"→ the server's first reply {parts['sent_to_first_reply']} s, → digit shown {parts['reply_to_shown']} s "
             "(the rest of the rerun, the transfer and the render).")
 

@@ -101,6 +101,10 @@ def goto(pg, url, path, expect_title):
     wait_until_idle(pg)
 
 
+# The Draw page's canvas element (pages/_canvas.py; Playwright's CSS locators reach into its shadow root).
+CANVAS = "canvas.digit-canvas"
+
+
 # Strokes in canvas pixels (280×280): lists of polylines.
 def _arc(cx, cy, rx, ry, start, end, n=24):
     return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
@@ -139,7 +143,7 @@ def draw_digit_and_read_prediction(pg, strokes, timeout_ms=60_000) -> str:
     deadline = time.time() + timeout_ms / 1000
     value = pg.locator('[data-testid="stMetricValue"]').first
     while True:
-        canvas = pg.locator("canvas.upper-canvas").first
+        canvas = pg.locator(CANVAS).first
         canvas.wait_for(timeout=timeout_ms)
         draw(pg, canvas, strokes)
         try:

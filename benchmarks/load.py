@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _machines
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, REPO, start_app, stop_app
+from benchmarks.browser import CANVAS, CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, REPO, start_app, stop_app
 from cnn_core.runtime import rss_mb
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +101,7 @@ async def _one_visitor(browser, url: str, index: int, timeout_s: float, gate: Ga
     try:
         if kind == "draw":
             await page.goto(f"{url}/draw", timeout=timeout_s * 1000)
-            canvas = page.locator("canvas.upper-canvas").first
+            canvas = page.locator(CANVAS).first
             await canvas.wait_for(timeout=timeout_s * 1000)
             await page.get_by_text("Draw a digit on the canvas").wait_for(timeout=timeout_s * 1000)
             value = page.locator('[data-testid="stMetricValue"]').first

@@ -13,6 +13,8 @@ through step 1 first, so the network sees them exactly as it saw its data.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import warnings
 from dataclasses import dataclass
@@ -64,6 +66,19 @@ def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
     data = _read_bytes(data, max_bytes)
     _check_header(data, max_pixels)
     return standard_mode(_decode(data))
+
+
+def load_data_url(url: str) -> np.ndarray:
+    """A `data:image/...;base64,` URL, as a browser canvas exports it, decoded like an upload: the
+    pixels as an array (RGBA for the Draw page's canvas). A malformed URL is an ImageError."""
+    header, sep, encoded = url.partition(",")
+    if not (sep and header.startswith("data:image/") and header.endswith(";base64")):
+        raise ImageError("The drawing did not arrive as an image: clear the canvas and draw again.")
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("The drawing arrived damaged: clear the canvas and draw again.") from None
+    return np.asarray(load_image(data))
 
 
 def _read_bytes(data: bytes | str | io.IOBase, max_bytes: int) -> bytes:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from cnn_core.errors import ImageError
 from cnn_core.preprocess import load_image, why_no_digit
+from pages._canvas import digit_canvas
 from pages._common import (best_ensemble_toggle, confidence_note, get_predictor, model_picker, ood_explainer,
                            show_probabilities, upscale)
 
@@ -50,14 +51,9 @@ def canvas_and_prediction() -> None:
         stroke = st.slider("Stroke width", 6, 40, 18, key="stroke")
         st.session_state.setdefault("canvas_round", 0)
         try:
-            from streamlit_drawable_canvas import st_canvas
-
-            canvas = st_canvas(stroke_width=stroke, stroke_color="#FFFFFF", background_color="#000000",
-                               height=280, width=280, drawing_mode="freedraw", return_image_data=True,
-                               key=f"canvas_{st.session_state.canvas_round}")
-            drawing = canvas.image_data
-        except Exception as err:  # the component needs a running app with its frontend
-            st.warning(f"The drawing canvas is unavailable here ({type(err).__name__}); upload a photo instead.")
+            drawing = digit_canvas(stroke, key=f"canvas_{st.session_state.canvas_round}")
+        except ImageError as err:
+            st.error(str(err))
             drawing = None
         if st.button("🧹 Clear canvas", key="clear"):
             st.session_state.canvas_round += 1

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from benchmarks.browser import (DIGIT_STROKES, SCRIBBLE, draw, draw_digit_and_read_prediction, goto, launch_chromium,
+from benchmarks.browser import (CANVAS, DIGIT_STROKES, SCRIBBLE, draw, draw_digit_and_read_prediction, goto, launch_chromium,
                                 start_app, start_training, stop_app, train_progress, wait_until_idle)
 from benchmarks import screenshots
 from conftest import REPO
@@ -110,7 +110,7 @@ def test_explain_page_opens_from_a_drawing(page, app_url):
 def test_a_canvas_painted_over_is_called_filled_not_empty(page, app_url):
     goto(page, app_url, "draw", "Draw a digit")
     page.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
-    canvas = page.locator("canvas.upper-canvas").first
+    canvas = page.locator(CANVAS).first
     canvas.wait_for(timeout=60_000)
     # Horizontal strokes 12 px apart with the default 18 px pen cover the whole 280×280 canvas.
     rows = [[(2, y), (140, y), (278, y)] for y in range(4, 280, 12)]

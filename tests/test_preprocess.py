@@ -155,3 +155,22 @@ def test_truncated_and_oversized_images_are_refused():
         load_image(_png(Image.new("L", (3000, 3000))), max_pixels=1_000_000)
     with pytest.raises(ImageError, match="MB limit"):
         load_image(b"x" * 2048, max_bytes=1024)
+
+
+def test_a_canvas_data_url_decodes_like_an_upload():
+    """The Draw page's canvas sends `canvas.toDataURL("image/png")`; it must come back as the RGBA
+    pixels drawn, and anything else that arrives must be a readable error, not a traceback."""
+    import base64
+
+    from cnn_core.preprocess import load_data_url
+
+    drawn = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    ImageDraw.Draw(drawn).line([(140, 40), (140, 240)], fill=(255, 255, 255, 255), width=18)
+    url = "data:image/png;base64," + base64.b64encode(_png(drawn)).decode()
+    pixels = load_data_url(url)
+    assert pixels.shape == (280, 280, 4) and np.array_equal(pixels, np.asarray(drawn))
+    assert digit_to_mnist(Image.fromarray(pixels)).max() > 200  # the stroke survives the digit path
+    for bad in ("", "data:text/plain;base64,aGVsbG8=", "data:image/png;base64,***not base64***",
+                "data:image/png;base64," + base64.b64encode(b"not a png").decode()):
+        with pytest.raises(ImageError):
+            load_data_url(bad)
