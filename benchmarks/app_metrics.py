@@ -146,12 +146,19 @@ def summary(times: list[float]) -> dict:
             "n": len(times)}
 
 
+# Which canvas the drawings went through: entries from before it had this key were measured on
+# streamlit-drawable-canvas, which sent a stroke 200 ms after mouse-up.
+CANVAS_COMPONENT = "pages/_canvas.py (sends at mouse-up)"
+CANVAS_BEFORE = "streamlit-drawable-canvas waits 200 ms after a stroke before it sends, then encodes its PNG"
+
+
 def split_summary(splits: list[dict | None]) -> dict | None:
     """The median of each part of the drawings' times (FrameClock.split) over the drawings it could split."""
     whole = [s for s in splits if s is not None]
     if not whole:
         return None
-    return {**{part: round(statistics.median(s[part] for s in whole), 3) for part in whole[0]}, "n": len(whole)}
+    return {**{part: round(statistics.median(s[part] for s in whole), 3) for part in whole[0]}, "n": len(whole),
+            "canvas": CANVAS_COMPONENT}
 
 
 class RssSampler:
@@ -366,7 +373,7 @@ def parts_text(e: dict) -> str:
     if not parts:
         return ""
     return (f" Its parts, medians over {parts['n']} drawings: mouse-up → canvas value sent {parts['to_value_sent']} s "
-            f"(the canvas encodes its PNG and sends it at mouse-up), "
+            f"({'the canvas encodes its PNG and sends it at mouse-up' if 'canvas' in parts else CANVAS_BEFORE}), "
             f"→ the server's first reply {parts['sent_to_first_reply']} s, → digit shown {parts['reply_to_shown']} s "
             "(the rest of the rerun, the transfer and the render).")
 

@@ -272,7 +272,8 @@ def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
 def test_a_short_real_muon_run_learns_and_keeps_its_kernels_at_their_norm(data_dir):
     from cnn_core.training import train
 
-    config = resolve_config("cifar10", "airbench", epochs=2, subset=3000, val_size=0, batch_size=500)
+    # No TTA: the 10,000-image evaluation at the end is what would cost the most here.
+    config = resolve_config("cifar10", "airbench", epochs=2, subset=3000, val_size=0, batch_size=500, tta=0)
     result = train(config, "muon_smoke")
     model = result.store.load_model("muon_smoke")
     kernels = [layer.kernel for layer in model.layers

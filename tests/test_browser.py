@@ -236,10 +236,10 @@ def test_clicking_a_confusion_matrix_cell_opens_its_images(page, app_url):
 
 
 @pytest.mark.slow  # builds a nearest-neighbour index of each training set
-@pytest.mark.parametrize("model", ["mnist_fast30", "fashion_mnist_fast", "cifar10_airbench12_s1"])
+@pytest.mark.parametrize("model", ["mnist_fast30", "fashion_mnist_fast", "cifar10_seed"])
 def test_the_probing_views_work_on_every_dataset(page, app_url, model, tmp_path):
     """What-if edits, the smallest adversarial ε, the nearest training images (index built on a click), the
-    Calibration page and the Suspicious labels page (a verdict changed; cifar10_airbench12_s1 has no shipped
+    Calibration page and the Suspicious labels page (a verdict changed; cifar10_seed has no shipped
     audit, so the click makes one): benchmarks.screenshots' own views, each waiting for what it must show."""
     for view in (screenshots.probe, screenshots.calibration, screenshots.suspicious_labels):
         view(page, app_url, tmp_path, model)
