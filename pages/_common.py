@@ -198,6 +198,12 @@ def download_buttons(store, name: str) -> None:
             st.download_button(f"Download {label}", path.read_bytes(), file_name=path.name, key=f"dl_{path.name}")
 
 
+def model_version(store, name: str) -> tuple:
+    """When a model's files last changed (model, card, evaluation): what a view drawn from them is cached by."""
+    return tuple(p.stat().st_mtime if p.is_file() else None
+                 for p in (store.model_path(name), store.card_path(name), store.eval_path(name)))
+
+
 def upscale(sample: np.ndarray, size: int = 168) -> np.ndarray:
     """Nearest-neighbour enlargement so a 28×28 or 32×32 sample is visible pixel by pixel."""
     factor = max(1, size // sample.shape[0])
@@ -210,6 +216,40 @@ def show_figure(fig):
 
     st.pyplot(fig)
     plt.close(fig)
+
+
+# Streamlit scales a wider picture down to this on every rerun (its image_utils.MAXIMUM_CONTENT_WIDTH):
+# a cached figure is stored at this width already, so a rerun only sends it.
+WIDEST_PX = 1460
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _figure_png(key: tuple, _build) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from PIL import Image
+
+    fig = _build()
+    try:
+        png = io.BytesIO()
+        fig.savefig(png, format="png", bbox_inches="tight", dpi=200)  # what st.pyplot does
+    finally:
+        plt.close(fig)
+    picture = Image.open(png)
+    if picture.width <= WIDEST_PX:
+        return png.getvalue()
+    smaller = io.BytesIO()
+    picture.resize((WIDEST_PX, round(picture.height * WIDEST_PX / picture.width)), Image.BILINEAR).save(smaller, "PNG")
+    return smaller.getvalue()
+
+
+def show_cached_figure(key: tuple, build) -> None:
+    """Show the matplotlib figure `build()` draws, drawn once per server for each `key` (which must name
+    everything it depends on: the model and its files' versions, the choices). Matplotlib takes ~0.3-1.4 s
+    a figure here; a page that draws several on every visit misses the 2 s first paint."""
+    st.image(_figure_png(key, build), width="stretch", output_format="PNG")
 
 
 # Last, after every name above is defined: the rerun this may raise aborts the import of this

@@ -8,7 +8,7 @@ import streamlit as st
 from cnn_core.datasets import dataset_available, load_dataset
 from cnn_core.evaluation import cell_items, most_confused_cell
 from cnn_core import figures
-from pages._common import URL, into_link, show_figure
+from pages._common import URL, into_link, show_cached_figure
 
 SHOWN = 32
 ROW_PX = 30  # each row's height in the matrix
@@ -58,9 +58,10 @@ def _test_images(dataset: str):
     return load_dataset(dataset).x_test
 
 
-def confusion_explorer(evaluation: dict, classes: list[str], name: str) -> None:
+def confusion_explorer(evaluation: dict, classes: list[str], name: str, version: tuple) -> None:
     """The clickable matrix (counts or row-normalised) and, below, the images of the clicked cell
-    (the most confused cell until the first click), most confident first."""
+    (the most confused cell until the first click), most confident first. `version`: the model files'
+    (pages._common.model_version), which the cell's picture is cached by."""
     cm = np.asarray(evaluation["confusion_matrix"])
     normalize = st.toggle("Row-normalised", value=False, key="cm_norm", bind=URL,
                           help="Colour each row by its share of the true class (off: by count)")
@@ -87,8 +88,8 @@ def confusion_explorer(evaluation: dict, classes: list[str], name: str) -> None:
                 "(most confident first)")
     shown = [it for it in items if it["image"] is not None][:SHOWN]
     if shown:
-        show_figure(figures.image_grid([it["image"] for it in shown], [
-            f"#{it['index']} · {it['confidence']:.0%}" for it in shown], ncols=8))
+        show_cached_figure(("cell", name, version, true_idx, pred_idx, x_test is not None), lambda: figures.image_grid(
+            [it["image"] for it in shown], [f"#{it['index']} · {it['confidence']:.0%}" for it in shown], ncols=8))
         st.caption(f"Each image: its test-set number · the model's confidence in **{classes[pred_idx]}**.")
     if len(shown) < len(items):
         st.caption(f"{len(shown)} of them shown: " + ("the rest are counted only." if x_test is not None else

@@ -374,3 +374,26 @@ def test_draw_page_says_a_photo_is_not_a_digit_and_lets_a_digit_pass(data_dir):
     at.file_uploader(key="digit_upload").set_value(("seven.png", _png(digit), "image/png")).run()
     assert at.metric[0].value == "7" and not any("does not look like" in w.value for w in at.warning)
     assert any("not one of these classes" in e.label for e in at.expander)  # how the warning works, measured
+
+
+def test_each_results_tab_runs_alone_when_opened():
+    """The Results page's tabs are lazy (only the open one runs): each must work when it is the one opened,
+    and draw only its own section."""
+    at = open_page("pages/results.py")
+    at.selectbox(key="results_model").set_value("cifar10_fast").run()
+    sections = {
+        "Confusion matrix & mistakes": lambda: at.get("vega_lite_chart") and at.toggle(key="cm_norm")
+        and any("predicted as" in m.value for m in at.markdown),
+        "Per-class report": lambda: len(at.dataframe) == 1 and any("Macro F1" in c.value for c in at.caption),
+        "Sample predictions": lambda: len(at.image) == 1 and any("Random test images" in c.value for c in at.caption),
+        "Training curves": lambda: len(at.image) == 1 and not at.dataframe,
+        "Epoch by epoch": lambda: any("nothing to replay" in i.value for i in at.info),  # shipped before snapshots
+        "Augmentation": lambda: at.number_input(key="aug_seed") and len(at.image) == 1
+        and any("Augmentation used in training" in m.value for m in at.markdown),
+        "Model card": lambda: at.code and at.json and len(at.get("download_button")) >= 3 and not at.image,
+    }
+    for tab, drawn in sections.items():
+        at.session_state["results_tab"] = tab
+        at.run()
+        assert not at.exception, (tab, at.exception)
+        assert drawn(), tab

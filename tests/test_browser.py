@@ -234,6 +234,12 @@ def test_clicking_a_confusion_matrix_cell_opens_its_images(page, app_url):
     page.get_by_text("its test-set number · the model's confidence").wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
 
+    # The tabs are lazy: a click runs the chosen one (and puts it in the address); the matrix is gone.
+    page.get_by_role("tab", name="Training curves").click()
+    page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    assert "results_tab=Training" in page.url and page.locator('[data-testid="stVegaLiteChart"]').count() == 0
+
 
 @pytest.mark.slow  # builds a nearest-neighbour index of each training set
 @pytest.mark.parametrize("model", ["mnist_fast30", "fashion_mnist_fast", "cifar10_seed"])

@@ -421,6 +421,8 @@ def test_the_results_page_offers_the_export_downloads(data_dir, monkeypatch):
     at.switch_page("pages/results.py")
     at.run()
     at.selectbox(key="results_model").set_value("mnist_seed").run()
+    at.session_state["results_tab"] = "Model card"  # the tab runs only when open
+    at.run()
     assert not at.exception, at.exception
     labels = [button.proto.label for button in at.get("download_button")]
     assert "Download model + training script (.zip)" in labels, labels

@@ -42,6 +42,11 @@ def test_a_link_restores_the_results_and_compare_selections():
     assert at.selectbox(key="results_model").value == "fashion_mnist_fast" and at.toggle(key="cm_norm").value
     assert any("of **Shirt** predicted as **Coat**" in m.value for m in at.markdown)  # the linked cell's images
 
+    on_curves = _opened_with("pages/results.py", {"model": "cifar10_fast", "results_tab": "Training curves"})
+    assert on_curves.session_state["results_tab"] == "Training curves"
+    assert not on_curves.toggle and not on_curves.get("vega_lite_chart")  # only the linked tab ran: no matrix
+    assert len(on_curves.image) == 1  # the curves
+
     cmp = _opened_with("pages/compare.py", {"cmp_dataset": "cifar10", "cmp_models_cifar10": ["cifar10_fast",
                                                                                             "cifar10_wide40"],
                                             "cmp_x": "training minutes"})

@@ -76,6 +76,8 @@ def test_the_results_page_replays_a_run_and_says_when_a_model_has_nothing_to_rep
     at.run()
     at.switch_page("pages/results.py").run()
     at.selectbox(key="results_model").set_value("page_replay").run()
+    at.session_state["results_tab"] = "Epoch by epoch"  # the tab runs only when open
+    at.run()
     assert not at.exception
     slider = at.select_slider(key="results_page_replay_epoch")
     assert slider.options == ["before training", "after epoch 1"] and slider.value == 1
