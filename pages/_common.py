@@ -176,13 +176,13 @@ def ood_explainer(predictor) -> None:
                     "at what every layer makes of the picture and how far that lies from the training images of "
                     f"the nearest class; it fires when the picture is stranger than {ood['pass_rate']:.0%} of "
                     f"real {predictor.info.title} the model never trained on (its {ood['calibrated_on']}).")
-        if row:
+        if row:  # a plain table: a data grid is a heavy component for four rows, on two pages' first paint
             ind = row["in_distribution"]
             st.markdown(f"On the {ind['images']:,} test images it fires for **{ind['flagged']:.1%}** of them. How "
                         "often it fires on pictures of other kinds, and how well it tells them apart (AUROC, "
                         "1 = perfectly):")
-            st.dataframe([{"pictures": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
-                          for label, b in row["off_distribution"].items()], hide_index=True)
+            st.table([{"pictures": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
+                          for label, b in row["off_distribution"].items()], hide_index=True, width="content")
             st.caption(f"Measured by `{row['command']}` (commit {row['git_commit'][:12]}).")
 
 

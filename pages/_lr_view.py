@@ -32,20 +32,25 @@ def lr_controls(snap, jobs, owner: str) -> None:
 
 def lr_chart(snap) -> None:
     """The learning rate per batch (each epoch's, at its end, for a run picked up without its batches),
-    a dashed rule where a change was applied, and the list. A plain Vega-Lite spec (see _job_view._metric_spec)."""
-    if snap.batches:
-        rows, mark = lr_rows(snap.batches), {"type": "line"}
-    else:
-        rows, mark = [{"x": e["epoch"], "lr": e["lr"]} for e in snap.epochs], {"type": "line", "point": True}
-    layers = [{"data": {"values": rows}, "mark": mark,
-               "encoding": {"x": {"field": "x", "type": "quantitative", "title": "Epoch"},
-                            "y": {"field": "lr", "type": "quantitative", "title": "Learning rate"}}}]
+    a dashed rule where a change was applied, and the list. One spec whatever the data, the data as a
+    frame: a refresh then only swaps the chart's data, where data written into the spec would make the
+    browser build the chart anew every second (see _job_view._metric_spec)."""
+    import pandas as pd
+
+    rows = lr_rows(snap.batches) if snap.batches else [{"x": e["epoch"], "lr": e["lr"]} for e in snap.epochs]
     steps = (snap.start_event or {}).get("steps")
-    if snap.lr_changes and steps:
-        marks = [{"at": c["epoch"] - 1 + c["batch"] / steps, "change": describe_change(c)} for c in snap.lr_changes]
-        layers.append({"data": {"values": marks}, "mark": {"type": "rule", "color": "red", "strokeDash": [4, 3]},
-                       "encoding": {"x": {"field": "at", "type": "quantitative"},
-                                    "tooltip": {"field": "change", "type": "nominal"}}})
-    st.vega_lite_chart({"layer": layers}, width="stretch")
+    changes = [{"x": c["epoch"] - 1 + c["batch"] / steps, "change": describe_change(c)}
+               for c in (snap.lr_changes if steps else [])]
+    frame = pd.DataFrame([{**r, "kind": "lr"} for r in rows] + [{**c, "kind": "change"} for c in changes],
+                         columns=["x", "lr", "change", "kind"])
+    line = {"type": "line", "point": not snap.batches}
+    st.vega_lite_chart(frame, {"layer": [
+        {"transform": [{"filter": "datum.kind == 'lr'"}], "mark": line,
+         "encoding": {"x": {"field": "x", "type": "quantitative", "title": "Epoch"},
+                      "y": {"field": "lr", "type": "quantitative", "title": "Learning rate"}}},
+        {"transform": [{"filter": "datum.kind == 'change'"}], "mark": {"type": "rule", "color": "red",
+                                                                       "strokeDash": [4, 3]},
+         "encoding": {"x": {"field": "x", "type": "quantitative"}, "tooltip": {"field": "change", "type": "nominal"}}},
+    ]}, width="stretch")
     if snap.lr_changes:
         st.caption("Learning-rate changes: " + "; ".join(describe_change(c) for c in snap.lr_changes))

@@ -332,7 +332,7 @@ def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
     at = open_page("pages/photo.py")
     at.button_group(key="photo_dataset").set_value("fashion_mnist").run()
     assert any("not one of these classes" in e.label for e in at.expander)
-    measured = at.dataframe[0].value  # the benchmark's figures for this model's detector
+    measured = at.table[0].value  # the benchmark's figures for this model's detector
     assert "AUROC" in measured.columns and "mnist test images" in set(measured["pictures"])
     at.file_uploader(key="photo_upload").set_value(("digit.png", flagged, "image/png")).run()
     assert not at.exception

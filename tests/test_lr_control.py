@@ -266,6 +266,13 @@ def test_the_train_pages_control_reaches_the_running_job_and_shows_on_its_curves
         assert changed["lr_changes"] == 1 and changed["lr"] == pytest.approx(5e-4, rel=1e-5)
         at.run()
         assert f"Learning-rate changes: {describe_change(change)}" in texts(at)
+        from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+        frames = [convert_arrow_bytes_to_pandas_df(c.proto.data.data) for c in at.get("vega_lite_chart")]
+        lr = next(f for f in frames if "kind" in f.columns)  # the learning-rate chart: its line and the change's rule
+        rule = lr[lr["kind"] == "change"]
+        assert list(rule["change"]) == [describe_change(change)]
+        assert rule["x"].iloc[0] == pytest.approx(change["epoch"] - 1 + change["batch"] / snap.start_event["steps"])
     finally:
         get_jobs().wait(240)
         st.cache_resource.clear()
