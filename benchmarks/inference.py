@@ -240,11 +240,11 @@ def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: in
              "single_image_breakdown": breakdown(dataclasses.replace(predictor, tta=False), picture,
                                                  warmup=warmup, calls=calls)}
     log(f"{name:20} {entry['precision']}: p50 {entry['single_image']['p50_ms']:.2f} ms"
-        + (f", {tta_label(predictor.tta)} TTA {entry['single_image_tta']['p50_ms']:.2f} ms" if predictor.tta else ""))
+        + (f", {tta_label(predictor.tta, predictor.info)} TTA {entry['single_image_tta']['p50_ms']:.2f} ms" if predictor.tta else ""))
     if trained_in == "bf16" and predictor.precision != "bf16":
         entry["bf16"] = _timings(load_predictor(name, precision="bf16"), picture, samples, calls, warmup)
         log(f"{name:20} bf16: p50 {entry['bf16']['single_image']['p50_ms']:.2f} ms"
-            + (f", {tta_label(predictor.tta)} TTA {entry['bf16']['single_image_tta']['p50_ms']:.2f} ms"
+            + (f", {tta_label(predictor.tta, predictor.info)} TTA {entry['bf16']['single_image_tta']['p50_ms']:.2f} ms"
                if predictor.tta else ""))
     return entry
 

@@ -1,15 +1,16 @@
-"""What flip test-time augmentation and small ensembles buy, measured on the test sets.
+"""What test-time augmentation and small ensembles buy, measured on the test sets.
 
     CNN_DATA_DIR=../shared/datasets python -m benchmarks.tta_ensembles
     python -m benchmarks.tta_ensembles --models mnist_fast30 mnist_seed --limit 500 --out /tmp/x   # smoke
 
-Evaluates every shipped model (or those named) at each TTA level up to its card's (off and flip
-at least), and every ensemble of two or more of them of one dataset (at the first member's card
-level, as the pages and `python -m cnn_core evaluate --model A --model B` do): each model's
-probabilities are predicted once per level and averaged for the ensembles. Writes benchmarks/results/tta_ensembles.json and .md; the
-Compare page shows the JSON's rows. Accuracy and loss do not depend on the machine and sit
-at the top of the document; the seconds each evaluation took do, and are kept per machine
-(`benchmarks/_machines.py`) so another CPU's timings are added beside these.
+Evaluates every shipped model (or those named) at each TTA level up to its card's (off and level 1
+at least; digits, whose views are shifts alone, at every level), and every ensemble of two or more
+of them of one dataset (at the first member's card level, as the pages and `python -m cnn_core
+evaluate --model A --model B` do): each model's probabilities are predicted once per level and
+averaged for the ensembles. Writes benchmarks/results/tta_ensembles.json and .md; the Compare page
+shows the JSON's rows. Accuracy and loss do not depend on the machine and sit at the top of the
+document; the seconds each evaluation took do, and are kept per machine (`benchmarks/_machines.py`)
+so another CPU's timings are added beside these.
 """
 
 from __future__ import annotations
@@ -32,20 +33,26 @@ def row_label(row: dict) -> str:
     """One row's name, for its timings: 'cifar10: cifar10_fast + cifar10_wide40, TTA flip'."""
     from cnn_core.inference import tta_label
 
-    return f"{row['dataset']}: {' + '.join(row['models'])}, TTA {tta_label(row['tta'])}"
+    return f"{row['dataset']}: {' + '.join(row['models'])}, TTA {tta_label(row['tta'], row['dataset'])}"
 
 
 def _labels(row: dict) -> tuple[str, str]:
     """The row's label and the one runs before TTA levels keyed its seconds by ('TTA on'/'off')."""
     old = f"{row['dataset']}: {' + '.join(row['models'])}, TTA {'on' if row['tta'] else 'off'}"
-    return row_label(row), old if row["tta"] in (0, 1) else row_label(row)
+    from cnn_core.datasets import dataset_info
+
+    flip_or_off = row["tta"] == 0 or (row["tta"] == 1 and dataset_info(row["dataset"]).mirrorable)
+    return row_label(row), old if flip_or_off else row_label(row)
 
 
 def levels_for(card: dict) -> range:
-    """The TTA levels measured for one model alone: off and flip always (what flip does to digits
-    is worth seeing too), and every level up to the one its card was measured with."""
-    from cnn_core.inference import tta_level
+    """The TTA levels measured for one model alone: off and level 1 always, and every level up to the
+    one its card was measured with; every level for digits, whose shift-only views are cheap."""
+    from cnn_core.datasets import dataset_info
+    from cnn_core.inference import TTA_LEVELS, tta_level
 
+    if not dataset_info(card["dataset"]).mirrorable:
+        return range(len(TTA_LEVELS))
     return range(max(1, tta_level(card.get("tta"))) + 1)
 
 
@@ -105,7 +112,7 @@ def measure(names: list[str], data_dir: str | None, limit: int | None, log=print
                    "accuracy": float(np.mean(probs.argmax(axis=1) == y)), "loss": cross_entropy(probs, y)}
             rows.append(row)
             seconds[row_label(row)] = round(sum(probabilities.seconds[m, level] for m in combo), 2)
-            log(f"{dataset:14} {'+'.join(combo):60} TTA {tta_label(level):18} {row['accuracy']:.2%}")
+            log(f"{dataset:14} {'+'.join(combo):60} TTA {tta_label(level, dataset):26} {row['accuracy']:.2%}")
     return rows, seconds, min(sizes)
 
 
@@ -141,7 +148,7 @@ def render_markdown(doc: dict) -> str:
     for row in doc["rows"]:
         times = [next((entry["evaluation_seconds"][k] for k in _labels(row) if k in entry["evaluation_seconds"]), None)
                  for _, entry in machines]
-        lines.append(f"| {row['dataset']} | {' + '.join(row['models'])} | {tta_label(row['tta'])} | "
+        lines.append(f"| {row['dataset']} | {' + '.join(row['models'])} | {tta_label(row['tta'], row['dataset'])} | "
                      f"{row['accuracy']:.2%} | {row['loss']:.4f} |"
                      + "".join(" – |" if t is None else f" {t:.2f} |" for t in times))
     lines += ["", "Seconds of prediction over the test images (a model alone: its own; an ensemble: the sum of "

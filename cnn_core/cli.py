@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="name of a saved model (see `list`); repeat to evaluate an averaged ensemble")
     ev.add_argument("--tta", choices=("auto", "off", "on", "flip", "shifts"), default="auto",
                     help="test-time augmentation: flip (= on) averages the image and its mirror image, "
-                         "shifts adds both shifted by one pixel (auto: as the model card says)")
+                         "shifts adds both shifted by one pixel; for digits, which are never mirrored, flip "
+                         "averages the four one-pixel shifts and shifts all nine positions around the image "
+                         "(auto: as the model card says)")
     ev.add_argument("--save", action="store_true", help="write the evaluation artefact beside the model")
     ev.add_argument("--output", metavar="FILE", help="also write the evaluation JSON to FILE")
     ev.add_argument("--data-dir")
@@ -287,8 +289,8 @@ def cmd_evaluate(args) -> int:
     data = load_dataset(predictor.info.name, args.data_dir)
     result = evaluate_predictor(predictor, data)
     kind = f"ensemble of {len(predictor.members)}" if len(predictor.members) > 1 else "model"
-    print(f"{predictor.name} ({kind}): test accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} "
-          f"on {result['test_size']:,} {predictor.info.name} test images (TTA {tta_label(predictor.tta)})")
+    print(f"{predictor.name} ({kind}): test accuracy {result['accuracy']:.2%}, loss {result['loss']:.4f} on "
+          f"{result['test_size']:,} {predictor.info.name} test images (TTA {tta_label(predictor.tta, predictor.info)})")
     report = result["report"]
     print(f"{'class':>14} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
     for cls in predictor.info.class_names:

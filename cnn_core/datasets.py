@@ -31,6 +31,9 @@ class DatasetInfo:
     input_shape: tuple[int, int, int]  # what the model sees: (H, W, C)
     raw_shape: tuple[int, ...]  # one sample as stored in the .npz
     keras_loader: str  # attribute of keras.datasets
+    # Whether a picture's mirror image shows the same class: a shirt or a ship, yes; a mirrored 2
+    # or 7 is no digit. Decides which views test-time augmentation averages (cnn_core.inference).
+    mirrorable: bool = True
 
     @property
     def num_classes(self) -> int:
@@ -40,7 +43,7 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
         "mnist", "MNIST handwritten digits",
-        tuple(str(d) for d in range(10)), (28, 28, 1), (28, 28), "mnist"),
+        tuple(str(d) for d in range(10)), (28, 28, 1), (28, 28), "mnist", mirrorable=False),
     "fashion_mnist": DatasetInfo(
         "fashion_mnist", "Fashion-MNIST clothes",
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -307,6 +307,7 @@ def _constants_code(card: dict, dirac: list[str]) -> str:
     info = dataset_info(card["dataset"])
     return "\n".join([f"MODEL_NAME = {_literal(card['name'])}", f"DATASET = {_literal(info.name)}",
                       f"CLASS_NAMES = {_literal(list(info.class_names))}", f"INPUT_SHAPE = {info.input_shape!r}",
+                      f"MIRRORABLE = {info.mirrorable!r}  # a mirror image shows the same class (not so for digits)",
                       f"CARD_PARAMS = {int(card['params'])}  # the parameter count on the model card",
                       f"DIRAC_CONVS = {_literal(dirac)}  # convs that start as partial identities (dirac)"])
 
@@ -717,12 +718,21 @@ MAKE_CALLBACKS = (
 EVALUATE = '''
 # -- evaluate ------------------------------------------------------------------------------------
 
-def predict(model, x, tta=0, chunk=2000):
+def predict(model, x, tta=0, chunk=2000, mirrorable=True):
     """Class probabilities for uint8 images, with the card's test-time augmentation: 1 averages
     each image with its mirror image; 2 adds both shifted one pixel up-left and down-right
-    (reflect-padded), the shifted four weighing as much as the unshifted two."""
+    (reflect-padded), the shifted four weighing as much as the unshifted two. Pictures that are
+    not `mirrorable` (digits) average one-pixel shifts instead (zero-padded): 1 the image and its
+    four neighbours up, down, left and right; 2 all nine positions of its 3x3 neighbourhood."""
     def forward(images):
         return model.predict(images, batch_size=512, verbose=0)
+
+    def shift_mean(images, level):
+        height, width = images.shape[1:3]
+        padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if level == 2 or dy * dx == 0]
+        return np.mean([forward(np.ascontiguousarray(padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width]))
+                        for dy, dx in offsets], axis=0)
 
     def mirror_mean(images):
         return (forward(images) + forward(images[:, :, ::-1])) / 2.0
@@ -732,6 +742,9 @@ def predict(model, x, tta=0, chunk=2000):
         images = x[start:start + chunk].astype("float32")
         if not tta:
             outputs.append(forward(images))
+            continue
+        if not mirrorable:
+            outputs.append(shift_mean(images, int(tta)))
             continue
         unshifted = mirror_mean(images)
         if int(tta) == 2:
@@ -797,7 +810,7 @@ __INITIALISE__    print(f"{model.count_params():,} parameters in {precision} (th
 
     # Evaluate
     tta = int(hp.get("tta") or 0)
-    probabilities = predict(model, x_test, tta)
+    probabilities = predict(model, x_test, tta, mirrorable=MIRRORABLE)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
     test_loss = float(np.mean(-np.log(np.clip(probabilities[np.arange(len(y_test)), y_test], 1e-12, 1.0))))
     print(f"Test accuracy {accuracy:.4f}, test loss {test_loss:.4f} on {len(x_test):,} images (TTA level {tta})")

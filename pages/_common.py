@@ -12,7 +12,7 @@ import streamlit as st
 
 from cnn_core import catalog
 from cnn_core.benchmark_figures import best_ensemble, ood_figures
-from cnn_core.inference import TTA_LEVELS, TTA_PASSES, is_unsure, load_ensemble, top_k, tta_level
+from cnn_core.inference import is_unsure, load_ensemble, top_k, tta_level, tta_levels, tta_passes
 from cnn_core.ood import WHAT_IT_IS_NOT
 from cnn_core.store import find_model, runs_store
 from pages._streamlit_patches import use_app_navigation
@@ -41,14 +41,20 @@ def best_ensemble_toggle(dataset: str, key: str):
     if best is None:
         return None
     level = tta_level(best["tta"])
-    passes = len(best["models"]) * TTA_PASSES[level]
+    passes = len(best["models"]) * tta_passes(level, dataset)
     if not st.toggle(f"Most accurate: {' + '.join(best['models'])} ({best['accuracy']:.2%} on the test set)",
                      key=f"{key}_best_ensemble",
-                     help=f"Averages these shipped models, each with test-time augmentation {TTA_LEVELS[level]}: "
+                     help=f"Averages these shipped models, each with test-time augmentation {tta_levels(dataset)[level]}: "
                           f"{passes} passes per image instead of one, so slower "
                           "(measured by benchmarks.tta_ensembles)."):
         return None
     return load_ensemble(best["models"], level, load=get_predictor)
+
+
+TTA_HELP = ("Average the prediction over the image and its mirror image (flip, 2 passes), and also over both "
+            "shifted by one pixel (6 passes). Recommended for models trained with flips and shifts.")
+SHIFT_TTA_HELP = ("Average the prediction over the drawing and its four one-pixel shifts (5 passes), or all nine "
+                  "positions around it (9 passes). Never mirrored: a mirrored 2 is no digit.")
 
 
 def prediction_options(predictor, dataset: str, key: str):
@@ -59,11 +65,11 @@ def prediction_options(predictor, dataset: str, key: str):
         return best
     others = catalog.ensemble_partners(catalogue(dataset), predictor.name)
     with st.expander("Options: test-time augmentation and ensembles"):
-        tta = st.radio("Test-time augmentation", list(TTA_LEVELS), index=predictor.tta, format_func=TTA_LEVELS.get,
+        levels = tta_levels(predictor.info)
+        tta = st.radio("Test-time augmentation", list(levels), index=predictor.tta, format_func=levels.get,
                        key=f"{key}_tta_{predictor.name}", horizontal=True,  # each model starts at its card's
-                       help="Average the prediction over the image and its mirror image (flip), and also over "
-                            "both shifted by one pixel (6 passes). Recommended for models trained with flips "
-                            "and shifts; the model's card gives the level it was measured with.")
+                       help=(TTA_HELP if predictor.info.mirrorable else SHIFT_TTA_HELP)
+                       + " The model's card gives the level it was measured with.")
         extra = st.multiselect("Average with other models (ensemble)", others, key=f"{key}_ensemble") if others \
             else []
         if not others:

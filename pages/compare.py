@@ -47,7 +47,7 @@ if diffs:
 measured = ensemble_figures(dataset)  # written beside the shipped models by benchmarks.tta_ensembles
 if measured and measured["rows"]:
     st.subheader("What test-time augmentation and ensembles buy")
-    st.dataframe(pd.DataFrame([{"models": " + ".join(r["models"]), "TTA": tta_label(r["tta"]),
+    st.dataframe(pd.DataFrame([{"models": " + ".join(r["models"]), "TTA": tta_label(r["tta"], dataset),
                                 "test accuracy": r["accuracy"], "test loss": r["loss"]} for r in measured["rows"]])
                  .style.format({"test accuracy": "{:.2%}", "test loss": "{:.4f}"}), hide_index=True, width="stretch")
     st.caption(f"Measured on the full test set by `{measured['command']}` (commit {measured['git_commit']}). "

@@ -7,14 +7,14 @@ import streamlit as st
 from cnn_core.errors import ImageError
 from cnn_core.preprocess import load_image, why_no_digit
 from pages._canvas import digit_canvas
-from pages._common import (best_ensemble_toggle, confidence_note, get_predictor, model_picker, ood_explainer,
+from pages._common import (confidence_note, get_predictor, model_picker, ood_explainer, prediction_options,
                            show_probabilities, upscale)
 
 st.title("✏️ Draw a digit")
 name = model_picker("Model", "mnist", key="draw_model")
 if name is None:
     st.stop()
-predictor = best_ensemble_toggle("mnist", key="draw") or get_predictor(name)
+predictor = prediction_options(get_predictor(name), "mnist", key="draw")
 ood_explainer(predictor)
 
 NO_DIGIT = {"filled": "The canvas is filled almost completely, so no digit shape is left to read. "

@@ -22,7 +22,7 @@ else:
         with col, st.container(border=True):
             st.markdown(f"**{card['dataset_title']}** · `{card['name']}`")
             acc = card.get("test_accuracy")
-            st.metric("Test accuracy" + (f" ({tta_label(card.get('tta'))} TTA)" if card.get("tta") else ""),
+            st.metric("Test accuracy" + (f" ({tta_label(card.get('tta'), card['dataset'])} TTA)" if card.get("tta") else ""),
                       f"{acc:.2%}" if acc is not None else "–")
             st.caption(f"{card['architecture']} architecture · {card['params']:,} parameters · "
                        f"{card['epochs_run']} epochs in {card['train_seconds'] / 60:.1f} min on "

@@ -21,7 +21,7 @@ if name is None:
 predictor = prediction_options(get_predictor(name), dataset, key="photo")
 classes = predictor.info.class_names
 st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
-           + (f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta)})."
+           + (f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta, predictor.info)})."
               if predictor.tta else ""))
 
 ood_explainer(predictor)

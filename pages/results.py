@@ -29,7 +29,7 @@ evaluation = model_evaluation(store, name, card)
 
 c1, c2, c3, c4, c5 = st.columns(5)
 if evaluation:
-    c1.metric("Test accuracy" + (f" ({tta_label(evaluation['tta'])} TTA)" if evaluation["tta"] else ""),
+    c1.metric("Test accuracy" + (f" ({tta_label(evaluation['tta'], card['dataset'])} TTA)" if evaluation["tta"] else ""),
               f"{evaluation['accuracy']:.2%}")
     c2.metric("Test loss", f"{evaluation['loss']:.4f}")
 c3.metric("Parameters", f"{card['params']:,}")

@@ -86,6 +86,24 @@ def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):
     assert at.metric[0].delta == f"{bars['probability'][0]:.1%} confident"
 
 
+def test_draw_page_tta_averages_shifts_of_the_digit_never_its_mirror_image(data_dir):
+    from cnn_core.catalog import list_models, rank_for_choice
+    from cnn_core.datasets import load_dataset
+
+    at = open_page("pages/draw.py")
+    data = load_dataset("mnist", data_dir)
+    seven = 255 - np.asarray(Image.fromarray(data.x_test[0]).resize((280, 280), Image.Resampling.BILINEAR))
+    at.file_uploader(key="digit_upload").set_value(("seven.png", _png(seven), "image/png")).run()
+    card_level = chart_frame(at).set_index("class")["probability"]
+    default = rank_for_choice(list_models("mnist"))[0]
+    tta = at.radio(key=f"draw_tta_{default['name']}")
+    assert tta.options == ["off", "1-px shifts", "1-px shifts and diagonals"] and "mirrored 2" in tta.help
+    tta.set_value(2 if tta.value != 2 else 0).run()
+    assert not at.exception and at.metric[0].value == "7"
+    shifted = chart_frame(at).set_index("class")["probability"]
+    assert len(shifted) == 10 and not np.allclose(shifted[card_level.index], card_level)  # other views, other numbers
+
+
 def test_draw_page_blank_upload_is_a_prompt_not_a_prediction():
     at = open_page("pages/draw.py")
     at.file_uploader(key="digit_upload").set_value(("blank.png", _png(np.zeros((200, 200), np.uint8)), "image/png"))

@@ -110,10 +110,10 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     run_script("tta_ensembles", "--models", "mnist_fast30", "mnist_seed", "--limit", "300",
                "--data-dir", str(data_dir), "--out", str(out))
     module, doc, md = _read(out, "tta_ensembles", "tta_ensembles")
-    # Each model with TTA off and on, and the two together.
+    # Digits: each model at every TTA level (shifts, never mirrored), and the two together.
     assert [(r["models"], r["tta"]) for r in doc["rows"]] == [
-        (["mnist_fast30"], False), (["mnist_fast30"], True), (["mnist_seed"], False), (["mnist_seed"], True),
-        (["mnist_fast30", "mnist_seed"], False)]
+        (["mnist_fast30"], 0), (["mnist_fast30"], 1), (["mnist_fast30"], 2),
+        (["mnist_seed"], 0), (["mnist_seed"], 1), (["mnist_seed"], 2), (["mnist_fast30", "mnist_seed"], 0)]
     assert doc["test_size"] == 300
     seconds = doc["machines"][this_key]["evaluation_seconds"]
     assert set(seconds) == {module.row_label(r) for r in doc["rows"]} and _positive(*seconds.values())

@@ -33,13 +33,13 @@ def test_most_confused_cell_ignores_the_diagonal_and_takes_the_first_tie():
     assert most_confused_cell(np.array([[5, 0], [0, 5]])) == (0, 0)  # no mistakes: the first cell
 
 
-def _position_sensitive_model(seed: int = 0):
+def _position_sensitive_model(seed: int = 0, shape=(32, 32, 3)):
     """A softmax over a random dense layer of the raw pixels: its prediction changes with
     every mirror and every pixel of shift, unlike a trained convolutional net's."""
     import keras
 
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
+    return keras.Sequential([keras.Input(shape), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
                              keras.layers.Dense(10, activation="softmax")])
 
 
@@ -70,12 +70,41 @@ def test_tta_levels_average_the_mirror_and_the_one_pixel_shifts(data_dir):
     np.testing.assert_allclose(predict_proba(model, images, data.info, tta=2, batch_size=4), level2, rtol=1e-5)
 
 
+def test_digit_tta_levels_average_one_pixel_shifts_and_never_the_mirror_image(data_dir):
+    from cnn_core.datasets import load_dataset
+    from cnn_core.inference import predict_proba, tta_passes
+
+    data = load_dataset("mnist", data_dir)
+    images, model = data.x_test[:6], _position_sensitive_model(shape=(28, 28, 1))
+    x = images[..., None].astype(np.float32)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # zeros: the digits' black background
+
+    def moved(dy, dx):
+        return model.predict_on_batch(padded[:, 1 + dy:29 + dy, 1 + dx:29 + dx])
+
+    np.testing.assert_allclose(moved(0, 0), model.predict_on_batch(x), rtol=1e-6)
+    four = [moved(dy, dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    level1 = predict_proba(model, images, data.info, tta=1)
+    np.testing.assert_allclose(level1, np.mean([moved(0, 0), *four], axis=0), rtol=1e-5)
+    mirror = np.mean([model.predict_on_batch(x), model.predict_on_batch(x[:, :, ::-1])], axis=0)
+    assert not np.allclose(level1, mirror, rtol=1e-3)
+    level2 = predict_proba(model, images, data.info, tta=2)
+    np.testing.assert_allclose(level2, np.mean([moved(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0),
+                               rtol=1e-5)
+    # One drawing's views go through the network in one call; a set bigger than a batch, in several.
+    np.testing.assert_allclose(predict_proba(model, images[:1], data.info, tta=2), level2[:1], rtol=1e-5)
+    np.testing.assert_allclose(predict_proba(model, images, data.info, tta=2, batch_size=4), level2, rtol=1e-5)
+    assert (tta_passes(1, "mnist"), tta_passes(2, "mnist"), tta_passes(2, "cifar10")) == (5, 9, 6)
+
+
 @pytest.mark.parametrize("value, level", [(False, 0), (True, 1), (None, 0), (0, 0), (1, 1), (2, 2)])
 def test_tta_settings_old_and_new_read_as_a_level(value, level):
     from cnn_core.inference import tta_label, tta_level
 
     assert tta_level(value) == level and isinstance(tta_level(value), int) and not isinstance(tta_level(value), bool)
-    assert tta_label(value) == ("off", "flip", "flip + 1-px shifts")[level]
+    assert tta_label(value, "cifar10") == ("off", "flip", "flip + 1-px shifts")[level]
+    assert tta_label(value, "fashion_mnist") == tta_label(value, "cifar10")  # clothes mirror as photos do
+    assert tta_label(value, "mnist") == ("off", "1-px shifts", "1-px shifts and diagonals")[level]
 
 
 @pytest.mark.parametrize("value", [3, -1, "flip", 1.5])

@@ -168,6 +168,26 @@ def test_the_scripts_pipeline_mixes_batches_as_cnn_cores_does():
         assert not np.allclose(images[mixed], x[:32][mixed].astype(np.float32)), switches
 
 
+@pytest.mark.parametrize("dataset, shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_the_scripts_test_time_augmentation_is_cnn_cores_at_every_level(dataset, shape):
+    """Photos average mirror images and shifts, digits shifts alone: the script's predict() gives
+    the library's numbers, on a net whose output changes with every pixel moved."""
+    from cnn_core.datasets import dataset_info
+    from cnn_core.inference import predict_proba
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    x = np.random.default_rng(0).integers(0, 256, size=(12, *shape), dtype=np.uint8)
+    card = {"name": "exported", "dataset": dataset, "architecture": "fast", "params": 1,
+            "hyperparameters": resolve_config(dataset, "fast")}
+    namespace = script_namespace(export.script_text(card))
+    assert namespace["MIRRORABLE"] is dataset_info(dataset).mirrorable
+    for level in (0, 1, 2):
+        ours = namespace["predict"](model, x, level, chunk=5, mirrorable=namespace["MIRRORABLE"])
+        np.testing.assert_allclose(ours, predict_proba(model, x, dataset_info(dataset), tta=level), rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", shipped_store().names())
 def test_every_shipped_model_exports_a_script_whose_network_has_its_parameters(name):
     card = shipped_card(name)
