@@ -224,6 +224,15 @@ def render_markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n" + NOTES_MARKER + "\n"
 
 
+def write_markdown(md_path: Path, doc: dict) -> Path:
+    """The document as Markdown, keeping whatever the file had below the notes marker."""
+    text = md_path.read_text() if md_path.is_file() else ""
+    notes = text.split(NOTES_MARKER, 1)[1] if NOTES_MARKER in text else ""
+    # The kept notes start with the newline that ended the marker's line: not a second one per rewrite.
+    md_path.write_text((render_markdown(doc).removesuffix("\n") if notes else render_markdown(doc)) + notes)
+    return md_path
+
+
 def main(argv=None):
     from cnn_core.ood import SCORE
     from cnn_core.runtime import git_commit, import_tensorflow_quietly, machine_info
@@ -247,10 +256,7 @@ def main(argv=None):
     validate_results(doc)
     args.out.mkdir(parents=True, exist_ok=True)
     result.write_text(json.dumps(doc, indent=2))
-    md_path = result.with_suffix(".md")
-    notes = md_path.read_text().split(NOTES_MARKER, 1)[1] if md_path.is_file() and NOTES_MARKER in md_path.read_text() \
-        else ""
-    md_path.write_text(render_markdown(doc) + notes)
+    md_path = write_markdown(result.with_suffix(".md"), doc)
     print(f"Wrote {result} and {md_path}")
     if args.out.resolve() == RESULTS_DIR.resolve():
         for path in write_beside_models(doc):

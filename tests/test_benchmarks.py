@@ -442,6 +442,18 @@ def test_an_ood_run_for_some_models_keeps_the_other_current_rows(tmp_path):
     assert ood.merged_rows(tmp_path / "absent.json", [new_row]) == [new_row]
 
 
+def test_an_ood_rewrite_keeps_the_notes_as_they_were(tmp_path):
+    doc = _committed("ood.json", "python -m benchmarks.ood")
+    md = tmp_path / "ood.md"
+    ood.write_markdown(md, doc)
+    assert md.read_text() == ood.render_markdown(doc)  # no notes yet: the marker ends the file
+    md.write_text(md.read_text() + "\nA note.\n")
+    written = md.read_text()
+    for _ in range(2):  # every rewrite leaves the notes, blank lines and all, as they were
+        ood.write_markdown(md, doc)
+        assert md.read_text() == written
+
+
 @pytest.mark.parametrize("break_it, message", [
     (lambda d: d.pop("models"), "missing 'models'"),
     (lambda d: d["models"][0].update(threshold=1.5), "threshold"),
