@@ -98,15 +98,18 @@ def catalogue(dataset: str | None = None) -> list[dict]:
         str(store.root), store.kind, catalog.cards_version(store), store))
 
 
-def model_picker(label: str, dataset: str | None, key: str, help: str | None = None) -> str | None:
-    """Select box of models for a dataset; the best shipped model first. None (with a message) when there are none."""
+def model_picker(label: str, dataset: str | None, key: str, help: str | None = None, prefer=None) -> str | None:
+    """Select box of models for a dataset; the best shipped model first. None (with a message) when there are none.
+    `prefer` (name -> bool): the page opens on the first model it accepts, where there is one."""
     rows = catalog.rank_for_choice(catalogue(dataset))
     if not rows:
         st.warning("No model is available for this page yet. Train one on the **Train** page.")
         return None
     names = [r["name"] for r in rows]
     labels = {r["name"]: catalog.choice_label(r) for r in rows}
-    chosen = st.selectbox(label, names, index=from_link("model", names, 0), format_func=labels.get, key=key, help=help)
+    default = next((i for i, name in enumerate(names) if prefer(name)), 0) if prefer else 0
+    chosen = st.selectbox(label, names, index=from_link("model", names, default), format_func=labels.get, key=key,
+                          help=help)
     return into_link("model", chosen)
 
 

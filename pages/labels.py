@@ -26,7 +26,9 @@ if split == "train":
                 f"other folds (each a training run): `python -m cnn_core labels --dataset {dataset} --split train`.")
         st.stop()
 else:
-    name = model_picker("Model (the judge)", None, key="labels_model")
+    # It opens on a model with an audit at hand (a shipped judge, with a person's verdicts), not one to compute.
+    name = model_picker("Model (the judge)", None, key="labels_model",
+                        prefer=lambda model: load_audit("test", model=model) is not None)
     if name is None:
         st.stop()
     audit = load_audit("test", model=name) or test_audit_for(name)
