@@ -1,5 +1,5 @@
 // The Draw page's canvas: white ink on black, sent to the app the moment a stroke ends.
-// A components-v2 component (st.components.v2.component); pages/_canvas.py mounts it.
+// A components-v2 component (st.components.v2.component); app_pages/_canvas.py mounts it.
 // Why our own: streamlit-drawable-canvas waits a fixed 200 ms after each stroke before it
 // sends, which alone was most of the 0.3 s a drawing may take to get its prediction.
 

@@ -5,7 +5,7 @@ A results document holds each machine's runs side by side:
     {"schema_version": 2, "benchmark": "inference", ...fields that do not depend on the machine...,
      "machines": {"AMD EPYC | 2 cores | avx2+fma": {"machine": {...}, ...that machine's runs...}}}
 
-The key is `cnn_core.runtime.machine_key`: CPU model, usable cores and the speed-relevant CPU
+The key is `cnn_core.base.runtime.machine_key`: CPU model, usable cores and the speed-relevant CPU
 flags. The flags are part of it because two CPUs sold under one name can differ where it
 matters (an AMD EPYC Zen 3 has AVX2 only, a Zen 4 adds AVX-512 with bfloat16). A run replaces
 only its own machine's entry; the other machines' entries are kept untouched, and timings,
@@ -25,14 +25,14 @@ NOTES_MARKER = "<!-- notes: everything below this line is kept when the script r
 
 
 def this_machine() -> dict:
-    """The machine this process runs on, as `cnn_core.runtime.machine_info` describes it."""
-    from cnn_core import runtime
+    """The machine this process runs on, as `cnn_core.base.runtime.machine_info` describes it."""
+    from cnn_core.base import runtime
 
     return runtime.machine_info()
 
 
 def key_of(machine: dict) -> str:
-    from cnn_core.runtime import machine_key
+    from cnn_core.base.runtime import machine_key
 
     return machine_key(machine)
 
@@ -125,7 +125,7 @@ def read_notes(md_path: Path) -> str:
 
 def write(out_dir: Path, stem: str, doc: dict, markdown: str) -> tuple[Path, Path]:
     """Write `stem`.json and `stem`.md into `out_dir` atomically (a reader never sees half a file)."""
-    from cnn_core.store import atomic_write
+    from cnn_core.base.store import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ import numpy as np
 from benchmarks import _machines
 from benchmarks.browser import (CANVAS, DIGIT_STROKES, draw, goto, launch_chromium, start_app, start_training, stop_app,
                                stop_training, train_progress, wait_until_idle)
-from cnn_core.runtime import rss_mb
+from cnn_core.base.runtime import rss_mb
 
 HERE = Path(__file__).resolve().parent
 
@@ -148,7 +148,7 @@ def summary(times: list[float]) -> dict:
 
 # Which canvas the drawings went through: entries from before it had this key were measured on
 # streamlit-drawable-canvas, which sent a stroke 200 ms after mouse-up.
-CANVAS_COMPONENT = "pages/_canvas.py (sends at mouse-up)"
+CANVAS_COMPONENT = "app_pages/_canvas.py (sends at mouse-up)"
 CANVAS_BEFORE = "streamlit-drawable-canvas waits 200 ms after a stroke before it sends, then encodes its PNG"
 
 
@@ -436,7 +436,7 @@ def main(argv=None):
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
 
-    from cnn_core.runtime import git_commit
+    from cnn_core.base.runtime import git_commit
 
     data_dir = Path(os.environ.get("CNN_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
     previous = _machines.load(args.out / "app_metrics.json", BENCHMARK)

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # (Not /usr/bin/chromium-browser: on Ubuntu that is a shim for a snap, which Playwright cannot drive.)
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/google-chrome")
-# The Train page's progress text while a run trains (pages/_job_view.py).
+# The Train page's progress text while a run trains (app_pages/_job_view.py).
 PROGRESS = re.compile(r"Epoch (\d+)/(\d+) · batch (\d+)/(\d+)")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -101,7 +101,7 @@ def goto(pg, url, path, expect_title):
     wait_until_idle(pg)
 
 
-# The Draw page's canvas element (pages/_canvas.py; Playwright's CSS locators reach into its shadow root).
+# The Draw page's canvas element (app_pages/_canvas.py; Playwright's CSS locators reach into its shadow root).
 CANVAS = "canvas.digit-canvas"
 
 

@@ -52,15 +52,15 @@ PAGE_TITLES = {"draw": "Draw a digit", "photo": "Classify a photo"}
 
 
 def shipped_models() -> list[str]:
-    from cnn_core.store import shipped_store
+    from cnn_core.base.store import shipped_store
 
     return shipped_store().names()
 
 
 def page_defaults() -> dict:
     """The model each page opens with: its dataset's most accurate shipped model, the order
-    `pages/_common.model_picker` puts first."""
-    from cnn_core.store import shipped_store
+    `app_pages/_common.model_picker` puts first."""
+    from cnn_core.base.store import shipped_store
 
     store = shipped_store()
     cards = [store.load_card(n) for n in store.names()]
@@ -95,7 +95,7 @@ def test_picture(dataset: str, data):
         digit = Image.fromarray(data.x_test[0]).resize((280, 280), Image.NEAREST)
         grey = np.asarray(digit)
         return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
-    from cnn_core.preprocess import load_image
+    from cnn_core.data.preprocess import load_image
 
     samples = REPO / "assets" / "samples"
     photos = sorted(samples.rglob("*.jpg")) + sorted(samples.rglob("*.png"))
@@ -148,7 +148,7 @@ def breakdown(predictor, picture, warmup=WARMUP, calls=CALLS) -> dict:
     batches), and, for comparison, Keras' compiled `predict_on_batch` called directly."""
     import numpy as np
 
-    from cnn_core.preprocess import to_model_input
+    from cnn_core.data.preprocess import to_model_input
 
     sample = predictor.sample_from_image(picture)
     x = to_model_input(sample[None], predictor.info)
@@ -179,8 +179,8 @@ def throughput(predictor, samples, repeats=2) -> dict:
 SERVE_SCRIPT = r"""
 import json, os, sys, time, resource
 import numpy as np
-from cnn_core.inference import load_predictor
-from cnn_core.runtime import rss_mb
+from cnn_core.predict.inference import load_predictor
+from cnn_core.base.runtime import rss_mb
 t = time.perf_counter()
 predictors = [load_predictor(name) for name in sys.argv[1:]]
 load_seconds = time.perf_counter() - t
@@ -221,8 +221,8 @@ def _timings(predictor, picture, samples, calls: int, warmup: int) -> dict:
 def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: int = BATCH_IMAGES,
                   datasets: dict | None = None, log=print) -> dict:
     """Every figure for one shipped model on this machine."""
-    from cnn_core.datasets import load_dataset
-    from cnn_core.inference import load_predictor, tta_label
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.inference import load_predictor, tta_label
 
     predictor = load_predictor(name)  # the inference default precision
     dataset = predictor.info.name
@@ -251,7 +251,7 @@ def measure_model(name: str, data_dir=None, calls: int = CALLS, batch_images: in
 
 def run(models=None, data_dir=None, calls=CALLS, batch_images=BATCH_IMAGES, command=None, log=print) -> dict:
     """This machine's entry: every shipped model (or `models`), the pages' defaults marked."""
-    from cnn_core.runtime import git_commit, library_versions, now_iso, rss_mb
+    from cnn_core.base.runtime import git_commit, library_versions, now_iso, rss_mb
 
     defaults = page_defaults()
     models = list(models or shipped_models())
@@ -454,7 +454,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.calls < MIN_CALLS:
         parser.error(f"--calls must be at least {MIN_CALLS}")
-    from cnn_core.runtime import configure_threads
+    from cnn_core.base.runtime import configure_threads
 
     known = shipped_models()
     unknown = [m for m in args.models or () if m not in known]

@@ -18,7 +18,7 @@ import json
 import math
 from pathlib import Path
 
-from cnn_core.label_issues import VERDICTS, load_audit, load_verdicts, tally
+from cnn_core.studio.label_issues import VERDICTS, load_audit, load_verdicts, tally
 
 OUT = Path(__file__).resolve().parent / "results"
 DEFAULT_MODELS = ("mnist_fast30", "cifar10_airbench18_s2")
@@ -30,9 +30,9 @@ def audit_of(name: str) -> dict:
     """The model's saved test-set audit, or a new one (not saved: the CLI saves audits)."""
     audit = load_audit("test", model=name)
     if audit is None:
-        from cnn_core.datasets import load_dataset
-        from cnn_core.inference import load_predictor
-        from cnn_core.label_issues import test_audit
+        from cnn_core.data.datasets import load_dataset
+        from cnn_core.predict.inference import load_predictor
+        from cnn_core.studio.label_issues import test_audit
 
         predictor = load_predictor(name, calibrated=True)
         audit = test_audit(predictor, load_dataset(predictor.info.name))
@@ -46,7 +46,7 @@ def contact_sheet(audit: dict, x_test, top: int, verdicts: dict[int, str], path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnn_core.datasets import dataset_info
+    from cnn_core.data.datasets import dataset_info
 
     names = dataset_info(audit["dataset"]).class_names
     rows = math.ceil(top / COLUMNS)
@@ -67,7 +67,7 @@ def contact_sheet(audit: dict, x_test, top: int, verdicts: dict[int, str], path:
 
 
 def audit_row(name: str, top: int, out: Path) -> dict:
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
     audit = audit_of(name)
     verdicts = load_verdicts(audit["dataset"], "test")
@@ -114,7 +114,7 @@ def validate_results(doc: dict) -> None:
 def main(argv=None) -> None:
     import sys
 
-    from cnn_core.runtime import git_commit, now_iso
+    from cnn_core.base.runtime import git_commit, now_iso
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="a model whose test-set audit to count (repeat)")

@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks import _machines
 from benchmarks.browser import CANVAS, CHROMIUM, CHROMIUM_ARGS, DIGIT_STROKES, REPO, start_app, stop_app
-from cnn_core.runtime import rss_mb
+from cnn_core.base.runtime import rss_mb
 
 HERE = Path(__file__).resolve().parent
 
@@ -270,7 +270,7 @@ def main(argv=None):
     if args.pages < 1:
         parser.error("--pages must be at least 1")
 
-    from cnn_core.runtime import git_commit
+    from cnn_core.base.runtime import git_commit
 
     data_dir = Path(os.environ.get("CNN_DATA_DIR", REPO.parent / "shared" / "datasets"))
     previous = _machines.load(args.out / "load.json", BENCHMARK)

@@ -8,7 +8,7 @@ started and stopped through the UI, while that run stops (its final evaluation),
         --out /tmp/mem                                                  # smoke (tests/test_memory_benchmark.py)
 
 The server runs with the caps of its environment (CNN_MAX_EPOCHS, CNN_MAX_SUBSET,
-CNN_MAX_BATCH_SIZE; defaults in cnn_core/jobs.py). Each phase's peak is the kernel's high-water mark (VmHWM, reset at the phase's
+CNN_MAX_BATCH_SIZE; defaults in cnn_core/service/jobs.py). Each phase's peak is the kernel's high-water mark (VmHWM, reset at the phase's
 start through /proc/PID/clear_refs) of the server and its child processes, so short spikes
 between two samples count too; a 0.2 s sampler adds the time series. Unless --no-runtime-baseline,
 fresh processes are measured too: the app's libraries with and without TensorFlow, with the Draw and
@@ -34,7 +34,7 @@ from pathlib import Path
 from benchmarks import _machines
 from benchmarks.browser import (DIGIT_STROKES, REPO, draw_digit_and_read_prediction, goto, launch_chromium,
                                 start_app, stop_app, wait_until_idle)
-from cnn_core.runtime import process_tree, pss_mb, rss_mb, status_mb
+from cnn_core.base.runtime import process_tree, pss_mb, rss_mb, status_mb
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,7 +56,7 @@ PHASES = {
 }
 
 
-# -- memory of a process tree (cnn_core.runtime reads it) ------------------------------
+# -- memory of a process tree (cnn_core.base.runtime reads it) ------------------------------
 
 def reset_hwm(pid: int) -> bool:
     """Reset the kernel's peak-RSS counter of every process in the tree; False where refused."""
@@ -259,8 +259,8 @@ RUNTIME_SNIPPETS = {
     "plus_tensorflow": "import numpy, PIL.Image, pandas, streamlit, tensorflow, keras",
     "plus_draw_and_photo_models": (
         "import numpy, PIL.Image, pandas, streamlit\n"
-        "from cnn_core.inference import load_predictor\n"
-        "from cnn_core.store import shipped_store\n"
+        "from cnn_core.predict.inference import load_predictor\n"
+        "from cnn_core.base.store import shipped_store\n"
         "import numpy as np\n"
         "for name in {defaults!r}:\n"
         "    if shipped_store().model_path(name).is_file():\n"
@@ -285,9 +285,9 @@ LITERT_ONLY_SNIPPET = (
     "assert 'tensorflow' not in sys.modules\n")
 WRITE_FLATBUFFERS_SNIPPET = (
     "from pathlib import Path\n"
-    "from cnn_core.inference import load_inference_model\n"
-    "from cnn_core.lite import to_flatbuffer\n"
-    "from cnn_core.store import find_model\n"
+    "from cnn_core.predict.inference import load_inference_model\n"
+    "from cnn_core.predict.lite import to_flatbuffer\n"
+    "from cnn_core.base.store import find_model\n"
     "for name in {defaults!r}:\n"
     "    Path({flatbuffers!r}, name + '.tflite').write_bytes(to_flatbuffer(load_inference_model(find_model(name), name)))\n")
 
@@ -342,8 +342,8 @@ def run_memory(data_dir: Path, dataset: str = "cifar10", arch: str = "fast", sub
     """Start the real app server, drive it with Chromium through the phases, return the figures."""
     from playwright.sync_api import sync_playwright
 
-    from cnn_core.datasets import DATASETS
-    from cnn_core.jobs import TRAINING_PROCESS_ENV, ServerCaps, train_in_a_process
+    from cnn_core.data.datasets import DATASETS
+    from cnn_core.service.jobs import TRAINING_PROCESS_ENV, ServerCaps, train_in_a_process
 
     tmp = Path(tempfile.mkdtemp(prefix="memory-"))
     runs = tmp / "runs"
@@ -534,7 +534,7 @@ def main(argv=None):
         print(json.dumps(entry["runtime_baseline"], indent=2))
         return
 
-    from cnn_core.runtime import git_commit
+    from cnn_core.base.runtime import git_commit
 
     data_dir = Path(os.environ.get("CNN_DATA_DIR", REPO.parent / "shared" / "datasets"))
     entry = {"machine": _machines.this_machine(),

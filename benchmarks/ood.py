@@ -2,7 +2,7 @@
 
     CNN_DATA_DIR=../shared/datasets python -m benchmarks.ood [--model NAME ...] [--limit N] [--out DIR]
 
-For every shipped model with an out-of-distribution detector (cnn_core.ood: fitted on training
+For every shipped model with an out-of-distribution detector (cnn_core.predict.ood: fitted on training
 images and calibrated on its validation split by `python -m cnn_core calibrate` or at the end of
 training), it scores:
 
@@ -22,7 +22,7 @@ own test images flagged.
 Writes benchmarks/results/ood.json and ood.md (the notes below the marker are kept); `--model`
 re-measures those models and keeps the other rows of the document there. It holds
 rates and AUROCs, no timings, so it is one document for every machine. Each model's row also goes
-beside the model, into trained_models/NAME.ood.json (cnn_core.benchmark_figures): the Photo page
+beside the model, into trained_models/NAME.ood.json (cnn_core.studio.benchmark_figures): the Photo page
 shows it from there (`--out` elsewhere, as in smoke tests, leaves trained_models/ alone).
 """
 
@@ -75,7 +75,7 @@ def _specks(draw, rng) -> None:
 def canvas_samples(canvases: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Canvases through the Draw page's path: (the 28×28 samples, whether the page's own rules already
     refuse each one as blank or painted over before the network sees it)."""
-    from cnn_core.preprocess import preprocessor, why_no_digit
+    from cnn_core.data.preprocess import preprocessor, why_no_digit
 
     prep = preprocessor("mnist")
     samples = np.stack([prep.from_image(c) for c in canvases])
@@ -95,8 +95,8 @@ def off_distribution_sets(dataset: str, limit: int, rng) -> dict[str, tuple[np.n
     """{label: (samples as the model sees them, which ones the page refuses before the model or None)}:
     the other datasets' test images through the upload path, uniform noise and, for the digit model,
     scribbles and nearly blank canvases through the canvas path. Seeded; none of them fits the detector."""
-    from cnn_core.datasets import dataset_info, load_dataset
-    from cnn_core.ood import through_preprocessing
+    from cnn_core.data.datasets import dataset_info, load_dataset
+    from cnn_core.predict.ood import through_preprocessing
 
     sets = {}
     for other in DATASETS:
@@ -113,10 +113,10 @@ def off_distribution_sets(dataset: str, limit: int, rng) -> dict[str, tuple[np.n
 
 
 def score_model(name: str, limit: int, seed: int = 0, test_limit: int | None = None) -> dict:
-    from cnn_core.datasets import load_dataset
-    from cnn_core.inference import load_predictor
-    from cnn_core.ood import auroc, typicality
-    from cnn_core.store import shipped_store
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.inference import load_predictor
+    from cnn_core.predict.ood import auroc, typicality
+    from cnn_core.base.store import shipped_store
 
     predictor = load_predictor(name, store=shipped_store())
     card, dataset, detector = predictor.card, predictor.info.name, predictor.detector
@@ -192,7 +192,7 @@ def render_markdown(doc: dict) -> str:
              f"`{doc['command']}`, commit `{doc['git_commit']}`, {doc['date']}. Score: how far the picture's "
              "features lie from the nearest class at every stage of the network (class Gaussians of the training "
              "images' features, Mahalanobis distance per layer, Fisher's method over the layers' p-values against "
-             "the validation split; `cnn_core/ood.py`); an image is flagged when it falls below the threshold "
+             "the validation split; `cnn_core/predict/ood.py`); an image is flagged when it falls below the threshold "
              "that lets 99% of the validation split pass.", "",
              f"Goal: AUROC ≥ {GOAL_AUROC} against every kind of image and at most {GOAL_FLAGGED:.0%} of the "
              "model's own test images flagged.", "",
@@ -234,9 +234,9 @@ def write_markdown(md_path: Path, doc: dict) -> Path:
 
 
 def main(argv=None):
-    from cnn_core.ood import SCORE
-    from cnn_core.runtime import git_commit, import_tensorflow_quietly, machine_info
-    from cnn_core.store import shipped_store
+    from cnn_core.predict.ood import SCORE
+    from cnn_core.base.runtime import git_commit, import_tensorflow_quietly, machine_info
+    from cnn_core.base.store import shipped_store
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="shipped model (default: every calibrated one)")
@@ -267,7 +267,7 @@ def merged_rows(previous_path: Path, rows: list[dict]) -> list[dict]:
     """This run's rows plus the rows of a previous document at `previous_path` for the models not
     measured now (still shipped, calibrated as they were), in model-name order: a run for one new
     model leaves the others' figures in place. Each row keeps the command that measured it."""
-    from cnn_core.store import shipped_store
+    from cnn_core.base.store import shipped_store
 
     measured = {row["model"] for row in rows}
     kept = []
@@ -290,8 +290,8 @@ def _measured_by(row: dict, doc: dict) -> dict:
 
 def write_beside_models(doc: dict, store=None) -> list[Path]:
     """Every model's row into NAME.ood.json beside the model (the shipped store by default)."""
-    from cnn_core.benchmark_figures import write_ood_figures
-    from cnn_core.store import SHIPPED_DIR, ModelStore
+    from cnn_core.studio.benchmark_figures import write_ood_figures
+    from cnn_core.base.store import SHIPPED_DIR, ModelStore
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
     return [write_ood_figures({k: v for k, v in row.items() if k != "measured_by"}, _measured_by(row, doc), store)

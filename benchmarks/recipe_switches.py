@@ -1,12 +1,12 @@
 """What each of the original notebook's "improvements to try" buys: the seed recipe trained on one
-short schedule with every switch of cnn_core.switches off, then with each switch on alone, over
+short schedule with every switch of cnn_core.train.switches off, then with each switch on alone, over
 several seeds; test accuracy (mean, spread) and training time per switch.
 
     python -m benchmarks.recipe_switches --dataset cifar10 --epochs 5 --subset 10000 --seeds 0 1 2
 
 Results go to benchmarks/results/recipe_switches.{json,md} (per machine: the times only compare
 within one machine) and, for the Compare page, beside the shipped models as
-DATASET.recipe_switches.json (cnn_core.benchmark_figures). The document is rewritten after every
+DATASET.recipe_switches.json (cnn_core.studio.benchmark_figures). The document is rewritten after every
 run, marked `complete: false` until the last, so a stopped benchmark keeps what it measured.
 """
 
@@ -54,15 +54,15 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def _order(switch: str) -> int:
-    from cnn_core.switches import switch_names
+    from cnn_core.train.switches import switch_names
 
     return switch_names().index(switch) if switch in switch_names() else -1
 
 
 def run_one(dataset: str, switch: str, seed: int, schedule: dict, data, store, log=print) -> dict:
     """Train the seed recipe once with `switch` on (BASE: none) and return its row."""
-    from cnn_core.recipes import resolve_config
-    from cnn_core.training import train
+    from cnn_core.train.recipes import resolve_config
+    from cnn_core.train.training import train
 
     config = resolve_config(dataset, RECIPE, seed=seed, switches=[] if switch == BASE else [switch], **schedule)
     started = time.perf_counter()
@@ -102,7 +102,7 @@ def _percent(value: float) -> str:
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
-    from cnn_core.switches import SWITCHES
+    from cnn_core.train.switches import SWITCHES
 
     lines = ["# The original's improvements, one switch at a time", "",
              f"The `{RECIPE}` recipe (the original notebook's) trained with every switch off (`{BASE}`) and with "
@@ -139,8 +139,8 @@ def _entry(previous: dict | None, machine: dict, command: str, commit: str | Non
 def write_beside_models(doc: dict, machine: dict, store=None) -> list:
     """This machine's results per dataset into DATASET.recipe_switches.json beside the shipped models:
     what the Compare page shows (the app never reads benchmarks/)."""
-    from cnn_core.benchmark_figures import write_switch_figures
-    from cnn_core.store import SHIPPED_DIR, ModelStore
+    from cnn_core.studio.benchmark_figures import write_switch_figures
+    from cnn_core.base.store import SHIPPED_DIR, ModelStore
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
     entry = _machines.entry_for(doc, machine)
@@ -151,7 +151,7 @@ def write_beside_models(doc: dict, machine: dict, store=None) -> list:
 
 
 def main(argv=None) -> int:
-    from cnn_core.switches import switch_names
+    from cnn_core.train.switches import switch_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=("mnist", "fashion_mnist", "cifar10"), default="cifar10")
@@ -167,9 +167,9 @@ def main(argv=None) -> int:
     if len(args.seeds) < 2:
         parser.error("use at least 2 seeds (3 or more to tell an effect from seed noise)")
 
-    from cnn_core.datasets import load_dataset
-    from cnn_core.runtime import git_commit, import_tensorflow_quietly
-    from cnn_core.store import ModelStore
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.base.runtime import git_commit, import_tensorflow_quietly
+    from cnn_core.base.store import ModelStore
 
     import_tensorflow_quietly()
     command = " ".join(["python -m benchmarks.recipe_switches", *(argv if argv is not None else sys.argv[1:])])

@@ -41,8 +41,8 @@ def draw_scribble(page, url, out: Path) -> None:
 
 def confusion_click(page, url, out: Path, model: str = MODEL) -> None:
     """The model's most confused cell, opened from its address (tests/test_browser.py clicks one)."""
-    from cnn_core.evaluation import most_confused_cell
-    from cnn_core.store import find_model
+    from cnn_core.analysis.evaluation import most_confused_cell
+    from cnn_core.base.store import find_model
 
     evaluation = find_model(model).load_eval(model)
     true, pred = (evaluation["class_names"][i] for i in most_confused_cell(evaluation["confusion_matrix"]))
@@ -102,7 +102,7 @@ def suspicious_labels(page, url, out: Path, model: str = LABELS_MODEL) -> None:
 def main(argv=None) -> None:
     from playwright.sync_api import sync_playwright
 
-    from cnn_core.datasets import resolve_data_dir
+    from cnn_core.data.datasets import resolve_data_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)

@@ -7,7 +7,7 @@ One recipe's real training step (the recipe's optimizer, loss, batch size and pr
 CIFAR-10 batches) is timed whole, then taken apart on the same machine, each part timed alone as
 median seconds per batch:
 
-- the input pipeline (`cnn_core.pipeline`: uint8 batch → float32, augmentation, one-hot);
+- the input pipeline (`cnn_core.data.pipeline`: uint8 batch → float32, augmentation, one-hot);
 - every layer's forward and backward pass (gradients for its input and its weights), from the
   activations it really receives, summed per layer type (convolution, batch norm, pooling, ...);
 - the optimizer's update of every weight;
@@ -138,13 +138,13 @@ def profile(arch: str, dataset: str, precision: str | None, steps: int, data_dir
     import numpy as np
     import tensorflow as tf
 
-    from cnn_core.datasets import load_dataset
-    from cnn_core.models import build_model
-    from cnn_core.optimizer import compile_model, jit_compiles
-    from cnn_core.pipeline import make_tf_dataset
-    from cnn_core.precision import model_precision, resolve_precision
-    from cnn_core.recipes import resolve_config
-    from cnn_core.runtime import configure_threads
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.nets.models import build_model
+    from cnn_core.train.optimizer import compile_model, jit_compiles
+    from cnn_core.data.pipeline import make_tf_dataset
+    from cnn_core.nets.precision import model_precision, resolve_precision
+    from cnn_core.train.recipes import resolve_config
+    from cnn_core.base.runtime import configure_threads
 
     configure_threads()
     config = resolve_config(dataset, arch, precision=precision)
@@ -264,7 +264,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
 
-    from cnn_core.runtime import git_commit, import_tensorflow_quietly, now_iso
+    from cnn_core.base.runtime import git_commit, import_tensorflow_quietly, now_iso
 
     import_tensorflow_quietly()
     machine = _machines.this_machine()

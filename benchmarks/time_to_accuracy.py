@@ -4,9 +4,9 @@
     python -m benchmarks.time_to_accuracy --reuse-original         # keep this machine's `seed` runs
     python -m benchmarks.time_to_accuracy --datasets mnist --recipes seed turbo fast
 
-Every recipe trains through `cnn_core.training.train` (the library's own trainer, the
+Every recipe trains through `cnn_core.train.training.train` (the library's own trainer, the
 one the CLI and the app use), with one extra callback that times each epoch and then
-evaluates on the whole test set with `cnn_core.inference.predict_proba` (flip TTA when
+evaluates on the whole test set with `cnn_core.predict.inference.predict_proba` (flip TTA when
 the recipe uses it). The training clock is the sum of the epochs' times, from the
 start of an epoch to its end: the optimisation steps, the recipe's own validation pass
 and the library's per-epoch checkpoint. The test-set evaluation runs after the clock
@@ -59,7 +59,7 @@ CLOCK = ("sum over epochs of the time from the start of an epoch to its end insi
 def _epoch_clock_class():
     import keras
 
-    from cnn_core.inference import predict_proba
+    from cnn_core.predict.inference import predict_proba
 
     class EpochClock(keras.callbacks.Callback):
         """Times every epoch, then (clock stopped) measures test accuracy; may stop training."""
@@ -107,10 +107,10 @@ def _num(value):
 def run_recipe(dataset: str, recipe: str, data, *, stop_at_target: bool = False, max_train_seconds=None,
                epochs=None, subset=None, seed: int = 0, log=print) -> dict:
     """Train one recipe through the library's trainer; every epoch timed and tested."""
-    from cnn_core.inference import tta_level
-    from cnn_core.recipes import resolve_config
-    from cnn_core.store import ModelStore
-    from cnn_core.training import train
+    from cnn_core.predict.inference import tta_level
+    from cnn_core.train.recipes import resolve_config
+    from cnn_core.base.store import ModelStore
+    from cnn_core.train.training import train
 
     config = resolve_config(dataset, recipe, epochs=epochs, subset=subset, seed=seed)
     target = TARGETS.get(dataset, 1.0)
@@ -174,7 +174,7 @@ def ratio_entry(baseline: dict | None, run: dict) -> dict:
 def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) -> dict:
     """The results document: this machine's entry (its new runs plus its earlier runs not
     redone) beside the other machines' entries, kept as they were."""
-    from cnn_core.runtime import now_iso
+    from cnn_core.base.runtime import now_iso
 
     datasets = {}
     old = (_machines.entry_for(previous, source["machine"]) or {}).get("datasets", {})
@@ -488,7 +488,7 @@ def write_outputs(doc: dict, out_dir: Path):
 
 def recipe_figures(doc: dict, dataset: str) -> dict:
     """Per machine, each recipe's run as the Train page shows it: its last epoch's test accuracy,
-    its training clock and its epochs (cnn_core.benchmark_figures.write_recipe_times)."""
+    its training clock and its epochs (cnn_core.studio.benchmark_figures.write_recipe_times)."""
     machines = {}
     for key, entry in doc["machines"].items():
         runs = entry.get("datasets", {}).get(dataset, {}).get("runs", {})
@@ -502,8 +502,8 @@ def recipe_figures(doc: dict, dataset: str) -> dict:
 
 def write_beside_models(doc: dict, store=None) -> list[Path]:
     """Every dataset's recipe figures into DATASET.recipe_times.json in the shipped store."""
-    from cnn_core.benchmark_figures import write_recipe_times
-    from cnn_core.store import SHIPPED_DIR, ModelStore
+    from cnn_core.studio.benchmark_figures import write_recipe_times
+    from cnn_core.base.store import SHIPPED_DIR, ModelStore
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
     source = {"command": "python -m benchmarks.time_to_accuracy", "results": "benchmarks/results/time_to_accuracy.json"}
@@ -514,7 +514,7 @@ def write_beside_models(doc: dict, store=None) -> list[Path]:
 # -- command line ---------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    from cnn_core.recipes import recipe_names
+    from cnn_core.train.recipes import recipe_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(TARGETS), default=["mnist", "cifar10"])
@@ -543,9 +543,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
 
-    from cnn_core.datasets import load_dataset
-    from cnn_core.models import ARCHITECTURES
-    from cnn_core.runtime import configure_threads, git_commit, library_versions, now_iso
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.nets.models import ARCHITECTURES
+    from cnn_core.base.runtime import configure_threads, git_commit, library_versions, now_iso
 
     unknown = [r for r in args.recipes if r not in ARCHITECTURES]
     if unknown:
@@ -590,8 +590,8 @@ def main(argv=None) -> int:
 
 def _run_peers(args, new_runs: dict, previous, command: str, source: dict) -> None:
     """The peer's runs, written after each like ours (the peer reads cifar10.npz itself)."""
-    from cnn_core.datasets import resolve_data_dir
-    from cnn_core.runtime import machine_info
+    from cnn_core.data.datasets import resolve_data_dir
+    from cnn_core.base.runtime import machine_info
 
     if args.subset or args.test_limit:
         raise SystemExit("The peer always trains on the full data; run it without --subset or --test-limit.")

@@ -31,7 +31,7 @@ BENCHMARK = "tta_ensembles"
 
 def row_label(row: dict) -> str:
     """One row's name, for its timings: 'cifar10: cifar10_fast + cifar10_wide40, TTA flip'."""
-    from cnn_core.inference import tta_label
+    from cnn_core.predict.inference import tta_label
 
     return f"{row['dataset']}: {' + '.join(row['models'])}, TTA {tta_label(row['tta'], row['dataset'])}"
 
@@ -39,7 +39,7 @@ def row_label(row: dict) -> str:
 def _labels(row: dict) -> tuple[str, str]:
     """The row's label and the one runs before TTA levels keyed its seconds by ('TTA on'/'off')."""
     old = f"{row['dataset']}: {' + '.join(row['models'])}, TTA {'on' if row['tta'] else 'off'}"
-    from cnn_core.datasets import dataset_info
+    from cnn_core.data.datasets import dataset_info
 
     flip_or_off = row["tta"] == 0 or (row["tta"] == 1 and dataset_info(row["dataset"]).mirrorable)
     return row_label(row), old if flip_or_off else row_label(row)
@@ -48,8 +48,8 @@ def _labels(row: dict) -> tuple[str, str]:
 def levels_for(card: dict) -> range:
     """The TTA levels measured for one model alone: off and level 1 always, and every level up to the
     one its card was measured with; every level for digits, whose shift-only views are cheap."""
-    from cnn_core.datasets import dataset_info
-    from cnn_core.inference import TTA_LEVELS, tta_level
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.predict.inference import TTA_LEVELS, tta_level
 
     if not dataset_info(card["dataset"]).mirrorable:
         return range(len(TTA_LEVELS))
@@ -63,7 +63,7 @@ class _Probabilities:
     gives what evaluating the ensemble would, without predicting each member again."""
 
     def __init__(self, samples):
-        from cnn_core.inference import load_predictor
+        from cnn_core.predict.inference import load_predictor
 
         self.samples, self.load, self.cache, self.seconds, self.loaded = samples, load_predictor, {}, {}, {}
 
@@ -73,7 +73,7 @@ class _Probabilities:
         return self.loaded[name]
 
     def __call__(self, name: str, level: int):
-        from cnn_core.inference import ensemble_of
+        from cnn_core.predict.inference import ensemble_of
 
         if (name, level) not in self.cache:
             predictor = ensemble_of([self.predictor(name)], tta=level)
@@ -87,10 +87,10 @@ def measure(names: list[str], data_dir: str | None, limit: int | None, log=print
     """(accuracy rows, prediction seconds per row label, test images per dataset)."""
     import numpy as np
 
-    from cnn_core.datasets import load_dataset
-    from cnn_core.evaluation import cross_entropy
-    from cnn_core.inference import tta_label
-    from cnn_core.store import shipped_store
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.analysis.evaluation import cross_entropy
+    from cnn_core.predict.inference import tta_label
+    from cnn_core.base.store import shipped_store
 
     store = shipped_store()
     by_dataset: dict[str, list[str]] = {}
@@ -136,7 +136,7 @@ def validate_results(doc: dict) -> None:
 
 
 def render_markdown(doc: dict) -> str:
-    from cnn_core.inference import tta_label
+    from cnn_core.predict.inference import tta_label
 
     machines = list(_machines.entries(doc))
     lines = ["# Test-time augmentation and ensembles", "",
@@ -170,8 +170,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
 
-    from cnn_core.runtime import git_commit, import_tensorflow_quietly
-    from cnn_core.store import shipped_store
+    from cnn_core.base.runtime import git_commit, import_tensorflow_quietly
+    from cnn_core.base.store import shipped_store
 
     shipped = shipped_store().names()
     unknown = [m for m in args.models or () if m not in shipped]
@@ -199,8 +199,8 @@ def main(argv=None) -> int:
 def write_beside_models(doc: dict, store=None) -> list:
     """Each dataset's rows into DATASET.tta_ensembles.json beside the shipped models: what the
     Compare page shows (the app never reads benchmarks/)."""
-    from cnn_core.benchmark_figures import write_ensemble_figures
-    from cnn_core.store import SHIPPED_DIR, ModelStore
+    from cnn_core.studio.benchmark_figures import write_ensemble_figures
+    from cnn_core.base.store import SHIPPED_DIR, ModelStore
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
     source = {key: doc[key] for key in ("command", "git_commit", "date", "test_size")}

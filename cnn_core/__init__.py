@@ -15,8 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from .datasets import DATASETS, Dataset, DatasetInfo, dataset_info, load_dataset  # noqa: E402
-from .errors import CnnError, ConfigError, DataError, ImageError, ModelStoreError  # noqa: E402
+from cnn_core.data.datasets import DATASETS, Dataset, DatasetInfo, dataset_info, load_dataset  # noqa: E402
+from cnn_core.base.errors import CnnError, ConfigError, DataError, ImageError, ModelStoreError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["DATASETS", "Dataset", "DatasetInfo", "dataset_info", "load_dataset", "CnnError", "ConfigError",

@@ -13,8 +13,8 @@ import shlex
 import sys
 import threading
 
-from .errors import CnnError
-from .ood import DEFAULT_PASS_RATE
+from cnn_core.base.errors import CnnError
+from cnn_core.predict.ood import DEFAULT_PASS_RATE
 
 EXIT_USAGE = 2
 
@@ -60,10 +60,10 @@ def _fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .datasets import DATASETS
-    from .models import ARCHITECTURES
-    from .precision import PRECISIONS
-    from .switches import SWITCHES
+    from cnn_core.data.datasets import DATASETS
+    from cnn_core.nets.models import ARCHITECTURES
+    from cnn_core.nets.precision import PRECISIONS
+    from cnn_core.train.switches import SWITCHES
 
     parser = _Parser(prog="python -m cnn_core",
                      description="Train, evaluate and use small CNNs for MNIST, Fashion-MNIST and CIFAR-10.")
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     tr.add_argument("--arch", choices=sorted(ARCHITECTURES), default="seed",
                     help="architecture and its training recipe (default: seed, the original notebook's)")
-    # Recipe values are only parsed here; cnn_core.recipes.validate_config checks them (main()).
+    # Recipe values are only parsed here; cnn_core.train.recipes.validate_config checks them (main()).
     tr.add_argument("--epochs", type=_whole_number, help="maximum epochs (recipe default if omitted)")
     tr.add_argument("--batch-size", type=_whole_number,
                     help="images per step; without --lr, recipes with a per-image lr (airbench, quick) scale it "
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     lr = sub.add_parser("lr", help="change the learning rate of a run that is training, from its next batch",
                         description="Multiply or set the learning rate of a run training now (in another shell), "
                                     "from its next batch on: writes the control file NAME.lr.json in the runs "
-                                    "folder, which the run reads between batches (see cnn_core/lr_control.py). "
+                                    "folder, which the run reads between batches (see cnn_core/train/lr_control.py). "
                                     "A schedule is scaled as a whole; the change shows in the run's output, its "
                                     "card's lr_changes and its history.")
     lr.add_argument("--run", required=True, metavar="NAME", help="the run's name (its --name)")
@@ -220,7 +220,7 @@ class _ProgressPrinter:
             print(f"  epoch {event['epoch']}: {event['seconds']:.1f}s  lr {event['lr']:.2e}{val}  "
                   f"(run ETA {event['eta']:.0f}s)", flush=True)
         elif kind == "lr_change":
-            from .lr_control import describe_change
+            from cnn_core.train.lr_control import describe_change
 
             print(f"\n  learning rate changed at {describe_change(event)}", flush=True)
         elif kind == "warning":
@@ -231,7 +231,7 @@ class _ProgressPrinter:
 
 def train_config(args) -> dict:
     """The run's hyperparameters from the arguments, validated (before TensorFlow loads)."""
-    from .recipes import resolve_config, validate_config
+    from cnn_core.train.recipes import resolve_config, validate_config
 
     if args.resume:
         # A resumed run keeps its saved hyperparameters; only an explicit --epochs extends it.
@@ -245,15 +245,15 @@ def train_config(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from .cards import STATUS_NOTHING_SAVED
-    from .training import train
+    from cnn_core.train.cards import STATUS_NOTHING_SAVED
+    from cnn_core.train.training import train
 
     config = args.config
     command = _command_line(args)
     stop = threading.Event()
     probe = None
     if args.probe_image and not args.resume:  # a resumed run keeps the probe it started with
-        from .preprocess import load_image, preprocessor
+        from cnn_core.data.preprocess import load_image, preprocessor
 
         probe = preprocessor(config["dataset"]).from_image(load_image(args.probe_image))
     try:
@@ -270,7 +270,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_lr(args) -> int:
-    from .lr_control import request_lr_change
+    from cnn_core.train.lr_control import request_lr_change
 
     path = request_lr_change(args.run, multiply=args.multiply, set_to=args.set)
     asked = f"multiply its learning rate by {args.multiply:g}" if args.multiply is not None \
@@ -280,9 +280,9 @@ def cmd_lr(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .datasets import load_dataset
-    from .evaluation import evaluate_predictor
-    from .inference import load_ensemble, tta_label
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.analysis.evaluation import evaluate_predictor
+    from cnn_core.predict.inference import load_ensemble, tta_label
 
     tta = {"auto": None, "off": 0, "on": 1, "flip": 1, "shifts": 2}[args.tta]
     predictor = load_ensemble(args.model, tta=tta)
@@ -299,13 +299,13 @@ def cmd_evaluate(args) -> int:
     if args.output:
         from pathlib import Path
 
-        from .store import atomic_write_json
+        from cnn_core.base.store import atomic_write_json
 
         atomic_write_json(Path(args.output), result)
         print(f"Saved {args.output}")
     if args.save:
-        from .errors import ModelStoreError
-        from .store import find_model
+        from cnn_core.base.errors import ModelStoreError
+        from cnn_core.base.store import find_model
 
         if len(args.model) > 1:
             raise ModelStoreError("--save stores an evaluation beside one model; use --output FILE for an ensemble.")
@@ -318,10 +318,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .errors import ImageError
-    from .inference import load_predictor, top_k
+    from cnn_core.base.errors import ImageError
+    from cnn_core.predict.inference import load_predictor, top_k
 
-    from .ood import WHAT_IT_IS_NOT
+    from cnn_core.predict.ood import WHAT_IT_IS_NOT
 
     predictor = load_predictor(args.model, calibrated=True)
     failures = 0
@@ -349,12 +349,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from .datasets import load_dataset
-    from .errors import ModelStoreError
-    from .calibration import calibrate_temperature
-    from .inference import load_inference_model, load_predictor
-    from .ood import calibrate, save_detector
-    from .store import find_model, runs_store
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.base.errors import ModelStoreError
+    from cnn_core.predict.calibration import calibrate_temperature
+    from cnn_core.predict.inference import load_inference_model, load_predictor
+    from cnn_core.predict.ood import calibrate, save_detector
+    from cnn_core.base.store import find_model, runs_store
 
     runs = runs_store()
     store = runs if runs.has(args.model) else find_model(args.model)  # a run may share a shipped model's name
@@ -378,11 +378,11 @@ def cmd_calibrate(args) -> int:
 
 def labels_audit(args) -> dict:
     """The audit the `labels` arguments ask for (TensorFlow is loaded by then)."""
-    from .datasets import load_dataset
-    from .errors import ConfigError
-    from .label_issues import test_audit, train_audit
-    from .recipes import resolve_config
-    from .store import find_model
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.base.errors import ConfigError
+    from cnn_core.studio.label_issues import test_audit, train_audit
+    from cnn_core.train.recipes import resolve_config
+    from cnn_core.base.store import find_model
 
     if not (args.model or args.dataset):
         raise ConfigError("Give --model NAME (its test set, or its dataset's training set) or --dataset NAME.")
@@ -391,7 +391,7 @@ def labels_audit(args) -> dict:
         raise ConfigError(f"Model '{args.model}' was trained on {dataset}, not {args.dataset}.")
     data = load_dataset(dataset, args.data_dir)
     if args.split == "test":
-        from .inference import load_predictor
+        from cnn_core.predict.inference import load_predictor
 
         if not args.model:
             raise ConfigError("The test split is judged by a saved model: give --model NAME.")
@@ -402,9 +402,9 @@ def labels_audit(args) -> dict:
 
 
 def cmd_labels(args) -> int:
-    from .datasets import dataset_info
-    from .label_issues import audit_name
-    from .store import runs_store
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.studio.label_issues import audit_name
+    from cnn_core.base.store import runs_store
 
     audit = labels_audit(args)
     path = runs_store().save_json(*audit_name(audit["split"], audit.get("model"), audit["dataset"]), audit)
@@ -424,7 +424,7 @@ def cmd_labels(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from .catalog import list_models
+    from cnn_core.studio.catalog import list_models
 
     rows = []
     for model in list_models(include_damaged=True):
@@ -446,8 +446,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .datasets import DATASETS, dataset_available, download
-    from .errors import DataError
+    from cnn_core.data.datasets import DATASETS, dataset_available, download
+    from cnn_core.base.errors import DataError
 
     if not args.data_dir:
         raise DataError("Say where to put the files: --data-dir DIR (or set CNN_DATA_DIR).")
@@ -460,8 +460,8 @@ def cmd_download(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .errors import ConfigError
-    from .export import write_export
+    from cnn_core.base.errors import ConfigError
+    from cnn_core.export.export.export import write_export
 
     if not (args.output or args.script_only):
         raise ConfigError("Say where to write the export: --output FILE.zip, or --script-only FILE.py.")
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             args.config = train_config(args)  # a wrong recipe value exits here, before TensorFlow loads
         if args.command not in ("list", "export", "lr"):  # none of them needs TensorFlow
-            from .runtime import import_tensorflow_quietly
+            from cnn_core.base.runtime import import_tensorflow_quietly
 
             import_tensorflow_quietly()
         return COMMANDS[args.command](args)

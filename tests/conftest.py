@@ -20,7 +20,7 @@ DOWNLOAD_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") 
 def real_data_dir(environ=os.environ, download=None, download_dir: Path = DOWNLOAD_DIR) -> Path:
     """The folder of real .npz files the suite reads; fills the download folder when needed.
     Fails the test session with one message when neither way gives the data."""
-    from cnn_core.errors import DataError
+    from cnn_core.base.errors import DataError
 
     if environ.get("CNN_DATA_DIR"):
         folder = Path(environ["CNN_DATA_DIR"]).expanduser()
@@ -30,7 +30,7 @@ def real_data_dir(environ=os.environ, download=None, download_dir: Path = DOWNLO
                         f"(CNN_DATA_DIR). Missing data is a failure, not a skip.")
         return folder
     if download is None:
-        from cnn_core.datasets import download
+        from cnn_core.data.datasets import download
     folder = download_dir
     for name in DATASET_NAMES:
         if not (folder / f"{name}.npz").is_file():
@@ -66,7 +66,7 @@ def block_region(label: int):
 
 def synthetic_dataset(name="mnist", n_train=240, n_test=100, seed=0):
     """A tiny learnable dataset: class k is a bright block at a class-specific place."""
-    from cnn_core.datasets import Dataset, dataset_info
+    from cnn_core.data.datasets import Dataset, dataset_info
 
     info = dataset_info(name)
     rng = np.random.default_rng(seed)

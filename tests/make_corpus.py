@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-UPLOAD_LIMIT = 10 * 1024 * 1024  # cnn_core.preprocess.MAX_UPLOAD_BYTES (kept literal: no TF import here)
+UPLOAD_LIMIT = 10 * 1024 * 1024  # cnn_core.data.preprocess.MAX_UPLOAD_BYTES (kept literal: no TF import here)
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from cnn_core.callbacks import Lookahead
-from cnn_core.errors import ConfigError
-from cnn_core.initialisers import dirac_identity, initialise_from_data, patch_whitening_kernel
-from cnn_core.models import WHITEN_LAYER, build_model
-from cnn_core.optimizer import GroupedSGD, MuonSGD, TriangleSchedule
-from cnn_core.recipes import resolve_config
+from cnn_core.train.callbacks import Lookahead
+from cnn_core.base.errors import ConfigError
+from cnn_core.nets.initialisers import dirac_identity, initialise_from_data, patch_whitening_kernel
+from cnn_core.nets.models import WHITEN_LAYER, build_model
+from cnn_core.train.optimizer import GroupedSGD, MuonSGD, TriangleSchedule
+from cnn_core.train.recipes import resolve_config
 
 
 def _patches(x, k):
@@ -21,7 +21,7 @@ def _patches(x, k):
 
 
 def test_whitening_kernel_decorrelates_real_photo_patches(data_dir):
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
     x = load_dataset("cifar10", data_dir).x_train[:500].astype(np.float64) / 64 - 2
     kernel = patch_whitening_kernel(x, 2, 24, eps=0.0)
@@ -248,15 +248,16 @@ def test_the_recipes_lr_keeps_the_step_per_image_at_another_batch_size():
     (False, "fp32", "auto", True), (True, "fp32", "auto", False),  # XLA pays only over Eigen's convolutions
     (False, "bf16", "auto", False), (True, "fp32", True, True), (False, "fp32", False, False)])
 def test_xla_is_chosen_where_it_was_measured_to_pay(monkeypatch, onednn, precision, setting, expected):
-    from cnn_core import optimizer, runtime
+    from cnn_core.train import optimizer
+    from cnn_core.base import runtime
 
     monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
     assert optimizer.jit_compiles({"jit_compile": setting, "precision": precision}) is expected
 
 
 def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
-    from cnn_core.datasets import prepare_data
-    from cnn_core.training import train
+    from cnn_core.data.datasets import prepare_data
+    from cnn_core.train.training import train
 
     config = resolve_config("mnist", "airbench", epochs=1, subset=10000, val_size=500, batch_size=256)
     result = train(config, "airbench_smoke")
@@ -270,7 +271,7 @@ def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
 
 
 def test_a_short_real_muon_run_learns_and_keeps_its_kernels_at_their_norm(data_dir):
-    from cnn_core.training import train
+    from cnn_core.train.training import train
 
     # No TTA: the 10,000-image evaluation at the end is what would cost the most here.
     config = resolve_config("cifar10", "airbench", epochs=2, subset=3000, val_size=0, batch_size=500, tta=0)
@@ -303,9 +304,9 @@ def _seen_mirrored(batch: np.ndarray) -> dict[int, bool]:
 
 
 def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch():
-    from cnn_core.augment import AlternatingFlip
-    from cnn_core.datasets import dataset_info
-    from cnn_core.pipeline import make_tf_dataset
+    from cnn_core.data.augment import AlternatingFlip
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.data.pipeline import make_tf_dataset
 
     flips = AlternatingFlip(16, seed=3)
     assert 0 < flips.mirrored_first.sum() < 16  # a random half, not all or none
@@ -329,9 +330,9 @@ def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch():
 
 def test_fit_sets_the_flip_of_each_epoch_before_reading_its_images():
     """Through Keras fit() itself: the images a step trains on are mirrored as that epoch says."""
-    from cnn_core.augment import AlternatingFlip
-    from cnn_core.datasets import dataset_info
-    from cnn_core.pipeline import make_tf_dataset
+    from cnn_core.data.augment import AlternatingFlip
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.data.pipeline import make_tf_dataset
 
     class Recorder(keras.layers.Layer):
         def build(self, input_shape):

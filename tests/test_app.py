@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, wait_for_job
 
 SAMPLES = REPO / "assets" / "samples"
-PAGES = ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py", "pages/explain.py",
-         "pages/probe.py", "pages/calibration.py", "pages/labels.py", "pages/compare.py"]
+PAGES = ["app_pages/home.py", "app_pages/train.py", "app_pages/results.py", "app_pages/draw.py", "app_pages/photo.py", "app_pages/explain.py",
+         "app_pages/probe.py", "app_pages/calibration.py", "app_pages/labels.py", "app_pages/compare.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +48,7 @@ def test_every_page_runs_without_exception(page):
 
 
 def test_home_lists_the_shipped_models():
-    at = open_page("pages/home.py")
+    at = open_page("app_pages/home.py")
     values = [m.value for m in at.metric]
     assert len(values) >= 2 and all(v.endswith("%") for v in values)
 
@@ -68,9 +68,9 @@ def chart_frame(at: AppTest, index: int = 0):
 
 
 def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     assert "Draw a digit on the canvas" in texts(at)
     data = load_dataset("mnist", data_dir)
     i = int(np.flatnonzero(data.y_test == 7)[0])
@@ -87,10 +87,10 @@ def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):
 
 
 def test_draw_page_tta_averages_shifts_of_the_digit_never_its_mirror_image(data_dir):
-    from cnn_core.catalog import list_models, rank_for_choice
-    from cnn_core.datasets import load_dataset
+    from cnn_core.studio.catalog import list_models, rank_for_choice
+    from cnn_core.data.datasets import load_dataset
 
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     data = load_dataset("mnist", data_dir)
     seven = 255 - np.asarray(Image.fromarray(data.x_test[0]).resize((280, 280), Image.Resampling.BILINEAR))
     at.file_uploader(key="digit_upload").set_value(("seven.png", _png(seven), "image/png")).run()
@@ -105,7 +105,7 @@ def test_draw_page_tta_averages_shifts_of_the_digit_never_its_mirror_image(data_
 
 
 def test_draw_page_blank_upload_is_a_prompt_not_a_prediction():
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     at.file_uploader(key="digit_upload").set_value(("blank.png", _png(np.zeros((200, 200), np.uint8)), "image/png"))
     at.run()
     assert not at.exception and not at.metric
@@ -113,7 +113,7 @@ def test_draw_page_blank_upload_is_a_prompt_not_a_prediction():
 
 
 def test_photo_page_classifies_an_upload_and_survives_a_corrupt_one():
-    at = open_page("pages/photo.py")
+    at = open_page("app_pages/photo.py")
     car = next((SAMPLES / "cifar10").glob("automobile_*.png"))
     uploader = at.file_uploader(key="photo_upload")
     uploader.set_value([("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg"),
@@ -126,31 +126,31 @@ def test_photo_page_classifies_an_upload_and_survives_a_corrupt_one():
 
 
 def test_photo_page_names_unsupported_formats():
-    at = open_page("pages/photo.py")
+    at = open_page("app_pages/photo.py")
     at.file_uploader(key="photo_upload").set_value(("phone.heic", b"\x00\x00\x00\x18ftypheic", "image/heic"))
     at.run()
     assert any("HEIC files are not supported" in e.value for e in at.error)
 
 
 def test_photo_page_bundled_samples_need_no_upload():
-    at = open_page("pages/photo.py")
+    at = open_page("app_pages/photo.py")
     at.get("button_group")[-1].set_value(["automobile_cifar10_test_6"]).run()
     assert not at.exception
     assert len(at.get("progress")) == 3
 
 
 def _wait_for_job(at: AppTest, until, timeout=300):
-    from pages._common import get_jobs
+    from app_pages._common import get_jobs
 
     return wait_for_job(get_jobs(), until, timeout)
 
 
 def test_train_page_offers_the_quick_recipe_first_labelled_with_its_measured_time():
-    from cnn_core.benchmark_figures import recipe_time_label, recipe_times
-    from cnn_core.jobs import LARGEST_TRAINING_SPLIT
-    from cnn_core.runtime import machine_info
+    from cnn_core.studio.benchmark_figures import recipe_time_label, recipe_times
+    from cnn_core.service.jobs import LARGEST_TRAINING_SPLIT
+    from cnn_core.base.runtime import machine_info
 
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     box = at.selectbox(key="arch")
     assert box.value == "quick"
     # Every recipe measured by benchmarks/time_to_accuracy.py (on this CPU or the most alike one)
@@ -177,7 +177,7 @@ def _configure_small_run(at: AppTest, epochs: int, subset: int, name: str):
 
 @pytest.mark.slow  # trains a model
 def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     _configure_small_run(at, epochs=1, subset=1000, name="apptest_run")
     precision = at.radio(key="precision_mnist_seed")
     assert precision.value == "fp32" and set(precision.options) == {"auto", "bf16", "fp32"}  # the recipe's
@@ -194,7 +194,7 @@ def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
     at.run()
     assert any("apptest_run" in s.value for s in at.success)
 
-    results = open_page("pages/results.py")
+    results = open_page("app_pages/results.py")
     box = results.selectbox(key="results_model")
     assert any(option.startswith("apptest_run · runs") for option in box.options), box.options
     box.set_value("apptest_run").run()
@@ -204,14 +204,14 @@ def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
 
 @pytest.mark.slow  # trains a model
 def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolated_runs):
-    from cnn_core.store import runs_store
+    from cnn_core.base.store import runs_store
 
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     _configure_small_run(at, epochs=20, subset=2000, name="apptest_stop")
     at.button(key="start").click().run()
     _wait_for_job(at, lambda s: len(s.epochs) >= 1)
 
-    other_tab = open_page("pages/train.py")  # a second visitor sees the run but cannot stop or start one
+    other_tab = open_page("app_pages/train.py")  # a second visitor sees the run but cannot stop or start one
     assert "another browser tab" in texts(other_tab)
     assert other_tab.button(key="start").disabled
     # ... and its live curves: loss and accuracy per batch with a smoothing control, and the lr
@@ -228,9 +228,9 @@ def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolate
 
 @pytest.mark.slow  # trains a model
 def test_second_start_while_running_gets_a_clear_message(isolated_runs):
-    from cnn_core.errors import TrainingBusyError
-    from cnn_core.recipes import resolve_config
-    from pages._common import get_jobs
+    from cnn_core.base.errors import TrainingBusyError
+    from cnn_core.train.recipes import resolve_config
+    from app_pages._common import get_jobs
 
     jobs = get_jobs()
     jobs.start(resolve_config("mnist", "seed", epochs=2, subset=1000), "busy_one", owner="a")
@@ -244,12 +244,12 @@ def test_second_start_while_running_gets_a_clear_message(isolated_runs):
 
 
 def test_explain_page_shows_gradcam_feature_maps_and_layers_for_a_test_image():
-    at = open_page("pages/explain.py")
+    at = open_page("app_pages/explain.py")
     assert not at.exception, at.exception
     headers = [h.value for h in at.subheader]
     assert any("Grad-CAM" in h for h in headers) and any("Feature maps" in h for h in headers)
-    from cnn_core.explain import conv_layer_names
-    from pages._common import get_predictor
+    from cnn_core.analysis.explain import conv_layer_names
+    from app_pages._common import get_predictor
 
     model = get_predictor(at.selectbox(key="explain_model").value).model
     layers = at.selectbox(key="fm_layer").options  # one entry per conv layer, named after it
@@ -260,16 +260,16 @@ def test_explain_page_shows_gradcam_feature_maps_and_layers_for_a_test_image():
 
 
 def test_draw_page_carries_its_input_to_the_explain_page(data_dir):
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     data = load_dataset("mnist", data_dir)
     i = int(np.flatnonzero(data.y_test == 3)[0])
     photo = np.asarray(Image.fromarray(data.x_test[i]).resize((200, 200)))
     at.file_uploader(key="digit_upload").set_value(("three.png", _png(photo), "image/png"))
     at.run()
     assert at.session_state["explain_input"]["source"] == "drawing"
-    at.switch_page("pages/explain.py")
+    at.switch_page("app_pages/explain.py")
     at.run()
     assert not at.exception, at.exception
     assert at.radio(key="explain_source").value == "Your drawing"
@@ -278,23 +278,23 @@ def test_draw_page_carries_its_input_to_the_explain_page(data_dir):
 
 
 def test_compare_page_puts_models_side_by_side():
-    at = open_page("pages/compare.py")
+    at = open_page("app_pages/compare.py")
     assert not at.exception, at.exception
     at.selectbox(key="cmp_dataset").set_value("mnist").run()
     table = at.dataframe[0].value
     assert "mnist_fast" in table.index and "test accuracy" in table.columns
-    from cnn_core.benchmark_figures import ensemble_figures
+    from cnn_core.studio.benchmark_figures import ensemble_figures
 
     measured = at.dataframe[-1].value  # what TTA and ensembles buy, from beside the shipped models
     assert "TTA" in measured.columns and len(measured) == len(ensemble_figures("mnist")["rows"])
 
 
 def test_photo_page_tta_option_changes_the_prediction_path():
-    at = open_page("pages/photo.py")
+    at = open_page("app_pages/photo.py")
     at.get("button_group")[-1].set_value(["automobile_cifar10_test_6"]).run()
     with_tta = [p.proto.text for p in at.get("progress")]
-    from cnn_core.catalog import list_models, rank_for_choice
-    from cnn_core.inference import tta_level
+    from cnn_core.studio.catalog import list_models, rank_for_choice
+    from cnn_core.predict.inference import tta_level
 
     default = rank_for_choice(list_models("cifar10"))[0]
     assert default["store"] == "shipped" and tta_level(default["tta"]) > 0
@@ -307,14 +307,14 @@ def test_photo_page_tta_option_changes_the_prediction_path():
 
 
 def test_photo_page_switches_to_the_most_accurate_measured_ensemble():
-    from cnn_core.benchmark_figures import best_ensemble
-    from cnn_core.inference import load_ensemble, top_k
-    from cnn_core.preprocess import load_image
-    from cnn_core.store import shipped_store
+    from cnn_core.studio.benchmark_figures import best_ensemble
+    from cnn_core.predict.inference import load_ensemble, top_k
+    from cnn_core.data.preprocess import load_image
+    from cnn_core.base.store import shipped_store
 
     best = best_ensemble("cifar10", set(shipped_store().names()))
     assert best is not None, "rerun benchmarks/tta_ensembles.py: no shipped CIFAR-10 ensemble beats its members"
-    at = open_page("pages/photo.py")
+    at = open_page("app_pages/photo.py")
     at.get("button_group")[-1].set_value(["automobile_cifar10_test_6"]).run()
     single = [p.proto.text for p in at.get("progress")]
     toggle = at.toggle(key="photo_best_ensemble")
@@ -333,8 +333,8 @@ def test_photo_page_switches_to_the_most_accurate_measured_ensemble():
 def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
     """A handwritten digit shown to the clothes model is flagged; a real clothes photo is not.
     Which digit gets flagged is decided by the model's detector itself, through the page's own path."""
-    from cnn_core.datasets import load_dataset
-    from cnn_core.inference import load_predictor
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.inference import load_predictor
 
     predictor = load_predictor("fashion_mnist_fast")
     assert predictor.detector is not None, "the shipped Fashion-MNIST model should carry its detector"
@@ -347,7 +347,7 @@ def test_photo_page_warns_when_a_picture_is_none_of_the_classes(data_dir):
     flagged = next(b for b in uploads if looks_foreign(b))
     sample = next(p for p in sorted((SAMPLES / "fashion_mnist").glob("*.png")) if not looks_foreign(str(p)))
 
-    at = open_page("pages/photo.py")
+    at = open_page("app_pages/photo.py")
     at.button_group(key="photo_dataset").set_value("fashion_mnist").run()
     assert any("not one of these classes" in e.label for e in at.expander)
     measured = at.table[0].value  # the benchmark's figures for this model's detector
@@ -369,7 +369,7 @@ def test_reruns_keep_keras_state_but_still_close_pyplot_figures():
     from keras.src.backend.common import global_state
     from streamlit.runtime.scriptrunner import script_runner
 
-    open_page("pages/home.py")  # app.py installs the replacement
+    open_page("app_pages/home.py")  # app.py installs the replacement
     global_state.set_global_attribute("cnn_probe", 1)
     plt.figure()
     script_runner._clean_problem_modules()
@@ -381,10 +381,10 @@ def test_reruns_keep_keras_state_but_still_close_pyplot_figures():
 
 def test_draw_page_says_a_photo_is_not_a_digit_and_lets_a_digit_pass(data_dir):
     """The issue's example: a photo of a car uploaded on the Draw page."""
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
     car = next((SAMPLES / "cifar10").glob("automobile_*")).read_bytes()
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     at.file_uploader(key="digit_upload").set_value(("car.png", car, "image/png")).run()
     assert not at.exception, at.exception
     assert any("This does not look like a handwritten digit." in w.value for w in at.warning)
@@ -397,7 +397,7 @@ def test_draw_page_says_a_photo_is_not_a_digit_and_lets_a_digit_pass(data_dir):
 def test_each_results_tab_runs_alone_when_opened():
     """The Results page's tabs are lazy (only the open one runs): each must work when it is the one opened,
     and draw only its own section."""
-    at = open_page("pages/results.py")
+    at = open_page("app_pages/results.py")
     at.selectbox(key="results_model").set_value("cifar10_fast").run()
     sections = {
         "Confusion matrix & mistakes": lambda: at.get("vega_lite_chart") and at.toggle(key="cm_norm")

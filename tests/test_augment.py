@@ -1,7 +1,7 @@
 import numpy as np
 
-from cnn_core.augment import augmented_views, build_augmenter
-from cnn_core.recipes import augment_choices
+from cnn_core.data.augment import augmented_views, build_augmenter
+from cnn_core.train.recipes import augment_choices
 
 
 def test_augmenter_switches_per_transform():

@@ -86,9 +86,9 @@ def test_the_table_covers_the_whole_corpus(corpus):
 @pytest.mark.parametrize("name", NAMES)
 def test_library_decodes_or_refuses_each_file(corpus, name):
     """load_image + every dataset's preprocessing, from bytes (uploads) and from a path (CLI)."""
-    from cnn_core.datasets import dataset_info
-    from cnn_core.errors import ImageError
-    from cnn_core.preprocess import STANDARD_MODES, load_image, preprocessor
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.base.errors import ImageError
+    from cnn_core.data.preprocess import STANDARD_MODES, load_image, preprocessor
 
     expected = EXPECTED[name][0]
     for source in (corpus[name].read_bytes(), str(corpus[name])):
@@ -105,7 +105,7 @@ def test_library_decodes_or_refuses_each_file(corpus, name):
 
 
 def test_exif_rotation_and_animation_are_handled(corpus):
-    from cnn_core.preprocess import load_image
+    from cnn_core.data.preprocess import load_image
 
     assert load_image(corpus["exif_rotated.jpg"].read_bytes()).size == (64, 96)  # stored 96×64, shown upright
     gif = load_image(corpus["animated.gif"].read_bytes())
@@ -130,12 +130,12 @@ def photo_page(data_dir):
     import streamlit as st
 
     st.cache_resource.clear()
-    return _page("pages/photo.py")
+    return _page("app_pages/photo.py")
 
 
 @pytest.fixture(scope="module")
 def draw_page(data_dir):
-    return _page("pages/draw.py")
+    return _page("app_pages/draw.py")
 
 
 def _shown(at: AppTest) -> str:
@@ -266,7 +266,7 @@ CANVAS_CASES = {
 
 @pytest.fixture(scope="module")
 def mnist_predictor():
-    from cnn_core.inference import load_predictor
+    from cnn_core.predict.inference import load_predictor
 
     return load_predictor("mnist_fast")
 
@@ -274,7 +274,7 @@ def mnist_predictor():
 @pytest.mark.parametrize("case", sorted(CANVAS_CASES))
 def test_canvas_edge_cases_in_the_library(mnist_predictor, case):
     """The canvas hands the page an RGBA array: it goes through the same path as an upload."""
-    from cnn_core.preprocess import is_blank
+    from cnn_core.data.preprocess import is_blank
 
     canvas, expected = CANVAS_CASES[case]
     sample = mnist_predictor.sample_from_image(canvas)
@@ -374,9 +374,9 @@ def valid_keras_bytes(tmp_path_factory) -> bytes:
 
 
 def test_corrupt_model_files_give_a_clear_error(isolated_runs, valid_keras_bytes, corpus):
-    from cnn_core.errors import ModelStoreError
-    from cnn_core.inference import load_predictor
-    from cnn_core.store import runs_store
+    from cnn_core.base.errors import ModelStoreError
+    from cnn_core.predict.inference import load_predictor
+    from cnn_core.base.store import runs_store
 
     cases = {
         "zero_bytes": (b"", "damaged or not a Keras model"),
@@ -423,8 +423,8 @@ def test_models_with_code_are_refused_by_safe_mode(isolated_runs, tmp_path):
     """A `.keras` carrying a Lambda layer (arbitrary Python) placed in the runs folder is not loaded."""
     import keras
 
-    from cnn_core.errors import ModelStoreError
-    from cnn_core.inference import load_predictor
+    from cnn_core.base.errors import ModelStoreError
+    from cnn_core.predict.inference import load_predictor
 
     inputs = keras.Input((28, 28, 1))
     x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
@@ -439,9 +439,9 @@ def test_models_with_code_are_refused_by_safe_mode(isolated_runs, tmp_path):
 
 
 def test_h5_models_are_refused(isolated_runs, tmp_path):
-    from cnn_core.errors import ModelStoreError
-    from cnn_core.inference import load_predictor
-    from cnn_core.store import list_model_names
+    from cnn_core.base.errors import ModelStoreError
+    from cnn_core.predict.inference import load_predictor
+    from cnn_core.base.store import list_model_names
 
     model = _tiny_keras_model()
     model.save(tmp_path / "legacy.h5")
@@ -460,9 +460,9 @@ def test_h5_models_are_refused(isolated_runs, tmp_path):
                                   "/etc/passwd", str(REPO / "trained_models" / "mnist_fast"), "mnist_fast\x00",
                                   "mnist_fast.keras", "C:\\models\\x", "~root"])
 def test_model_names_cannot_escape_the_stores(name, isolated_runs):
-    from cnn_core.errors import ModelStoreError
-    from cnn_core.inference import load_predictor
-    from cnn_core.store import find_model, runs_store, shipped_store
+    from cnn_core.base.errors import ModelStoreError
+    from cnn_core.predict.inference import load_predictor
+    from cnn_core.base.store import find_model, runs_store, shipped_store
 
     with pytest.raises(ModelStoreError, match="Invalid model name"):
         load_predictor(name)

@@ -1,12 +1,12 @@
-"""Benchmark figures kept beside the models (cnn_core.benchmark_figures): the app's only source
+"""Benchmark figures kept beside the models (cnn_core.studio.benchmark_figures): the app's only source
 for them, so the shipped ones must belong to the shipped models as they are now."""
 
 import pytest
 
-from cnn_core.benchmark_figures import (ensemble_figures, ood_figures, ood_figures_path, write_ensemble_figures,
+from cnn_core.studio.benchmark_figures import (ensemble_figures, ood_figures, ood_figures_path, write_ensemble_figures,
                                         write_ood_figures)
-from cnn_core.inference import tta_level
-from cnn_core.store import ModelStore, shipped_store
+from cnn_core.predict.inference import tta_level
+from cnn_core.base.store import ModelStore, shipped_store
 
 
 def _calibrated_shipped_models() -> list[str]:
@@ -63,7 +63,7 @@ def test_ensemble_figures_round_trip_and_are_absent_for_an_unmeasured_dataset(tm
 
 
 def test_best_ensemble_is_the_most_accurate_measured_one_of_available_models_beating_every_single(tmp_path):
-    from cnn_core.benchmark_figures import best_ensemble
+    from cnn_core.studio.benchmark_figures import best_ensemble
 
     store = ModelStore(tmp_path, "shipped", writable=True)
     assert best_ensemble("cifar10", {"a", "b"}, store) is None  # nothing measured
@@ -86,8 +86,8 @@ XEON = {"cpu": "Intel(R) Xeon(R) Platinum 8481C", "cores": 2, "flags": ["avx2", 
 
 
 def test_recipe_times_are_this_machines_or_the_most_alike_ones(tmp_path):
-    from cnn_core.benchmark_figures import recipe_time_label, recipe_times, write_recipe_times
-    from cnn_core.runtime import machine_key
+    from cnn_core.studio.benchmark_figures import recipe_time_label, recipe_times, write_recipe_times
+    from cnn_core.base.runtime import machine_key
 
     store = ModelStore(tmp_path, "shipped", writable=True)
     assert recipe_times("mnist", ZEN3, store) is None  # nothing measured yet

@@ -119,9 +119,9 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     assert set(seconds) == {module.row_label(r) for r in doc["rows"]} and _positive(*seconds.values())
     assert "| mnist | mnist_fast30 + mnist_seed | off |" in md and this_key in md
     # The ensemble row (members' cached probabilities, averaged) is what evaluating the ensemble gives.
-    from cnn_core.datasets import load_dataset
-    from cnn_core.evaluation import evaluate_predictor
-    from cnn_core.inference import load_ensemble
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.analysis.evaluation import evaluate_predictor
+    from cnn_core.predict.inference import load_ensemble
 
     data = load_dataset("mnist", data_dir)
     data = dataclasses.replace(data, x_test=data.x_test[:300], y_test=data.y_test[:300])
@@ -129,8 +129,8 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     assert doc["rows"][-1]["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-9)
     assert doc["rows"][-1]["loss"] == pytest.approx(direct["loss"], rel=1e-5)
     # What the Compare page shows is written beside the models (here a scratch store, not trained_models/).
-    from cnn_core.benchmark_figures import ensemble_figures
-    from cnn_core.store import ModelStore
+    from cnn_core.studio.benchmark_figures import ensemble_figures
+    from cnn_core.base.store import ModelStore
 
     beside = ModelStore(tmp_path / "models", "shipped", writable=True)
     beside.root.mkdir()
@@ -160,8 +160,8 @@ def test_recipe_switches_benchmark_smoke(data_dir, tmp_path, this_key):
     assert residual["params"] > base["params"] == smoothing["params"]  # the skips' 1×1 projections
     assert "| Residual connections | 2 |" in md and this_key in md
     # The Compare page's copy goes beside the models (here a scratch store, not trained_models/).
-    from cnn_core.benchmark_figures import switch_figures, switch_table
-    from cnn_core.store import ModelStore
+    from cnn_core.studio.benchmark_figures import switch_figures, switch_table
+    from cnn_core.base.store import ModelStore
 
     beside = ModelStore(tmp_path / "models", "shipped", writable=True)
     beside.root.mkdir()
@@ -211,7 +211,7 @@ def test_step_profile_benchmark_smoke(data_dir, tmp_path, this_key):
                      prof["gflops_per_sec"])
     assert {"convolution", "batch norm", "max pooling", "ReLU"} <= set(prof["parts"])
     # Every layer of the network is timed, forward and backward.
-    from cnn_core.models import build_model
+    from cnn_core.nets.models import build_model
 
     model = build_model("turbo", "cifar10")
     assert [row["layer"] for row in prof["layers"]] == [layer.name for layer in model.layers[1:]]

@@ -232,14 +232,14 @@ def test_time_to_accuracy_script_runs_end_to_end_into_an_empty_folder(data_dir, 
 
 @pytest.mark.slow  # trains on real data
 def test_a_run_on_another_machine_is_added_beside_the_committed_runs(data_dir, tmp_path, committed, monkeypatch):
-    import cnn_core.runtime
+    import cnn_core.base.runtime
 
     out = tmp_path / "results"
     out.mkdir()
     (out / "time_to_accuracy.json").write_text(json.dumps(committed))
     (out / "time_to_accuracy.md").write_text(f"old\n{tta.NOTES_MARKER}\nLimits: hand-written notes.\n")
     other = _fake_machine("Imaginary CPU 9000 (not a committed machine)", cores=3)
-    monkeypatch.setattr(cnn_core.runtime, "machine_info", lambda: dict(other))
+    monkeypatch.setattr(cnn_core.base.runtime, "machine_info", lambda: dict(other))
     assert tta.main([*TINY_RUN, "--data-dir", str(data_dir), "--out", str(out)]) == 0
     doc = json.loads((out / "time_to_accuracy.json").read_text())
     tta.validate_results(doc)
@@ -274,7 +274,7 @@ def test_committed_inference_results_follow_the_schema(committed_inference):
 
 
 def test_committed_inference_results_cover_every_shipped_model_and_the_pages_defaults(committed_inference):
-    from cnn_core.store import shipped_store
+    from cnn_core.base.store import shipped_store
 
     store = shipped_store()
     newest = max(committed_inference["machines"].values(), key=lambda e: e["created"])
@@ -405,7 +405,7 @@ def test_the_compare_page_still_finds_the_tta_rows_at_the_top_of_the_document():
 
 
 def test_committed_ood_results_follow_the_schema_and_the_cards():
-    from cnn_core.store import shipped_store
+    from cnn_core.base.store import shipped_store
 
     doc = _committed("ood.json", "python -m benchmarks.ood")
     ood.validate_results(doc)
@@ -423,7 +423,7 @@ def test_committed_ood_results_follow_the_schema_and_the_cards():
 
 
 def test_an_ood_run_for_some_models_keeps_the_other_current_rows(tmp_path):
-    from cnn_core.store import shipped_store
+    from cnn_core.base.store import shipped_store
 
     doc = copy.deepcopy(_committed("ood.json", "python -m benchmarks.ood"))
     store = shipped_store()
@@ -494,8 +494,8 @@ def test_the_peer_network_counted_is_the_one_in_the_peer_script():
 def test_the_app_reads_the_committed_recipe_figures_of_every_machine(committed):
     """trained_models/DATASET.recipe_times.json (the Train page's labels) is what the committed
     time-to-accuracy results say, run by run: written by the benchmark, never by hand."""
-    from cnn_core.benchmark_figures import recipe_times_path
-    from cnn_core.store import read_json
+    from cnn_core.studio.benchmark_figures import recipe_times_path
+    from cnn_core.base.store import read_json
 
     for dataset in tta.TARGETS:
         expected = tta.recipe_figures(committed, dataset)

@@ -1,12 +1,12 @@
-"""Calibration: temperature scaling, reliability and ECE (cnn_core.calibration), the app's calibrated
+"""Calibration: temperature scaling, reliability and ECE (cnn_core.predict.calibration), the app's calibrated
 probabilities, and the Calibration page."""
 
 import numpy as np
 import pytest
 
-from cnn_core.calibration import (class_confidence_gaps, fit_temperature, reliability, with_temperature)
-from cnn_core.inference import ensemble_of, load_predictor
-from cnn_core.store import shipped_store
+from cnn_core.predict.calibration import (class_confidence_gaps, fit_temperature, reliability, with_temperature)
+from cnn_core.predict.inference import ensemble_of, load_predictor
+from cnn_core.base.store import shipped_store
 from test_app import open_page
 
 
@@ -47,7 +47,7 @@ def test_fitted_temperature_undoes_overconfidence_and_lowers_the_ece():
 
 
 def test_the_app_and_predict_use_the_cards_temperature_and_benchmarks_do_not(data_dir):
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
     name = "fashion_mnist_fast"
     scaling = shipped_store().load_card(name)["calibration"]
@@ -72,7 +72,7 @@ def test_every_shipped_model_with_a_validation_split_is_calibrated_and_better_fo
 
 
 def test_calibration_page_shows_the_diagram_and_the_ece_before_and_after():
-    at = open_page("pages/calibration.py")
+    at = open_page("app_pages/calibration.py")
     at.selectbox(key="calibration_model").set_value("cifar10_airbench12_s1").run()
     assert not at.exception, at.exception
     card = shipped_store().load_card("cifar10_airbench12_s1")["calibration"]

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnn_core.errors import ConfigError
-from cnn_core.jobs import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET, ServerCaps,
+from cnn_core.base.errors import ConfigError
+from cnn_core.service.jobs import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET, ServerCaps,
                            TrainingJobs)
-from cnn_core.recipes import resolve_config
+from cnn_core.train.recipes import resolve_config
 from conftest import REPO
 
 
@@ -23,8 +23,8 @@ def test_caps_come_from_the_environment_with_documented_defaults():
     assert lifted.max_subset is None and lifted.max_batch_size is None
     # No recipe's own batch size is beyond the default cap, so every recipe runs as designed, except
     # airbench's method (a capped server runs it at 256, its lr in proportion: the test below).
-    from cnn_core.datasets import DATASETS
-    from cnn_core.models import ARCHITECTURES
+    from cnn_core.data.datasets import DATASETS
+    from cnn_core.nets.models import ARCHITECTURES
 
     beyond = {(d, a) for d in DATASETS for a in ARCHITECTURES if resolve_config(d, a)["batch_size"] > DEFAULT_MAX_BATCH_SIZE}
     assert beyond == {(d, a) for d in ("fashion_mnist", "cifar10") for a in ("airbench", "quick")} | {("mnist", "quick")}
@@ -81,7 +81,7 @@ def capped_server(monkeypatch, data_dir):
 def _train_page(recipe: str | None = "seed") -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/train.py")
+    at.switch_page("app_pages/train.py")
     at.run()
     if recipe:  # the original recipe by default (the page offers `quick` first)
         at.selectbox(key="arch").set_value(recipe).run()
@@ -89,7 +89,7 @@ def _train_page(recipe: str | None = "seed") -> AppTest:
 
 
 def test_train_page_bounds_its_widgets_by_the_caps_and_refuses_forged_values(capped_server):
-    from pages._common import get_jobs
+    from app_pages._common import get_jobs
 
     at = _train_page()
     assert not at.exception, at.exception
@@ -136,7 +136,7 @@ def test_train_page_names_an_invalid_cap_instead_of_failing(capped_server, monke
 
 
 def test_runs_train_in_their_own_process_only_where_the_memory_holds_a_second_runtime():
-    from cnn_core.jobs import PROCESS_MIN_MEMORY_MB, train_in_a_process
+    from cnn_core.service.jobs import PROCESS_MIN_MEMORY_MB, train_in_a_process
 
     assert train_in_a_process({}, memory_mb=24_000) is True  # a workstation
     assert train_in_a_process({}, memory_mb=2_700) is False  # Community Cloud's 2.7 GB: a thread of the server
@@ -155,7 +155,7 @@ def test_the_train_page_names_a_bad_training_process_setting(monkeypatch):
     try:
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
         at.run()
-        at.switch_page("pages/train.py").run()
+        at.switch_page("app_pages/train.py").run()
         assert not at.exception and any("CNN_TRAINING_PROCESS" in e.value for e in at.error)
     finally:
         st.cache_resource.clear()

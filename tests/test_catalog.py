@@ -1,12 +1,12 @@
-"""Which models exist and how they rank (cnn_core.catalog), and the rules the pages show with them."""
+"""Which models exist and how they rank (cnn_core.studio.catalog), and the rules the pages show with them."""
 
 import json
 
 import numpy as np
 import pytest
 
-from cnn_core import catalog
-from cnn_core.store import ModelStore
+from cnn_core.studio import catalog
+from cnn_core.base.store import ModelStore
 
 
 @pytest.fixture
@@ -65,14 +65,14 @@ def test_rank_for_choice_offers_the_most_accurate_shipped_model_first_then_runs(
 
 
 def test_the_unsure_rule():
-    from cnn_core.inference import LOW_CONFIDENCE, is_unsure
+    from cnn_core.predict.inference import LOW_CONFIDENCE, is_unsure
 
     assert is_unsure(np.array([0.5, 0.3, 0.2])) and not is_unsure(np.array([0.7, 0.2, 0.1]))
     assert not is_unsure(np.array([LOW_CONFIDENCE, 1 - LOW_CONFIDENCE]))
 
 
 def test_training_progress_counts_batches_over_all_epochs():
-    from cnn_core.jobs import JobSnapshot, fraction_done
+    from cnn_core.service.jobs import JobSnapshot, fraction_done
 
     assert fraction_done({"epoch": 1, "epochs": 4, "step": 5, "steps": 10}) == 0.125
     assert fraction_done({"epoch": 3, "epochs": 4, "step": 10, "steps": 10}) == 0.75
@@ -84,7 +84,7 @@ def test_training_progress_counts_batches_over_all_epochs():
 
 
 def test_the_train_forms_batch_sizes_and_image_counts_stay_within_the_caps():
-    from cnn_core.jobs import ServerCaps
+    from cnn_core.service.jobs import ServerCaps
 
     capped = ServerCaps(max_epochs=30, max_subset=20_000, max_batch_size=256)
     assert capped.batch_size_choices(64) == ([32, 64, 128, 256], 64)

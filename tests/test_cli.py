@@ -85,7 +85,7 @@ def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs
     card = json.loads((isolated_runs / "cli_mnist.json").read_text())
     assert card["test_size"] == 10_000 and card["train_size"] == 6000
     assert card["test_accuracy"] >= MNIST_SUBSET_FLOOR, card["test_accuracy"]
-    from cnn_core.datasets import file_sha256
+    from cnn_core.data.datasets import file_sha256
     assert card["dataset_sha256"] == file_sha256(data_dir / "mnist.npz")
     assert card["command"].startswith("python -m cnn_core train --dataset mnist --epochs 1 --subset 6000")
     assert card["status"] == "finished" and card["epochs_run"] == 1
@@ -99,7 +99,7 @@ def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs
     assert "cli_mnist" in out.stdout and f"{card['test_accuracy']:.2%}" in out.stdout
 
     # Real test digits written as files, plus one unreadable file.
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
     data = load_dataset("mnist", data_dir)
     files = []
     for i in range(3):

@@ -1,4 +1,4 @@
-from cnn_core.compare import per_class_differences, summary, time_to_accuracy
+from cnn_core.studio.compare import per_class_differences, summary, time_to_accuracy
 
 HISTORY = [{"epoch": 1, "seconds": 10.0, "accuracy": 0.8, "val_accuracy": 0.85},
            {"epoch": 2, "seconds": 12.0, "accuracy": 0.9, "val_accuracy": 0.93},
@@ -24,7 +24,7 @@ def test_summary_and_per_class_differences():
 
 
 def test_curve_points_follow_the_validation_curve_and_accumulate_minutes():
-    from cnn_core.compare import curve_points
+    from cnn_core.studio.compare import curve_points
 
     with_val = {"name": "a", "history": [{**h, "loss": 1.0, "val_loss": 2.0} for h in HISTORY]}
     no_val = {"name": "b", "history": [{**h, "val_accuracy": None, "loss": 0.5, "val_loss": None} for h in HISTORY]}
@@ -37,7 +37,7 @@ def test_curve_points_follow_the_validation_curve_and_accumulate_minutes():
 
 
 def test_the_default_time_to_accuracy_target_per_dataset():
-    from cnn_core.compare import default_target
+    from cnn_core.studio.compare import default_target
 
     assert default_target("cifar10") == 0.90
     assert default_target("mnist") == default_target("fashion_mnist") == 0.99

@@ -1,23 +1,23 @@
 """Live per-batch curves: each batch's own loss and accuracy recovered from Keras' running means,
-the smoothing, and the bounded point lists the Train page draws (cnn_core.curves)."""
+the smoothing, and the bounded point lists the Train page draws (cnn_core.service.curves)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from cnn_core.callbacks import ProgressEvents
-from cnn_core.curves import BatchCurve, bucketed, curve_rows, lr_rows, merge_pairs, smoothed
+from cnn_core.train.callbacks import ProgressEvents
+from cnn_core.service.curves import BatchCurve, bucketed, curve_rows, lr_rows, merge_pairs, smoothed
 
 
-class _FakeModel:  # ProgressEvents reads the optimizer's lr through cnn_core.optimizer.current_lr
+class _FakeModel:  # ProgressEvents reads the optimizer's lr through cnn_core.train.optimizer.current_lr
     pass
 
 
 def test_each_batchs_own_values_come_back_from_the_running_means(monkeypatch):
     """Keras logs the epoch's image-weighted running mean; the event carries the batch's own value,
     including the last, smaller batch."""
-    import cnn_core.callbacks as cb
+    import cnn_core.train.callbacks as cb
 
     monkeypatch.setattr(cb, "current_lr", lambda model: 0.1)
     rng = np.random.default_rng(0)

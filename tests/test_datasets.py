@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cnn_core import datasets
-from cnn_core.datasets import DataError, load_dataset, load_npz, split_validation, take_subset
+from cnn_core.data import datasets
+from cnn_core.data.datasets import DataError, load_dataset, load_npz, split_validation, take_subset
 
 
 def _write_npz(path, **arrays):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cnn_core.runtime import cpu_quota
+from cnn_core.base.runtime import cpu_quota
 from conftest import REPO
 
 # -- requirements.txt ---------------------------------------------------------------------------
@@ -70,7 +70,7 @@ CHECK_SCRIPT = textwrap.dedent('''
         out["repo_write_error"] = err.strerror
 
     from streamlit.testing.v1 import AppTest
-    from cnn_core.store import runs_store, list_model_names
+    from cnn_core.base.store import runs_store, list_model_names
 
     store = runs_store()
     out.update(ephemeral=store.ephemeral, runs_root=str(store.root), tmp=tempfile.gettempdir(),
@@ -82,7 +82,7 @@ CHECK_SCRIPT = textwrap.dedent('''
         return "\\n".join(str(p) for p in parts)
 
     pages = {}
-    for page in ["pages/home.py", "pages/train.py", "pages/results.py", "pages/draw.py", "pages/photo.py"]:
+    for page in ["app_pages/home.py", "app_pages/train.py", "app_pages/results.py", "app_pages/draw.py", "app_pages/photo.py"]:
         at = AppTest.from_file(str(repo / "app.py"), default_timeout=240)
         at.run()
         at.switch_page(page)
@@ -90,13 +90,13 @@ CHECK_SCRIPT = textwrap.dedent('''
         pages[page] = {"exceptions": [str(e.value) for e in at.exception],
                        "title": at.title[0].value if at.title else None, "text": texts(at),
                        "metrics": [m.value for m in at.metric]}
-        if page == "pages/photo.py":
+        if page == "app_pages/photo.py":
             samples = sorted(p.stem for p in (repo / "assets" / "samples").rglob("*.png") if "cifar10" in p.stem)
             at.get("button_group")[-1].set_value(samples[:1]).run()  # the sample pills come last
             pages[page]["after_sample"] = {"exceptions": [str(e.value) for e in at.exception],
                                            "progress": len(at.get("progress"))}
-        if page == "pages/train.py":  # no data and no network: pressing Start must end in a clear message
-            from pages._common import get_jobs
+        if page == "app_pages/train.py":  # no data and no network: pressing Start must end in a clear message
+            from app_pages._common import get_jobs
             at.selectbox(key="arch").set_value("seed").run()  # the original recipe, not the first offered
             at.number_input(key="epochs_mnist_seed").set_value(1)
             at.text_input(key="run_name").set_value("nodata")
@@ -145,7 +145,7 @@ def read_only_app(tmp_path):
         pytest.fail("Cannot make the repository read-only here: running as root without mount namespaces "
                     "(unshare -m). Run as a normal user or with CAP_SYS_ADMIN.")
     copy = tmp_path / "repo"
-    for part in ("app.py", "pages", "cnn_core", "trained_models", "assets", ".streamlit"):
+    for part in ("app.py", "app_pages", "cnn_core", "trained_models", "assets", ".streamlit"):
         src = REPO / part
         if src.is_dir():
             shutil.copytree(src, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
@@ -187,16 +187,16 @@ def test_app_serves_every_page_read_only_without_data(read_only_app, tmp_path, r
     for page, got in seen["pages"].items():
         assert not got["exceptions"], (page, got["exceptions"])
         assert got["title"], page
-    home_page = seen["pages"]["pages/home.py"]
+    home_page = seen["pages"]["app_pages/home.py"]
     assert len(home_page["metrics"]) >= 2 and all(m.endswith("%") for m in home_page["metrics"])
-    train_page = seen["pages"]["pages/train.py"]
+    train_page = seen["pages"]["app_pages/train.py"]
     assert "lost when it restarts" in train_page["text"]
     assert "data is not on this server" in train_page["text"]
     assert train_page["job"]["state"] == "failed" and "mnist dataset is not available" in train_page["job"]["error"]
     assert not train_page["after_start"]["exceptions"]
     assert any("mnist dataset is not available" in e for e in train_page["after_start"]["errors"])
-    assert seen["pages"]["pages/results.py"]["metrics"]  # shipped evaluations need no dataset
-    assert seen["pages"]["pages/photo.py"]["after_sample"] == {"exceptions": [], "progress": 3}
+    assert seen["pages"]["app_pages/results.py"]["metrics"]  # shipped evaluations need no dataset
+    assert seen["pages"]["app_pages/photo.py"]["after_sample"] == {"exceptions": [], "progress": 3}
     assert Path(seen["saved"]).parent == Path(seen["runs_root"]) and seen["listed_after_save"]
     shutil.rmtree(seen["runs_root"], ignore_errors=True)
 
@@ -213,7 +213,7 @@ def test_cpu_quota_is_joblibs_count_within_the_visible_cpus():
 
 
 def test_cpu_quota_follows_a_limit_set_for_the_process():
-    code = "from cnn_core.runtime import cpu_quota; print(cpu_quota())"
+    code = "from cnn_core.base.runtime import cpu_quota; print(cpu_quota())"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "LOKY_MAX_CPU_COUNT": "1"})
     assert out.returncode == 0 and out.stdout.split() == ["1"], out.stderr[-2000:]
@@ -227,7 +227,7 @@ def test_tensorflow_threads_follow_the_cpu_limit():
     code = textwrap.dedent(f"""
         import os, json
         os.sched_setaffinity(0, {{{first}}})
-        from cnn_core.runtime import configure_threads, cpu_quota
+        from cnn_core.base.runtime import configure_threads, cpu_quota
         configure_threads()
         import tensorflow as tf
         print(json.dumps([cpu_quota(), tf.config.threading.get_intra_op_parallelism_threads(),

@@ -1,11 +1,11 @@
-"""Test-set metrics from probabilities (cnn_core.evaluation), on a small known case, and the
-test-time augmentation levels that make the probabilities (cnn_core.inference)."""
+"""Test-set metrics from probabilities (cnn_core.analysis.evaluation), on a small known case, and the
+test-time augmentation levels that make the probabilities (cnn_core.predict.inference)."""
 
 import numpy as np
 import pytest
 
-from cnn_core.datasets import Dataset, dataset_info
-from cnn_core.evaluation import cross_entropy, evaluation_from_probs, most_confused_cell
+from cnn_core.data.datasets import Dataset, dataset_info
+from cnn_core.analysis.evaluation import cross_entropy, evaluation_from_probs, most_confused_cell
 
 
 def test_cross_entropy_is_the_mean_negative_log_probability_of_the_true_class():
@@ -44,9 +44,9 @@ def _position_sensitive_model(seed: int = 0, shape=(32, 32, 3)):
 
 
 def test_tta_levels_average_the_mirror_and_the_one_pixel_shifts(data_dir):
-    from cnn_core.datasets import load_dataset
-    from cnn_core.inference import predict_proba
-    from cnn_core.preprocess import to_model_input
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.inference import predict_proba
+    from cnn_core.data.preprocess import to_model_input
 
     data = load_dataset("cifar10", data_dir)
     images, model = data.x_test[:6], _position_sensitive_model()
@@ -71,8 +71,8 @@ def test_tta_levels_average_the_mirror_and_the_one_pixel_shifts(data_dir):
 
 
 def test_digit_tta_levels_average_one_pixel_shifts_and_never_the_mirror_image(data_dir):
-    from cnn_core.datasets import load_dataset
-    from cnn_core.inference import predict_proba, tta_passes
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.inference import predict_proba, tta_passes
 
     data = load_dataset("mnist", data_dir)
     images, model = data.x_test[:6], _position_sensitive_model(shape=(28, 28, 1))
@@ -99,7 +99,7 @@ def test_digit_tta_levels_average_one_pixel_shifts_and_never_the_mirror_image(da
 
 @pytest.mark.parametrize("value, level", [(False, 0), (True, 1), (None, 0), (0, 0), (1, 1), (2, 2)])
 def test_tta_settings_old_and_new_read_as_a_level(value, level):
-    from cnn_core.inference import tta_label, tta_level
+    from cnn_core.predict.inference import tta_label, tta_level
 
     assert tta_level(value) == level and isinstance(tta_level(value), int) and not isinstance(tta_level(value), bool)
     assert tta_label(value, "cifar10") == ("off", "flip", "flip + 1-px shifts")[level]
@@ -109,8 +109,8 @@ def test_tta_settings_old_and_new_read_as_a_level(value, level):
 
 @pytest.mark.parametrize("value", [3, -1, "flip", 1.5])
 def test_an_unknown_tta_setting_is_refused_in_words(value):
-    from cnn_core.errors import ConfigError
-    from cnn_core.inference import tta_level
+    from cnn_core.base.errors import ConfigError
+    from cnn_core.predict.inference import tta_level
 
     with pytest.raises(ConfigError, match="level 0, 1 or 2"):
         tta_level(value)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from cnn_core import explain
-from cnn_core.datasets import dataset_info
-from cnn_core.models import build_model
+from cnn_core.analysis import explain
+from cnn_core.data.datasets import dataset_info
+from cnn_core.nets.models import build_model
 
 
 def test_layer_table_covers_every_layer_with_explanations():
@@ -50,8 +50,8 @@ def bars(n: int, seed: int):
 def test_grad_cam_highlights_the_discriminative_region(arch):
     import keras
 
-    from cnn_core.recipes import resolve_config
-    from cnn_core.training import compile_model, make_tf_dataset
+    from cnn_core.train.recipes import resolve_config
+    from cnn_core.train.training import compile_model, make_tf_dataset
 
     info = dataset_info("mnist")
     keras.utils.set_random_seed(0)

@@ -17,12 +17,12 @@ import keras
 import numpy as np
 import pytest
 
-from cnn_core import export
+from cnn_core.export.export import export
 from cnn_core.cli import main as cli_main
-from cnn_core.initialisers import initialise_from_data, patch_whitening_kernel
-from cnn_core.models import ARCHITECTURES, WHITEN_LAYER, architecture_switches, build_model
-from cnn_core.recipes import resolve_config
-from cnn_core.store import shipped_store
+from cnn_core.nets.initialisers import initialise_from_data, patch_whitening_kernel
+from cnn_core.nets.models import ARCHITECTURES, WHITEN_LAYER, architecture_switches, build_model
+from cnn_core.train.recipes import resolve_config
+from cnn_core.base.store import shipped_store
 from conftest import REPO
 
 ALLOWED_IMPORTS = {"keras", "numpy", "tensorflow"}
@@ -73,7 +73,7 @@ def test_the_script_builds_the_same_network_as_cnn_core(arch, dataset, precision
     assert keras.mixed_precision.global_policy().name == "float32"  # the script leaves the policy as it found it
 
 
-# The architecture switches (cnn_core.switches): seed nets get a projection shortcut (32->64) and
+# The architecture switches (cnn_core.train.switches): seed nets get a projection shortcut (32->64) and
 # separable convs; the fast and airbench nets same-width blocks; airbench's separable convs no dirac.
 SWITCHED_NETWORKS = [("seed", "mnist", ["residual", "separable"], "fp32"),
                      ("seed", "cifar10", ["residual", "separable"], "fp32"),
@@ -126,7 +126,7 @@ def test_the_scripts_initialisation_is_cnn_cores_with_the_switches(arch, dataset
 
 
 def test_the_scripts_optimizer_and_schedule_are_cnn_cores_with_adamw_and_cosine():
-    from cnn_core.optimizer import make_optimizer
+    from cnn_core.train.optimizer import make_optimizer
 
     card, _ = switched_card("seed", "mnist", ["adamw", "cosine", "label_smoothing"])
     config, steps = card["hyperparameters"], 7
@@ -172,8 +172,8 @@ def test_the_scripts_pipeline_mixes_batches_as_cnn_cores_does():
 def test_the_scripts_test_time_augmentation_is_cnn_cores_at_every_level(dataset, shape):
     """Photos average mirror images and shifts, digits shifts alone: the script's predict() gives
     the library's numbers, on a net whose output changes with every pixel moved."""
-    from cnn_core.datasets import dataset_info
-    from cnn_core.inference import predict_proba
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.predict.inference import predict_proba
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input(shape), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
@@ -246,7 +246,15 @@ def test_what_plain_keras_lacks_is_said_in_the_script_and_the_readme():
 def test_what_cnn_core_has_the_script_takes_from_cnn_cores_own_source():
     import inspect
 
-    from cnn_core import augment, callbacks, initialisers, optimizer, pipeline
+    from cnn_core.data import augment
+
+    from cnn_core.train import callbacks
+
+    from cnn_core.nets import initialisers
+
+    from cnn_core.train import optimizer
+
+    from cnn_core.data import pipeline
 
     muon = {"name": "muon_card", "dataset": "cifar10", "architecture": "airbench", "params": 1,
             "hyperparameters": resolve_config("cifar10", "airbench"), "precision": "fp32"}
@@ -262,12 +270,12 @@ def test_what_cnn_core_has_the_script_takes_from_cnn_cores_own_source():
     namespace = script_namespace(export.script_text(muon))
     assert (namespace["WHITEN_IMAGES"], namespace["WHITEN_EPS"]) == (initialisers.WHITEN_IMAGES, initialisers.WHITEN_EPS)
     with pytest.raises(LookupError, match="defines no no_such_function"):
-        export.cnn_core_source("optimizer", "no_such_function")
+        export.cnn_core_source("train.optimizer", "no_such_function")
 
 
 def test_exporting_a_script_loads_no_tensorflow():
     """`python -m cnn_core export` runs without TensorFlow: the script's cnn_core pieces are read, not imported."""
-    code = ("import sys; from cnn_core import export; from cnn_core.recipes import resolve_config; "
+    code = ("import sys; from cnn_core import export; from cnn_core.train.recipes import resolve_config; "
             "card = {'name': 'x', 'dataset': 'cifar10', 'architecture': 'airbench', 'params': 1, "
             "'hyperparameters': resolve_config('cifar10', 'airbench')}; "
             "assert 'class MuonSGD' in export.script_text(card); "
@@ -365,7 +373,7 @@ def test_a_shipped_models_script_trains_one_short_epoch(name, subset, test_size,
 
 @pytest.mark.slow  # trains a run with cnn_core, then its script
 def test_an_airbench_runs_script_trains_with_its_stem_whitened_and_frozen(data_dir, tmp_path):
-    from cnn_core.training import train
+    from cnn_core.train.training import train
 
     # Batches of 128 (the recipe's lr scaled with them): 8 steps in the script's 1,024 images, so its
     # Lookahead (every 5 steps) averages once before the last step resets the weights to the average.
@@ -391,8 +399,8 @@ def test_an_airbench_runs_script_trains_with_its_stem_whitened_and_frozen(data_d
 
 @pytest.mark.slow  # trains a run with cnn_core, then its script
 def test_a_run_with_every_switch_exports_a_script_that_trains(data_dir, tmp_path):
-    from cnn_core.switches import switch_names
-    from cnn_core.training import train
+    from cnn_core.train.switches import switch_names
+    from cnn_core.train.training import train
 
     config = resolve_config("mnist", "seed", switches=list(switch_names()), epochs=1, subset=1000, val_size=0)
     result = train(config, "switched_export")
@@ -438,7 +446,7 @@ def test_the_results_page_offers_the_export_downloads(data_dir, monkeypatch):
     st.cache_data.clear()
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
     at.run()
-    at.switch_page("pages/results.py")
+    at.switch_page("app_pages/results.py")
     at.run()
     at.selectbox(key="results_model").set_value("mnist_seed").run()
     at.session_state["results_tab"] = "Model card"  # the tab runs only when open

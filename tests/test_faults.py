@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from cnn_core import store as store_mod
-from cnn_core.errors import ModelStoreError, TrainingBusyError
-from cnn_core.recipes import resolve_config
-from cnn_core.store import FAULT_PAUSE_ENV, ModelStore, list_model_names, runs_store
-from cnn_core.cards import STATUS_FINISHED, STATUS_STOPPED, display_status
-from cnn_core.training import train
+from cnn_core.base import store as store_mod
+from cnn_core.base.errors import ModelStoreError, TrainingBusyError
+from cnn_core.train.recipes import resolve_config
+from cnn_core.base.store import FAULT_PAUSE_ENV, ModelStore, list_model_names, runs_store
+from cnn_core.train.cards import STATUS_FINISHED, STATUS_STOPPED, display_status
+from cnn_core.train.training import train
 from conftest import REPO
 
 SMALL_RUN = ["train", "--dataset", "mnist", "--subset", "1000", "--batch-size", "32", "--epochs", "2", "--seed", "3"]
@@ -156,12 +156,12 @@ def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from pages._common import get_jobs
+    from app_pages._common import get_jobs
 
     st.cache_resource.clear()
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("app_pages/train.py").run()
     at.selectbox(key="arch").set_value("seed").run()
     at.number_input(key="epochs_mnist_seed").set_value(20)
     at.slider(key="subset_mnist_seed").set_value(1000)
@@ -198,7 +198,7 @@ def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues
 
 @pytest.mark.slow  # trains a model
 def test_simultaneous_starts_run_exactly_one_and_the_registry_is_never_half_written(tiny_mnist, isolated_runs):
-    from cnn_core.jobs import TrainingJobs
+    from cnn_core.service.jobs import TrainingJobs
 
     jobs = TrainingJobs()
     config = resolve_config("mnist", "seed", epochs=4, batch_size=32, val_size=40, seed=1)
@@ -299,7 +299,7 @@ def test_disk_full_during_training_is_a_clear_error_and_resume_works_after(tiny_
 
 @pytest.mark.slow  # trains a model
 def test_read_only_disk_fails_the_app_job_with_the_message(tiny_mnist, isolated_runs, monkeypatch):
-    from cnn_core.jobs import TrainingJobs
+    from cnn_core.service.jobs import TrainingJobs
 
     with monkeypatch.context() as mp:
         _fail_replace_in(isolated_runs, errno.EROFS, after=6, monkeypatch=mp)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_core import datasets
-from cnn_core.datasets import download, load_dataset, load_npz
-from cnn_core.errors import DataError
+from cnn_core.data import datasets
+from cnn_core.data.datasets import download, load_dataset, load_npz
+from cnn_core.base.errors import DataError
 from conftest import DATASET_NAMES, real_data_dir
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The app's training runs in its own process (cnn_core.jobs): at lower priority, streaming every
+"""The app's training runs in its own process (cnn_core.service.jobs): at lower priority, streaming every
 batch back to the server; a killed training process or a killed server never corrupts a run."""
 
 import json
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cnn_core.jobs import TRAINING_NICENESS, TrainingJobs
-from cnn_core.recipes import resolve_config
-from cnn_core.store import runs_store
-from cnn_core.training import train
+from cnn_core.service.jobs import TRAINING_NICENESS, TrainingJobs
+from cnn_core.train.recipes import resolve_config
+from cnn_core.base.store import runs_store
+from cnn_core.train.training import train
 from conftest import REPO, wait_for_job
 
 pytestmark = pytest.mark.slow  # each test trains in a fresh process
@@ -79,8 +79,8 @@ def test_a_killed_training_process_fails_the_job_with_a_resume_hint_and_its_epoc
 
 SERVER = textwrap.dedent("""
     import json, sys, time
-    from cnn_core.jobs import TrainingJobs
-    from cnn_core.recipes import resolve_config
+    from cnn_core.service.jobs import TrainingJobs
+    from cnn_core.train.recipes import resolve_config
 
     if __name__ == "__main__":
         jobs = TrainingJobs()

@@ -1,4 +1,4 @@
-"""Suspicious labels (cnn_core.label_issues): confident learning's pieces on hand-made probabilities, label
+"""Suspicious labels (cnn_core.studio.label_issues): confident learning's pieces on hand-made probabilities, label
 errors planted in real MNIST found by out-of-fold training, the CLI, the shipped audits and verdicts, and the
 Suspicious labels page."""
 
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from cnn_core.datasets import Dataset, load_dataset
-from cnn_core.evaluation import decode_png
-from cnn_core.label_issues import (KEPT, PICTURED, VERDICTS, class_thresholds, confident_classes, confident_joint,
+from cnn_core.data.datasets import Dataset, load_dataset
+from cnn_core.analysis.evaluation import decode_png
+from cnn_core.studio.label_issues import (KEPT, PICTURED, VERDICTS, class_thresholds, confident_classes, confident_joint,
                                    estimated_label_errors, find_suspects, load_audit, load_verdicts, tally,
                                    train_audit)
-from cnn_core.recipes import resolve_config
-from cnn_core.store import shipped_store
+from cnn_core.train.recipes import resolve_config
+from cnn_core.base.store import shipped_store
 from test_app import open_page, texts
 from test_cli import run_cli
 
@@ -141,7 +141,7 @@ def test_every_verdict_is_about_a_top_50_image_of_a_shipped_audit():
 
 
 def test_the_page_shows_a_shipped_audit_with_its_verdicts_preset():
-    at = open_page("pages/labels.py")
+    at = open_page("app_pages/labels.py")
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
     audit = load_audit("test", model="mnist_fast30")
@@ -164,7 +164,7 @@ def test_the_page_shows_a_shipped_audit_with_its_verdicts_preset():
 
 @pytest.mark.slow
 def test_the_page_audits_a_model_without_one_on_a_click(data_dir):
-    at = open_page("pages/labels.py")
+    at = open_page("app_pages/labels.py")
     at.selectbox(key="labels_model").select("mnist_seed").run()
     assert not at.exception, at.exception
     assert "No audit of `mnist_seed` yet" in texts(at)
@@ -175,8 +175,8 @@ def test_the_page_audits_a_model_without_one_on_a_click(data_dir):
 
 
 def test_the_training_split_says_how_to_audit_it_when_there_is_no_audit(tmp_path, monkeypatch):
-    monkeypatch.setattr("cnn_core.store.SHIPPED_DIR", tmp_path / "nothing_shipped")
-    at = open_page("pages/labels.py")
+    monkeypatch.setattr("cnn_core.base.store.SHIPPED_DIR", tmp_path / "nothing_shipped")
+    at = open_page("app_pages/labels.py")
     at.segmented_control(key="labels_split").set_value("train").run()
     at.selectbox(key="labels_dataset").select("cifar10").run()
     assert not at.exception, at.exception
@@ -184,7 +184,7 @@ def test_the_training_split_says_how_to_audit_it_when_there_is_no_audit(tmp_path
 
 
 def test_the_training_split_shows_the_shipped_cross_validated_audit():
-    at = open_page("pages/labels.py")
+    at = open_page("app_pages/labels.py")
     at.segmented_control(key="labels_split").set_value("train").run()
     assert not at.exception, at.exception
     audit = load_audit("train", dataset="mnist")

@@ -6,11 +6,11 @@ import threading
 import numpy as np
 import pytest
 
-from cnn_core import lite
-from cnn_core.datasets import load_dataset
-from cnn_core.errors import ConfigError
-from cnn_core.inference import ensemble_of, load_predictor
-from cnn_core.store import shipped_store
+from cnn_core.predict import lite
+from cnn_core.data.datasets import load_dataset
+from cnn_core.base.errors import ConfigError
+from cnn_core.predict.inference import ensemble_of, load_predictor
+from cnn_core.base.store import shipped_store
 
 SHIPPED = shipped_store().names()
 

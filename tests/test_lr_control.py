@@ -1,4 +1,4 @@
-"""Changing the learning rate mid-run (cnn_core.lr_control): the control file, real short trainings
+"""Changing the learning rate mid-run (cnn_core.train.lr_control): the control file, real short trainings
 where a change asked at a given batch reaches the optimizer (a schedule recipe, with stop and resume;
 the Muon recipe on CIFAR-10), and the Train page's control reaching its running job."""
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from cnn_core.cli import main
-from cnn_core.errors import ConfigError, ModelStoreError
-from cnn_core.lr_control import ControlFile, control_path, describe_change, request_lr_change
-from cnn_core.recipes import resolve_config
-from cnn_core.store import runs_store
+from cnn_core.base.errors import ConfigError, ModelStoreError
+from cnn_core.train.lr_control import ControlFile, control_path, describe_change, request_lr_change
+from cnn_core.train.recipes import resolve_config
+from cnn_core.base.store import runs_store
 
 
 # -- the control file ---------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def test_an_invalid_request_is_taken_and_refused_with_a_clear_message(isolated_r
 def test_a_file_that_cannot_be_taken_is_tried_once_until_it_changes(isolated_runs, monkeypatch):
     import os
 
-    from cnn_core import lr_control
+    from cnn_core.train import lr_control
 
     isolated_runs.mkdir(parents=True, exist_ok=True)
     path = isolated_runs / "run.lr.json"
@@ -108,7 +108,7 @@ def test_the_cli_writes_the_control_file_and_says_why_it_cannot(isolated_runs, c
 def test_the_scaled_schedule_saves_and_loads_with_its_factor_and_adds_no_optimizer_variable():
     import keras
 
-    from cnn_core.optimizer import ScaledSchedule, TriangleSchedule, compile_model, make_optimizer
+    from cnn_core.train.optimizer import ScaledSchedule, TriangleSchedule, compile_model, make_optimizer
 
     inner = TriangleSchedule(1.5, 10, 100, 0.2, 0.07)
     schedule = ScaledSchedule(inner)
@@ -144,8 +144,8 @@ def _hook(name, at, ask, stop=None, stop_at=None, seen=None):
 
 @pytest.mark.slow  # trains a model
 def test_a_multiplier_scales_the_rest_of_the_schedule_and_survives_stop_and_resume(data_dir):
-    from cnn_core.optimizer import ScaledSchedule, learning_rate
-    from cnn_core.training import train
+    from cnn_core.train.optimizer import ScaledSchedule, learning_rate
+    from cnn_core.train.training import train
 
     config = resolve_config("mnist", "quick", subset=512, epochs=2, batch_size=64)  # triangle schedule
     stop, seen = threading.Event(), []
@@ -196,8 +196,8 @@ def test_setting_the_muon_recipes_lr_moves_muons_own_step_too(data_dir):
     no lr; SGD's velocity, which does in Keras, would carry the others on for a while.)"""
     import keras
 
-    from cnn_core.datasets import Dataset, load_dataset
-    from cnn_core.training import train
+    from cnn_core.data.datasets import Dataset, load_dataset
+    from cnn_core.train.training import train
 
     full = load_dataset("cifar10", data_dir)
     data = Dataset(full.info, full.x_train, full.y_train, full.x_test[:500], full.y_test[:500], full.source,
@@ -240,15 +240,15 @@ def test_the_train_pages_control_reaches_the_running_job_and_shows_on_its_curves
     import streamlit as st
 
     from test_app import _configure_small_run, _wait_for_job, open_page, texts
-    from pages._common import get_jobs
+    from app_pages._common import get_jobs
 
     st.cache_resource.clear()
     try:
-        at = open_page("pages/train.py")
+        at = open_page("app_pages/train.py")
         _configure_small_run(at, epochs=20, subset=1000, name="ui_lr")  # seed: Adam, a plain (plateau) lr
         at.button(key="start").click().run()
         _wait_for_job(at, lambda s: s.last_batch is not None)
-        other = open_page("pages/train.py")  # another tab sees the run but no control
+        other = open_page("app_pages/train.py")  # another tab sees the run but no control
         assert "lr_half" not in [b.key for b in other.button] and "change its learning rate" in texts(other)
         at.run()
         at.button(key="lr_half").click().run()

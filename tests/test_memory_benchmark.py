@@ -31,7 +31,7 @@ def test_memory_benchmark_smoke_run_writes_every_phase(tmp_path, data_dir):
 
     doc = json.loads((out / "memory.json").read_text())
     memory.validate_results(doc)  # every phase present with positive figures, peak = largest phase peak
-    from cnn_core.runtime import machine_info, machine_key
+    from cnn_core.base.runtime import machine_info, machine_key
 
     assert list(doc["machines"]) == [machine_key(machine_info())]
     entry = doc["machines"][machine_key(machine_info())]
@@ -62,7 +62,7 @@ def test_pss_counts_pages_a_child_shares_with_its_parent_once():
 
     import numpy as np
 
-    from cnn_core.runtime import pss_mb, rss_mb
+    from cnn_core.base.runtime import pss_mb, rss_mb
 
     shared = np.ones(200 * 2**20 // 8)  # 200 MiB, touched, shared copy-on-write with the child below
     child = os.fork()

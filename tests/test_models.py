@@ -1,7 +1,7 @@
 import pytest
 
-from cnn_core.errors import ConfigError
-from cnn_core.models import ARCHITECTURES, architecture_spec, build_model
+from cnn_core.base.errors import ConfigError
+from cnn_core.nets.models import ARCHITECTURES, architecture_spec, build_model
 
 
 def _count_from_spec(spec, input_shape, num_classes):
@@ -45,7 +45,7 @@ def test_seed_parameter_counts_match_the_original_spec():
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "cifar10"])
 def test_builder_follows_every_spec(arch, dataset):
-    from cnn_core.datasets import dataset_info
+    from cnn_core.data.datasets import dataset_info
 
     info = dataset_info(dataset)
     model = build_model(arch, dataset)

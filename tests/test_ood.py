@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 
 from cnn_core import cli
-from cnn_core.errors import ConfigError
-from cnn_core.inference import load_inference_model, load_predictor
-from cnn_core.ood import (DEFAULT_PASS_RATE, SCORE, Detector, _class_gaussians, auroc, calibrate, load_detector,
+from cnn_core.base.errors import ConfigError
+from cnn_core.predict.inference import load_inference_model, load_predictor
+from cnn_core.predict.ood import (DEFAULT_PASS_RATE, SCORE, Detector, _class_gaussians, auroc, calibrate, load_detector,
                           save_detector, through_preprocessing, typicality)
-from cnn_core.recipes import resolve_config
-from cnn_core.store import runs_store, shipped_store
-from cnn_core.training import train
+from cnn_core.train.recipes import resolve_config
+from cnn_core.base.store import runs_store, shipped_store
+from cnn_core.train.training import train
 from conftest import synthetic_dataset
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 
 
 def _with_probabilities(layers):
-    """Synthetic features as cnn_core.embedding gives them: the layers (the last one the logits), then
+    """Synthetic features as cnn_core.predict.embedding gives them: the layers (the last one the logits), then
     the probabilities."""
     logits = layers[-1] - layers[-1].max(axis=1, keepdims=True)
     return [*layers, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)]
@@ -60,7 +60,7 @@ def test_pictures_far_from_every_class_at_any_layer_score_lower():
 
 
 def test_detector_survives_saving_and_loading(tmp_path):
-    from cnn_core.store import ModelStore
+    from cnn_core.base.store import ModelStore
 
     detector, centres = _gaussian_detector(np.random.default_rng(1))
     store = ModelStore(tmp_path, "runs", writable=True)
@@ -125,7 +125,7 @@ def test_cli_calibrate_writes_the_card_and_the_detector_and_refuses_shipped_mode
 
 
 def test_other_datasets_go_through_the_upload_path(data_dir):
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
     digits = load_dataset("mnist", data_dir).x_test[:5]
     as_photos = through_preprocessing(digits, "cifar10")
@@ -138,7 +138,7 @@ def test_other_datasets_go_through_the_upload_path(data_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist_fast30", "fashion_mnist_fast", "cifar10_airbench12_s1"])
 def test_a_shipped_model_tells_its_own_pictures_from_other_kinds(data_dir, name):
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
     predictor = load_predictor(name, store=shipped_store())
     assert predictor.detector is not None, f"{name} ships without its detector (python -m cnn_core calibrate)"
@@ -156,7 +156,7 @@ def test_cli_predict_warns_that_a_photo_is_not_a_digit(tmp_path, capsys):
     """The issue's own example: a photo of a car given to the digit model."""
     from PIL import Image
 
-    from cnn_core.datasets import load_dataset
+    from cnn_core.data.datasets import load_dataset
 
     car = next((SAMPLES / "cifar10").glob("automobile_*"))
     digit = tmp_path / "seven.png"

@@ -9,12 +9,21 @@ import pytest
 from conftest import REPO
 
 MAX_PAGE_LINES = 100
-PAGES = sorted(p for p in (REPO / "pages").glob("*.py") if not p.name.startswith("_"))
+APP_FILES = sorted((REPO / "app_pages").rglob("*.py"))
+PAGES = [p for p in APP_FILES if not p.name.startswith("_")]
+LIBRARY_FILES = sorted((REPO / "cnn_core").rglob("*.py"))
+
+
+def test_the_walks_find_every_page_and_module():
+    """The lists the rules below check are recursive walks: a page or module in a subfolder is in them."""
+    on_disk = [p for p in (REPO / "app_pages").iterdir() if p.suffix == ".py"]
+    assert len(APP_FILES) >= len(on_disk) and len(PAGES) >= 10
+    assert len(LIBRARY_FILES) == sum(1 for _ in (REPO / "cnn_core").glob("**/*.py")) > 40
 
 
 def test_the_pages_are_the_ones_app_py_declares():
-    declared = re.findall(r'st\.Page\("(pages/[a-z_]+\.py)"', (REPO / "app.py").read_text())
-    assert sorted(declared) == [f"pages/{p.name}" for p in PAGES]
+    declared = re.findall(r'st\.Page\("(app_pages/[a-z_]+\.py)"', (REPO / "app.py").read_text())
+    assert sorted(declared) == [f"app_pages/{p.name}" for p in PAGES]
 
 
 @pytest.mark.parametrize("path", [REPO / "app.py", *PAGES], ids=lambda p: p.name)
@@ -24,8 +33,8 @@ def test_every_page_is_at_most_100_lines(path):
 
 
 def test_the_app_reads_nothing_from_benchmarks():
-    """Benchmark figures a page shows come from beside the models (cnn_core.benchmark_figures)."""
-    for path in [REPO / "app.py", *sorted((REPO / "pages").glob("*.py"))]:
+    """Benchmark figures a page shows come from beside the models (cnn_core.studio.benchmark_figures)."""
+    for path in [REPO / "app.py", *APP_FILES]:
         tree = ast.parse(path.read_text())
         strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
         assert "benchmarks" not in _imported_modules(path), f"{path.relative_to(REPO)} imports benchmarks"
@@ -45,6 +54,6 @@ def _imported_modules(path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "cnn_core").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LIBRARY_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_cnn_core_never_imports_streamlit(path):
-    assert "streamlit" not in _imported_modules(path), f"cnn_core/{path.name} imports streamlit"
+    assert "streamlit" not in _imported_modules(path), f"{path.relative_to(REPO)} imports streamlit"

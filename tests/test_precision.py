@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn_core.errors import ConfigError
-from cnn_core.precision import (INFERENCE_PRECISION, model_precision, native_bf16, resolve_precision,
+from cnn_core.base.errors import ConfigError
+from cnn_core.nets.precision import (INFERENCE_PRECISION, model_precision, native_bf16, resolve_precision,
                                 with_precision)
-from cnn_core.store import shipped_store
+from cnn_core.base.store import shipped_store
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = shipped_store().names()
@@ -47,7 +47,7 @@ def test_resolve_precision():
 
 def test_recipes_and_cli_take_a_precision():
     from cnn_core.cli import build_parser
-    from cnn_core.recipes import resolve_config
+    from cnn_core.train.recipes import resolve_config
 
     assert resolve_config("cifar10", "wide")["precision"] == "auto"
     assert resolve_config("cifar10", "fast")["precision"] == "fp32"
@@ -66,7 +66,7 @@ def test_cli_refuses_an_unknown_precision_in_one_line():
 
 
 def test_twins_share_weights_and_answers():
-    from cnn_core.models import build_model
+    from cnn_core.nets.models import build_model
 
     bf16 = build_model("fast", "cifar10", precision="bf16")
     assert model_precision(bf16) == "bf16"
@@ -84,8 +84,8 @@ def test_twins_share_weights_and_answers():
 
 @pytest.mark.parametrize("requested", ["bf16", "fp32", "auto"])
 def test_training_records_the_precision_that_ran(tiny_mnist, requested):
-    from cnn_core.recipes import resolve_config
-    from cnn_core.training import train
+    from cnn_core.train.recipes import resolve_config
+    from cnn_core.train.training import train
 
     config = resolve_config("mnist", "fast", epochs=1, batch_size=64, val_size=0, precision=requested)
     events = []
@@ -95,7 +95,7 @@ def test_training_records_the_precision_that_ran(tiny_mnist, requested):
     assert result.card["hyperparameters"]["precision"] == requested
     assert next(e for e in events if e["type"] == "start")["precision"] == ran
     # Whatever it trained in, it is served in the inference precision.
-    from cnn_core.inference import load_predictor
+    from cnn_core.predict.inference import load_predictor
 
     assert load_predictor(f"prec_{requested}", store=result.store).precision == INFERENCE_PRECISION
 
@@ -108,8 +108,8 @@ def test_shipped_cards_say_what_they_were_trained_in():
 
 
 def test_shipped_bf16_models_are_served_as_float32_twins(data_dir):
-    from cnn_core.datasets import load_dataset
-    from cnn_core.inference import load_predictor, predict_proba
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.inference import load_predictor, predict_proba
 
     store = shipped_store()
     bf16_models = [n for n in SHIPPED if store.load_card(n)["precision"] == "bf16"]
@@ -128,9 +128,9 @@ def test_shipped_bf16_models_are_served_as_float32_twins(data_dir):
 # predicts its dataset's first test images and the bundled sample photos; prints JSON.
 _PREDICT_ALL = r"""
 import json, sys
-from cnn_core.datasets import load_dataset
-from cnn_core.inference import load_predictor
-from cnn_core.store import shipped_store
+from cnn_core.data.datasets import load_dataset
+from cnn_core.predict.inference import load_predictor
+from cnn_core.base.store import shipped_store
 from pathlib import Path
 
 samples = Path(sys.argv[2])
@@ -185,7 +185,7 @@ def test_cnn_core_runs_onednn_unless_told_not_to(setting, expected):
     # TensorFlow alone turns oneDNN on only for AVX-512 CPUs; the package asks for it everywhere.
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env.update({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {})
-    out = subprocess.run([sys.executable, "-c", "import cnn_core.runtime as r; print(r.machine_info()['onednn'])"],
+    out = subprocess.run([sys.executable, "-c", "import cnn_core.base.runtime as r; print(r.machine_info()['onednn'])"],
                          capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
     assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
 
@@ -200,7 +200,7 @@ def test_cli_predicts_with_the_photo_model_when_onednn_is_capped_at_avx2():
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["file"] for r in rows] == photos
-    from cnn_core.inference import load_predictor
+    from cnn_core.predict.inference import load_predictor
 
     here = load_predictor("cifar10_wide40", calibrated=True)  # as predict loads it; oneDNN as the machine has it
     for row in rows:

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn_core.errors import ImageError
-from cnn_core.preprocess import (digit_steps, digit_to_mnist, is_blank, load_image, photo_to_cifar,
+from cnn_core.base.errors import ImageError
+from cnn_core.data.preprocess import (digit_steps, digit_to_mnist, is_blank, load_image, photo_to_cifar,
                                  photo_to_fashion, preprocessor, to_model_input)
-from cnn_core.datasets import dataset_info
+from cnn_core.data.datasets import dataset_info
 
 
 def _png(img: Image.Image, fmt="PNG", **kw) -> bytes:
@@ -54,7 +54,7 @@ def test_empty_canvas_is_blank_and_a_dot_is_not():
 
 
 def test_canvas_ink_fraction_counts_opaque_light_pixels():
-    from cnn_core.preprocess import canvas_ink_fraction
+    from cnn_core.data.preprocess import canvas_ink_fraction
 
     canvas = np.zeros((280, 280, 4), np.uint8)
     canvas[..., 3] = 255  # opaque black: nothing drawn
@@ -68,7 +68,7 @@ def test_canvas_ink_fraction_counts_opaque_light_pixels():
 
 
 def test_why_no_digit_tells_a_painted_over_canvas_from_an_empty_one():
-    from cnn_core.preprocess import why_no_digit
+    from cnn_core.data.preprocess import why_no_digit
 
     def canvas(fraction_in_ink: float) -> np.ndarray:
         rgba = np.zeros((280, 280, 4), np.uint8)
@@ -88,7 +88,7 @@ def test_why_no_digit_tells_a_painted_over_canvas_from_an_empty_one():
 
 
 def test_preparation_steps_are_shown_for_digit_pictures_only():
-    from cnn_core.preprocess import preparation_steps
+    from cnn_core.data.preprocess import preparation_steps
 
     drawing = _drawn_one()
     steps = preparation_steps(drawing, "mnist")
@@ -162,7 +162,7 @@ def test_a_canvas_data_url_decodes_like_an_upload():
     pixels drawn, and anything else that arrives must be a readable error, not a traceback."""
     import base64
 
-    from cnn_core.preprocess import load_data_url
+    from cnn_core.data.preprocess import load_data_url
 
     drawn = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
     ImageDraw.Draw(drawn).line([(140, 40), (140, 240)], fill=(255, 255, 255, 255), width=18)

@@ -1,16 +1,16 @@
-"""Probing the model: what-if edits and the occlusion map (cnn_core.whatif), adversarial examples
-(cnn_core.adversarial), nearest training images (cnn_core.neighbours), and the Probe page on every dataset."""
+"""Probing the model: what-if edits and the occlusion map (cnn_core.analysis.whatif), adversarial examples
+(cnn_core.analysis.adversarial), nearest training images (cnn_core.analysis.neighbours), and the Probe page on every dataset."""
 
 import numpy as np
 import pytest
 
-from cnn_core.adversarial import MAX_EPSILON, attack, fgsm, smallest_flip
-from cnn_core.datasets import load_dataset
-from cnn_core.errors import ConfigError
-from cnn_core.inference import load_predictor
-from cnn_core.neighbours import cached_index, index_path
-from cnn_core.store import ModelStore
-from cnn_core.whatif import GREY, Edit, apply_edit, occlusion_map
+from cnn_core.analysis.adversarial import MAX_EPSILON, attack, fgsm, smallest_flip
+from cnn_core.data.datasets import load_dataset
+from cnn_core.base.errors import ConfigError
+from cnn_core.predict.inference import load_predictor
+from cnn_core.analysis.neighbours import cached_index, index_path
+from cnn_core.base.store import ModelStore
+from cnn_core.analysis.whatif import GREY, Edit, apply_edit, occlusion_map
 from test_app import open_page, texts
 
 # cifar10_seed for photos: the nearest-neighbour index runs all 50,000 training images through it, and
@@ -90,7 +90,7 @@ def test_nearest_training_images_of_a_training_image_include_itself(tmp_path, da
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(MODELS))
 def test_probe_page_on_every_dataset(dataset):
-    at = open_page("pages/probe.py")
+    at = open_page("app_pages/probe.py")
     at.selectbox(key="probe_model").set_value(MODELS[dataset]).run()
     assert not at.exception, at.exception
     assert at.radio(key="probe_source").value == "A test image"

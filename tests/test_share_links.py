@@ -23,11 +23,11 @@ def _opened_with(page: str, params: dict) -> AppTest:
 # here: what a copied address restores when someone else opens it.
 
 def test_a_link_restores_the_train_pages_settings_but_not_the_ownership():
-    first = open_page("pages/train.py")
+    first = open_page("app_pages/train.py")
     assert "tab" not in first.query_params and "owner" not in first.query_params  # no token in the address
     link = {"dataset": "CIFAR-10 objects", "recipe": "seed", "epochs_cifar10_seed": "7", "seed_cifar10_seed": "42",
             "rot_cifar10_seed": "false", "bs_cifar10_seed": "128", "precision_cifar10_seed": "bf16"}
-    other = _opened_with("pages/train.py", link)
+    other = _opened_with("app_pages/train.py", link)
     assert other.selectbox(key="dataset").value == "cifar10" and other.selectbox(key="arch").value == "seed"
     assert other.number_input(key="epochs_cifar10_seed").value == 7
     assert other.number_input(key="seed_cifar10_seed").value == 42
@@ -38,16 +38,16 @@ def test_a_link_restores_the_train_pages_settings_but_not_the_ownership():
 
 
 def test_a_link_restores_the_results_and_compare_selections():
-    at = _opened_with("pages/results.py", {"model": "fashion_mnist_fast", "cm_cell": "Shirt>Coat", "cm_norm": "true"})
+    at = _opened_with("app_pages/results.py", {"model": "fashion_mnist_fast", "cm_cell": "Shirt>Coat", "cm_norm": "true"})
     assert at.selectbox(key="results_model").value == "fashion_mnist_fast" and at.toggle(key="cm_norm").value
     assert any("of **Shirt** predicted as **Coat**" in m.value for m in at.markdown)  # the linked cell's images
 
-    on_curves = _opened_with("pages/results.py", {"model": "cifar10_fast", "results_tab": "Training curves"})
+    on_curves = _opened_with("app_pages/results.py", {"model": "cifar10_fast", "results_tab": "Training curves"})
     assert on_curves.session_state["results_tab"] == "Training curves"
     assert not on_curves.toggle and not on_curves.get("vega_lite_chart")  # only the linked tab ran: no matrix
     assert len(on_curves.image) == 1  # the curves
 
-    cmp = _opened_with("pages/compare.py", {"cmp_dataset": "cifar10", "cmp_models_cifar10": ["cifar10_fast",
+    cmp = _opened_with("app_pages/compare.py", {"cmp_dataset": "cifar10", "cmp_models_cifar10": ["cifar10_fast",
                                                                                             "cifar10_wide40"],
                                             "cmp_x": "training minutes"})
     assert cmp.selectbox(key="cmp_dataset").value == "cifar10"
@@ -56,9 +56,9 @@ def test_a_link_restores_the_results_and_compare_selections():
 
 
 def test_a_link_restores_the_explain_pages_model_and_test_image():
-    label = _opened_with("pages/explain.py", {"model": "mnist_fast30", "explain_source": "A test image"}).select_slider(
+    label = _opened_with("app_pages/explain.py", {"model": "mnist_fast30", "explain_source": "A test image"}).select_slider(
         key="explain_sample_mnist_fast30").options[3]  # the address names a test image by its label, e.g. "#7292 (3)"
-    at = _opened_with("pages/explain.py", {"model": "mnist_fast30", "explain_source": "A test image",
+    at = _opened_with("app_pages/explain.py", {"model": "mnist_fast30", "explain_source": "A test image",
                                            "explain_sample_mnist_fast30": label})
     assert at.selectbox(key="explain_model").value == "mnist_fast30"
     assert at.radio(key="explain_source").value == "A test image"
@@ -66,5 +66,5 @@ def test_a_link_restores_the_explain_pages_model_and_test_image():
 
 
 def test_a_bad_value_in_a_link_is_dropped_not_an_error():
-    at = _opened_with("pages/train.py", {"dataset": "imagenet", "epochs_mnist_quick": "lots"})
+    at = _opened_with("app_pages/train.py", {"dataset": "imagenet", "epochs_mnist_quick": "lots"})
     assert at.selectbox(key="dataset").value == "mnist"  # the default, and no exception

@@ -1,16 +1,16 @@
-"""Each epoch's snapshot (cnn_core.snapshots): what the epoch slider on the Results and Train pages
+"""Each epoch's snapshot (cnn_core.train.snapshots): what the epoch slider on the Results and Train pages
 replays. Checked against the run's own saved model, on real MNIST."""
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnn_core.datasets import prepare_data
-from cnn_core.errors import ConfigError
-from cnn_core.recipes import resolve_config
-from cnn_core.snapshots import MAX_CHANNELS, confusion_at, filter_tiles, load_snapshots, map_tiles
-from cnn_core.store import runs_store
-from cnn_core.training import train
+from cnn_core.data.datasets import prepare_data
+from cnn_core.base.errors import ConfigError
+from cnn_core.train.recipes import resolve_config
+from cnn_core.train.snapshots import MAX_CHANNELS, confusion_at, filter_tiles, load_snapshots, map_tiles
+from cnn_core.base.store import runs_store
+from cnn_core.train.training import train
 from conftest import REPO
 
 
@@ -30,8 +30,8 @@ def test_every_epoch_is_recorded_as_the_model_was_then_and_a_resumed_run_adds_to
     assert snaps.probe_source == "validation image #0" and np.array_equal(snaps.probe, split.x_val[0])
 
     last = store.load_model("replayed", last=True)  # the state after epoch 2
-    from cnn_core.preprocess import to_model_input
-    from cnn_core.datasets import dataset_info
+    from cnn_core.data.preprocess import to_model_input
+    from cnn_core.data.datasets import dataset_info
 
     predicted = np.argmax(last.predict(to_model_input(split.x_val[:len(snaps.val_labels)], dataset_info("mnist")),
                                        verbose=0), axis=-1)
@@ -74,7 +74,7 @@ def test_the_results_page_replays_a_run_and_says_when_a_model_has_nothing_to_rep
     train(_config(1), "page_replay")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/results.py").run()
+    at.switch_page("app_pages/results.py").run()
     at.selectbox(key="results_model").set_value("page_replay").run()
     at.session_state["results_tab"] = "Epoch by epoch"  # the tab runs only when open
     at.run()

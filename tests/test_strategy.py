@@ -27,9 +27,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import keras
-from cnn_core.datasets import load_dataset
-from cnn_core.recipes import resolve_config
-from cnn_core.training import make_strategy, train
+from cnn_core.data.datasets import load_dataset
+from cnn_core.train.recipes import resolve_config
+from cnn_core.train.training import make_strategy, train
 
 
 class KeepModel(keras.callbacks.Callback):
@@ -145,7 +145,7 @@ def _start_training(name, runs_dir, data_dir, strategy, tf_config=None):
 AGREE_SCRIPT = r"""
 import json, os
 import tensorflow as tf
-from cnn_core.distributed import cluster_info, stop_agreement
+from cnn_core.train.distributed import cluster_info, stop_agreement
 
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]

@@ -1,4 +1,4 @@
-"""The original notebook's "improvements to try" as recipe switches (cnn_core.switches): what each
+"""The original notebook's "improvements to try" as recipe switches (cnn_core.train.switches): what each
 changes in the recipe, the network, the optimizer, the schedule and the batches, and that a run
 with them trains, from the library, the CLI and the Train page, and is recorded in its card."""
 
@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from cnn_core.errors import ConfigError
-from cnn_core.recipes import default_config, resolve_config
-from cnn_core.switches import SWITCHES, apply_switches, available_switches, describe_switches, switch_names, why_not
+from cnn_core.base.errors import ConfigError
+from cnn_core.train.recipes import default_config, resolve_config
+from cnn_core.train.switches import SWITCHES, apply_switches, available_switches, describe_switches, switch_names, why_not
 
 # -- the recipe ------------------------------------------------------------------------------------
 
@@ -61,7 +61,7 @@ def test_other_recipes_take_the_switches_that_change_them():
                                                ("residual", 1.5, "residual must be true or false"),
                                                ("switches", ["deeper"], "switches must be a list")])
 def test_broken_switch_values_in_a_config_are_refused(key, value, words):
-    from cnn_core.recipes import validate_config
+    from cnn_core.train.recipes import validate_config
 
     with pytest.raises(ConfigError, match=words):  # e.g. a hand-edited card's hyperparameters
         validate_config({**default_config("mnist", "seed"), key: value})
@@ -75,7 +75,7 @@ def _kinds(model) -> list[str]:
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
 def test_residual_blocks_add_each_stage_input_back_projected_where_the_width_changes(dataset):
-    from cnn_core.models import build_model
+    from cnn_core.nets.models import build_model
 
     plain, residual = build_model("seed", dataset), build_model("seed", dataset, residual=True)
     stages = 2 if dataset == "mnist" else 3
@@ -95,7 +95,7 @@ def test_residual_blocks_add_each_stage_input_back_projected_where_the_width_cha
 
 
 def test_separable_convolutions_keep_the_first_conv_whole_and_need_fewer_weights():
-    from cnn_core.models import build_model
+    from cnn_core.nets.models import build_model
 
     plain, separable = build_model("seed", "cifar10"), build_model("seed", "cifar10", separable=True)
     kinds = [kind for kind in _kinds(separable) if "Conv" in kind]
@@ -107,9 +107,9 @@ def test_separable_convolutions_keep_the_first_conv_whole_and_need_fewer_weights
 
 
 def test_the_airbench_net_takes_identity_skips_and_keeps_its_dirac_inits(data_dir):
-    from cnn_core.datasets import load_dataset
-    from cnn_core.initialisers import initialise_from_data
-    from cnn_core.models import build_model
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.nets.initialisers import initialise_from_data
+    from cnn_core.nets.models import build_model
 
     model = build_model("airbench", "mnist", residual=True)
     assert _kinds(model).count("Add") == 3 and not any(layer.name.startswith("shortcut") for layer in model.layers)
@@ -119,8 +119,8 @@ def test_the_airbench_net_takes_identity_skips_and_keeps_its_dirac_inits(data_di
 
 
 def test_explain_sees_separable_convs_and_not_the_shortcuts():
-    from cnn_core.explain import conv_layer_names
-    from cnn_core.models import build_model
+    from cnn_core.analysis.explain import conv_layer_names
+    from cnn_core.nets.models import build_model
 
     model = build_model("seed", "mnist", residual=True, separable=True)
     assert conv_layer_names(model) == ["conv1", "conv2", "conv3", "conv4"]
@@ -131,8 +131,8 @@ def test_explain_sees_separable_convs_and_not_the_shortcuts():
 def test_adamw_decays_the_kernels_only_and_cosine_falls_from_lr_to_zero():
     import keras
 
-    from cnn_core.models import build_model
-    from cnn_core.optimizer import compile_model, current_lr
+    from cnn_core.nets.models import build_model
+    from cnn_core.train.optimizer import compile_model, current_lr
 
     config = resolve_config("mnist", "seed", epochs=2, switches=["adamw", "cosine"])
     model = compile_model(build_model("seed", "mnist"), config, steps_per_epoch=50)
@@ -147,8 +147,8 @@ def test_adamw_decays_the_kernels_only_and_cosine_falls_from_lr_to_zero():
 
 
 def _batches(config, x, y):
-    from cnn_core.datasets import dataset_info
-    from cnn_core.pipeline import make_tf_dataset
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.data.pipeline import make_tf_dataset
 
     ds = make_tf_dataset(x, y, dataset_info("cifar10"), 16, None, shuffle=False, seed=0,
                          mixup=config["mixup"], cutmix=config["cutmix"])
@@ -190,8 +190,8 @@ def test_with_both_each_batch_gets_one_kind_of_mix():
 
 @pytest.mark.slow
 def test_a_run_with_every_switch_trains_and_its_card_records_them(data_dir, isolated_runs):
-    from cnn_core.store import runs_store
-    from cnn_core.training import train
+    from cnn_core.base.store import runs_store
+    from cnn_core.train.training import train
 
     config = resolve_config("mnist", "seed", epochs=2, subset=3000, val_size=500, switches=list(switch_names()))
     result = train(config, "all_switches", data_dir=data_dir)
@@ -225,7 +225,7 @@ def test_the_cli_trains_with_switches_and_refuses_one_the_recipe_cannot_take(dat
 def test_the_train_page_offers_the_switches_the_recipe_can_take_and_trains_with_them(data_dir, isolated_runs):
     from tests.test_app import _configure_small_run, _wait_for_job, open_page
 
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     # The quick recipe already smooths its labels and plans its lr, with its own optimizer.
     assert at.multiselect(key="switches_mnist_quick").options == [
         "Residual connections", "Depthwise-separable convolutions", "Mixup", "CutMix"]
@@ -242,7 +242,7 @@ def test_the_train_page_offers_the_switches_the_recipe_can_take_and_trains_with_
 
 
 def test_the_compare_page_shows_each_switchs_measured_effect_from_the_committed_benchmark():
-    from cnn_core.benchmark_figures import switch_figures
+    from cnn_core.studio.benchmark_figures import switch_figures
     from tests.test_app import open_page
 
     figures = switch_figures("cifar10")  # benchmarks/recipe_switches.py writes it beside the shipped models
@@ -250,7 +250,7 @@ def test_the_compare_page_shows_each_switchs_measured_effect_from_the_committed_
     rows = figures["rows"]
     assert [row["switch"] for row in rows] == ["none", *switch_names()]
     assert all(len(row["seeds"]) >= 3 for row in rows)  # the issue's "at least 3 seeds"
-    at = open_page("pages/compare.py")
+    at = open_page("app_pages/compare.py")
     at.selectbox(key="cmp_dataset").set_value("cifar10").run()
     assert not at.exception
     table = next(frame.value for frame in at.dataframe if "beyond seed noise" in frame.value.columns)

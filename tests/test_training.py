@@ -8,12 +8,12 @@ import threading
 import numpy as np
 import pytest
 
-from cnn_core import store as store_mod
-from cnn_core.errors import ConfigError, ModelStoreError
-from cnn_core.recipes import resolve_config
-from cnn_core.store import runs_store, validate_name
-from cnn_core.cards import STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_STOPPED
-from cnn_core.training import train
+from cnn_core.base import store as store_mod
+from cnn_core.base.errors import ConfigError, ModelStoreError
+from cnn_core.train.recipes import resolve_config
+from cnn_core.base.store import runs_store, validate_name
+from cnn_core.train.cards import STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_STOPPED
+from cnn_core.train.training import train
 
 
 def _config(**kw):
@@ -161,7 +161,7 @@ def test_disk_errors_are_clear_and_keep_the_previous_model(tmp_path, monkeypatch
 
 @pytest.mark.slow  # trains a model
 def test_an_ensemble_of_identical_models_equals_the_single_model(tiny_mnist):
-    from cnn_core.inference import load_ensemble, load_predictor
+    from cnn_core.predict.inference import load_ensemble, load_predictor
 
     train(_config(epochs=1), "member", data=tiny_mnist)
     single = load_predictor("member")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnn_core.datasets import load_dataset
+from cnn_core.data.datasets import load_dataset
 
 HERE = Path(__file__).resolve().parent
 PICKS = {  # the first test image of each of these classes

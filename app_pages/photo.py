@@ -1,0 +1,67 @@
+"""Classify a photo: uploads (or bundled samples) → the 32×32 the network sees → top 3 classes."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from cnn_core.base.errors import ImageError
+from cnn_core.predict.inference import tta_label, top_k
+from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
+from app_pages._common import confidence_note, get_predictor, model_picker, ood_explainer, prediction_options, upscale
+
+SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
+KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
+
+st.title("📷 Classify a photo")
+dataset = st.segmented_control("Recognise", list(KINDS), format_func=KINDS.get, default="cifar10",
+                               key="photo_dataset") or "cifar10"
+name = model_picker("Model", dataset, key=f"photo_model_{dataset}")
+if name is None:
+    st.stop()
+predictor = prediction_options(get_predictor(name), dataset, key="photo")
+classes = predictor.info.class_names
+st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
+           + (f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta, predictor.info)})."
+              if predictor.tta else ""))
+
+ood_explainer(predictor)
+uploads = st.file_uploader(
+    f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
+    f"{MAX_PIXELS // 10**6} megapixels each)", accept_multiple_files=True, key="photo_upload")
+if dataset == "fashion_mnist":
+    st.caption("Fashion-MNIST items are centred, light on a black background; photos on a light background "
+               "are inverted to match.")
+sample_files = sorted(p for p in (SAMPLES / dataset).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+chosen = st.pills("…or try a bundled sample", [p.stem for p in sample_files], selection_mode="multi",
+                  key=f"samples_{dataset}") or []
+
+
+def classify(label: str, data: bytes, position: int = 0) -> None:
+    """One picture through the shared path: decode → 32×32 → probabilities."""
+    try:
+        img = load_image(data, filename=label)
+    except ImageError as err:
+        st.error(f"**{label}**: {err}")
+        return
+    sample, probs = predictor.predict_image(img)
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([2, 1, 3])
+        c1.image(img, caption=f"{label} ({img.width}×{img.height})", width="stretch")
+        side = "×".join(map(str, predictor.info.input_shape[:2]))
+        c2.image(upscale(sample, 128), caption=f"What the network sees ({side})")
+        with c3:
+            for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
+                st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")
+            confidence_note(predictor, sample, probs)
+            if st.button("🔬 Look inside the network for this photo", key=f"explain_{position}_{label}"):
+                st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": img, "source": "photo"}
+                st.switch_page("app_pages/explain.py")
+
+
+items = [(f.name, f.getvalue()) for f in uploads or []]
+items += [(p.name, p.read_bytes()) for p in sample_files if p.stem in chosen]
+if not items:
+    st.info("Upload a photo or pick a sample to see the top 3 classes.")
+for position, (label, data) in enumerate(items):  # two uploads may share a file name
+    classify(label, data, position)
+st.caption("Sample images: see assets/samples/CREDITS.md.")

@@ -1,0 +1,1 @@
+"""A saved model as a zip with a standalone Keras training script."""

@@ -1,0 +1,1 @@
+"""Networks: architectures as specs and the one builder, their initialisers, and which precision runs where."""
