@@ -10,11 +10,11 @@ import secrets
 import numpy as np
 import streamlit as st
 
-from cnn_core.studio import catalog
-from cnn_core.studio.benchmark_figures import best_ensemble, ood_figures
+from cnn_core.base.store import find_model, runs_store
 from cnn_core.predict.inference import is_unsure, load_ensemble, top_k, tta_level, tta_levels, tta_passes
 from cnn_core.predict.ood import WHAT_IT_IS_NOT
-from cnn_core.base.store import find_model, runs_store
+from cnn_core.studio import catalog
+from cnn_core.studio.benchmark_figures import best_ensemble, ood_figures
 
 # Widgets bound to the address (Streamlit's `bind`, the widget's key is the parameter's name): a copied
 # link restores the view, the Train page's settings included. The owner's token is not among them.
@@ -41,19 +41,25 @@ def best_ensemble_toggle(dataset: str, key: str):
         return None
     level = tta_level(best["tta"])
     passes = len(best["models"]) * tta_passes(level, dataset)
-    if not st.toggle(f"Most accurate: {' + '.join(best['models'])} ({best['accuracy']:.2%} on the test set)",
-                     key=f"{key}_best_ensemble",
-                     help=f"Averages these shipped models, each with test-time augmentation {tta_levels(dataset)[level]}: "
-                          f"{passes} passes per image instead of one, so slower "
-                          "(measured by benchmarks.tta_ensembles)."):
+    if not st.toggle(
+        f"Most accurate: {' + '.join(best['models'])} ({best['accuracy']:.2%} on the test set)",
+        key=f"{key}_best_ensemble",
+        help=f"Averages these shipped models, each with test-time augmentation {tta_levels(dataset)[level]}: "
+        f"{passes} passes per image instead of one, so slower "
+        "(measured by benchmarks.tta_ensembles).",
+    ):
         return None
     return load_ensemble(best["models"], level, load=get_predictor)
 
 
-TTA_HELP = ("Average the prediction over the image and its mirror image (flip, 2 passes), and also over both "
-            "shifted by one pixel (6 passes). Recommended for models trained with flips and shifts.")
-SHIFT_TTA_HELP = ("Average the prediction over the drawing and its four one-pixel shifts (5 passes), or all nine "
-                  "positions around it (9 passes). Never mirrored: a mirrored 2 is no digit.")
+TTA_HELP = (
+    "Average the prediction over the image and its mirror image (flip, 2 passes), and also over both "
+    "shifted by one pixel (6 passes). Recommended for models trained with flips and shifts."
+)
+SHIFT_TTA_HELP = (
+    "Average the prediction over the drawing and its four one-pixel shifts (5 passes), or all nine "
+    "positions around it (9 passes). Never mirrored: a mirrored 2 is no digit."
+)
 
 
 def prediction_options(predictor, dataset: str, key: str):
@@ -65,12 +71,17 @@ def prediction_options(predictor, dataset: str, key: str):
     others = catalog.ensemble_partners(catalogue(dataset), predictor.name)
     with st.expander("Options: test-time augmentation and ensembles"):
         levels = tta_levels(predictor.info)
-        tta = st.radio("Test-time augmentation", list(levels), index=predictor.tta, format_func=levels.get,
-                       key=f"{key}_tta_{predictor.name}", horizontal=True,  # each model starts at its card's
-                       help=(TTA_HELP if predictor.info.mirrorable else SHIFT_TTA_HELP)
-                       + " The model's card gives the level it was measured with.")
-        extra = st.multiselect("Average with other models (ensemble)", others, key=f"{key}_ensemble") if others \
-            else []
+        tta = st.radio(
+            "Test-time augmentation",
+            list(levels),
+            index=predictor.tta,
+            format_func=levels.get,
+            key=f"{key}_tta_{predictor.name}",
+            horizontal=True,  # each model starts at its card's
+            help=(TTA_HELP if predictor.info.mirrorable else SHIFT_TTA_HELP)
+            + " The model's card gives the level it was measured with.",
+        )
+        extra = st.multiselect("Average with other models (ensemble)", others, key=f"{key}_ensemble") if others else []
         if not others:
             st.caption("Train another model for this dataset to build an ensemble.")
     if tta == predictor.tta and not extra:
@@ -93,8 +104,9 @@ def _store_cards(root: str, kind: str, version: tuple, _store) -> list[dict]:
 
 def catalogue(dataset: str | None = None) -> list[dict]:
     """cnn_core.studio.catalog.list_models, with each store's cards cached per server."""
-    return catalog.list_models(dataset, read_store=lambda store: _store_cards(
-        str(store.root), store.kind, catalog.cards_version(store), store))
+    return catalog.list_models(
+        dataset, read_store=lambda store: _store_cards(str(store.root), store.kind, catalog.cards_version(store), store)
+    )
 
 
 def model_picker(label: str, dataset: str | None, key: str, help: str | None = None, prefer=None) -> str | None:
@@ -107,8 +119,9 @@ def model_picker(label: str, dataset: str | None, key: str, help: str | None = N
     names = [r["name"] for r in rows]
     labels = {r["name"]: catalog.choice_label(r) for r in rows}
     default = next((i for i, name in enumerate(names) if prefer(name)), 0) if prefer else 0
-    chosen = st.selectbox(label, names, index=from_link("model", names, default), format_func=labels.get, key=key,
-                          help=help)
+    chosen = st.selectbox(
+        label, names, index=from_link("model", names, default), format_func=labels.get, key=key, help=help
+    )
     return into_link("model", chosen)
 
 
@@ -139,8 +152,11 @@ def owner_token() -> str:
         token = secrets.token_urlsafe(12)
     if st.context.cookies.get(OWNER_COOKIE) != token and not st.session_state.get("owner_cookie_sent"):
         # The server reads cookies when a session connects: the next visit (a refresh) sends it back.
-        st.html(f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=604800; SameSite=Strict';"
-                "</script>", unsafe_allow_javascript=True, width=1)
+        st.html(
+            f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=604800; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True,
+            width=1,
+        )
         st.session_state["owner_cookie_sent"] = True
     st.session_state["owner"] = token
     return token
@@ -152,8 +168,16 @@ def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):
 
     ranked = top_k(probs, class_names, top or len(probs))
     frame = pd.DataFrame(ranked, columns=["class", "probability"])
-    st.bar_chart(frame, x="class", y="probability", horizontal=True, sort=False, x_label="Class",
-                 y_label="Probability", height=36 * len(ranked) + 60)
+    st.bar_chart(
+        frame,
+        x="class",
+        y="probability",
+        horizontal=True,
+        sort=False,
+        x_label="Class",
+        y_label="Probability",
+        height=36 * len(ranked) + 60,
+    )
 
 
 def confidence_note(predictor, sample: np.ndarray, probs: np.ndarray):
@@ -162,35 +186,51 @@ def confidence_note(predictor, sample: np.ndarray, probs: np.ndarray):
     (best, p_best), (second, p_second) = top_k(probs, predictor.info.class_names, 2)
     foreign = predictor.looks_foreign(sample[None])
     if foreign is not None and foreign[0]:
-        st.warning(f"**{WHAT_IT_IS_NOT[predictor.info.name]}** What the network's layers make of it lies further "
-                   f"from everything it learnt than for {predictor.card['ood']['pass_rate']:.0%} of real "
-                   f"{predictor.info.title} it never trained on, so its guess (**{best}**, {p_best:.0%}) is "
-                   "probably meaningless.", icon="⚠️")
+        st.warning(
+            f"**{WHAT_IT_IS_NOT[predictor.info.name]}** What the network's layers make of it lies further "
+            f"from everything it learnt than for {predictor.card['ood']['pass_rate']:.0%} of real "
+            f"{predictor.info.title} it never trained on, so its guess (**{best}**, {p_best:.0%}) is "
+            "probably meaningless.",
+            icon="⚠️",
+        )
     elif is_unsure(probs):
-        st.warning(f"The model is unsure: its best guess **{best}** has only {p_best:.0%} "
-                   f"(next: {second}, {p_second:.0%}).")
+        st.warning(
+            f"The model is unsure: its best guess **{best}** has only {p_best:.0%} (next: {second}, {p_second:.0%})."
+        )
 
 
 def ood_explainer(predictor) -> None:
     """What the "not one of these classes" check is, and how well it did in the committed benchmark."""
     ood = predictor.card.get("ood") or {}
     if predictor.detector is None:
-        st.caption("This model has no check for pictures that are none of its classes (it was trained without a "
-                   "validation split to calibrate one on).")
+        st.caption(
+            "This model has no check for pictures that are none of its classes (it was trained without a "
+            "validation split to calibrate one on)."
+        )
         return
     row = ood_figures(predictor.name.split("+")[0], ood["threshold"])  # benchmarks.ood's row for this detector
     with st.expander("How the 'not one of these classes' warning works"):
-        st.markdown("A network always picks one of its classes, even for a face or a scribble. The warning looks "
-                    "at what every layer makes of the picture and how far that lies from the training images of "
-                    f"the nearest class; it fires when the picture is stranger than {ood['pass_rate']:.0%} of "
-                    f"real {predictor.info.title} the model never trained on (its {ood['calibrated_on']}).")
+        st.markdown(
+            "A network always picks one of its classes, even for a face or a scribble. The warning looks "
+            "at what every layer makes of the picture and how far that lies from the training images of "
+            f"the nearest class; it fires when the picture is stranger than {ood['pass_rate']:.0%} of "
+            f"real {predictor.info.title} the model never trained on (its {ood['calibrated_on']})."
+        )
         if row:  # a plain table: a data grid is a heavy component for four rows, on two pages' first paint
             ind = row["in_distribution"]
-            st.markdown(f"On the {ind['images']:,} test images it fires for **{ind['flagged']:.1%}** of them. How "
-                        "often it fires on pictures of other kinds, and how well it tells them apart (AUROC, "
-                        "1 = perfectly):")
-            st.table([{"pictures": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
-                          for label, b in row["off_distribution"].items()], hide_index=True, width="content")
+            st.markdown(
+                f"On the {ind['images']:,} test images it fires for **{ind['flagged']:.1%}** of them. How "
+                "often it fires on pictures of other kinds, and how well it tells them apart (AUROC, "
+                "1 = perfectly):"
+            )
+            st.table(
+                [
+                    {"pictures": label, "flagged": f"{b['flagged']:.0%}", "AUROC": round(b["auroc"], 3)}
+                    for label, b in row["off_distribution"].items()
+                ],
+                hide_index=True,
+                width="content",
+            )
             st.caption(f"Measured by `{row['command']}` (commit {row['git_commit'][:12]}).")
 
 
@@ -200,16 +240,21 @@ def runs_are_ephemeral() -> bool:
 
 def download_buttons(store, name: str) -> None:
     """A download button for each of a model's files that exists (model, card, evaluation)."""
-    for label, path in (("model (.keras)", store.model_path(name)), ("card (.json)", store.card_path(name)),
-                        ("evaluation (.json)", store.eval_path(name))):
+    for label, path in (
+        ("model (.keras)", store.model_path(name)),
+        ("card (.json)", store.card_path(name)),
+        ("evaluation (.json)", store.eval_path(name)),
+    ):
         if path.is_file():
             st.download_button(f"Download {label}", path.read_bytes(), file_name=path.name, key=f"dl_{path.name}")
 
 
 def model_version(store, name: str) -> tuple:
     """When a model's files last changed (model, card, evaluation): what a view drawn from them is cached by."""
-    return tuple(p.stat().st_mtime if p.is_file() else None
-                 for p in (store.model_path(name), store.card_path(name), store.eval_path(name)))
+    return tuple(
+        p.stat().st_mtime if p.is_file() else None
+        for p in (store.model_path(name), store.card_path(name), store.eval_path(name))
+    )
 
 
 def upscale(sample: np.ndarray, size: int = 168) -> np.ndarray:
@@ -236,7 +281,6 @@ def _figure_png(key: tuple, _build) -> bytes:
     import io
 
     import matplotlib.pyplot as plt
-
     from PIL import Image
 
     fig = _build()
@@ -258,4 +302,3 @@ def show_cached_figure(key: tuple, build) -> None:
     everything it depends on: the model and its files' versions, the choices). Matplotlib takes ~0.3-1.4 s
     a figure here; a page that draws several on every visit misses the 2 s first paint."""
     st.image(_figure_png(key, build), width="stretch", output_format="PNG")
-

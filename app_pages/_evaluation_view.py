@@ -4,10 +4,10 @@ dataset is on this server; and its per-class report."""
 import pandas as pd
 import streamlit as st
 
-from cnn_core.data.datasets import dataset_available, load_dataset
-from cnn_core.base.errors import CnnError
-from cnn_core.analysis.evaluation import per_class_rows
 from app_pages._common import get_predictor
+from cnn_core.analysis.evaluation import per_class_rows
+from cnn_core.base.errors import CnnError
+from cnn_core.data.datasets import dataset_available, load_dataset
 
 
 @st.cache_data(show_spinner="Evaluating on the test set…", max_entries=8)
@@ -29,13 +29,21 @@ def model_evaluation(store, name: str, card: dict) -> dict | None:
     if evaluation is None and dataset_available(card["dataset"]):
         evaluation = _evaluate_on_demand(name, store.model_path(name).stat().st_mtime)
     elif evaluation is None:
-        st.info(f"`{name}` has no saved evaluation and the {card['dataset']} test set is not on this server, so "
-                "only its card is shown. Set `CNN_DATA_DIR` to a folder with the `.npz` files to evaluate it.")
+        st.info(
+            f"`{name}` has no saved evaluation and the {card['dataset']} test set is not on this server, so "
+            "only its card is shown. Set `CNN_DATA_DIR` to a folder with the `.npz` files to evaluate it."
+        )
     return evaluation
 
 
 def per_class_report(evaluation: dict) -> None:
-    st.dataframe(pd.DataFrame(per_class_rows(evaluation)).set_index("class").style.format(
-        {"precision": "{:.3f}", "recall": "{:.3f}", "F1": "{:.3f}"}), width="stretch")
-    st.caption(f"Macro F1 {evaluation['report']['macro avg']['f1-score']:.4f} · accuracy "
-               f"{evaluation['report']['accuracy']:.4f} on {evaluation['test_size']:,} test images")
+    st.dataframe(
+        pd.DataFrame(per_class_rows(evaluation))
+        .set_index("class")
+        .style.format({"precision": "{:.3f}", "recall": "{:.3f}", "F1": "{:.3f}"}),
+        width="stretch",
+    )
+    st.caption(
+        f"Macro F1 {evaluation['report']['macro avg']['f1-score']:.4f} · accuracy "
+        f"{evaluation['report']['accuracy']:.4f} on {evaluation['test_size']:,} test images"
+    )

@@ -3,10 +3,10 @@ the model's saved test images, or an upload. Shared by the Inside-the-CNN and Pr
 
 import streamlit as st
 
-from cnn_core.base.errors import ImageError
-from cnn_core.analysis.evaluation import decode_png
-from cnn_core.data.preprocess import load_image
 from app_pages._common import URL
+from cnn_core.analysis.evaluation import decode_png
+from cnn_core.base.errors import ImageError
+from cnn_core.data.preprocess import load_image
 
 
 def choose_input(predictor, evaluation: dict | None, key: str):
@@ -22,9 +22,13 @@ def choose_input(predictor, evaluation: dict | None, key: str):
         return carried["image"]
     if source == "A test image":
         samples = evaluation["samples"]
-        idx = st.select_slider("Test image", options=list(range(len(samples))),
-                               format_func=lambda i: f"#{samples[i]['index']} ({info.class_names[samples[i]['true']]})",
-                               key=f"{key}_sample_{name}", bind=URL)
+        idx = st.select_slider(
+            "Test image",
+            options=list(range(len(samples))),
+            format_func=lambda i: f"#{samples[i]['index']} ({info.class_names[samples[i]['true']]})",
+            key=f"{key}_sample_{name}",
+            bind=URL,
+        )
         return decode_png(samples[idx]["image"])
     upload = st.file_uploader("Image", key=f"{key}_upload")
     if upload is None:

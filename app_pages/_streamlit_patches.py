@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import streamlit as st
-
 
 def keep_keras_state_between_reruns() -> None:
     """Stop Streamlit from calling keras.backend.clear_session() after every script run.
@@ -37,4 +35,3 @@ def keep_keras_state_between_reruns() -> None:
 
     close_pyplot_figures.keeps_keras = True
     script_runner._clean_problem_modules = close_pyplot_figures
-

@@ -4,11 +4,18 @@ the predicted digit and all ten probabilities."""
 import numpy as np
 import streamlit as st
 
+from app_pages._canvas import digit_canvas
+from app_pages._common import (
+    confidence_note,
+    get_predictor,
+    model_picker,
+    ood_explainer,
+    prediction_options,
+    show_probabilities,
+    upscale,
+)
 from cnn_core.base.errors import ImageError
 from cnn_core.data.preprocess import load_image, why_no_digit
-from app_pages._canvas import digit_canvas
-from app_pages._common import (confidence_note, get_predictor, model_picker, ood_explainer, prediction_options,
-                           show_probabilities, upscale)
 
 st.title("✏️ Draw a digit")
 name = model_picker("Model", "mnist", key="draw_model")
@@ -17,9 +24,11 @@ if name is None:
 predictor = prediction_options(get_predictor(name), "mnist", key="draw")
 ood_explainer(predictor)
 
-NO_DIGIT = {"filled": "The canvas is filled almost completely, so no digit shape is left to read. "
-                      "Clear it and draw one digit, large and roughly centred.",
-            "blank": "The canvas is empty: draw a digit, large and roughly centred."}
+NO_DIGIT = {
+    "filled": "The canvas is filled almost completely, so no digit shape is left to read. "
+    "Clear it and draw one digit, large and roughly centred.",
+    "blank": "The canvas is empty: draw a digit, large and roughly centred.",
+}
 
 
 def show_digit_prediction(image, from_canvas: bool = False) -> None:
@@ -59,8 +68,11 @@ def canvas_and_prediction() -> None:
             st.session_state.canvas_round += 1
             st.rerun(scope="fragment")
         st.caption("Draw one digit with the mouse or a finger. Big and centred works best.")
-        upload = st.file_uploader("…or upload a photo of a handwritten digit", key="digit_upload",
-                                  help="Dark ink on light paper, or light on dark: both work.")
+        upload = st.file_uploader(
+            "…or upload a photo of a handwritten digit",
+            key="digit_upload",
+            help="Dark ink on light paper, or light on dark: both work.",
+        )
     with right:
         image = drawing
         if upload is not None:

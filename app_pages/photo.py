@@ -4,36 +4,54 @@ from pathlib import Path
 
 import streamlit as st
 
-from cnn_core.base.errors import ImageError
-from cnn_core.predict.inference import tta_label, top_k
-from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
 from app_pages._common import confidence_note, get_predictor, model_picker, ood_explainer, prediction_options, upscale
+from cnn_core.base.errors import ImageError
+from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
+from cnn_core.predict.inference import top_k, tta_label
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
 
 st.title("📷 Classify a photo")
-dataset = st.segmented_control("Recognise", list(KINDS), format_func=KINDS.get, default="cifar10",
-                               key="photo_dataset") or "cifar10"
+dataset = (
+    st.segmented_control("Recognise", list(KINDS), format_func=KINDS.get, default="cifar10", key="photo_dataset")
+    or "cifar10"
+)
 name = model_picker("Model", dataset, key=f"photo_model_{dataset}")
 if name is None:
     st.stop()
 predictor = prediction_options(get_predictor(name), dataset, key="photo")
 classes = predictor.info.class_names
-st.caption("The network knows 10 classes: " + ", ".join(classes) + ". "
-           + (f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta, predictor.info)})."
-              if predictor.tta else ""))
+st.caption(
+    "The network knows 10 classes: "
+    + ", ".join(classes)
+    + ". "
+    + (
+        f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta, predictor.info)})."
+        if predictor.tta
+        else ""
+    )
+)
 
 ood_explainer(predictor)
 uploads = st.file_uploader(
     f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
-    f"{MAX_PIXELS // 10**6} megapixels each)", accept_multiple_files=True, key="photo_upload")
+    f"{MAX_PIXELS // 10**6} megapixels each)",
+    accept_multiple_files=True,
+    key="photo_upload",
+)
 if dataset == "fashion_mnist":
-    st.caption("Fashion-MNIST items are centred, light on a black background; photos on a light background "
-               "are inverted to match.")
+    st.caption(
+        "Fashion-MNIST items are centred, light on a black background; photos on a light background "
+        "are inverted to match."
+    )
 sample_files = sorted(p for p in (SAMPLES / dataset).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-chosen = st.pills("…or try a bundled sample", [p.stem for p in sample_files], selection_mode="multi",
-                  key=f"samples_{dataset}") or []
+chosen = (
+    st.pills(
+        "…or try a bundled sample", [p.stem for p in sample_files], selection_mode="multi", key=f"samples_{dataset}"
+    )
+    or []
+)
 
 
 def classify(label: str, data: bytes, position: int = 0) -> None:

@@ -4,11 +4,11 @@ smallest change that flips the answer; the training images the network thinks th
 
 import streamlit as st
 
-from cnn_core.data.preprocess import is_blank
-from cnn_core.base.store import find_model
 from app_pages._common import get_predictor, model_picker, upscale
 from app_pages._input_view import choose_input
 from app_pages._probe_view import adversarial_view, neighbours_view, whatif_view
+from cnn_core.base.store import find_model
+from cnn_core.data.preprocess import is_blank
 
 st.title("🧪 Probe the model")
 st.caption("Poke at the network: edit the input, attack it, or ask which training images it looks like.")

@@ -6,16 +6,16 @@ dataset; interrupted runs are evaluated on demand when it is there."""
 
 import streamlit as st
 
-from cnn_core.analysis import figures
-from cnn_core.data.augment import augmented_views
-from cnn_core.analysis.evaluation import decode_png
-from cnn_core.predict.inference import tta_label
-from cnn_core.base.store import find_model
 from app_pages._common import URL, download_buttons, model_picker, model_version, show_cached_figure
 from app_pages._confusion_view import confusion_explorer
 from app_pages._evaluation_view import model_evaluation, per_class_report
 from app_pages._export_view import export_buttons
 from app_pages._history_view import epoch_replay
+from cnn_core.analysis import figures
+from cnn_core.analysis.evaluation import decode_png
+from cnn_core.base.store import find_model
+from cnn_core.data.augment import augmented_views
+from cnn_core.predict.inference import tta_label
 
 st.title("📊 Results")
 
@@ -29,19 +29,33 @@ evaluation = model_evaluation(store, name, card)
 
 c1, c2, c3, c4, c5 = st.columns(5)
 if evaluation:
-    c1.metric("Test accuracy" + (f" ({tta_label(evaluation['tta'], card['dataset'])} TTA)" if evaluation["tta"] else ""),
-              f"{evaluation['accuracy']:.2%}")
+    c1.metric(
+        "Test accuracy" + (f" ({tta_label(evaluation['tta'], card['dataset'])} TTA)" if evaluation["tta"] else ""),
+        f"{evaluation['accuracy']:.2%}",
+    )
     c2.metric("Test loss", f"{evaluation['loss']:.4f}")
 c3.metric("Parameters", f"{card['params']:,}")
 c4.metric("Training time", f"{card['train_seconds'] / 60:.1f} min")
 c5.metric("Epochs", f"{card['epochs_run']} (best {card['best_epoch']})")
-st.caption(f"{card['dataset_title']} · {card['architecture']} recipe · status: {card['status']} · "
-           f"trained on {card['train_size']:,} images ({card['trained_on']}) · {card['machine']['cpu']}")
+st.caption(
+    f"{card['dataset_title']} · {card['architecture']} recipe · status: {card['status']} · "
+    f"trained on {card['train_size']:,} images ({card['trained_on']}) · {card['machine']['cpu']}"
+)
 # Only the open tab runs (Streamlit's lazy tabs, `.open`): a visit draws one section, not seven, and the
 # address names the tab, so a shared link opens on it.
 confusion, report, samples, curves, replay, augment, model_card = st.tabs(
-    ["Confusion matrix & mistakes", "Per-class report", "Sample predictions", "Training curves", "Epoch by epoch",
-     "Augmentation", "Model card"], key="results_tab", bind=URL)
+    [
+        "Confusion matrix & mistakes",
+        "Per-class report",
+        "Sample predictions",
+        "Training curves",
+        "Epoch by epoch",
+        "Augmentation",
+        "Model card",
+    ],
+    key="results_tab",
+    bind=URL,
+)
 version = model_version(store, name)
 if not evaluation and (confusion.open or report.open or samples.open):
     st.info("No evaluation available.")
@@ -53,8 +67,12 @@ elif report.open:
         per_class_report(evaluation)
 elif samples.open:
     with samples:
-        show_cached_figure(("samples", name, version), lambda: figures.sample_predictions(
-            [{**s, "image": decode_png(s["image"])} for s in evaluation["samples"]], classes))
+        show_cached_figure(
+            ("samples", name, version),
+            lambda: figures.sample_predictions(
+                [{**s, "image": decode_png(s["image"])} for s in evaluation["samples"]], classes
+            ),
+        )
         st.caption("Random test images: ✓ correct (blue), ✗ wrong (vermillion), with the model's confidence.")
 elif curves.open:
     with curves:
@@ -64,22 +82,33 @@ elif curves.open:
         else:
             show_cached_figure(("curves", name, version), lambda: figures.training_curves(history))
         if history and all(h.get("val_accuracy") is None for h in history):
-            st.caption("This run trained on the full training set with a fixed schedule, so there is no validation "
-                       "curve.")
+            st.caption(
+                "This run trained on the full training set with a fixed schedule, so there is no validation curve."
+            )
 elif replay.open:
     with replay:
         epoch_replay(store, name, classes, key=f"results_{name}")
 elif augment.open:
     with augment:
         aug = {k: v for k, v in (card.get("augmentation") or {}).items() if v}
-        st.markdown("Augmentation used in training: " + ", ".join(f"{k} {v}" for k, v in aug.items()) if aug
-                    else "No augmentation was used.")
+        st.markdown(
+            "Augmentation used in training: " + ", ".join(f"{k} {v}" for k, v in aug.items())
+            if aug
+            else "No augmentation was used."
+        )
         if aug and evaluation and evaluation.get("augment_sources"):
             originals = [decode_png(s) for s in evaluation["augment_sources"]]
             seed = int(st.number_input("Random seed", 0, 10_000, 0, key="aug_seed", bind=URL))
-            show_cached_figure(("augment", name, version, seed), lambda: figures.augmentation_examples(originals, [
-                augmented_views(o, card["dataset"], card["augmentation"], n=6, seed=seed + i)
-                for i, o in enumerate(originals)]))
+            show_cached_figure(
+                ("augment", name, version, seed),
+                lambda: figures.augmentation_examples(
+                    originals,
+                    [
+                        augmented_views(o, card["dataset"], card["augmentation"], n=6, seed=seed + i)
+                        for i, o in enumerate(originals)
+                    ],
+                ),
+            )
 else:
     with model_card:
         st.code(card.get("command") or "(no command recorded)", language="bash")

@@ -15,8 +15,8 @@ speed-ups and goals are computed and compared only within one entry.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,8 +45,10 @@ def load(path: Path, benchmark: str) -> dict | None:
         return None
     doc = json.loads(path.read_text())
     if doc.get("schema_version") != SCHEMA_VERSION or doc.get("benchmark") != benchmark or "machines" not in doc:
-        raise ValueError(f"{path} is not a per-machine '{benchmark}' results document (schema_version "
-                         f"{SCHEMA_VERSION}); move it away or convert it before writing new runs into it.")
+        raise ValueError(
+            f"{path} is not a per-machine '{benchmark}' results document (schema_version "
+            f"{SCHEMA_VERSION}); move it away or convert it before writing new runs into it."
+        )
     return doc
 
 
@@ -88,10 +90,16 @@ def validate(doc: dict, benchmark: str, validate_entry: Callable[[dict, str], No
         machine = entry.get("machine")
         need(isinstance(machine, dict), f"{where}.machine", "missing")
         need(isinstance(machine.get("cpu"), str) and machine["cpu"], f"{where}.machine.cpu", "must be a string")
-        need(isinstance(machine.get("cores"), int) and not isinstance(machine["cores"], bool)
-             and machine["cores"] > 0, f"{where}.machine.cores", "must be a positive integer")
-        need(isinstance(machine.get("flags"), list) and all(isinstance(f, str) for f in machine["flags"]),
-             f"{where}.machine.flags", "must list the CPU's speed-relevant flags")
+        need(
+            isinstance(machine.get("cores"), int) and not isinstance(machine["cores"], bool) and machine["cores"] > 0,
+            f"{where}.machine.cores",
+            "must be a positive integer",
+        )
+        need(
+            isinstance(machine.get("flags"), list) and all(isinstance(f, str) for f in machine["flags"]),
+            f"{where}.machine.flags",
+            "must list the CPU's speed-relevant flags",
+        )
         need(key == key_of(machine), where, f"filed under the wrong machine key (its machine is '{key_of(machine)}')")
         validate_entry(entry, where)
 
@@ -99,12 +107,15 @@ def validate(doc: dict, benchmark: str, validate_entry: Callable[[dict, str], No
 def describe(key: str, entry: dict) -> list[str]:
     """Markdown lines introducing one machine's section: its key as a heading, then what it is."""
     m = entry["machine"]
-    lines = [f"## Machine: {key}", "",
-             f"- CPU: {m['cpu']}, {m['cores']} cores usable"
-             + (f" of {m['visible_cpus']} visible" if m.get("visible_cpus") not in (None, m["cores"]) else "")
-             + f"; flags {', '.join(m['flags']) or 'none of ' + 'avx2/fma/avx512f/avx512_bf16/amx_bf16'}"
-             + (f"; GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else "; no GPU")
-             + (f"; `{m['platform']}`" if m.get("platform") else "")]
+    lines = [
+        f"## Machine: {key}",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores usable"
+        + (f" of {m['visible_cpus']} visible" if m.get("visible_cpus") not in (None, m["cores"]) else "")
+        + f"; flags {', '.join(m['flags']) or 'none of ' + 'avx2/fma/avx512f/avx512_bf16/amx_bf16'}"
+        + (f"; GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else "; no GPU")
+        + (f"; `{m['platform']}`" if m.get("platform") else ""),
+    ]
     if m.get("flags_source"):
         lines.append(f"- Flags: {m['flags_source']}")
     return lines

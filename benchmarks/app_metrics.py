@@ -34,15 +34,31 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import _machines
-from benchmarks.browser import (CANVAS, DIGIT_STROKES, draw, goto, launch_chromium, start_app, start_training, stop_app,
-                               stop_training, train_progress, wait_until_idle)
+from benchmarks.browser import (
+    CANVAS,
+    DIGIT_STROKES,
+    draw,
+    goto,
+    launch_chromium,
+    start_app,
+    start_training,
+    stop_app,
+    stop_training,
+    train_progress,
+    wait_until_idle,
+)
 from cnn_core.base.runtime import rss_mb
 
 HERE = Path(__file__).resolve().parent
 
 BENCHMARK = "app_metrics"
-PAGES = {"home": ("", "CNN Studio"), "train": ("train", "Train a model"), "results": ("results", "Results"),
-         "draw": ("draw", "Draw a digit"), "photo": ("photo", "Classify a photo")}
+PAGES = {
+    "home": ("", "CNN Studio"),
+    "train": ("train", "Train a model"),
+    "results": ("results", "Results"),
+    "draw": ("draw", "Draw a digit"),
+    "photo": ("photo", "Classify a photo"),
+}
 # The canvas drops strokes made while its component is still starting (after a page load or
 # a "Clear canvas", which mounts a new one): a drawing that got no prediction within this
 # many seconds is drawn again, as the browser tests do.
@@ -79,8 +95,9 @@ class FrameClock:
         return {"to_value_sent": sent - up, "sent_to_first_reply": reply - sent, "reply_to_shown": shown - reply}
 
 
-def draw_and_time(page, strokes, timeout_s: float = 60.0, clock: FrameClock | None = None,
-                  splits: list | None = None) -> tuple[float, str, int]:
+def draw_and_time(
+    page, strokes, timeout_s: float = 60.0, clock: FrameClock | None = None, splits: list | None = None
+) -> tuple[float, str, int]:
     """Draw a digit on the Draw page's canvas; (seconds from the final mouse-up to the prediction
     on screen, the predicted digit, how many drawings were dropped and redrawn first). With a `clock`,
     the time's parts (FrameClock.split) are appended to `splits`."""
@@ -124,8 +141,9 @@ def open_and_time(page, url: str, path: str, title: str) -> tuple[float, float]:
     return paint, time.perf_counter() - t0
 
 
-def draw_digits(page, digits: list[str], repeats: int, clock: FrameClock | None = None,
-                splits: list | None = None) -> tuple[list[float], int, int]:
+def draw_digits(
+    page, digits: list[str], repeats: int, clock: FrameClock | None = None, splits: list | None = None
+) -> tuple[list[float], int, int]:
     """Draw each digit `repeats` times on an open Draw page, clearing in between; (seconds per
     drawing, how many were recognised, how many drawings were dropped and redrawn)."""
     times, recognised, redraws = [], 0, 0
@@ -142,8 +160,11 @@ def draw_digits(page, digits: list[str], repeats: int, clock: FrameClock | None 
 
 
 def summary(times: list[float]) -> dict:
-    return {"median": round(statistics.median(times), 3), "p95": round(float(np.percentile(times, 95)), 3),
-            "n": len(times)}
+    return {
+        "median": round(statistics.median(times), 3),
+        "p95": round(float(np.percentile(times, 95)), 3),
+        "n": len(times),
+    }
 
 
 # Which canvas the drawings went through: entries from before it had this key were measured on
@@ -157,8 +178,11 @@ def split_summary(splits: list[dict | None]) -> dict | None:
     whole = [s for s in splits if s is not None]
     if not whole:
         return None
-    return {**{part: round(statistics.median(s[part] for s in whole), 3) for part in whole[0]}, "n": len(whole),
-            "canvas": CANVAS_COMPONENT}
+    return {
+        **{part: round(statistics.median(s[part] for s in whole), 3) for part in whole[0]},
+        "n": len(whole),
+        "canvas": CANVAS_COMPONENT,
+    }
 
 
 class RssSampler:
@@ -230,17 +254,31 @@ def measure(pages: list[str], digits: list[str], repeats: int, data_dir: Path, w
         stop_app(proc)
     shutil.rmtree(tmp, ignore_errors=True)
     result = {
-        "page_load_seconds": {p: {"first": round(first_load[p], 3), "median_warm": round(statistics.median(v), 3),
-                                  "p95_warm": round(float(np.percentile(v, 95)), 3)} for p, v in loads.items()},
-        "first_paint_seconds": {p: {"median_warm": round(statistics.median(v), 3),
-                                    "p95_warm": round(float(np.percentile(v, 95)), 3), "n": len(v)}
-                                for p, v in paints.items()},
+        "page_load_seconds": {
+            p: {
+                "first": round(first_load[p], 3),
+                "median_warm": round(statistics.median(v), 3),
+                "p95_warm": round(float(np.percentile(v, 95)), 3),
+            }
+            for p, v in loads.items()
+        },
+        "first_paint_seconds": {
+            p: {
+                "median_warm": round(statistics.median(v), 3),
+                "p95_warm": round(float(np.percentile(v, 95)), 3),
+                "n": len(v),
+            }
+            for p, v in paints.items()
+        },
         "draw_to_prediction_seconds": summary(draws),
         "draw_to_prediction_parts_seconds": split_summary(splits),
         "drawn_digits_recognised": f"{recognised}/{len(draws)}",
         "redrawn": redraws,
-        "server_rss_mb": {"started": round(idle_rss, 1), "models_loaded": round(rss_models, 1),
-                          "after_drawing": round(peak_rss, 1)},
+        "server_rss_mb": {
+            "started": round(idle_rss, 1),
+            "models_loaded": round(rss_models, 1),
+            "after_drawing": round(peak_rss, 1),
+        },
         "goals": dict(GOALS),
     }
     if training is not None:
@@ -248,8 +286,16 @@ def measure(pages: list[str], digits: list[str], repeats: int, data_dir: Path, w
     return result
 
 
-def _draw_while_training(browser, page, url: str, pid: int, digits: list[str], repeats: int,
-                         idle_draws: list[float], clock: FrameClock | None = None) -> dict:
+def _draw_while_training(
+    browser,
+    page,
+    url: str,
+    pid: int,
+    digits: list[str],
+    repeats: int,
+    idle_draws: list[float],
+    clock: FrameClock | None = None,
+) -> dict:
     """Start a CIFAR-10 run in a second tab, draw in `page` while it trains, stop it."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     train_page = context.new_page()
@@ -265,7 +311,9 @@ def _draw_while_training(browser, page, url: str, pid: int, digits: list[str], r
     idle = summary(idle_draws)
     busy = summary(draws)
     return {
-        "dataset": TRAIN_DATASET, "epochs": TRAIN_EPOCHS, "recipe": "the Train page's default",
+        "dataset": TRAIN_DATASET,
+        "epochs": TRAIN_EPOCHS,
+        "recipe": "the Train page's default",
         "seconds_start_to_first_batch": round(to_first_batch, 1),
         "progress_when_drawing_began": "Epoch {}/{} · batch {}/{}".format(*at_start),
         "progress_when_drawing_ended": None if at_end is None else "Epoch {}/{} · batch {}/{}".format(*at_end),
@@ -276,54 +324,93 @@ def _draw_while_training(browser, page, url: str, pid: int, digits: list[str], r
         "drawn_digits_recognised": f"{recognised}/{len(draws)}",
         "redrawn": redraws,
         "median_over_idle_median": round(busy["median"] / idle["median"], 2),
-        "server_rss_mb": {"before_start": round(before, 1),
-                          "median": round(statistics.median(rss.samples or [before]), 1),
-                          "peak": round(max(rss.samples or [before]), 1), "samples": len(rss.samples)},
+        "server_rss_mb": {
+            "before_start": round(before, 1),
+            "median": round(statistics.median(rss.samples or [before]), 1),
+            "peak": round(max(rss.samples or [before]), 1),
+            "samples": len(rss.samples),
+        },
     }
 
 
-
 def _validate_entry(entry: dict, where: str) -> None:
-    for key in ("command", "git_commit", "date", "repeats", "page_load_seconds", "draw_to_prediction_seconds",
-                "drawn_digits_recognised", "server_rss_mb"):
+    for key in (
+        "command",
+        "git_commit",
+        "date",
+        "repeats",
+        "page_load_seconds",
+        "draw_to_prediction_seconds",
+        "drawn_digits_recognised",
+        "server_rss_mb",
+    ):
         _machines.need(key in entry, where, f"missing '{key}'")
     _machines.need(entry["page_load_seconds"], f"{where}.page_load_seconds", "no page measured")
     for page, v in entry["page_load_seconds"].items():
         _machines.need(page in PAGES, f"{where}.page_load_seconds", f"unknown page '{page}'")
-        _machines.need(all(v[k] > 0 for k in ("first", "median_warm", "p95_warm")), f"{where}.page_load_seconds.{page}",
-              "times must be positive")
+        _machines.need(
+            all(v[k] > 0 for k in ("first", "median_warm", "p95_warm")),
+            f"{where}.page_load_seconds.{page}",
+            "times must be positive",
+        )
         _machines.need(v["median_warm"] <= v["p95_warm"], f"{where}.page_load_seconds.{page}", "needs median ≤ p95")
     d = entry["draw_to_prediction_seconds"]
-    _machines.need(d["n"] > 0 and 0 < d["median"] <= d["p95"], f"{where}.draw_to_prediction_seconds",
-          "needs drawings with 0 < median ≤ p95")
+    _machines.need(
+        d["n"] > 0 and 0 < d["median"] <= d["p95"],
+        f"{where}.draw_to_prediction_seconds",
+        "needs drawings with 0 < median ≤ p95",
+    )
     hits, total = map(int, entry["drawn_digits_recognised"].split("/"))
     _machines.need(total == d["n"] and 0 <= hits <= total, f"{where}.drawn_digits_recognised", "must be hits/drawings")
     _machines.need(all(v > 0 for v in entry["server_rss_mb"].values()), f"{where}.server_rss_mb", "must be positive")
     for page, v in entry.get("first_paint_seconds", {}).items():  # runs since the "watch it learn" issue
-        _machines.need(page in entry["page_load_seconds"], f"{where}.first_paint_seconds", f"page '{page}' has no load times")
-        _machines.need(v["n"] > 0 and 0 < v["median_warm"] <= v["p95_warm"], f"{where}.first_paint_seconds.{page}",
-              "needs warm loads with 0 < median ≤ p95")
+        _machines.need(
+            page in entry["page_load_seconds"], f"{where}.first_paint_seconds", f"page '{page}' has no load times"
+        )
+        _machines.need(
+            v["n"] > 0 and 0 < v["median_warm"] <= v["p95_warm"],
+            f"{where}.first_paint_seconds.{page}",
+            "needs warm loads with 0 < median ≤ p95",
+        )
     if "goals" in entry:
-        _machines.need(set(entry["goals"]) == set(GOALS) and all(v > 0 for v in entry["goals"].values()), f"{where}.goals",
-              f"must give {sorted(GOALS)}, all positive")
+        _machines.need(
+            set(entry["goals"]) == set(GOALS) and all(v > 0 for v in entry["goals"].values()),
+            f"{where}.goals",
+            f"must give {sorted(GOALS)}, all positive",
+        )
     if "while_training" in entry:
         _validate_while_training(entry["while_training"], d, f"{where}.while_training")
 
 
 def _validate_while_training(t: dict, idle: dict, where: str) -> None:
-    for key in ("dataset", "draw_to_prediction_seconds", "drawn_digits_recognised", "median_over_idle_median",
-                "trained_throughout", "server_rss_mb"):
+    for key in (
+        "dataset",
+        "draw_to_prediction_seconds",
+        "drawn_digits_recognised",
+        "median_over_idle_median",
+        "trained_throughout",
+        "server_rss_mb",
+    ):
         _machines.need(key in t, where, f"missing '{key}'")
     d = t["draw_to_prediction_seconds"]
-    _machines.need(d["n"] > 0 and 0 < d["median"] <= d["p95"], f"{where}.draw_to_prediction_seconds",
-          "needs drawings with 0 < median ≤ p95")
+    _machines.need(
+        d["n"] > 0 and 0 < d["median"] <= d["p95"],
+        f"{where}.draw_to_prediction_seconds",
+        "needs drawings with 0 < median ≤ p95",
+    )
     hits, total = map(int, t["drawn_digits_recognised"].split("/"))
     _machines.need(total == d["n"] and 0 <= hits <= total, f"{where}.drawn_digits_recognised", "must be hits/drawings")
-    _machines.need(abs(t["median_over_idle_median"] - d["median"] / idle["median"]) <= 0.006,
-          f"{where}.median_over_idle_median", "must be the median while training over the idle median")
+    _machines.need(
+        abs(t["median_over_idle_median"] - d["median"] / idle["median"]) <= 0.006,
+        f"{where}.median_over_idle_median",
+        "must be the median while training over the idle median",
+    )
     rss = t["server_rss_mb"]
-    _machines.need(rss["samples"] >= 0 and 0 < rss["median"] <= rss["peak"] and rss["before_start"] > 0,
-          f"{where}.server_rss_mb", "needs 0 < median ≤ peak")
+    _machines.need(
+        rss["samples"] >= 0 and 0 < rss["median"] <= rss["peak"] and rss["before_start"] > 0,
+        f"{where}.server_rss_mb",
+        "needs 0 < median ≤ peak",
+    )
 
 
 def validate_results(doc: dict) -> None:
@@ -332,9 +419,15 @@ def validate_results(doc: dict) -> None:
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
-    lines = ["# App metrics (real browser)", "",
-             "Generated by `python -m benchmarks.app_metrics` from `app_metrics.json`; one section per machine (CPU model | "
-             "usable cores | CPU flags), times compare only within a machine.", ""]
+    lines = [
+        "# App metrics (real browser)",
+        "",
+        (
+            "Generated by `python -m benchmarks.app_metrics` from `app_metrics.json`; one section per machine (CPU model | "
+            "usable cores | CPU flags), times compare only within a machine."
+        ),
+        "",
+    ]
     for key, e in _machines.entries(doc):
         lines += _machines.describe(key, e)
         lines.append(f"- Measured by `{e['command']}`, commit {e['git_commit']}, {e['date']}.")
@@ -342,24 +435,45 @@ def render_markdown(doc: dict, notes: str = "") -> str:
         if paints is None:  # runs before first paint was timed on its own
             lines += ["", "| page | first load (s, cold) | warm median (s) | warm p95 (s) |", "|---|---|---|---|"]
         else:
-            lines += ["- Load: until the heading is shown and the script has finished; first paint: until the "
-                      "heading (h1) is shown.", "",
-                      "| page | first load (s, cold) | warm median (s) | warm p95 (s) | warm first paint median (s) "
-                      "| warm first paint p95 (s) |", "|---|---|---|---|---|---|"]
+            lines += [
+                (
+                    "- Load: until the heading is shown and the script has finished; first paint: until the "
+                    "heading (h1) is shown."
+                ),
+                "",
+                (
+                    "| page | first load (s, cold) | warm median (s) | warm p95 (s) | warm first paint median (s) "
+                    "| warm first paint p95 (s) |"
+                ),
+                "|---|---|---|---|---|---|",
+            ]
         for p, v in e["page_load_seconds"].items():
-            lines.append(f"| {p} | {v['first']} | {v['median_warm']} | {v['p95_warm']} |"
-                         + ("" if paints is None or p not in paints else
-                            f" {paints[p]['median_warm']} | {paints[p]['p95_warm']} |"))
+            lines.append(
+                f"| {p} | {v['first']} | {v['median_warm']} | {v['p95_warm']} |"
+                + (
+                    ""
+                    if paints is None or p not in paints
+                    else f" {paints[p]['median_warm']} | {paints[p]['p95_warm']} |"
+                )
+            )
         d = e["draw_to_prediction_seconds"]
         rss = e["server_rss_mb"]
         redrawn = e.get("redrawn")
-        lines += ["", f"Draw-to-prediction (mouse-up → digit shown): median {d['median']} s, p95 {d['p95']} s over "
-                  f"{d['n']} drawings; recognised {e['drawn_digits_recognised']}"
-                  + ("" if redrawn is None else f"; {redrawn} drawing(s) dropped by a starting canvas and redrawn")
-                  + "." + parts_text(e), "",
-                  f"Server RSS: {rss['started']} MB after start, "
-                  f"{rss.get('models_loaded', rss.get('both_models_loaded'))} MB with the pages' models loaded, "
-                  f"{rss['after_drawing']} MB after the drawing runs.", ""]
+        lines += [
+            "",
+            f"Draw-to-prediction (mouse-up → digit shown): median {d['median']} s, p95 {d['p95']} s over "
+            f"{d['n']} drawings; recognised {e['drawn_digits_recognised']}"
+            + ("" if redrawn is None else f"; {redrawn} drawing(s) dropped by a starting canvas and redrawn")
+            + "."
+            + parts_text(e),
+            "",
+            (
+                f"Server RSS: {rss['started']} MB after start, "
+                f"{rss.get('models_loaded', rss.get('both_models_loaded'))} MB with the pages' models loaded, "
+                f"{rss['after_drawing']} MB after the drawing runs."
+            ),
+            "",
+        ]
         if "while_training" in e:
             lines += _while_training_lines(e["while_training"])
         if "goals" in e:
@@ -372,26 +486,38 @@ def parts_text(e: dict) -> str:
     parts = e.get("draw_to_prediction_parts_seconds")
     if not parts:
         return ""
-    return (f" Its parts, medians over {parts['n']} drawings: mouse-up → canvas value sent {parts['to_value_sent']} s "
-            f"({'the canvas encodes its PNG and sends it at mouse-up' if 'canvas' in parts else CANVAS_BEFORE}), "
-            f"→ the server's first reply {parts['sent_to_first_reply']} s, → digit shown {parts['reply_to_shown']} s "
-            "(the rest of the rerun, the transfer and the render).")
+    return (
+        f" Its parts, medians over {parts['n']} drawings: mouse-up → canvas value sent {parts['to_value_sent']} s "
+        f"({'the canvas encodes its PNG and sends it at mouse-up' if 'canvas' in parts else CANVAS_BEFORE}), "
+        f"→ the server's first reply {parts['sent_to_first_reply']} s, → digit shown {parts['reply_to_shown']} s "
+        "(the rest of the rerun, the transfer and the render)."
+    )
 
 
 def _while_training_lines(t: dict) -> list[str]:
     d, rss = t["draw_to_prediction_seconds"], t["server_rss_mb"]
-    throughout = ("it trained throughout" if t["trained_throughout"] else
-                  "NOTE: the run had ended before the last drawing, so not every drawing overlapped training")
-    return [f"While a {t['dataset']} run started from the Train page trains ({t.get('recipe', 'default recipe')}, "
-            f"{t.get('epochs', '?')} epoch(s); first batch {t.get('seconds_start_to_first_batch', '?')} s after "
-            f"Start; progress {t.get('progress_when_drawing_began', '?')} → "
-            f"{t.get('progress_when_drawing_ended') or 'ended'}, {throughout}): draw-to-prediction median "
-            f"{d['median']} s, p95 {d['p95']} s over {d['n']} drawings; recognised {t['drawn_digits_recognised']}"
-            + ("" if t.get("redrawn") is None else f"; {t['redrawn']} redrawn")
-            + f"; {t['median_over_idle_median']}× the idle median." + parts_text(t), "",
+    throughout = (
+        "it trained throughout"
+        if t["trained_throughout"]
+        else "NOTE: the run had ended before the last drawing, so not every drawing overlapped training"
+    )
+    return [
+        f"While a {t['dataset']} run started from the Train page trains ({t.get('recipe', 'default recipe')}, "
+        f"{t.get('epochs', '?')} epoch(s); first batch {t.get('seconds_start_to_first_batch', '?')} s after "
+        f"Start; progress {t.get('progress_when_drawing_began', '?')} → "
+        f"{t.get('progress_when_drawing_ended') or 'ended'}, {throughout}): draw-to-prediction median "
+        f"{d['median']} s, p95 {d['p95']} s over {d['n']} drawings; recognised {t['drawn_digits_recognised']}"
+        + ("" if t.get("redrawn") is None else f"; {t['redrawn']} redrawn")
+        + f"; {t['median_over_idle_median']}× the idle median."
+        + parts_text(t),
+        "",
+        (
             f"Server RSS while training (with children, {rss['samples']} samples): {rss['before_start']} MB before "
             f"Start, median {rss['median']} MB, peak {rss['peak']} MB; the run was stopped and had ended "
-            f"{t.get('seconds_stop_to_ended', '?')} s after Stop.", ""]
+            f"{t.get('seconds_stop_to_ended', '?')} s after Stop."
+        ),
+        "",
+    ]
 
 
 def _verdict(ok: bool) -> str:
@@ -401,37 +527,56 @@ def _verdict(ok: bool) -> str:
 def goal_lines(e: dict) -> list[str]:
     """One line per goal of the issue "watch it learn", met or NOT met, with the numbers."""
     goals, idle = e["goals"], e["draw_to_prediction_seconds"]["median"]
-    lines = ["Goals:", "",
-             f"- Draw-to-prediction idle ≤ {goals['draw_idle_median_s']} s median: "
-             f"{_verdict(idle <= goals['draw_idle_median_s'])} (median {idle} s)."]
+    lines = [
+        "Goals:",
+        "",
+        (
+            f"- Draw-to-prediction idle ≤ {goals['draw_idle_median_s']} s median: "
+            f"{_verdict(idle <= goals['draw_idle_median_s'])} (median {idle} s)."
+        ),
+    ]
     t = e.get("while_training")
     if t is None:
-        lines.append(f"- Draw-to-prediction while training ≤ {goals['draw_training_over_idle']}× idle: not measured "
-                     "(run with --while-training).")
+        lines.append(
+            f"- Draw-to-prediction while training ≤ {goals['draw_training_over_idle']}× idle: not measured "
+            "(run with --while-training)."
+        )
     else:
         ratio = t["median_over_idle_median"]
-        lines.append(f"- Draw-to-prediction while training ≤ {goals['draw_training_over_idle']}× idle: "
-                     f"{_verdict(ratio <= goals['draw_training_over_idle'])} (median "
-                     f"{t['draw_to_prediction_seconds']['median']} s = {ratio}× the idle {idle} s).")
+        lines.append(
+            f"- Draw-to-prediction while training ≤ {goals['draw_training_over_idle']}× idle: "
+            f"{_verdict(ratio <= goals['draw_training_over_idle'])} (median "
+            f"{t['draw_to_prediction_seconds']['median']} s = {ratio}× the idle {idle} s)."
+        )
     paints = e.get("first_paint_seconds", {})
     if paints:
         goal = goals["first_paint_warm_s"]
         per_page = [f"{p} {_verdict(v['median_warm'] <= goal)} ({v['median_warm']} s)" for p, v in paints.items()]
-        lines.append(f"- First paint (heading shown) on a warm server ≤ {goal} s, median per page: "
-                     + "; ".join(per_page) + ".")
+        lines.append(
+            f"- First paint (heading shown) on a warm server ≤ {goal} s, median per page: " + "; ".join(per_page) + "."
+        )
     return lines + [""]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="loads per page and drawings per digit")
-    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES),
-                        help="pages to time (default: all)")
-    parser.add_argument("--digits", nargs="+", choices=list(DIGIT_STROKES), default=list(DIGIT_STROKES),
-                        help="digits to draw (default: all)")
+    parser.add_argument(
+        "--pages", nargs="+", choices=list(PAGES), default=list(PAGES), help="pages to time (default: all)"
+    )
+    parser.add_argument(
+        "--digits",
+        nargs="+",
+        choices=list(DIGIT_STROKES),
+        default=list(DIGIT_STROKES),
+        help="digits to draw (default: all)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--while-training", action="store_true",
-                        help="also draw while a CIFAR-10 run started from the Train page trains (then stop it)")
+    parser.add_argument(
+        "--while-training",
+        action="store_true",
+        help="also draw while a CIFAR-10 run started from the Train page trains (then stop it)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -440,10 +585,14 @@ def main(argv=None):
 
     data_dir = Path(os.environ.get("CNN_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
     previous = _machines.load(args.out / "app_metrics.json", BENCHMARK)
-    entry = {"machine": _machines.this_machine(),
-             "command": " ".join(["python -m benchmarks.app_metrics", *(argv if argv is not None else sys.argv[1:])]),
-             "git_commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "repeats": args.repeats, **measure(args.pages, args.digits, args.repeats, data_dir, args.while_training)}
+    entry = {
+        "machine": _machines.this_machine(),
+        "command": " ".join(["python -m benchmarks.app_metrics", *(argv if argv is not None else sys.argv[1:])]),
+        "git_commit": git_commit(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "repeats": args.repeats,
+        **measure(args.pages, args.digits, args.repeats, data_dir, args.while_training),
+    }
     doc = _machines.merge(previous, BENCHMARK, entry)
     validate_results(doc)
     notes = _machines.read_notes(args.out / "app_metrics.md")

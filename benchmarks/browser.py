@@ -18,8 +18,15 @@ REPO = Path(__file__).resolve().parent.parent
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/google-chrome")
 # The Train page's progress text while a run trains (app_pages/_job_view.py).
 PROGRESS = re.compile(r"Epoch (\d+)/(\d+) · batch (\d+)/(\d+)")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def chromium_executable() -> str | None:
@@ -36,14 +43,17 @@ CHROMIUM = chromium_executable()
 
 def launch_chromium(playwright):
     if CHROMIUM is not None and not Path(CHROMIUM).exists():
-        raise FileNotFoundError(f"Chromium not found at {CHROMIUM}: set CHROMIUM_PATH to a Chromium, or run "
-                                "`bash tests/install.sh`.")
+        raise FileNotFoundError(
+            f"Chromium not found at {CHROMIUM}: set CHROMIUM_PATH to a Chromium, or run `bash tests/install.sh`."
+        )
     try:
         return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
     except Exception as err:
         if CHROMIUM is None:
-            raise FileNotFoundError(f"No Chromium on this machine ({err}). Run `bash tests/install.sh`, which "
-                                    "installs Debian's chromium or Playwright's own build.") from err
+            raise FileNotFoundError(
+                f"No Chromium on this machine ({err}). Run `bash tests/install.sh`, which "
+                "installs Debian's chromium or Playwright's own build."
+            ) from err
         raise
 
 
@@ -57,12 +67,34 @@ def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None):
     """Start the real app on a free port; returns (process, base_url, log_path)."""
     port = _free_port()
     log = tmp_dir / f"streamlit-{port}.log"
-    env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_RUNS_DIR": str(tmp_dir / "runs"),
-           "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "CNN_DATA_DIR": str(data_dir),
+        "CNN_RUNS_DIR": str(tmp_dir / "runs"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **(extra_env or {}),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -75,7 +107,6 @@ def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None):
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError(f"streamlit did not become healthy:\n{log.read_text()[-3000:]}")
-
 
 
 def stop_app(proc):
@@ -92,7 +123,8 @@ def wait_until_idle(pg, timeout=90_000):
     pg.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout)
+        timeout=timeout,
+    )
 
 
 def goto(pg, url, path, expect_title):
@@ -107,8 +139,10 @@ CANVAS = "canvas.digit-canvas"
 
 # Strokes in canvas pixels (280×280): lists of polylines.
 def _arc(cx, cy, rx, ry, start, end, n=24):
-    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
-            for a in [start + (end - start) * i / n for i in range(n + 1)]]
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+        for a in [start + (end - start) * i / n for i in range(n + 1)]
+    ]
 
 
 DIGIT_STROKES = {
@@ -118,8 +152,12 @@ DIGIT_STROKES = {
     "7": [[(75, 55), (205, 55), (170, 120), (140, 180), (120, 240)]],
 }
 # Not a digit: a tangle over the whole canvas, zigzags crossed by a wide loop and two diagonals.
-SCRIBBLE = [[(20, 30), (260, 50), (30, 100), (250, 130), (20, 190), (260, 230), (40, 260)],
-            [(140, 20), (40, 140), (140, 260), (240, 140), (150, 30)], [(60, 60), (220, 220)], [(220, 40), (50, 240)]]
+SCRIBBLE = [
+    [(20, 30), (260, 50), (30, 100), (250, 130), (20, 190), (260, 230), (40, 260)],
+    [(140, 20), (40, 140), (140, 260), (240, 140), (150, 30)],
+    [(60, 60), (220, 220)],
+    [(220, 40), (50, 240)],
+]
 
 
 def draw(pg, canvas, strokes):
@@ -131,8 +169,6 @@ def draw(pg, canvas, strokes):
         for x, y in line[1:]:
             pg.mouse.move(box["x"] + x, box["y"] + y, steps=4)
         pg.mouse.up()
-
-
 
 
 def draw_digit_and_read_prediction(pg, strokes, timeout_ms=60_000) -> str:

@@ -53,14 +53,20 @@ def contact_sheet(audit: dict, x_test, top: int, verdicts: dict[int, str], path:
     fig, axes = plt.subplots(rows, COLUMNS, figsize=(COLUMNS * 1.6, rows * 1.95))
     for ax in axes.flat:
         ax.axis("off")
-    for rank, (ax, row) in enumerate(zip(axes.flat, audit["suspects"][:top]), 1):
+    for rank, (ax, row) in enumerate(zip(axes.flat, audit["suspects"][:top], strict=False), 1):
         ax.imshow(x_test[row["index"]], cmap="gray" if x_test.ndim == 3 else None, interpolation="nearest")
         verdict = verdicts.get(row["index"])
-        ax.set_title(f"{rank}. #{row['index']}{' *' if row['flagged'] else ''}\n{names[row['given']][:9]}"
-                     f" → {names[row['suggested']][:9]}\n{'' if verdict is None else verdict}", fontsize=7,
-                     color={"label": "#c00", "model": "#06c"}.get(verdict, "#000"))
-    fig.suptitle(f"{audit['dataset']} test set, judged by {audit['judged_by']}: the {top} most disputed labels "
-                 "(given → model's answer; * = flagged by confident learning)", fontsize=9)
+        ax.set_title(
+            f"{rank}. #{row['index']}{' *' if row['flagged'] else ''}\n{names[row['given']][:9]}"
+            f" → {names[row['suggested']][:9]}\n{'' if verdict is None else verdict}",
+            fontsize=7,
+            color={"label": "#c00", "model": "#06c"}.get(verdict, "#000"),
+        )
+    fig.suptitle(
+        f"{audit['dataset']} test set, judged by {audit['judged_by']}: the {top} most disputed labels "
+        "(given → model's answer; * = flagged by confident learning)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -75,26 +81,45 @@ def audit_row(name: str, top: int, out: Path) -> dict:
     picture = out / f"label_audit_{audit['dataset']}.png"
     contact_sheet(audit, load_dataset(audit["dataset"]).x_test, top, verdicts, picture)
     print(f"Wrote {picture}")
-    return {"model": name, "dataset": audit["dataset"], "top": top, "heldout_accuracy": audit["heldout_accuracy"],
-            "disputed": audit["disputed"], "flagged": audit["flagged"],
-            "estimated_label_errors": audit["estimated_label_errors"], "verdicts": counts,
-            "flagged_in_top": sum(r["flagged"] for r in audit["suspects"][:top]),
-            "published_label_errors": PUBLISHED.get(audit["dataset"]), "contact_sheet": picture.name,
-            "judged": {str(r["index"]): verdicts[r["index"]] for r in audit["suspects"][:top] if r["index"] in verdicts}}
+    return {
+        "model": name,
+        "dataset": audit["dataset"],
+        "top": top,
+        "heldout_accuracy": audit["heldout_accuracy"],
+        "disputed": audit["disputed"],
+        "flagged": audit["flagged"],
+        "estimated_label_errors": audit["estimated_label_errors"],
+        "verdicts": counts,
+        "flagged_in_top": sum(r["flagged"] for r in audit["suspects"][:top]),
+        "published_label_errors": PUBLISHED.get(audit["dataset"]),
+        "contact_sheet": picture.name,
+        "judged": {str(r["index"]): verdicts[r["index"]] for r in audit["suspects"][:top] if r["index"] in verdicts},
+    }
 
 
 def markdown(doc: dict) -> str:
-    lines = ["# Suspicious test labels: how many of the top are real label errors", "",
-             f"`{doc['command']}` at commit {doc['git_commit']}, {doc['date']}. Verdicts: a person looking at each "
-             "image (trained_models/label_verdicts.json). The ranking is by the probability the calibrated model "
-             "gives the given label; * = flagged by confident learning.", "",
-             "| model | top | the label is wrong | the model is wrong | ambiguous | not judged | CL-flagged in top "
-             "| CL estimate (whole test set) | published audit |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Suspicious test labels: how many of the top are real label errors",
+        "",
+        (
+            f"`{doc['command']}` at commit {doc['git_commit']}, {doc['date']}. Verdicts: a person looking at each "
+            "image (trained_models/label_verdicts.json). The ranking is by the probability the calibrated model "
+            "gives the given label; * = flagged by confident learning."
+        ),
+        "",
+        (
+            "| model | top | the label is wrong | the model is wrong | ambiguous | not judged | CL-flagged in top "
+            "| CL estimate (whole test set) | published audit |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in doc["models"]:
         v = r["verdicts"]
-        lines.append(f"| {r['model']} ({r['heldout_accuracy']:.2%}) | {r['top']} | {v['label']} | {v['model']} | "
-                     f"{v['unsure']} | {v['not judged']} | {r['flagged_in_top']} | {r['estimated_label_errors']} | "
-                     f"{r['published_label_errors'] or '—'} |")
+        lines.append(
+            f"| {r['model']} ({r['heldout_accuracy']:.2%}) | {r['top']} | {v['label']} | {v['model']} | "
+            f"{v['unsure']} | {v['not judged']} | {r['flagged_in_top']} | {r['estimated_label_errors']} | "
+            f"{r['published_label_errors'] or '—'} |"
+        )
     lines += ["", *[f"![{r['dataset']}]({r['contact_sheet']})" for r in doc["models"]], ""]
     return "\n".join(lines)
 
@@ -122,9 +147,13 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    doc = {"benchmark": "label_audit", "command": "python -m benchmarks.label_audit " + " ".join(argv or sys.argv[1:]),
-           "git_commit": git_commit(), "date": now_iso(),
-           "models": [audit_row(name, args.top, args.out) for name in args.model or DEFAULT_MODELS]}
+    doc = {
+        "benchmark": "label_audit",
+        "command": "python -m benchmarks.label_audit " + " ".join(argv or sys.argv[1:]),
+        "git_commit": git_commit(),
+        "date": now_iso(),
+        "models": [audit_row(name, args.top, args.out) for name in args.model or DEFAULT_MODELS],
+    }
     validate_results(doc)
     (args.out / "label_audit.json").write_text(json.dumps(doc, indent=1))
     (args.out / "label_audit.md").write_text(markdown(doc))

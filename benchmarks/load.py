@@ -33,9 +33,9 @@ HERE = Path(__file__).resolve().parent
 BENCHMARK = "load"
 NOTES_MARKER = _machines.NOTES_MARKER
 ROUNDS = {
-    "idle": ("idle, all visitors arrive at once", dict(with_training=False)),
-    "idle_loaded": ("idle, pages loaded first, then all act at once", dict(with_training=False, together=True)),
-    "while_training": ("while a training run is active, all arrive at once", dict(with_training=True)),
+    "idle": ("idle, all visitors arrive at once", {"with_training": False}),
+    "idle_loaded": ("idle, pages loaded first, then all act at once", {"with_training": False, "together": True}),
+    "while_training": ("while a training run is active, all arrive at once", {"with_training": True}),
 }
 TRAINING_SETTLE_S = 15.0  # lets the background training get past start-up into its epochs
 CAR = next((REPO / "assets" / "samples" / "cifar10").glob("automobile_*.png"))
@@ -141,13 +141,25 @@ async def _one_visitor(browser, url: str, index: int, timeout_s: float, gate: Ga
             answer = (await first.inner_text()).strip()
         seconds = time.perf_counter() - t0
         errors = await page.locator('[data-testid="stException"]').count()
-        return {"kind": kind, "ok": errors == 0, "seconds": seconds, "total_seconds": time.perf_counter() - started,
-                "answer": answer, "error": None if errors == 0 else "exception box shown"}
+        return {
+            "kind": kind,
+            "ok": errors == 0,
+            "seconds": seconds,
+            "total_seconds": time.perf_counter() - started,
+            "answer": answer,
+            "error": None if errors == 0 else "exception box shown",
+        }
     except Exception as err:
         if gate is not None and not arrived:
             gate.arrive()  # a visitor that failed to load must not hold the others back
-        return {"kind": kind, "ok": False, "seconds": None, "total_seconds": time.perf_counter() - started,
-                "answer": None, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+        return {
+            "kind": kind,
+            "ok": False,
+            "seconds": None,
+            "total_seconds": time.perf_counter() - started,
+            "answer": None,
+            "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}",
+        }
     finally:
         await context.close()
 
@@ -166,11 +178,16 @@ async def _round(url: str, pages: int, timeout_s: float, together: bool = False)
 
 def _summary(results: list[dict], peak_rss: float, cpu: dict | None = None) -> dict:
     times = [r["seconds"] for r in results if r["ok"]]
-    return {"pages": len(results), "errors": sum(not r["ok"] for r in results), "cpu_seconds": cpu,
-            "p50_seconds": None if not times else round(statistics.median(times), 3),
-            "p95_seconds": None if not times else round(float(np.percentile(times, 95)), 3),
-            "max_total_seconds": round(max(r["total_seconds"] for r in results), 3),
-            "server_peak_rss_mb": round(peak_rss, 1), "visitors": results}
+    return {
+        "pages": len(results),
+        "errors": sum(not r["ok"] for r in results),
+        "cpu_seconds": cpu,
+        "p50_seconds": None if not times else round(statistics.median(times), 3),
+        "p95_seconds": None if not times else round(float(np.percentile(times, 95)), 3),
+        "max_total_seconds": round(max(r["total_seconds"] for r in results), 3),
+        "server_peak_rss_mb": round(peak_rss, 1),
+        "visitors": results,
+    }
 
 
 def _start_training(data_dir: Path, runs: Path):
@@ -178,13 +195,34 @@ def _start_training(data_dir: Path, runs: Path):
     import subprocess
 
     env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_RUNS_DIR": str(runs), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen([sys.executable, "-m", "cnn_core", "train", "--dataset", "mnist", "--epochs", "30",
-                             "--name", "load_background"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cnn_core",
+            "train",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "30",
+            "--name",
+            "load_background",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
-def run_load(pages: int, data_dir: Path, with_training: bool = False, timeout_s: float = 120.0,
-             together: bool = False, training_settle_s: float = TRAINING_SETTLE_S) -> dict:
+def run_load(
+    pages: int,
+    data_dir: Path,
+    with_training: bool = False,
+    timeout_s: float = 120.0,
+    together: bool = False,
+    training_settle_s: float = TRAINING_SETTLE_S,
+) -> dict:
     """One round of `pages` concurrent visitors against a fresh app server. `together`: every
     visitor loads its page first and all act at the same moment."""
     tmp = Path(tempfile.mkdtemp(prefix="load-"))
@@ -202,8 +240,10 @@ def run_load(pages: int, data_dir: Path, with_training: bool = False, timeout_s:
         results = asyncio.run(_round(url, pages, timeout_s, together))
         # Where the CPU went during the round: the app server vs everything else (the browsers,
         # and the training run in the busy round).
-        cpu = {"server": round(process_cpu_seconds(proc.pid) - server0, 1),
-               "machine": round(machine_cpu_seconds() - machine0, 1)}
+        cpu = {
+            "server": round(process_cpu_seconds(proc.pid) - server0, 1),
+            "machine": round(machine_cpu_seconds() - machine0, 1),
+        }
         peak = sampler.stop()
     finally:
         if trainer is not None:
@@ -211,7 +251,6 @@ def run_load(pages: int, data_dir: Path, with_training: bool = False, timeout_s:
             trainer.wait()
         stop_app(proc)
     return _summary(results, peak, cpu)
-
 
 
 def _validate_entry(entry: dict, where: str) -> None:
@@ -223,13 +262,18 @@ def _validate_entry(entry: dict, where: str) -> None:
         _machines.need(name in ROUNDS, rw, f"unknown round (known: {', '.join(ROUNDS)})")
         _machines.need(isinstance(r.get("label"), str), f"{rw}.label", "missing")
         _machines.need(r["pages"] > 0 and len(r["visitors"]) == r["pages"], rw, "needs one visitor per page")
-        _machines.need(r["errors"] == sum(not v["ok"] for v in r["visitors"]), f"{rw}.errors", "must count failed visitors")
+        _machines.need(
+            r["errors"] == sum(not v["ok"] for v in r["visitors"]), f"{rw}.errors", "must count failed visitors"
+        )
         if r["errors"] < r["pages"]:
             _machines.need(0 < r["p50_seconds"] <= r["p95_seconds"], rw, "needs 0 < p50 ≤ p95")
         _machines.need(r["server_peak_rss_mb"] > 0, f"{rw}.server_peak_rss_mb", "must be positive")
         cpu = r.get("cpu_seconds")
-        _machines.need(isinstance(cpu, dict) and 0 <= cpu["server"] and 0 <= cpu["machine"], f"{rw}.cpu_seconds",
-              "needs the server's and the machine's CPU seconds")
+        _machines.need(
+            isinstance(cpu, dict) and 0 <= cpu["server"] and 0 <= cpu["machine"],
+            f"{rw}.cpu_seconds",
+            "needs the server's and the machine's CPU seconds",
+        )
 
 
 def validate_results(doc: dict) -> None:
@@ -238,22 +282,37 @@ def validate_results(doc: dict) -> None:
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
-    lines = ["# Load test: concurrent visitors in headless Chromium", "",
-             "Generated by `python -m benchmarks.load` from `load.json`; one section per machine (CPU model | usable cores | "
-             "CPU flags), times compare only within a machine. Half the visitors draw a digit on the canvas, half "
-             "upload a car photo; time is from the final mouse-up / upload to the prediction on screen. CPU seconds "
-             "are counted over the round: the app server's own, and the whole machine's (the browsers and, while "
-             "training, the training run make up the rest).", "",
-             "Targets: 0 errors; p95 ≤ 1 s when idle.", ""]
+    lines = [
+        "# Load test: concurrent visitors in headless Chromium",
+        "",
+        (
+            "Generated by `python -m benchmarks.load` from `load.json`; one section per machine (CPU model | usable cores | "
+            "CPU flags), times compare only within a machine. Half the visitors draw a digit on the canvas, half "
+            "upload a car photo; time is from the final mouse-up / upload to the prediction on screen. CPU seconds "
+            "are counted over the round: the app server's own, and the whole machine's (the browsers and, while "
+            "training, the training run make up the rest)."
+        ),
+        "",
+        "Targets: 0 errors; p95 ≤ 1 s when idle.",
+        "",
+    ]
     for key, e in _machines.entries(doc):
         lines += _machines.describe(key, e)
-        lines += [f"- Measured by `{e['command']}`, commit {e['git_commit']}, {e['date']}.", "",
-                  "| round | pages | errors | p50 (s) | p95 (s) | slowest visit (s) | server peak RSS (MB) | "
-                  "CPU s: server / machine |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"- Measured by `{e['command']}`, commit {e['git_commit']}, {e['date']}.",
+            "",
+            (
+                "| round | pages | errors | p50 (s) | p95 (s) | slowest visit (s) | server peak RSS (MB) | "
+                "CPU s: server / machine |"
+            ),
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in e["rounds"].values():
-            lines.append(f"| {r['label']} | {r['pages']} | {r['errors']} | {r['p50_seconds']} | {r['p95_seconds']} | "
-                         f"{r['max_total_seconds']} | {r['server_peak_rss_mb']} | "
-                         f"{r['cpu_seconds']['server']} / {r['cpu_seconds']['machine']} |")
+            lines.append(
+                f"| {r['label']} | {r['pages']} | {r['errors']} | {r['p50_seconds']} | {r['p95_seconds']} | "
+                f"{r['max_total_seconds']} | {r['server_peak_rss_mb']} | "
+                f"{r['cpu_seconds']['server']} / {r['cpu_seconds']['machine']} |"
+            )
         lines.append("")
     return "\n".join(lines) + "\n" + NOTES_MARKER + notes
 
@@ -263,8 +322,12 @@ def main(argv=None):
     parser.add_argument("--pages", type=int, default=20, help="concurrent visitors per round")
     parser.add_argument("--rounds", nargs="+", choices=list(ROUNDS), default=list(ROUNDS))
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds one visitor may take")
-    parser.add_argument("--training-settle", type=float, default=TRAINING_SETTLE_S,
-                        help="seconds the background training runs before the visitors arrive")
+    parser.add_argument(
+        "--training-settle",
+        type=float,
+        default=TRAINING_SETTLE_S,
+        help="seconds the background training runs before the visitors arrive",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     if args.pages < 1:
@@ -274,10 +337,14 @@ def main(argv=None):
 
     data_dir = Path(os.environ.get("CNN_DATA_DIR", REPO.parent / "shared" / "datasets"))
     previous = _machines.load(args.out / "load.json", BENCHMARK)
-    entry = {"machine": _machines.this_machine(),
-             "command": "python -m benchmarks.load " + " ".join(argv if argv is not None else sys.argv[1:]),
-             "git_commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "targets": {"errors": 0, "idle_p95_seconds": 1.0}, "rounds": {}}
+    entry = {
+        "machine": _machines.this_machine(),
+        "command": "python -m benchmarks.load " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "git_commit": git_commit(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": {"errors": 0, "idle_p95_seconds": 1.0},
+        "rounds": {},
+    }
     for key in args.rounds:
         label, options = ROUNDS[key]
         if options.get("with_training"):

@@ -32,8 +32,16 @@ import time
 from pathlib import Path
 
 from benchmarks import _machines
-from benchmarks.browser import (DIGIT_STROKES, REPO, draw_digit_and_read_prediction, goto, launch_chromium,
-                                start_app, stop_app, wait_until_idle)
+from benchmarks.browser import (
+    DIGIT_STROKES,
+    REPO,
+    draw_digit_and_read_prediction,
+    goto,
+    launch_chromium,
+    start_app,
+    stop_app,
+    wait_until_idle,
+)
 from cnn_core.base.runtime import process_tree, pss_mb, rss_mb, status_mb
 
 HERE = Path(__file__).resolve().parent
@@ -45,8 +53,15 @@ NOTES_MARKER = _machines.NOTES_MARKER
 RUN_NAME = "memory_bench"
 CAR = next((REPO / "assets" / "samples" / "cifar10").glob("automobile_*.png"))
 # Every page of app.py with its heading; Draw and Photo also predict, which loads their models.
-PAGES = [("", "CNN Studio"), ("train", "Train a model"), ("results", "Results"), ("draw", "Draw a digit"),
-         ("photo", "Classify a photo"), ("explain", "Inside the CNN"), ("compare", "Compare runs")]
+PAGES = [
+    ("", "CNN Studio"),
+    ("train", "Train a model"),
+    ("results", "Results"),
+    ("draw", "Draw a digit"),
+    ("photo", "Classify a photo"),
+    ("explain", "Inside the CNN"),
+    ("compare", "Compare runs"),
+]
 PHASES = {
     "idle": "idle after start (no visitor yet)",
     "pages": "a browser visited every page (a digit drawn, a photo classified)",
@@ -57,6 +72,7 @@ PHASES = {
 
 
 # -- memory of a process tree (cnn_core.base.runtime reads it) ------------------------------
+
 
 def reset_hwm(pid: int) -> bool:
     """Reset the kernel's peak-RSS counter of every process in the tree; False where refused."""
@@ -98,8 +114,12 @@ class Recorder(threading.Thread):
         with self.lock:
             self.phase = phase
             exact = reset_hwm(self.pid)
-            self.phases[phase] = {"label": PHASES[phase], "start_s": round(time.monotonic() - self.t0, 2),
-                                  "start_rss_mb": round(rss_mb(self.pid), 1), "hwm_exact": exact}
+            self.phases[phase] = {
+                "label": PHASES[phase],
+                "start_s": round(time.monotonic() - self.t0, 2),
+                "start_rss_mb": round(rss_mb(self.pid), 1),
+                "hwm_exact": exact,
+            }
 
     def end(self):
         with self.lock:
@@ -108,14 +128,17 @@ class Recorder(threading.Thread):
             info = self.phases[self.phase]
             rss = [s[1] for s in self.samples if s[2] == self.phase]
             end_rss = rss_mb(self.pid)
-            info["peak_pss_mb"] = round(max([mb for phase, mb in self.pss if phase == self.phase]
-                                            + [pss_mb(self.pid)]), 1)
-            info.update({
-                "seconds": round(time.monotonic() - self.t0 - info["start_s"], 1),
-                "end_rss_mb": round(end_rss, 1),
-                "sampled_peak_mb": round(max(rss + [end_rss]), 1),
-                "samples": len(rss),
-            })
+            info["peak_pss_mb"] = round(
+                max([mb for phase, mb in self.pss if phase == self.phase] + [pss_mb(self.pid)]), 1
+            )
+            info.update(
+                {
+                    "seconds": round(time.monotonic() - self.t0 - info["start_s"], 1),
+                    "end_rss_mb": round(end_rss, 1),
+                    "sampled_peak_mb": round(max(rss + [end_rss]), 1),
+                    "samples": len(rss),
+                }
+            )
             # The kernel's mark catches spikes between samples; without a reset it would also
             # hold earlier phases' peaks, so then only the samples count.
             hwm = status_mb(self.pid, "VmHWM") if info["hwm_exact"] else 0.0
@@ -139,6 +162,7 @@ class Recorder(threading.Thread):
 
 
 # -- driving the app in the browser --------------------------------------------------
+
 
 def visit_every_page(page, url: str) -> list[str]:
     """Open each page; draw a digit on Draw and upload a car photo on Photo. Returns the
@@ -199,7 +223,8 @@ def start_training_in_ui(page, url: str, dataset_title: str, arch: str, subset: 
     page.get_by_role("button", name="▶ Start training").click()
     # The progress heading, or already the end for a tiny run.
     page.get_by_role("heading", name=re.compile(rf"^Training {RUN_NAME}")).or_(_ended(page)).first.wait_for(
-        timeout=120_000)
+        timeout=120_000
+    )
     return images
 
 
@@ -265,7 +290,8 @@ RUNTIME_SNIPPETS = {
         "for name in {defaults!r}:\n"
         "    if shipped_store().model_path(name).is_file():\n"
         "        p = load_predictor(name)\n"
-        "        p.predict_samples(np.zeros((1, *p.info.raw_shape), np.uint8))\n"),
+        "        p.predict_samples(np.zeros((1, *p.info.raw_shape), np.uint8))\n"
+    ),
 }
 
 
@@ -282,21 +308,23 @@ LITERT_ONLY_SNIPPET = (
     "    d = it.get_input_details()[0]\n"
     "    it.set_tensor(d['index'], np.zeros(d['shape'], np.float32))\n"
     "    it.invoke()\n"
-    "assert 'tensorflow' not in sys.modules\n")
+    "assert 'tensorflow' not in sys.modules\n"
+)
 WRITE_FLATBUFFERS_SNIPPET = (
     "from pathlib import Path\n"
     "from cnn_core.predict.inference import load_inference_model\n"
     "from cnn_core.predict.lite import to_flatbuffer\n"
     "from cnn_core.base.store import find_model\n"
     "for name in {defaults!r}:\n"
-    "    Path({flatbuffers!r}, name + '.tflite').write_bytes(to_flatbuffer(load_inference_model(find_model(name), name)))\n")
+    "    Path({flatbuffers!r}, name + '.tflite').write_bytes(to_flatbuffer(load_inference_model(find_model(name), name)))\n"
+)
 
 RUNTIME_LABELS = {
     "app_libraries_without_tensorflow": "numpy, Pillow, pandas, Streamlit imported (no TensorFlow)",
     "plus_tensorflow": "the same plus TensorFlow / Keras",
     "plus_draw_and_photo_models": "the same plus the Draw and Photo pages' default models, one prediction each",
     "litert_only_draw_and_photo_models": "numpy, Pillow, pandas, Streamlit and LiteRT with the same two models as "
-                                         "flatbuffers, one prediction each, TensorFlow never imported",
+    "flatbuffers, one prediction each, TensorFlow never imported",
 }
 
 
@@ -306,39 +334,67 @@ def runtime_baseline() -> dict:
     from benchmarks.inference import page_defaults
 
     defaults = tuple(sorted(page_defaults().values()))  # the models the Draw and Photo pages open with
-    snippets = {key: code.format(defaults=defaults) if "{defaults" in code else code
-                for key, code in RUNTIME_SNIPPETS.items()}
+    snippets = {
+        key: code.format(defaults=defaults) if "{defaults" in code else code for key, code in RUNTIME_SNIPPETS.items()
+    }
     flatbuffers = Path(tempfile.mkdtemp(prefix="memory-tflite-"))
-    made = subprocess.run([sys.executable, "-c", WRITE_FLATBUFFERS_SNIPPET.format(flatbuffers=str(flatbuffers),
-                                                                                    defaults=defaults)],
-                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                          timeout=300)
+    made = subprocess.run(
+        [sys.executable, "-c", WRITE_FLATBUFFERS_SNIPPET.format(flatbuffers=str(flatbuffers), defaults=defaults)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+        check=False,
+    )
     if made.returncode == 0:
         snippets["litert_only_draw_and_photo_models"] = LITERT_ONLY_SNIPPET.format(flatbuffers=str(flatbuffers))
     else:
         out["litert_only_draw_and_photo_models"] = {"error": (made.stderr.strip().splitlines() or ["failed"])[-1]}
     for key, code in snippets.items():
-        probe = (code + "\nfrom pathlib import Path\n"
-                 "s = dict(l.split(':', 1) for l in Path('/proc/self/status').read_text().splitlines())\n"
-                 "print(int(s['VmHWM'].split()[0]) / 1024, int(s['VmRSS'].split()[0]) / 1024)\n")
+        probe = (
+            code + "\nfrom pathlib import Path\n"
+            "s = dict(l.split(':', 1) for l in Path('/proc/self/status').read_text().splitlines())\n"
+            "print(int(s['VmHWM'].split()[0]) / 1024, int(s['VmRSS'].split()[0]) / 1024)\n"
+        )
         t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            timeout=300,
+            check=False,
+        )
         if done.returncode != 0:
             out[key] = {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
             continue
         peak, rss = (float(v) for v in done.stdout.strip().splitlines()[-1].split())
-        out[key] = {"peak_rss_mb": round(peak, 1), "rss_mb": round(rss, 1),
-                    "seconds": round(time.perf_counter() - t0, 1)}
+        out[key] = {
+            "peak_rss_mb": round(peak, 1),
+            "rss_mb": round(rss, 1),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
     return out
 
 
 # -- the benchmark -----------------------------------------------------------------------
 
-def run_memory(data_dir: Path, dataset: str = "cifar10", arch: str = "fast", subset: int | None = None,
-               train_seconds: float = 150, min_epochs: int = 1, max_train_seconds: float = 900,
-               idle_seconds: float = 10, after_seconds: float = 20, end_timeout_s: float = 900,
-               training_process: str = "auto") -> dict:
+
+def run_memory(
+    data_dir: Path,
+    dataset: str = "cifar10",
+    arch: str = "fast",
+    subset: int | None = None,
+    train_seconds: float = 150,
+    min_epochs: int = 1,
+    max_train_seconds: float = 900,
+    idle_seconds: float = 10,
+    after_seconds: float = 20,
+    end_timeout_s: float = 900,
+    training_process: str = "auto",
+) -> dict:
     """Start the real app server, drive it with Chromium through the phases, return the figures."""
     from playwright.sync_api import sync_playwright
 
@@ -351,11 +407,17 @@ def run_memory(data_dir: Path, dataset: str = "cifar10", arch: str = "fast", sub
     proc, url, log = start_app(tmp, data_dir, {TRAINING_PROCESS_ENV: training_process})
     recorder = Recorder(proc.pid)
     recorder.start()
-    result = {"server_pid_tree_at_start": len(process_tree(proc.pid)),
-              "training_in": "its own process" if train_in_a_process({TRAINING_PROCESS_ENV: training_process})
-              else "a thread of the server",
-              "caps": {"CNN_MAX_EPOCHS": caps.max_epochs, "CNN_MAX_SUBSET": caps.max_subset,
-                       "CNN_MAX_BATCH_SIZE": caps.max_batch_size}}
+    result = {
+        "server_pid_tree_at_start": len(process_tree(proc.pid)),
+        "training_in": "its own process"
+        if train_in_a_process({TRAINING_PROCESS_ENV: training_process})
+        else "a thread of the server",
+        "caps": {
+            "CNN_MAX_EPOCHS": caps.max_epochs,
+            "CNN_MAX_SUBSET": caps.max_subset,
+            "CNN_MAX_BATCH_SIZE": caps.max_batch_size,
+        },
+    }
     try:
         recorder.begin("idle")
         time.sleep(idle_seconds)
@@ -380,8 +442,9 @@ def run_memory(data_dir: Path, dataset: str = "cifar10", arch: str = "fast", sub
                 recorder.begin("after")
                 time.sleep(after_seconds)
                 recorder.end()
-                result["pages_with_exceptions"] += (["train"] if page.locator(
-                    '[data-testid="stException"]').count() else [])
+                result["pages_with_exceptions"] += (
+                    ["train"] if page.locator('[data-testid="stException"]').count() else []
+                )
             except Exception:
                 shot = tmp / "memory-failure.png"
                 page.screenshot(path=str(shot), full_page=True)
@@ -395,16 +458,26 @@ def run_memory(data_dir: Path, dataset: str = "cifar10", arch: str = "fast", sub
         stop_app(proc)
     card = _card(runs) or {}
     history = card.get("history", [])
-    result.update({
-        "phases": recorder.phases,
-        "timeline": recorder.timeline(),
-        "run": {"dataset": dataset, "arch": arch, "subset_slider": images, "subset_asked": subset,
+    result.update(
+        {
+            "phases": recorder.phases,
+            "timeline": recorder.timeline(),
+            "run": {
+                "dataset": dataset,
+                "arch": arch,
+                "subset_slider": images,
+                "subset_asked": subset,
                 "batch_size": (card.get("hyperparameters") or {}).get("batch_size"),
-                "train_size": card.get("train_size"), "val_size": card.get("val_size"),
-                "epochs_finished": len(history), "status": card.get("status"),
-                "seconds_before_stop": round(waited, 1), "progress_at_stop": at_stop,
-                "images_per_sec": [round(h["images_per_sec"], 1) for h in history if h.get("images_per_sec")]},
-    })
+                "train_size": card.get("train_size"),
+                "val_size": card.get("val_size"),
+                "epochs_finished": len(history),
+                "status": card.get("status"),
+                "seconds_before_stop": round(waited, 1),
+                "progress_at_stop": at_stop,
+                "images_per_sec": [round(h["images_per_sec"], 1) for h in history if h.get("images_per_sec")],
+            },
+        }
+    )
     result["peak_rss_mb"] = max(p["peak_rss_mb"] for p in recorder.phases.values())
     result["within_cloud_limit"] = result["peak_rss_mb"] <= CLOUD_LIMIT_MB
     # Summed RSS counts the libraries a training process shares with the server twice; PSS counts them once.
@@ -428,16 +501,25 @@ def _validate_entry(entry: dict, where: str) -> None:
         p = entry["phases"].get(phase)
         need(isinstance(p, dict), f".phases.{phase}", "missing")
         for field in PHASE_FIELDS:
-            need(isinstance(p.get(field), (int, float)) and p[field] > 0, f".phases.{phase}.{field}",
-                 "must be a positive number")
+            need(
+                isinstance(p.get(field), (int, float)) and p[field] > 0,
+                f".phases.{phase}.{field}",
+                "must be a positive number",
+            )
         need(p["peak_rss_mb"] >= p["end_rss_mb"] - 1, f".phases.{phase}", "peak below its end RSS")
-    need(entry["peak_rss_mb"] == max(p["peak_rss_mb"] for p in entry["phases"].values()), ".peak_rss_mb",
-         "must be the largest phase peak")
+    need(
+        entry["peak_rss_mb"] == max(p["peak_rss_mb"] for p in entry["phases"].values()),
+        ".peak_rss_mb",
+        "must be the largest phase peak",
+    )
     if "peak_pss_mb" in entry:  # measured since PSS was added: each phase's sampled PSS, at most its RSS peak
         for phase, p in entry["phases"].items():
             need(0 < p["peak_pss_mb"] <= p["peak_rss_mb"] + 1, f".phases.{phase}.peak_pss_mb", "must lie in (0, RSS]")
-        need(entry["peak_pss_mb"] == max(p["peak_pss_mb"] for p in entry["phases"].values()), ".peak_pss_mb",
-             "must be the largest phase peak")
+        need(
+            entry["peak_pss_mb"] == max(p["peak_pss_mb"] for p in entry["phases"].values()),
+            ".peak_pss_mb",
+            "must be the largest phase peak",
+        )
 
 
 def validate_results(doc: dict) -> None:
@@ -447,54 +529,87 @@ def validate_results(doc: dict) -> None:
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
-    lines = ["# App server memory (peak RSS)", "",
-             f"Streamlit Community Cloud gives an app at most 2.7 GB ({CLOUD_LIMIT_MB:.0f} MiB; 2765 MiB if GiB "
-             "are meant, the limit here is the stricter reading). Every figure is "
-             "MiB of resident memory of the `streamlit run app.py` process (and its children, if any); a phase's "
-             "peak is the kernel's high-water mark, reset at the phase's start, so spikes between samples count. "
-             "Written by `python -m benchmarks.memory`; one section per machine.", ""]
+    lines = [
+        "# App server memory (peak RSS)",
+        "",
+        (
+            f"Streamlit Community Cloud gives an app at most 2.7 GB ({CLOUD_LIMIT_MB:.0f} MiB; 2765 MiB if GiB "
+            "are meant, the limit here is the stricter reading). Every figure is "
+            "MiB of resident memory of the `streamlit run app.py` process (and its children, if any); a phase's "
+            "peak is the kernel's high-water mark, reset at the phase's start, so spikes between samples count. "
+            "Written by `python -m benchmarks.memory`; one section per machine."
+        ),
+        "",
+    ]
     for key, r in _machines.entries(doc):
         run = r["run"]
         lines += _machines.describe(key, r)
-        lines += [f"- Measured by `{r['command']}`, commit {r['git_commit']}, {r['date']}.",
-                  "- Caps: " + ", ".join(f"{name}={value or 'all'}" for name, value in r["caps"].items()) + ".",
-                  f"- Run started on the Train page: {run['dataset']} `{run['arch']}`"
-                  + (f" in batches of {run['batch_size']}" if run.get("batch_size") else "") + ", "
-                  + (f"{run['train_size']:,} training + {run['val_size']:,} validation images"
-                     if run["train_size"] else f"{run['subset_slider']:,} on the images slider")
-                  + f"; Stop pressed after {run['seconds_before_stop']:.0f} s "
-                  f"and {run['epochs_finished']} finished epoch(s) "
-                  f"({', '.join(f'{v:.0f}' for v in run['images_per_sec']) or '–'} images/s); status {run['status']}.",
-                  f"- The Train page's progress bar when Stop was pressed: {run.get('progress_at_stop') or '–'}.",
-                  *([f"- The run trained in {r['training_in']}."] if r.get("training_in") else []),
-                  "", "| phase | peak RSS (MiB) | peak PSS (MiB, sampled) | RSS at its start → end (MiB) | seconds |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"- Measured by `{r['command']}`, commit {r['git_commit']}, {r['date']}.",
+            "- Caps: " + ", ".join(f"{name}={value or 'all'}" for name, value in r["caps"].items()) + ".",
+            f"- Run started on the Train page: {run['dataset']} `{run['arch']}`"
+            + (f" in batches of {run['batch_size']}" if run.get("batch_size") else "")
+            + ", "
+            + (
+                f"{run['train_size']:,} training + {run['val_size']:,} validation images"
+                if run["train_size"]
+                else f"{run['subset_slider']:,} on the images slider"
+            )
+            + f"; Stop pressed after {run['seconds_before_stop']:.0f} s "
+            f"and {run['epochs_finished']} finished epoch(s) "
+            f"({', '.join(f'{v:.0f}' for v in run['images_per_sec']) or '–'} images/s); status {run['status']}.",
+            f"- The Train page's progress bar when Stop was pressed: {run.get('progress_at_stop') or '–'}.",
+            *([f"- The run trained in {r['training_in']}."] if r.get("training_in") else []),
+            "",
+            "| phase | peak RSS (MiB) | peak PSS (MiB, sampled) | RSS at its start → end (MiB) | seconds |",
+            "|---|---|---|---|---|",
+        ]
         for phase in PHASES:
             p = r["phases"][phase]
-            lines.append(f"| {p['label']} | **{p['peak_rss_mb']:.0f}** | {p.get('peak_pss_mb', '–')} | "
-                         f"{p['start_rss_mb']:.0f} → {p['end_rss_mb']:.0f} | {p['seconds']:.0f} |")
+            lines.append(
+                f"| {p['label']} | **{p['peak_rss_mb']:.0f}** | {p.get('peak_pss_mb', '–')} | "
+                f"{p['start_rss_mb']:.0f} → {p['end_rss_mb']:.0f} | {p['seconds']:.0f} |"
+            )
         verdict = "within" if r["within_cloud_limit"] else "**over**"
-        lines += ["", f"Peak over the whole session: **{r['peak_rss_mb']:.0f} MiB**, {verdict} the 2.7 GB limit "
-                      f"({CLOUD_LIMIT_MB - r['peak_rss_mb']:.0f} MiB to spare)."]
+        lines += [
+            "",
+            (
+                f"Peak over the whole session: **{r['peak_rss_mb']:.0f} MiB**, {verdict} the 2.7 GB limit "
+                f"({CLOUD_LIMIT_MB - r['peak_rss_mb']:.0f} MiB to spare)."
+            ),
+        ]
         if r.get("peak_pss_mb"):
             verdict = "within" if r["within_cloud_limit_pss"] else "**over**"
-            lines += [f"Counting each shared page once (PSS, summed over the server and its training process): "
-                      f"**{r['peak_pss_mb']:.0f} MiB**, {verdict} the limit."]
+            lines += [
+                (
+                    f"Counting each shared page once (PSS, summed over the server and its training process): "
+                    f"**{r['peak_pss_mb']:.0f} MiB**, {verdict} the limit."
+                )
+            ]
         if r.get("runtime_baseline"):
-            lines += ["", "Fresh Python processes" + (f" (`{r['runtime_baseline_command']}`)"
-                                                    if r.get("runtime_baseline_command") else "") + ":", "",
-                      "| process | peak RSS (MiB) | seconds |", "|---|---|---|"]
+            lines += [
+                "",
+                "Fresh Python processes"
+                + (f" (`{r['runtime_baseline_command']}`)" if r.get("runtime_baseline_command") else "")
+                + ":",
+                "",
+                "| process | peak RSS (MiB) | seconds |",
+                "|---|---|---|",
+            ]
             for what, v in r["runtime_baseline"].items():
-                lines.append(f"| {RUNTIME_LABELS.get(what, what)} | {v.get('peak_rss_mb', v.get('error'))} | "
-                             f"{v.get('seconds', '–')} |")
+                lines.append(
+                    f"| {RUNTIME_LABELS.get(what, what)} | {v.get('peak_rss_mb', v.get('error'))} | "
+                    f"{v.get('seconds', '–')} |"
+                )
         lines.append("")
     return "\n".join(lines) + "\n" + NOTES_MARKER + (notes or "\n")
 
 
 def write_results(out: Path, entry: dict) -> dict:
     """File this machine's entry into memory.json beside the other machines' and rewrite memory.md."""
-    doc = _machines.merge(_machines.load(out / "memory.json", BENCHMARK), BENCHMARK, entry,
-                          {"cloud_limit_mb": round(CLOUD_LIMIT_MB, 1)})
+    doc = _machines.merge(
+        _machines.load(out / "memory.json", BENCHMARK), BENCHMARK, entry, {"cloud_limit_mb": round(CLOUD_LIMIT_MB, 1)}
+    )
     validate_results(doc)
     _machines.write(out, BENCHMARK, doc, render_markdown(doc, _machines.read_notes(out / "memory.md")))
     return doc
@@ -505,21 +620,34 @@ def main(argv=None):
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--dataset", default="cifar10", choices=["mnist", "fashion_mnist", "cifar10"])
     parser.add_argument("--arch", default="fast")
-    parser.add_argument("--subset", type=int, default=None,
-                        help="training images on the page's slider (default: its maximum)")
-    parser.add_argument("--train-seconds", type=float, default=150,
-                        help="train at least this long before pressing Stop")
-    parser.add_argument("--min-epochs", type=int, default=1,
-                        help="and at least this many finished epochs, so the final evaluation is measured too")
+    parser.add_argument(
+        "--subset", type=int, default=None, help="training images on the page's slider (default: its maximum)"
+    )
+    parser.add_argument(
+        "--train-seconds", type=float, default=150, help="train at least this long before pressing Stop"
+    )
+    parser.add_argument(
+        "--min-epochs",
+        type=int,
+        default=1,
+        help="and at least this many finished epochs, so the final evaluation is measured too",
+    )
     parser.add_argument("--max-train-seconds", type=float, default=900)
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--after-seconds", type=float, default=20)
-    parser.add_argument("--training-process", choices=("auto", "on", "off"), default="auto",
-                        help="where the Train page's run trains: its own process (on), a server thread (off), or as "
-                             "the server decides from the machine's memory (auto, the default)")
+    parser.add_argument(
+        "--training-process",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="where the Train page's run trains: its own process (on), a server thread (off), or as "
+        "the server decides from the machine's memory (auto, the default)",
+    )
     parser.add_argument("--no-runtime-baseline", dest="runtime_baseline", action="store_false")
-    parser.add_argument("--only-runtime-baseline", action="store_true",
-                        help="re-measure only the fresh-process figures into this machine's existing entry")
+    parser.add_argument(
+        "--only-runtime-baseline",
+        action="store_true",
+        help="re-measure only the fresh-process figures into this machine's existing entry",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.only_runtime_baseline:
@@ -528,8 +656,9 @@ def main(argv=None):
         if entry is None:
             parser.error(f"{out / 'memory.json'} has no entry for this machine to add the baseline to")
         entry["runtime_baseline"] = runtime_baseline()
-        entry["runtime_baseline_command"] = " ".join(["python -m benchmarks.memory",
-                                                      *(argv if argv is not None else sys.argv[1:])])
+        entry["runtime_baseline_command"] = " ".join(
+            ["python -m benchmarks.memory", *(argv if argv is not None else sys.argv[1:])]
+        )
         write_results(out, entry)
         print(json.dumps(entry["runtime_baseline"], indent=2))
         return
@@ -537,13 +666,26 @@ def main(argv=None):
     from cnn_core.base.runtime import git_commit
 
     data_dir = Path(os.environ.get("CNN_DATA_DIR", REPO.parent / "shared" / "datasets"))
-    entry = {"machine": _machines.this_machine(),
-             "command": " ".join(["python -m benchmarks.memory", *(argv if argv is not None else sys.argv[1:])]),
-             "git_commit": git_commit(),
-             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    entry.update(run_memory(data_dir, args.dataset, args.arch, args.subset, args.train_seconds, args.min_epochs,
-                            args.max_train_seconds, args.idle_seconds, args.after_seconds,
-                            training_process=args.training_process))
+    entry = {
+        "machine": _machines.this_machine(),
+        "command": " ".join(["python -m benchmarks.memory", *(argv if argv is not None else sys.argv[1:])]),
+        "git_commit": git_commit(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    entry.update(
+        run_memory(
+            data_dir,
+            args.dataset,
+            args.arch,
+            args.subset,
+            args.train_seconds,
+            args.min_epochs,
+            args.max_train_seconds,
+            args.idle_seconds,
+            args.after_seconds,
+            training_process=args.training_process,
+        )
+    )
     if args.runtime_baseline:
         entry["runtime_baseline"] = runtime_baseline()
     write_results(out, entry)

@@ -79,7 +79,9 @@ def canvas_samples(canvases: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
     prep = preprocessor("mnist")
     samples = np.stack([prep.from_image(c) for c in canvases])
-    refused = np.array([why_no_digit(c, s, from_canvas=True) is not None for c, s in zip(canvases, samples)])
+    refused = np.array(
+        [why_no_digit(c, s, from_canvas=True) is not None for c, s in zip(canvases, samples, strict=False)]
+    )
     return samples, refused
 
 
@@ -87,8 +89,10 @@ def redrawn_digits(digits: np.ndarray) -> list[np.ndarray]:
     """MNIST digits enlarged onto a 280×280 RGBA canvas, as if drawn there: real digits taking the canvas path."""
     from PIL import Image
 
-    return [np.asarray(Image.fromarray(d).resize((CANVAS, CANVAS), Image.Resampling.BILINEAR).convert("RGBA"))
-            for d in digits]
+    return [
+        np.asarray(Image.fromarray(d).resize((CANVAS, CANVAS), Image.Resampling.BILINEAR).convert("RGBA"))
+        for d in digits
+    ]
 
 
 def off_distribution_sets(dataset: str, limit: int, rng) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
@@ -113,16 +117,18 @@ def off_distribution_sets(dataset: str, limit: int, rng) -> dict[str, tuple[np.n
 
 
 def score_model(name: str, limit: int, seed: int = 0, test_limit: int | None = None) -> dict:
+    from cnn_core.base.store import shipped_store
     from cnn_core.data.datasets import load_dataset
     from cnn_core.predict.inference import load_predictor
     from cnn_core.predict.ood import auroc, typicality
-    from cnn_core.base.store import shipped_store
 
     predictor = load_predictor(name, store=shipped_store())
     card, dataset, detector = predictor.card, predictor.info.name, predictor.detector
     if detector is None:
-        raise SystemExit(f"{name} has no out-of-distribution detector; run `python -m cnn_core calibrate --model "
-                         f"{name}` on its run first.")
+        raise SystemExit(
+            f"{name} has no out-of-distribution detector; run `python -m cnn_core calibrate --model "
+            f"{name}` on its run first."
+        )
     ood, threshold = card["ood"], detector.threshold
     data = load_dataset(dataset)
     x_test, y_test = data.x_test[:test_limit], data.y_test[:test_limit]  # None: the whole set
@@ -137,31 +143,50 @@ def score_model(name: str, limit: int, seed: int = 0, test_limit: int | None = N
     flagged = in_scores < threshold
     correct = predictor.predict_samples(x_test).argmax(1) == y_test
     rng = np.random.default_rng(seed)
-    in_distribution = {"images": int(len(in_scores)), "flagged": round(float(flagged.mean()), 4),
-                       "accuracy_flagged": round(float(correct[flagged].mean()), 4) if flagged.any() else None,
-                       "accuracy_passed": round(float(correct[~flagged].mean()), 4),
-                       "median_score": round(float(np.median(in_scores)), 4)}
+    in_distribution = {
+        "images": len(in_scores),
+        "flagged": round(float(flagged.mean()), 4),
+        "accuracy_flagged": round(float(correct[flagged].mean()), 4) if flagged.any() else None,
+        "accuracy_passed": round(float(correct[~flagged].mean()), 4),
+        "median_score": round(float(np.median(in_scores)), 4),
+    }
     if dataset == "mnist":
-        digits = data.x_test[rng.permutation(len(data.x_test))[:min(limit, CANVAS_IMAGES)]]
+        digits = data.x_test[rng.permutation(len(data.x_test))[: min(limit, CANVAS_IMAGES)]]
         redrawn = scores(*canvas_samples(redrawn_digits(digits)))
-        in_distribution["redrawn_on_canvas"] = {"images": len(redrawn),
-                                                "flagged": round(float(np.mean(redrawn < threshold)), 4)}
+        in_distribution["redrawn_on_canvas"] = {
+            "images": len(redrawn),
+            "flagged": round(float(np.mean(redrawn < threshold)), 4),
+        }
     off = {}
     for label, (x, refused) in off_distribution_sets(dataset, limit, rng).items():
         s = scores(x, refused)
-        off[label] = {"images": int(len(x)), "auroc": round(auroc(in_scores, s), 4),
-                      "flagged": round(float(np.mean(s < threshold)), 4),
-                      "median_score": round(float(np.median(s)), 4)}
-        print(f"{name:22} vs {label:26} AUROC {off[label]['auroc']:.3f}  flagged {off[label]['flagged']:.1%}",
-              flush=True)
-    return {"model": name, "dataset": dataset, "score": ood["score"], "layers": ood["layers"],
-            "threshold": threshold, "pass_rate": ood["pass_rate"], "calibrated_on": ood["calibrated_on"],
-            "fitted_on": ood["fitted_on"], "val_flagged": ood["val_flagged"],
-            "in_distribution": in_distribution, "off_distribution": off}
+        off[label] = {
+            "images": len(x),
+            "auroc": round(auroc(in_scores, s), 4),
+            "flagged": round(float(np.mean(s < threshold)), 4),
+            "median_score": round(float(np.median(s)), 4),
+        }
+        print(
+            f"{name:22} vs {label:26} AUROC {off[label]['auroc']:.3f}  flagged {off[label]['flagged']:.1%}", flush=True
+        )
+    return {
+        "model": name,
+        "dataset": dataset,
+        "score": ood["score"],
+        "layers": ood["layers"],
+        "threshold": threshold,
+        "pass_rate": ood["pass_rate"],
+        "calibrated_on": ood["calibrated_on"],
+        "fitted_on": ood["fitted_on"],
+        "val_flagged": ood["val_flagged"],
+        "in_distribution": in_distribution,
+        "off_distribution": off,
+    }
 
 
 def validate_results(doc: dict) -> None:
     """Raise ValueError unless `doc` has the shape this script writes."""
+
     def need(ok, message):
         if not ok:
             raise ValueError(message)
@@ -183,43 +208,77 @@ def validate_results(doc: dict) -> None:
 
 def meets_goal(row: dict) -> bool:
     """AUROC >= GOAL_AUROC against every kind and at most GOAL_FLAGGED of the own test images flagged."""
-    return (row["in_distribution"]["flagged"] <= GOAL_FLAGGED
-            and all(b["auroc"] >= GOAL_AUROC for b in row["off_distribution"].values()))
+    return row["in_distribution"]["flagged"] <= GOAL_FLAGGED and all(
+        b["auroc"] >= GOAL_AUROC for b in row["off_distribution"].values()
+    )
 
 
 def render_markdown(doc: dict) -> str:
-    lines = ["# Out-of-distribution warning", "",
-             f"`{doc['command']}`, commit `{doc['git_commit']}`, {doc['date']}. Score: how far the picture's "
-             "features lie from the nearest class at every stage of the network (class Gaussians of the training "
-             "images' features, Mahalanobis distance per layer, Fisher's method over the layers' p-values against "
-             "the validation split; `cnn_core/predict/ood.py`); an image is flagged when it falls below the threshold "
-             "that lets 99% of the validation split pass.", "",
-             f"Goal: AUROC ≥ {GOAL_AUROC} against every kind of image and at most {GOAL_FLAGGED:.0%} of the "
-             "model's own test images flagged.", "",
-             "| model | own test images flagged | lowest AUROC | goal |", "|---|---:|---:|---|"]
-    lines += [f"| {row['model']} | {row['in_distribution']['flagged']:.1%} | "
-              f"{min(b['auroc'] for b in row['off_distribution'].values()):.3f} | "
-              f"{'met' if meets_goal(row) else 'not met'} |" for row in doc["models"]]
+    lines = [
+        "# Out-of-distribution warning",
+        "",
+        (
+            f"`{doc['command']}`, commit `{doc['git_commit']}`, {doc['date']}. Score: how far the picture's "
+            "features lie from the nearest class at every stage of the network (class Gaussians of the training "
+            "images' features, Mahalanobis distance per layer, Fisher's method over the layers' p-values against "
+            "the validation split; `cnn_core/predict/ood.py`); an image is flagged when it falls below the threshold "
+            "that lets 99% of the validation split pass."
+        ),
+        "",
+        (
+            f"Goal: AUROC ≥ {GOAL_AUROC} against every kind of image and at most {GOAL_FLAGGED:.0%} of the "
+            "model's own test images flagged."
+        ),
+        "",
+        "| model | own test images flagged | lowest AUROC | goal |",
+        "|---|---:|---:|---|",
+    ]
+    lines += [
+        f"| {row['model']} | {row['in_distribution']['flagged']:.1%} | "
+        f"{min(b['auroc'] for b in row['off_distribution'].values()):.3f} | "
+        f"{'met' if meets_goal(row) else 'not met'} |"
+        for row in doc["models"]
+    ]
     lines.append("")
     for row in doc["models"]:
         ind = row["in_distribution"]
         acc_flagged = f"{ind['accuracy_flagged']:.1%}" if ind["accuracy_flagged"] is not None else "–"
         by = _measured_by(row, doc)
-        lines += [f"## {row['model']} ({row['dataset']})", "",
-                  *([] if by["command"] == doc["command"] and by["git_commit"] == doc["git_commit"] else
-                    [f"- Measured by `{by['command']}`, commit `{by['git_commit']}`, {by['date']}."]),
-                  f"- Fitted on {row['fitted_on']}; threshold {row['threshold']:.2f}, calibrated on the "
-                  f"{row['calibrated_on']} so that "
-                  f"{row['pass_rate']:.0%} pass ({row['val_flagged']:.1%} of them flagged).",
-                  f"- Its own test set ({ind['images']:,} images): flagged {ind['flagged']:.1%}; accuracy on flagged "
-                  f"images {acc_flagged}, on the rest {ind['accuracy_passed']:.1%}.",
-                  *([f"- {ind['redrawn_on_canvas']['images']:,} test digits enlarged onto the canvas and taken "
-                     f"through the Draw page's path: flagged {ind['redrawn_on_canvas']['flagged']:.1%}."]
-                    if "redrawn_on_canvas" in ind else []), "",
-                  "| off-distribution images | count | AUROC | flagged at the threshold | median score |",
-                  "|---|---:|---:|---:|---:|"]
-        lines += [f"| {label} | {b['images']:,} | {b['auroc']:.3f} | {b['flagged']:.1%} | {b['median_score']:.3f} |"
-                  for label, b in row["off_distribution"].items()]
+        lines += [
+            f"## {row['model']} ({row['dataset']})",
+            "",
+            *(
+                []
+                if by["command"] == doc["command"] and by["git_commit"] == doc["git_commit"]
+                else [f"- Measured by `{by['command']}`, commit `{by['git_commit']}`, {by['date']}."]
+            ),
+            (
+                f"- Fitted on {row['fitted_on']}; threshold {row['threshold']:.2f}, calibrated on the "
+                f"{row['calibrated_on']} so that "
+                f"{row['pass_rate']:.0%} pass ({row['val_flagged']:.1%} of them flagged)."
+            ),
+            (
+                f"- Its own test set ({ind['images']:,} images): flagged {ind['flagged']:.1%}; accuracy on flagged "
+                f"images {acc_flagged}, on the rest {ind['accuracy_passed']:.1%}."
+            ),
+            *(
+                [
+                    (
+                        f"- {ind['redrawn_on_canvas']['images']:,} test digits enlarged onto the canvas and taken "
+                        f"through the Draw page's path: flagged {ind['redrawn_on_canvas']['flagged']:.1%}."
+                    )
+                ]
+                if "redrawn_on_canvas" in ind
+                else []
+            ),
+            "",
+            "| off-distribution images | count | AUROC | flagged at the threshold | median score |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {label} | {b['images']:,} | {b['auroc']:.3f} | {b['flagged']:.1%} | {b['median_score']:.3f} |"
+            for label, b in row["off_distribution"].items()
+        ]
         lines.append("")
     return "\n".join(lines) + "\n" + NOTES_MARKER + "\n"
 
@@ -234,22 +293,28 @@ def write_markdown(md_path: Path, doc: dict) -> Path:
 
 
 def main(argv=None):
-    from cnn_core.predict.ood import SCORE
     from cnn_core.base.runtime import git_commit, import_tensorflow_quietly, machine_info
     from cnn_core.base.store import shipped_store
+    from cnn_core.predict.ood import SCORE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="shipped model (default: every calibrated one)")
     parser.add_argument("--limit", type=int, default=5000, help="off-distribution images per other dataset")
-    parser.add_argument("--test-limit", type=int, help="score the first N of the model's own test images "
-                                                        "(default: all; for smoke tests)")
+    parser.add_argument(
+        "--test-limit",
+        type=int,
+        help="score the first N of the model's own test images (default: all; for smoke tests)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     import_tensorflow_quietly()
     store = shipped_store()
     names = args.model or [n for n in store.names() if (store.load_card(n).get("ood") or {}).get("score") == SCORE]
-    source = {"command": " ".join(["python -m benchmarks.ood", *(argv if argv is not None else sys.argv[1:])]),
-              "git_commit": git_commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    source = {
+        "command": " ".join(["python -m benchmarks.ood", *(argv if argv is not None else sys.argv[1:])]),
+        "git_commit": git_commit(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     rows = [{**score_model(n, args.limit, test_limit=args.test_limit), "measured_by": source} for n in names]
     result = args.out / "ood.json"
     doc = {**source, "machine": machine_info(), "models": merged_rows(result, rows)}
@@ -279,8 +344,13 @@ def merged_rows(previous_path: Path, rows: list[dict]) -> list[dict]:
                 continue
             if (store.load_card(row["model"]).get("ood") or {}).get("threshold") != row["threshold"]:
                 continue  # calibrated anew since: its old figures no longer apply
-            kept.append({**row, "measured_by": row.get("measured_by") or
-                         {key: previous[key] for key in ("command", "git_commit", "date")}})
+            kept.append(
+                {
+                    **row,
+                    "measured_by": row.get("measured_by")
+                    or {key: previous[key] for key in ("command", "git_commit", "date")},
+                }
+            )
     return sorted(rows + kept, key=lambda row: row["model"])
 
 
@@ -290,12 +360,14 @@ def _measured_by(row: dict, doc: dict) -> dict:
 
 def write_beside_models(doc: dict, store=None) -> list[Path]:
     """Every model's row into NAME.ood.json beside the model (the shipped store by default)."""
-    from cnn_core.studio.benchmark_figures import write_ood_figures
     from cnn_core.base.store import SHIPPED_DIR, ModelStore
+    from cnn_core.studio.benchmark_figures import write_ood_figures
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
-    return [write_ood_figures({k: v for k, v in row.items() if k != "measured_by"}, _measured_by(row, doc), store)
-            for row in doc["models"]]
+    return [
+        write_ood_figures({k: v for k, v in row.items() if k != "measured_by"}, _measured_by(row, doc), store)
+        for row in doc["models"]
+    ]
 
 
 if __name__ == "__main__":

@@ -44,14 +44,23 @@ def parse_output(stdout: str) -> dict:
 
 def as_run(result: dict, command: str) -> dict:
     """A peer result as a run record: its epochs on the training clock, and its final TTA accuracy."""
-    epochs = [{"epoch": int(e["epoch"]), "train_seconds": float(e["clock_s"]), "test_accuracy": float(e["test_acc"])}
-              for e in result["log"]]
-    return {"peer": result["peer"], "command": command, "epochs_planned": float(result["epochs"]),
-            "threads": int(result["threads"]), "precision": result["precision"], "torch": result["torch"],
-            "epochs": epochs, "total_train_seconds": epochs[-1]["train_seconds"],
-            "final_test_accuracy": epochs[-1]["test_accuracy"],
-            "tta_test_accuracy": float(result["tta_test_acc"]),
-            "train_seconds_with_tta": float(result["clock_s_with_tta"])}
+    epochs = [
+        {"epoch": int(e["epoch"]), "train_seconds": float(e["clock_s"]), "test_accuracy": float(e["test_acc"])}
+        for e in result["log"]
+    ]
+    return {
+        "peer": result["peer"],
+        "command": command,
+        "epochs_planned": float(result["epochs"]),
+        "threads": int(result["threads"]),
+        "precision": result["precision"],
+        "torch": result["torch"],
+        "epochs": epochs,
+        "total_train_seconds": epochs[-1]["train_seconds"],
+        "final_test_accuracy": epochs[-1]["test_accuracy"],
+        "tta_test_accuracy": float(result["tta_test_acc"]),
+        "train_seconds_with_tta": float(result["clock_s_with_tta"]),
+    }
 
 
 def recorded_command(args: list[str]) -> str:
@@ -65,11 +74,21 @@ def recorded_command(args: list[str]) -> str:
     return " ".join([Path(args[0]).name, *(shown(a) for a in args[1:])])
 
 
-def run_peer(python: str, script: Path, data_dir: str, epochs: float, *, threads: int,
-             precision: str = "auto", log=print) -> dict:
+def run_peer(
+    python: str, script: Path, data_dir: str, epochs: float, *, threads: int, precision: str = "auto", log=print
+) -> dict:
     """Run the port once; each epoch's line is logged as it arrives."""
-    args = [python, str(script), str(data_dir), "--epochs", run_key(epochs), "--threads", str(threads),
-            "--precision", precision]
+    args = [
+        python,
+        str(script),
+        str(data_dir),
+        "--epochs",
+        run_key(epochs),
+        "--threads",
+        str(threads),
+        "--precision",
+        precision,
+    ]
     command = " ".join(args)
     log(f"peer: {command}")
     command = recorded_command(args)
@@ -86,14 +105,28 @@ def run_peer(python: str, script: Path, data_dir: str, epochs: float, *, threads
 
 def validate_run(run: dict, where: str, need) -> None:
     """Raise (through `need(ok, where, message)`) unless a peer run record is self-consistent."""
-    for key in ("peer", "command", "precision", "epochs", "total_train_seconds", "tta_test_accuracy",
-                "train_seconds_with_tta", "source"):
+    for key in (
+        "peer",
+        "command",
+        "precision",
+        "epochs",
+        "total_train_seconds",
+        "tta_test_accuracy",
+        "train_seconds_with_tta",
+        "source",
+    ):
         need(key in run, where, f"missing '{key}'")
     need(len(run["epochs"]) >= 1, f"{where}.epochs", "must list at least one epoch")
     clocks = [e["train_seconds"] for e in run["epochs"]]
     need(clocks == sorted(clocks) and clocks[0] > 0, f"{where}.epochs", "the clock must grow from above 0")
-    need([e["epoch"] for e in run["epochs"]] == list(range(1, len(clocks) + 1)), f"{where}.epochs",
-         "must be numbered from 1")
+    need(
+        [e["epoch"] for e in run["epochs"]] == list(range(1, len(clocks) + 1)),
+        f"{where}.epochs",
+        "must be numbered from 1",
+    )
     need(run["total_train_seconds"] == clocks[-1], f"{where}.total_train_seconds", "must be the last epoch's clock")
-    need(run["train_seconds_with_tta"] >= clocks[-1], f"{where}.train_seconds_with_tta",
-         "must include the training clock")
+    need(
+        run["train_seconds_with_tta"] >= clocks[-1],
+        f"{where}.train_seconds_with_tta",
+        "must include the training clock",
+    )

@@ -18,11 +18,18 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-from benchmarks.browser import (SCRIBBLE, draw_digit_and_read_prediction, goto, launch_chromium, start_app,
-                                stop_app, wait_until_idle)
+from benchmarks.browser import (
+    SCRIBBLE,
+    draw_digit_and_read_prediction,
+    goto,
+    launch_chromium,
+    start_app,
+    stop_app,
+    wait_until_idle,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "screenshots"
-MODEL = "cifar10_airbench12_s1"     # the README's pictures
+MODEL = "cifar10_airbench12_s1"  # the README's pictures
 LABELS_MODEL = "cifar10_airbench18_s2"  # the shipped CIFAR-10 audit's judge
 
 

@@ -43,11 +43,16 @@ BENCHMARK = "step_profile"
 
 # The airbench94 network of ../shared/peers/airbench94_cpu.py as (kind, input H, W, Cin, Cout, kernel):
 # a frozen 2×2 whitening conv (valid: 32→31), then per block conv → pool → BN → GELU → conv → BN → GELU.
-PEER_LAYERS = [("conv_frozen", 32, 32, 3, 24, 2),
-               ("conv", 31, 31, 24, 64, 3), ("conv", 15, 15, 64, 64, 3),
-               ("conv", 15, 15, 64, 256, 3), ("conv", 7, 7, 256, 256, 3),
-               ("conv", 7, 7, 256, 256, 3), ("conv", 3, 3, 256, 256, 3),
-               ("dense", 1, 1, 256, 10, 1)]
+PEER_LAYERS = [
+    ("conv_frozen", 32, 32, 3, 24, 2),
+    ("conv", 31, 31, 24, 64, 3),
+    ("conv", 15, 15, 64, 64, 3),
+    ("conv", 15, 15, 64, 256, 3),
+    ("conv", 7, 7, 256, 256, 3),
+    ("conv", 7, 7, 256, 256, 3),
+    ("conv", 3, 3, 256, 256, 3),
+    ("dense", 1, 1, 256, 10, 1),
+]
 PEER_BATCH, PEER_TRAIN_IMAGES = 1024, 50_000
 
 
@@ -83,6 +88,7 @@ def peer_images_per_second(run: dict) -> float:
 
 # -- timing ---------------------------------------------------------------------------------------
 
+
 def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
@@ -95,9 +101,15 @@ def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
 
 
 def layer_kind(layer) -> str:
-    return {"Conv2D": "convolution", "BatchNormalization": "batch norm", "MaxPooling2D": "max pooling",
-            "GlobalMaxPooling2D": "max pooling", "ReLU": "ReLU", "Rescaling": "rescaling",
-            "Dense": "dense + softmax"}.get(type(layer).__name__, type(layer).__name__)
+    return {
+        "Conv2D": "convolution",
+        "BatchNormalization": "batch norm",
+        "MaxPooling2D": "max pooling",
+        "GlobalMaxPooling2D": "max pooling",
+        "ReLU": "ReLU",
+        "Rescaling": "rescaling",
+        "Dense": "dense + softmax",
+    }.get(type(layer).__name__, type(layer).__name__)
 
 
 def time_layers(model, images, repeats: int) -> list[dict]:
@@ -127,33 +139,40 @@ def time_layers(model, images, repeats: int) -> list[dict]:
 
         fwd = median_seconds(lambda: forward(x), repeats)
         both = median_seconds(lambda: forward_backward(x), repeats)
-        rows.append({"layer": layer.name, "kind": layer_kind(layer), "forward_s": fwd, "backward_s": max(0.0, both - fwd),
-                     "output_shape": list(layer.output.shape[1:])})
+        rows.append(
+            {
+                "layer": layer.name,
+                "kind": layer_kind(layer),
+                "forward_s": fwd,
+                "backward_s": max(0.0, both - fwd),
+                "output_shape": list(layer.output.shape[1:]),
+            }
+        )
         x = keras.ops.convert_to_tensor(forward(x))
     return rows
 
 
 def profile(arch: str, dataset: str, precision: str | None, steps: int, data_dir, log=print) -> dict:
     import keras
-    import numpy as np
     import tensorflow as tf
 
-    from cnn_core.data.datasets import load_dataset
-    from cnn_core.nets.models import build_model
-    from cnn_core.train.optimizer import compile_model, jit_compiles
-    from cnn_core.data.pipeline import make_tf_dataset
-    from cnn_core.nets.precision import model_precision, resolve_precision
-    from cnn_core.train.recipes import resolve_config
     from cnn_core.base.runtime import configure_threads
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.data.pipeline import make_tf_dataset
+    from cnn_core.nets.models import build_model
+    from cnn_core.nets.precision import model_precision, resolve_precision
+    from cnn_core.train.optimizer import compile_model, jit_compiles
+    from cnn_core.train.recipes import resolve_config
 
     configure_threads()
     config = resolve_config(dataset, arch, precision=precision)
     batch = config["batch_size"]
     data = load_dataset(dataset, data_dir)
-    x, y = data.x_train[:batch * (steps + 4)], data.y_train[:batch * (steps + 4)]
+    x, y = data.x_train[: batch * (steps + 4)], data.y_train[: batch * (steps + 4)]
     keras.utils.set_random_seed(0)
-    model = compile_model(build_model(arch, dataset, precision=resolve_precision(config["precision"])), config,
-                          steps_per_epoch=steps)
+    model = compile_model(
+        build_model(arch, dataset, precision=resolve_precision(config["precision"])), config, steps_per_epoch=steps
+    )
     log(f"{dataset} / {arch}: batch {batch}, {model_precision(model)}, {model.count_params():,} parameters")
 
     pipeline = iter(make_tf_dataset(x, y, data.info, batch, config["augment"], shuffle=True, seed=0).repeat())
@@ -177,31 +196,49 @@ def profile(arch: str, dataset: str, precision: str | None, steps: int, data_dir
         part["backward_s"] += row["backward_s"]
     layer_sum = sum(p["forward_s"] + p["backward_s"] for p in parts.values())
     flops = keras_training_flops_per_image(model)
-    return {"dataset": dataset, "arch": arch, "precision": model_precision(model), "batch_size": batch,
-            "params": int(model.count_params()), "steps_timed": steps,
-            "step_s": step_s, "images_per_sec": batch / step_s, "input_pipeline_s": input_s,
-            "xla": xla, "plain_step_s": plain_step_s,
-            "optimizer_s": optimizer_s, "parts": parts, "layers": layers,
-            "rest_of_step_s": plain_step_s - layer_sum - optimizer_s,
-            "training_flops_per_image": flops, "gflops_per_sec": flops * batch / step_s / 1e9,
-            "input_pipeline_overlaps": "tf.data prefetches on its own threads while the step runs"}
+    return {
+        "dataset": dataset,
+        "arch": arch,
+        "precision": model_precision(model),
+        "batch_size": batch,
+        "params": int(model.count_params()),
+        "steps_timed": steps,
+        "step_s": step_s,
+        "images_per_sec": batch / step_s,
+        "input_pipeline_s": input_s,
+        "xla": xla,
+        "plain_step_s": plain_step_s,
+        "optimizer_s": optimizer_s,
+        "parts": parts,
+        "layers": layers,
+        "rest_of_step_s": plain_step_s - layer_sum - optimizer_s,
+        "training_flops_per_image": flops,
+        "gflops_per_sec": flops * batch / step_s / 1e9,
+        "input_pipeline_overlaps": "tf.data prefetches on its own threads while the step runs",
+    }
 
 
 def peer_comparison(ours: dict, time_to_accuracy: dict | None, machine: dict) -> dict | None:
     """Our training arithmetic per second over the peer's, from its run on this machine."""
     entry = _machines.entry_for(time_to_accuracy, machine) if time_to_accuracy else None
-    runs = ((entry or {}).get("datasets", {}).get(peer.PEER_DATASET, {}).get("peer") or {})
+    runs = (entry or {}).get("datasets", {}).get(peer.PEER_DATASET, {}).get("peer") or {}
     if not runs:
         return None
     name, run = max(runs.items(), key=lambda item: item[1]["total_train_seconds"])  # the longest: steadiest rate
     images_per_sec = peer_images_per_second(run)
     gflops = peer_training_flops_per_image() * images_per_sec / 1e9
-    return {"peer_run": f"--epochs {name}", "peer_precision": run["precision"], "peer_images_per_sec": images_per_sec,
-            "peer_training_flops_per_image": peer_training_flops_per_image(), "peer_gflops_per_sec": gflops,
-            "throughput_ratio": ours["gflops_per_sec"] / gflops}
+    return {
+        "peer_run": f"--epochs {name}",
+        "peer_precision": run["precision"],
+        "peer_images_per_sec": images_per_sec,
+        "peer_training_flops_per_image": peer_training_flops_per_image(),
+        "peer_gflops_per_sec": gflops,
+        "throughput_ratio": ours["gflops_per_sec"] / gflops,
+    }
 
 
 # -- results ----------------------------------------------------------------------------------------
+
 
 def validate_results(doc: dict) -> None:
     def entry_ok(entry: dict, where: str):
@@ -220,37 +257,67 @@ def validate_results(doc: dict) -> None:
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
-    lines = ["# Where a training step's time goes", "",
-             "Generated by `python -m benchmarks.step_profile`; median seconds per batch, each part timed alone "
-             "on the activations it really receives. One section per machine.", ""]
+    lines = [
+        "# Where a training step's time goes",
+        "",
+        (
+            "Generated by `python -m benchmarks.step_profile`; median seconds per batch, each part timed alone "
+            "on the activations it really receives. One section per machine."
+        ),
+        "",
+    ]
     for key, entry in _machines.entries(doc):
         prof, cmp = entry["profile"], entry.get("peer")
         lines += _machines.describe(key, entry)
-        lines += [f"- Command: `{entry['command']}` (commit `{entry['git_commit']}`, {entry['created']})",
-                  f"- `{prof['arch']}` on {prof['dataset']}: {prof['params']:,} parameters, {prof['precision']}, "
-                  f"batch {prof['batch_size']}: **{prof['step_s'] * 1000:.0f} ms per step, "
-                  f"{prof['images_per_sec']:.0f} images/s, {prof['gflops_per_sec']:.0f} GFLOP/s** "
-                  f"({prof['training_flops_per_image'] / 1e6:.0f} MFLOP per training image)", ""]
+        lines += [
+            f"- Command: `{entry['command']}` (commit `{entry['git_commit']}`, {entry['created']})",
+            (
+                f"- `{prof['arch']}` on {prof['dataset']}: {prof['params']:,} parameters, {prof['precision']}, "
+                f"batch {prof['batch_size']}: **{prof['step_s'] * 1000:.0f} ms per step, "
+                f"{prof['images_per_sec']:.0f} images/s, {prof['gflops_per_sec']:.0f} GFLOP/s** "
+                f"({prof['training_flops_per_image'] / 1e6:.0f} MFLOP per training image)"
+            ),
+            "",
+        ]
         if cmp:
-            lines += [f"- Peer ({cmp['peer_run']}, {cmp['peer_precision']}): {cmp['peer_images_per_sec']:.0f} images/s × "
-                      f"{cmp['peer_training_flops_per_image'] / 1e6:.0f} MFLOP = {cmp['peer_gflops_per_sec']:.0f} GFLOP/s; "
-                      f"ours / peer = **{cmp['throughput_ratio']:.2f}×** (goal ≥ 0.9×)", ""]
+            lines += [
+                (
+                    f"- Peer ({cmp['peer_run']}, {cmp['peer_precision']}): {cmp['peer_images_per_sec']:.0f} images/s × "
+                    f"{cmp['peer_training_flops_per_image'] / 1e6:.0f} MFLOP = {cmp['peer_gflops_per_sec']:.0f} GFLOP/s; "
+                    f"ours / peer = **{cmp['throughput_ratio']:.2f}×** (goal ≥ 0.9×)"
+                ),
+                "",
+            ]
         plain = prof.get("plain_step_s", prof["step_s"])
         if prof.get("xla"):
-            lines += [f"- XLA (the recipe's `jit_compile`): {prof['step_s'] * 1000:.0f} ms per step compiled against "
-                      f"{plain * 1000:.0f} ms plain, {plain / prof['step_s']:.2f}× the images/s. XLA fuses the batch "
-                      "norm, GELU and pooling arithmetic between the convolutions; the table takes the plain step "
-                      "apart.", ""]
+            lines += [
+                (
+                    f"- XLA (the recipe's `jit_compile`): {prof['step_s'] * 1000:.0f} ms per step compiled against "
+                    f"{plain * 1000:.0f} ms plain, {plain / prof['step_s']:.2f}× the images/s. XLA fuses the batch "
+                    "norm, GELU and pooling arithmetic between the convolutions; the table takes the plain step "
+                    "apart."
+                ),
+                "",
+            ]
         lines += ["| part | forward ms | backward ms | share of the step |", "|---|---:|---:|---:|"]
         for kind, part in sorted(prof["parts"].items(), key=lambda kv: -(kv[1]["forward_s"] + kv[1]["backward_s"])):
             total = part["forward_s"] + part["backward_s"]
-            lines.append(f"| {kind} | {part['forward_s'] * 1000:.1f} | {part['backward_s'] * 1000:.1f} | "
-                         f"{total / plain:.0%} |")
-        lines += [f"| optimizer update | – | – | {prof['optimizer_s'] / plain:.0%} |",
-                  f"| rest of the step (Keras step, loss, metrics, casts, layers together vs alone) | – | – | "
-                  f"{prof['rest_of_step_s'] / plain:.0%} |", "",
-                  f"Input pipeline alone: {prof['input_pipeline_s'] * 1000:.1f} ms per batch "
-                  f"({prof['input_pipeline_s'] / prof['step_s']:.0%} of a step; {prof['input_pipeline_overlaps']}).", ""]
+            lines.append(
+                f"| {kind} | {part['forward_s'] * 1000:.1f} | {part['backward_s'] * 1000:.1f} | {total / plain:.0%} |"
+            )
+        lines += [
+            f"| optimizer update | – | – | {prof['optimizer_s'] / plain:.0%} |",
+            (
+                f"| rest of the step (Keras step, loss, metrics, casts, layers together vs alone) | – | – | "
+                f"{prof['rest_of_step_s'] / plain:.0%} |"
+            ),
+            "",
+            (
+                f"Input pipeline alone: {prof['input_pipeline_s'] * 1000:.1f} ms per batch "
+                f"({prof['input_pipeline_s'] / prof['step_s']:.0%} of a step; {prof['input_pipeline_overlaps']})."
+            ),
+            "",
+        ]
     return "\n".join(lines + [_machines.NOTES_MARKER, notes.strip("\n"), ""])
 
 
@@ -268,12 +335,19 @@ def main(argv=None) -> int:
 
     import_tensorflow_quietly()
     machine = _machines.this_machine()
-    prof = profile(args.arch, args.dataset, args.precision, args.steps, args.data_dir,
-                   log=lambda text: print(text, flush=True))
+    prof = profile(
+        args.arch, args.dataset, args.precision, args.steps, args.data_dir, log=lambda text: print(text, flush=True)
+    )
     tta_doc = _machines.load(RESULTS_DIR / "time_to_accuracy.json", "time_to_accuracy")
     command = " ".join(["python -m benchmarks.step_profile", *(shlex.quote(a) for a in (argv or sys.argv[1:]))])
-    entry = {"machine": machine, "command": command, "git_commit": git_commit(), "created": now_iso(),
-             "profile": prof, "peer": peer_comparison(prof, tta_doc, machine) if args.dataset == "cifar10" else None}
+    entry = {
+        "machine": machine,
+        "command": command,
+        "git_commit": git_commit(),
+        "created": now_iso(),
+        "profile": prof,
+        "peer": peer_comparison(prof, tta_doc, machine) if args.dataset == "cifar10" else None,
+    }
     path = args.out / f"{BENCHMARK}.json"
     doc = _machines.merge(_machines.load(path, BENCHMARK), BENCHMARK, entry)
     validate_results(doc)

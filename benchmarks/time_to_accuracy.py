@@ -49,12 +49,15 @@ BASELINE = "seed"
 PEER_PYTHON_SHOWN = "PEER_VENV/bin/python"  # how --peer-python is recorded
 DEFAULT_RECIPES = ("seed", "turbo")
 NOTES_MARKER = _machines.NOTES_MARKER
-CLOCK = ("sum over epochs of the time from the start of an epoch to its end inside Keras fit(): "
-         "optimisation steps, the recipe's validation pass (seed only) and the library's per-epoch "
-         "checkpoint; the per-epoch test evaluation, data loading and model building are excluded")
+CLOCK = (
+    "sum over epochs of the time from the start of an epoch to its end inside Keras fit(): "
+    "optimisation steps, the recipe's validation pass (seed only) and the library's per-epoch "
+    "checkpoint; the per-epoch test evaluation, data loading and model building are excluded"
+)
 
 
 # -- running ------------------------------------------------------------------------------------
+
 
 def _epoch_clock_class():
     import keras
@@ -82,14 +85,21 @@ def _epoch_clock_class():
             probs = predict_proba(self.model, self.data.x_test, self.data.info, tta=self.tta)
             accuracy = float((probs.argmax(axis=1) == self.data.y_test).mean())
             logs = logs or {}
-            record = {"epoch": epoch + 1, "train_seconds": round(self.train_seconds, 3),
-                      "epoch_seconds": round(seconds, 3), "test_accuracy": accuracy,
-                      "eval_seconds": round(time.perf_counter() - t_eval, 3),
-                      "train_loss": _num(logs.get("loss")), "train_accuracy": _num(logs.get("accuracy")),
-                      "val_accuracy": _num(logs.get("val_accuracy"))}
+            record = {
+                "epoch": epoch + 1,
+                "train_seconds": round(self.train_seconds, 3),
+                "epoch_seconds": round(seconds, 3),
+                "test_accuracy": accuracy,
+                "eval_seconds": round(time.perf_counter() - t_eval, 3),
+                "train_loss": _num(logs.get("loss")),
+                "train_accuracy": _num(logs.get("accuracy")),
+                "val_accuracy": _num(logs.get("val_accuracy")),
+            }
             self.epochs.append(record)
-            self.log(f"  epoch {record['epoch']}: {seconds:6.1f}s (clock {self.train_seconds:7.1f}s)  "
-                     f"test accuracy {accuracy:.4f}  [eval {record['eval_seconds']:.1f}s, not on the clock]")
+            self.log(
+                f"  epoch {record['epoch']}: {seconds:6.1f}s (clock {self.train_seconds:7.1f}s)  "
+                f"test accuracy {accuracy:.4f}  [eval {record['eval_seconds']:.1f}s, not on the clock]"
+            )
             if self.stop_at_target and accuracy >= self.target:
                 self.stopped_by = "target"
                 self.model.stop_training = True
@@ -104,31 +114,47 @@ def _num(value):
     return None if value is None else float(value)
 
 
-def run_recipe(dataset: str, recipe: str, data, *, stop_at_target: bool = False, max_train_seconds=None,
-               epochs=None, subset=None, seed: int = 0, log=print) -> dict:
+def run_recipe(
+    dataset: str,
+    recipe: str,
+    data,
+    *,
+    stop_at_target: bool = False,
+    max_train_seconds=None,
+    epochs=None,
+    subset=None,
+    seed: int = 0,
+    log=print,
+) -> dict:
     """Train one recipe through the library's trainer; every epoch timed and tested."""
+    from cnn_core.base.store import ModelStore
     from cnn_core.predict.inference import tta_level
     from cnn_core.train.recipes import resolve_config
-    from cnn_core.base.store import ModelStore
     from cnn_core.train.training import train
 
     config = resolve_config(dataset, recipe, epochs=epochs, subset=subset, seed=seed)
     target = TARGETS.get(dataset, 1.0)
     clock = _epoch_clock_class()(data, tta_level(config.get("tta")), target, stop_at_target, max_train_seconds, log)
-    log(f"{dataset} / {recipe}: up to {config['epochs']} epochs, batch {config['batch_size']}, "
-        f"target {target:.1%}" + (f", capped at {max_train_seconds:.0f}s of training" if max_train_seconds else ""))
+    log(
+        f"{dataset} / {recipe}: up to {config['epochs']} epochs, batch {config['batch_size']}, "
+        f"target {target:.1%}" + (f", capped at {max_train_seconds:.0f}s of training" if max_train_seconds else "")
+    )
     load_before, usage_before, wall_before = os.getloadavg(), _cpu_seconds(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tta_bench_") as tmp:
         store = ModelStore(Path(tmp), "runs", writable=True)
-        result = train(config, f"bench_{dataset}_{recipe}", store=store, data=data, command="benchmark",
-                       extra_callbacks=[clock])
+        result = train(
+            config, f"bench_{dataset}_{recipe}", store=store, data=data, command="benchmark", extra_callbacks=[clock]
+        )
     wall = time.perf_counter() - wall_before
     card = result.card
     # How much of the machine this run had: its CPU seconds over wall seconds × usable
     # cores (about 1 when nothing else ran), and the 1-minute load average around it.
-    contention = {"cpu_share": round((_cpu_seconds() - usage_before) / (wall * card["machine"]["cores"]), 3),
-                  "load_average_before": round(load_before[0], 2), "load_average_after": round(os.getloadavg()[0], 2),
-                  "wall_seconds": round(wall, 1)}
+    contention = {
+        "cpu_share": round((_cpu_seconds() - usage_before) / (wall * card["machine"]["cores"]), 3),
+        "load_average_before": round(load_before[0], 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "wall_seconds": round(wall, 1),
+    }
     reached = next((e for e in clock.epochs if e["test_accuracy"] >= target), None)
     capped = clock.stopped_by == "time_cap" and reached is None
     return {
@@ -167,8 +193,11 @@ def ratio_entry(baseline: dict | None, run: dict) -> dict:
         return {"baseline": BASELINE, "value": None, "kind": "not_reached" if baseline else "no_baseline"}
     if baseline["time_to_target"] is not None:
         return {"baseline": BASELINE, "value": baseline["time_to_target"] / run["time_to_target"], "kind": "exact"}
-    return {"baseline": BASELINE, "value": baseline["total_train_seconds"] / run["time_to_target"],
-            "kind": "lower_bound"}
+    return {
+        "baseline": BASELINE,
+        "value": baseline["total_train_seconds"] / run["time_to_target"],
+        "kind": "lower_bound",
+    }
 
 
 def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) -> dict:
@@ -186,7 +215,9 @@ def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) 
         base = runs.get(BASELINE)
         test_size = new_runs.get(dataset, {}).get("_test_size") or old.get(dataset, {}).get("test_size")
         peer_runs = dict(old.get(dataset, {}).get("peer", {}))
-        peer_runs.update({key: {**run, "source": source} for key, run in new_runs.get(dataset, {}).get("_peer", {}).items()})
+        peer_runs.update(
+            {key: {**run, "source": source} for key, run in new_runs.get(dataset, {}).get("_peer", {}).items()}
+        )
         datasets[dataset] = {
             "target": TARGETS[dataset],
             "test_size": test_size,
@@ -194,8 +225,14 @@ def assemble(previous: dict | None, new_runs: dict, command: str, source: dict) 
             "speedup": {name: ratio_entry(base, run) for name, run in runs.items() if name != BASELINE},
             **({"peer": peer_runs} if peer_runs else {}),
         }
-    entry = {"machine": source["machine"], "command": command, "git_commit": source["git_commit"],
-             "versions": source["versions"], "created": now_iso(), "datasets": datasets}
+    entry = {
+        "machine": source["machine"],
+        "command": command,
+        "git_commit": source["git_commit"],
+        "versions": source["versions"],
+        "created": now_iso(),
+        "datasets": datasets,
+    }
     return with_summaries(_machines.merge(previous, BENCHMARK, entry, shared={"clock": CLOCK}))
 
 
@@ -211,32 +248,61 @@ def summary_rows(machine_key: str, datasets: dict) -> list[dict]:
     rows = []
     for dataset, block in datasets.items():
         for target in SUMMARY_TARGETS[dataset]:
-            ours = sorted((t, name) for name, run in block["runs"].items() if name != BASELINE
-                          and (t := _first_at(run["epochs"], target)) is not None)
+            ours = sorted(
+                (t, name)
+                for name, run in block["runs"].items()
+                if name != BASELINE and (t := _first_at(run["epochs"], target)) is not None
+            )
             seed_run = block["runs"].get(BASELINE)
             peer_run = block.get("peer", {}).get(peer.PEER_RUN_FOR_TARGET.get(target, ""))
             ours_s, ours_recipe = ours[0] if ours else (None, None)
             seed_s = _first_at(seed_run["epochs"], target) if seed_run else None
             peer_s = peer_run["total_train_seconds"] if peer_run else None
-            rows.append({"machine": machine_key, "dataset": dataset, "target": target, "ours_s": ours_s,
-                         "ours_recipe": ours_recipe, "peer_s": peer_s,
-                         "peer_run": f"--epochs {peer_run['epochs_planned']:g}" if peer_run else None,
-                         "peer_accuracy": peer_run["tta_test_accuracy"] if peer_run else None, "seed_s": seed_s,
-                         "ratio_vs_peer": ours_s / peer_s if ours_s is not None and peer_s else None,
-                         "ratio_vs_seed": ours_s / seed_s if ours_s is not None and seed_s else None})
+            rows.append(
+                {
+                    "machine": machine_key,
+                    "dataset": dataset,
+                    "target": target,
+                    "ours_s": ours_s,
+                    "ours_recipe": ours_recipe,
+                    "peer_s": peer_s,
+                    "peer_run": f"--epochs {peer_run['epochs_planned']:g}" if peer_run else None,
+                    "peer_accuracy": peer_run["tta_test_accuracy"] if peer_run else None,
+                    "seed_s": seed_s,
+                    "ratio_vs_peer": ours_s / peer_s if ours_s is not None and peer_s else None,
+                    "ratio_vs_seed": ours_s / seed_s if ours_s is not None and seed_s else None,
+                }
+            )
     return rows
 
 
 # -- schema -----------------------------------------------------------------------------------
 
-RUN_KEYS = {"recipe": str, "arch": str, "config": dict, "params": int, "train_size": int, "val_size": int,
-            "tta": int, "epochs_planned": int, "stop_rule": dict, "status": str, "epochs": list,
-            "best_test_accuracy": float, "final_test_accuracy": float, "total_train_seconds": float,
-            "source": dict}
-EPOCH_KEYS = {"epoch": int, "train_seconds": float, "epoch_seconds": float, "test_accuracy": float,
-              "eval_seconds": float}
+RUN_KEYS = {
+    "recipe": str,
+    "arch": str,
+    "config": dict,
+    "params": int,
+    "train_size": int,
+    "val_size": int,
+    "tta": int,
+    "epochs_planned": int,
+    "stop_rule": dict,
+    "status": str,
+    "epochs": list,
+    "best_test_accuracy": float,
+    "final_test_accuracy": float,
+    "total_train_seconds": float,
+    "source": dict,
+}
+EPOCH_KEYS = {
+    "epoch": int,
+    "train_seconds": float,
+    "epoch_seconds": float,
+    "test_accuracy": float,
+    "eval_seconds": float,
+}
 SOURCE_KEYS = {"command": str, "machine": dict, "versions": dict, "created": str}
-
 
 
 def _typed(obj: dict, keys: dict, where: str):
@@ -244,8 +310,11 @@ def _typed(obj: dict, keys: dict, where: str):
     for key, kind in keys.items():
         _machines.need(key in obj, where, f"missing '{key}'")
         value = obj[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else \
-            isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            if kind is float
+            else isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        )
         _machines.need(ok, f"{where}.{key}", f"must be {kind.__name__}, got {type(value).__name__}")
 
 
@@ -257,10 +326,12 @@ def validate_results(doc: dict) -> None:
 
 def _validate_machine(entry: dict, where_machine: str) -> None:
     """One machine's runs: well-formed, all measured on that machine, speed-ups among them."""
-    _typed(entry, {"command": str, "machine": dict, "versions": dict, "created": str, "datasets": dict},
-           where_machine)
-    _machines.need("git_commit" in entry and (entry["git_commit"] is None or isinstance(entry["git_commit"], str)),
-          f"{where_machine}.git_commit", "must be a string or null")
+    _typed(entry, {"command": str, "machine": dict, "versions": dict, "created": str, "datasets": dict}, where_machine)
+    _machines.need(
+        "git_commit" in entry and (entry["git_commit"] is None or isinstance(entry["git_commit"], str)),
+        f"{where_machine}.git_commit",
+        "must be a string or null",
+    )
     _machines.need(len(entry["datasets"]) > 0, f"{where_machine}.datasets", "must not be empty")
     key = _machines.key_of(entry["machine"])
     datasets, summary = entry["datasets"], entry.get("summary")
@@ -273,8 +344,11 @@ def _validate_machine(entry: dict, where_machine: str) -> None:
         for name, run in block.get("peer", {}).items():
             _machines.need(dataset == peer.PEER_DATASET, f"{where}.peer", "the peer trains CIFAR-10 only")
             peer.validate_run(run, f"{where}.peer.{name}", _machines.need)
-            _machines.need(_machines.key_of(run["source"]["machine"]) == key, f"{where}.peer.{name}.source",
-                  "must be measured on the entry's machine")
+            _machines.need(
+                _machines.key_of(run["source"]["machine"]) == key,
+                f"{where}.peer.{name}.source",
+                "must be measured on the entry's machine",
+            )
         for name, run in block["runs"].items():
             rw = f"{where}.runs.{name}"
             _typed(run, RUN_KEYS, rw)
@@ -291,37 +365,61 @@ def _validate_machine(entry: dict, where_machine: str) -> None:
                 _machines.need(0.0 <= epoch["test_accuracy"] <= 1.0, f"{ew}.test_accuracy", "must be in [0, 1]")
                 _machines.need(epoch["epoch_seconds"] > 0, f"{ew}.epoch_seconds", "must be positive")
                 clock += epoch["epoch_seconds"]
-                _machines.need(abs(epoch["train_seconds"] - clock) <= 0.01 * (i + 1), f"{ew}.train_seconds",
-                      "must be the running sum of epoch_seconds")
+                _machines.need(
+                    abs(epoch["train_seconds"] - clock) <= 0.01 * (i + 1),
+                    f"{ew}.train_seconds",
+                    "must be the running sum of epoch_seconds",
+                )
             _machines.need(len(run["epochs"]) <= run["epochs_planned"], f"{rw}.epochs", "more epochs than planned")
             reached = next((e for e in run["epochs"] if e["test_accuracy"] >= block["target"]), None)
-            _machines.need(run.get("time_to_target") == (reached["train_seconds"] if reached else None),
-                  f"{rw}.time_to_target", "must be the clock at the first epoch reaching the target")
-            _machines.need(run.get("epoch_to_target") == (reached["epoch"] if reached else None),
-                  f"{rw}.epoch_to_target", "must be the first epoch reaching the target")
+            _machines.need(
+                run.get("time_to_target") == (reached["train_seconds"] if reached else None),
+                f"{rw}.time_to_target",
+                "must be the clock at the first epoch reaching the target",
+            )
+            _machines.need(
+                run.get("epoch_to_target") == (reached["epoch"] if reached else None),
+                f"{rw}.epoch_to_target",
+                "must be the first epoch reaching the target",
+            )
             accs = [e["test_accuracy"] for e in run["epochs"]]
-            _machines.need(run["best_test_accuracy"] == max(accs), f"{rw}.best_test_accuracy", "must be the best epoch's")
-            _machines.need(run["final_test_accuracy"] == accs[-1], f"{rw}.final_test_accuracy", "must be the last epoch's")
-            _machines.need(run["total_train_seconds"] == run["epochs"][-1]["train_seconds"], f"{rw}.total_train_seconds",
-                  "must be the clock after the last epoch")
+            _machines.need(
+                run["best_test_accuracy"] == max(accs), f"{rw}.best_test_accuracy", "must be the best epoch's"
+            )
+            _machines.need(
+                run["final_test_accuracy"] == accs[-1], f"{rw}.final_test_accuracy", "must be the last epoch's"
+            )
+            _machines.need(
+                run["total_train_seconds"] == run["epochs"][-1]["train_seconds"],
+                f"{rw}.total_train_seconds",
+                "must be the clock after the last epoch",
+            )
         elsewhere = sorted({_machines.key_of(r["source"]["machine"]) for r in block["runs"].values()} - {key})
-        _machines.need(not elsewhere, f"{where}.runs", "speed-ups need every run on the same machine as its entry "
-                                              f"(found runs of {elsewhere} under '{key}')")
+        _machines.need(
+            not elsewhere,
+            f"{where}.runs",
+            f"speed-ups need every run on the same machine as its entry (found runs of {elsewhere} under '{key}')",
+        )
         base = block["runs"].get(BASELINE)
         for name, entry in block["speedup"].items():
             sw = f"{where}.speedup.{name}"
             _machines.need(name in block["runs"] and name != BASELINE, sw, "must name a non-baseline run")
             expected = ratio_entry(base, block["runs"][name])
             _machines.need(entry.get("kind") == expected["kind"], f"{sw}.kind", f"must be '{expected['kind']}'")
-            _machines.need((entry.get("value") is None) == (expected["value"] is None)
-                  and (expected["value"] is None or abs(entry["value"] - expected["value"]) < 1e-9),
-                  f"{sw}.value", "must be the baseline's time over the run's time to the target")
+            _machines.need(
+                (entry.get("value") is None) == (expected["value"] is None)
+                and (expected["value"] is None or abs(entry["value"] - expected["value"]) < 1e-9),
+                f"{sw}.value",
+                "must be the baseline's time over the run's time to the target",
+            )
     # Last: a broken run above is reported as itself, not as the summary it would change.
-    _machines.need(summary == summary_rows(key, datasets), f"{where_machine}.summary",
-          "must be what the runs give (summary_rows)")
+    _machines.need(
+        summary == summary_rows(key, datasets), f"{where_machine}.summary", "must be what the runs give (summary_rows)"
+    )
 
 
 # -- reports -----------------------------------------------------------------------------------
+
 
 def _fmt_seconds(s):
     if s is None:
@@ -336,18 +434,32 @@ def _fmt_contention(c):
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
-    lines = ["# Time to accuracy", "",
-             f"Generated by `python -m benchmarks.time_to_accuracy`; data in `time_to_accuracy.json`, "
-             f"plot in `time_to_accuracy.png`. One section per machine (CPU model | usable cores | CPU flags): "
-             "times and speed-ups compare runs of one machine only.", "",
-             f"- Training clock: {doc['clock']}.",
-             "- CPU share: the run's CPU seconds over its wall time × usable cores (near 100% when it had the "
-             "machine to itself); load: the 1-minute load average before → after it.", ""]
+    lines = [
+        "# Time to accuracy",
+        "",
+        (
+            "Generated by `python -m benchmarks.time_to_accuracy`; data in `time_to_accuracy.json`, "
+            "plot in `time_to_accuracy.png`. One section per machine (CPU model | usable cores | CPU flags): "
+            "times and speed-ups compare runs of one machine only."
+        ),
+        "",
+        f"- Training clock: {doc['clock']}.",
+        (
+            "- CPU share: the run's CPU seconds over its wall time × usable cores (near 100% when it had the "
+            "machine to itself); load: the 1-minute load average before → after it."
+        ),
+        "",
+    ]
     for key, entry in _machines.entries(doc):
         lines += _machines.describe(key, entry)
-        lines += [f"- Latest command: `{entry['command']}`",
-                  f"- Commit: `{entry['git_commit']}`; TensorFlow {entry['versions'].get('tensorflow')}, "
-                  f"Keras {entry['versions'].get('keras')}", ""]
+        lines += [
+            f"- Latest command: `{entry['command']}`",
+            (
+                f"- Commit: `{entry['git_commit']}`; TensorFlow {entry['versions'].get('tensorflow')}, "
+                f"Keras {entry['versions'].get('keras')}"
+            ),
+            "",
+        ]
         lines += _render_machine(entry)
     lines += [NOTES_MARKER, notes.strip("\n"), ""]
     return "\n".join(lines)
@@ -358,40 +470,67 @@ def _fmt_ratio(value):
 
 
 def _render_summary(entry: dict) -> list[str]:
-    lines = ["### Summary: time to each target on this machine (ratio below 1 = ours is faster)", "",
-             "| dataset | target | ours (recipe) | peer (run) | original | ours / peer | ours / original |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "### Summary: time to each target on this machine (ratio below 1 = ours is faster)",
+        "",
+        "| dataset | target | ours (recipe) | peer (run) | original | ours / peer | ours / original |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in entry["summary"]:
         ours = "not reached" if row["ours_s"] is None else f"{_fmt_seconds(row['ours_s'])} ({row['ours_recipe']})"
-        peer_s = ("n/a" if row["dataset"] != peer.PEER_DATASET else "not run here") if row["peer_s"] is None \
+        peer_s = (
+            ("n/a" if row["dataset"] != peer.PEER_DATASET else "not run here")
+            if row["peer_s"] is None
             else f"{_fmt_seconds(row['peer_s'])} ({row['peer_run']}, {row['peer_accuracy']:.2%} with TTA)"
+        )
         seed_s = "not reached" if row["seed_s"] is None else _fmt_seconds(row["seed_s"])
-        lines.append(f"| {row['dataset']} | {row['target']:.0%} | {ours} | {peer_s} | {seed_s} | "
-                     f"{_fmt_ratio(row['ratio_vs_peer'])} | {_fmt_ratio(row['ratio_vs_seed'])} |")
+        lines.append(
+            f"| {row['dataset']} | {row['target']:.0%} | {ours} | {peer_s} | {seed_s} | "
+            f"{_fmt_ratio(row['ratio_vs_peer'])} | {_fmt_ratio(row['ratio_vs_seed'])} |"
+        )
     return lines + [""]
 
 
 def _render_peer(block: dict) -> list[str]:
-    lines = ["Peer (airbench94 CPU port, run beside ours on this machine; its own clock, evaluation excluded):", "",
-             "| run | precision | test accuracy by epoch (no TTA) | clock at the end | final with TTA |",
-             "|---|---|---|---:|---:|"]
+    lines = [
+        "Peer (airbench94 CPU port, run beside ours on this machine; its own clock, evaluation excluded):",
+        "",
+        "| run | precision | test accuracy by epoch (no TTA) | clock at the end | final with TTA |",
+        "|---|---|---|---:|---:|",
+    ]
     for name, run in block["peer"].items():
         accs = " ".join(f"{100 * e['test_accuracy']:.1f}" for e in run["epochs"])
-        lines.append(f"| `--epochs {name}` | {run['precision']} | {accs}% | {_fmt_seconds(run['total_train_seconds'])}"
-                     f" | {run['tta_test_accuracy']:.2%} ({_fmt_seconds(run['train_seconds_with_tta'])}) |")
-    return lines + [""] + [f"- peer `--epochs {name}`: `{run['command']}` (torch {run['torch']}), "
-                           f"{run['source']['created']}." for name, run in block["peer"].items()] + [""]
+        lines.append(
+            f"| `--epochs {name}` | {run['precision']} | {accs}% | {_fmt_seconds(run['total_train_seconds'])}"
+            f" | {run['tta_test_accuracy']:.2%} ({_fmt_seconds(run['train_seconds_with_tta'])}) |"
+        )
+    return (
+        lines
+        + [""]
+        + [
+            f"- peer `--epochs {name}`: `{run['command']}` (torch {run['torch']}), {run['source']['created']}."
+            for name, run in block["peer"].items()
+        ]
+        + [""]
+    )
 
 
 def _render_machine(entry: dict) -> list[str]:
     lines = _render_summary(entry)
     for dataset, block in entry["datasets"].items():
         goal_s, goal_x = GOALS[dataset]
-        lines += [f"### {dataset}: time to {block['target']:.1%} test accuracy "
-                  f"(goal ≤ {_fmt_seconds(goal_s)}, ≥ {goal_x:.0f}× the original)", "",
-                  "| recipe | arch | params | train / val images | epochs run (planned) | time to target | "
-                  "at epoch | best test acc | s / epoch | speed-up vs seed | stopped because | CPU share, load |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        lines += [
+            (
+                f"### {dataset}: time to {block['target']:.1%} test accuracy "
+                f"(goal ≤ {_fmt_seconds(goal_s)}, ≥ {goal_x:.0f}× the original)"
+            ),
+            "",
+            (
+                "| recipe | arch | params | train / val images | epochs run (planned) | time to target | "
+                "at epoch | best test acc | s / epoch | speed-up vs seed | stopped because | CPU share, load |"
+            ),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
         for name, run in block["runs"].items():
             sp = block["speedup"].get(name)
             if sp is None:
@@ -405,22 +544,30 @@ def _render_machine(entry: dict) -> list[str]:
                 f"| {name} | {run['arch']} | {run['params']:,} | {run['train_size']:,} / {run['val_size']:,} | "
                 f"{len(run['epochs'])} ({run['epochs_planned']}) | {_fmt_seconds(run['time_to_target'])} | "
                 f"{run['epoch_to_target'] or '–'} | {run['best_test_accuracy']:.2%} | {per_epoch:.1f} | {speed} | "
-                f"{run['status'].replace('_', ' ')} | {_fmt_contention(run.get('contention'))} |")
+                f"{run['status'].replace('_', ' ')} | {_fmt_contention(run.get('contention'))} |"
+            )
         lines.append("")
         for name, sp in block["speedup"].items():
             run = block["runs"][name]
             t = run["time_to_target"]
             met_time = t is not None and t <= goal_s
             met_x = sp["value"] is not None and sp["value"] >= goal_x
-            lines.append(f"- `{name}`: time goal {'met' if met_time else 'NOT met'} ({_fmt_seconds(t)} vs "
-                         f"≤ {_fmt_seconds(goal_s)}); speed-up goal {'met' if met_x else 'NOT met'}"
-                         + ("" if sp["value"] is None else
-                            f" ({'≥ ' if sp['kind'] == 'lower_bound' else ''}{sp['value']:.1f}× vs ≥ {goal_x:.0f}×)")
-                         + ".")
+            lines.append(
+                f"- `{name}`: time goal {'met' if met_time else 'NOT met'} ({_fmt_seconds(t)} vs "
+                f"≤ {_fmt_seconds(goal_s)}); speed-up goal {'met' if met_x else 'NOT met'}"
+                + (
+                    ""
+                    if sp["value"] is None
+                    else f" ({'≥ ' if sp['kind'] == 'lower_bound' else ''}{sp['value']:.1f}× vs ≥ {goal_x:.0f}×)"
+                )
+                + "."
+            )
         for name, run in block["runs"].items():
             src = run["source"]
-            lines.append(f"- `{name}` run from `{src['command']}` at commit `{src.get('git_commit')}` on "
-                         f"{src['created']}" + (" (subset of the training set)" if run.get("subset") else "") + ".")
+            lines.append(
+                f"- `{name}` run from `{src['command']}` at commit `{src.get('git_commit')}` on "
+                f"{src['created']}" + (" (subset of the training set)" if run.get("subset") else "") + "."
+            )
         lines.append("")
         if block.get("peer"):
             lines += _render_peer(block)
@@ -438,10 +585,10 @@ def plot(doc: dict, path: Path):
     machines = list(_machines.entries(doc))
     cols = max(len(entry["datasets"]) for _, entry in machines)
     fig, axes = plt.subplots(len(machines), cols, figsize=(6.5 * cols, 4.5 * len(machines)), squeeze=False)
-    for row, (key, entry) in zip(axes, machines):
-        for ax in row[len(entry["datasets"]):]:
+    for row, (key, entry) in zip(axes, machines, strict=False):
+        for ax in row[len(entry["datasets"]) :]:
             ax.set_visible(False)
-        for ax, (dataset, block) in zip(row, entry["datasets"].items()):
+        for ax, (dataset, block) in zip(row, entry["datasets"].items(), strict=False):
             curves = [(f"{name} ({run['arch']})", run) for name, run in block["runs"].items()]
             curves += [(f"peer airbench94 --epochs {name}", run) for name, run in block.get("peer", {}).items()]
             for label, run in curves:
@@ -492,9 +639,15 @@ def recipe_figures(doc: dict, dataset: str) -> dict:
     machines = {}
     for key, entry in doc["machines"].items():
         runs = entry.get("datasets", {}).get(dataset, {}).get("runs", {})
-        recipes = {recipe: {"train_seconds": run["total_train_seconds"],
-                            "test_accuracy": run["final_test_accuracy"], "epochs": len(run["epochs"]),
-                            "tta": run["tta"]} for recipe, run in runs.items()}
+        recipes = {
+            recipe: {
+                "train_seconds": run["total_train_seconds"],
+                "test_accuracy": run["final_test_accuracy"],
+                "epochs": len(run["epochs"]),
+                "tta": run["tta"],
+            }
+            for recipe, run in runs.items()
+        }
         if recipes:
             machines[key] = {"machine": entry["machine"], "recipes": recipes}
     return machines
@@ -502,40 +655,71 @@ def recipe_figures(doc: dict, dataset: str) -> dict:
 
 def write_beside_models(doc: dict, store=None) -> list[Path]:
     """Every dataset's recipe figures into DATASET.recipe_times.json in the shipped store."""
-    from cnn_core.studio.benchmark_figures import write_recipe_times
     from cnn_core.base.store import SHIPPED_DIR, ModelStore
+    from cnn_core.studio.benchmark_figures import write_recipe_times
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
     source = {"command": "python -m benchmarks.time_to_accuracy", "results": "benchmarks/results/time_to_accuracy.json"}
-    return [write_recipe_times(dataset, machines, source, store) for dataset in TARGETS
-            if (machines := recipe_figures(doc, dataset))]
+    return [
+        write_recipe_times(dataset, machines, source, store)
+        for dataset in TARGETS
+        if (machines := recipe_figures(doc, dataset))
+    ]
 
 
 # -- command line ---------------------------------------------------------------------------------
+
 
 def main(argv=None) -> int:
     from cnn_core.train.recipes import recipe_names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(TARGETS), default=["mnist", "cifar10"])
-    parser.add_argument("--recipes", nargs="*", default=list(DEFAULT_RECIPES), choices=recipe_names(),
-                        help="recipes to run (default: seed turbo); the first listed runs first; none: only the peer")
+    parser.add_argument(
+        "--recipes",
+        nargs="*",
+        default=list(DEFAULT_RECIPES),
+        choices=recipe_names(),
+        help="recipes to run (default: seed turbo); the first listed runs first; none: only the peer",
+    )
     parser.add_argument("--peer-python", help="a Python with torch (outside this project) to run the CIFAR-10 peer")
-    parser.add_argument("--peer-script", type=Path, default=peer.DEFAULT_SCRIPT,
-                        help="the airbench94 CPU port (default: ../shared/peers/airbench94_cpu.py)")
-    parser.add_argument("--peer-epochs", type=float, nargs="+", default=[3.0],
-                        help="the peer's --epochs, one run each (default 3; 9.9 is its full schedule)")
+    parser.add_argument(
+        "--peer-script",
+        type=Path,
+        default=peer.DEFAULT_SCRIPT,
+        help="the airbench94 CPU port (default: ../shared/peers/airbench94_cpu.py)",
+    )
+    parser.add_argument(
+        "--peer-epochs",
+        type=float,
+        nargs="+",
+        default=[3.0],
+        help="the peer's --epochs, one run each (default 3; 9.9 is its full schedule)",
+    )
     parser.add_argument("--peer-precision", choices=("auto", "bf16", "fp32"), default="auto")
-    parser.add_argument("--reuse-original", action="store_true",
-                        help=f"do not rerun `{BASELINE}` where the results already hold its run on this machine")
-    parser.add_argument("--original-max-minutes", type=float, default=None,
-                        help=f"stop `{BASELINE}` after this much training (default: uncapped); "
-                             "a capped run reports a lower bound on the speed-up")
-    parser.add_argument("--original-until-target", action="store_true",
-                        help=f"stop `{BASELINE}` at the first epoch that reaches the target (its time to the "
-                             "target is unchanged: its schedule reacts to validation only)")
-    parser.add_argument("--epochs", type=int,
-                        help="plan every recipe for N epochs (its schedule spans them, as the peer's --peer-epochs)")
+    parser.add_argument(
+        "--reuse-original",
+        action="store_true",
+        help=f"do not rerun `{BASELINE}` where the results already hold its run on this machine",
+    )
+    parser.add_argument(
+        "--original-max-minutes",
+        type=float,
+        default=None,
+        help=f"stop `{BASELINE}` after this much training (default: uncapped); "
+        "a capped run reports a lower bound on the speed-up",
+    )
+    parser.add_argument(
+        "--original-until-target",
+        action="store_true",
+        help=f"stop `{BASELINE}` at the first epoch that reaches the target (its time to the "
+        "target is unchanged: its schedule reacts to validation only)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="plan every recipe for N epochs (its schedule spans them, as the peer's --peer-epochs)",
+    )
     parser.add_argument("--subset", type=int, help="train on N images (for smoke tests only)")
     parser.add_argument("--test-limit", type=int, help="test on the first N test images (for smoke tests only)")
     parser.add_argument("--seed", type=int, default=0)
@@ -543,9 +727,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
 
+    from cnn_core.base.runtime import configure_threads, git_commit, library_versions, now_iso
     from cnn_core.data.datasets import load_dataset
     from cnn_core.nets.models import ARCHITECTURES
-    from cnn_core.base.runtime import configure_threads, git_commit, library_versions, now_iso
 
     unknown = [r for r in args.recipes if r not in ARCHITECTURES]
     if unknown:
@@ -556,14 +740,21 @@ def main(argv=None) -> int:
     # The peer's interpreter is a machine's own folder: recorded as a placeholder, not a path.
     typed = [PEER_PYTHON_SHOWN if args.peer_python and a == args.peer_python else a for a in (argv or sys.argv[1:])]
     command = " ".join(["python -m benchmarks.time_to_accuracy", *(shlex.quote(a) for a in typed)])
-    source = {"command": command, "git_commit": git_commit(), "machine": _machines.this_machine(),
-              "versions": library_versions(), "created": now_iso()}
+    source = {
+        "command": command,
+        "git_commit": git_commit(),
+        "machine": _machines.this_machine(),
+        "versions": library_versions(),
+        "created": now_iso(),
+    }
     new_runs: dict = {}
     for dataset in args.datasets:
         data = load_dataset(dataset, args.data_dir)
         if args.test_limit:
-            data = dataclasses.replace(data, x_test=data.x_test[:args.test_limit], y_test=data.y_test[:args.test_limit])
-        new_runs[dataset] = {"_test_size": int(len(data.y_test))}
+            data = dataclasses.replace(
+                data, x_test=data.x_test[: args.test_limit], y_test=data.y_test[: args.test_limit]
+            )
+        new_runs[dataset] = {"_test_size": len(data.y_test)}
         if args.peer_python and dataset == peer.PEER_DATASET:
             _run_peers(args, new_runs, previous, command, source)
         for recipe in args.recipes:
@@ -573,25 +764,34 @@ def main(argv=None) -> int:
                 print(f"{dataset} / {recipe}: reusing the run in {json_path}", flush=True)
                 continue
             is_base = recipe == BASELINE
-            run = run_recipe(dataset, recipe, data, seed=args.seed, epochs=args.epochs, subset=args.subset,
-                             stop_at_target=is_base and args.original_until_target,
-                             max_train_seconds=(args.original_max_minutes * 60
-                                                if is_base and args.original_max_minutes else None),
-                             log=lambda text: print(text, flush=True))
+            run = run_recipe(
+                dataset,
+                recipe,
+                data,
+                seed=args.seed,
+                epochs=args.epochs,
+                subset=args.subset,
+                stop_at_target=is_base and args.original_until_target,
+                max_train_seconds=(args.original_max_minutes * 60 if is_base and args.original_max_minutes else None),
+                log=lambda text: print(text, flush=True),
+            )
             new_runs[dataset][recipe] = run
             # Write after every run so an interrupted benchmark keeps what it measured.
             # Read again just before writing: another benchmark process may have written since.
             doc = assemble(_machines.load(json_path, BENCHMARK), new_runs, command, source)
             write_outputs(doc, args.out)
-            print(f"  -> time to {TARGETS[dataset]:.1%}: {_fmt_seconds(run['time_to_target'])}; "
-                  f"best {run['best_test_accuracy']:.2%}; wrote {args.out}", flush=True)
+            print(
+                f"  -> time to {TARGETS[dataset]:.1%}: {_fmt_seconds(run['time_to_target'])}; "
+                f"best {run['best_test_accuracy']:.2%}; wrote {args.out}",
+                flush=True,
+            )
     return 0
 
 
 def _run_peers(args, new_runs: dict, previous, command: str, source: dict) -> None:
     """The peer's runs, written after each like ours (the peer reads cifar10.npz itself)."""
-    from cnn_core.data.datasets import resolve_data_dir
     from cnn_core.base.runtime import machine_info
+    from cnn_core.data.datasets import resolve_data_dir
 
     if args.subset or args.test_limit:
         raise SystemExit("The peer always trains on the full data; run it without --subset or --test-limit.")
@@ -599,11 +799,19 @@ def _run_peers(args, new_runs: dict, previous, command: str, source: dict) -> No
     if data_dir is None or not (data_dir / "cifar10.npz").is_file():
         raise SystemExit("The peer reads cifar10.npz from a folder: pass --data-dir or set CNN_DATA_DIR.")
     for epochs in args.peer_epochs:
-        run = peer.run_peer(args.peer_python, args.peer_script, data_dir, epochs, threads=machine_info()["cores"],
-                            precision=args.peer_precision, log=lambda text: print(text, flush=True))
+        run = peer.run_peer(
+            args.peer_python,
+            args.peer_script,
+            data_dir,
+            epochs,
+            threads=machine_info()["cores"],
+            precision=args.peer_precision,
+            log=lambda text: print(text, flush=True),
+        )
         new_runs[peer.PEER_DATASET].setdefault("_peer", {})[peer.run_key(epochs)] = run
-        write_outputs(assemble(_machines.load(args.out / "time_to_accuracy.json", BENCHMARK), new_runs, command,
-                               source), args.out)
+        write_outputs(
+            assemble(_machines.load(args.out / "time_to_accuracy.json", BENCHMARK), new_runs, command, source), args.out
+        )
 
 
 if __name__ == "__main__":

@@ -87,10 +87,10 @@ def measure(names: list[str], data_dir: str | None, limit: int | None, log=print
     """(accuracy rows, prediction seconds per row label, test images per dataset)."""
     import numpy as np
 
-    from cnn_core.data.datasets import load_dataset
     from cnn_core.analysis.evaluation import cross_entropy
-    from cnn_core.predict.inference import tta_label
     from cnn_core.base.store import shipped_store
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.inference import tta_label
 
     store = shipped_store()
     by_dataset: dict[str, list[str]] = {}
@@ -108,20 +108,27 @@ def measure(names: list[str], data_dir: str | None, limit: int | None, log=print
         for combo, level in combos:
             level = probabilities.predictor(combo[0]).tta if level is None else level
             probs = np.mean([probabilities(m, level) for m in combo], axis=0)
-            row = {"dataset": dataset, "models": combo, "tta": level,
-                   "accuracy": float(np.mean(probs.argmax(axis=1) == y)), "loss": cross_entropy(probs, y)}
+            row = {
+                "dataset": dataset,
+                "models": combo,
+                "tta": level,
+                "accuracy": float(np.mean(probs.argmax(axis=1) == y)),
+                "loss": cross_entropy(probs, y),
+            }
             rows.append(row)
             seconds[row_label(row)] = round(sum(probabilities.seconds[m, level] for m in combo), 2)
             log(f"{dataset:14} {'+'.join(combo):60} TTA {tta_label(level, dataset):26} {row['accuracy']:.2%}")
     return rows, seconds, min(sizes)
 
 
-
 def _validate_entry(entry: dict, where: str) -> None:
     for key in ("command", "git_commit", "date", "evaluation_seconds"):
         _machines.need(key in entry, where, f"missing '{key}'")
-    _machines.need(entry["evaluation_seconds"] and all(v > 0 for v in entry["evaluation_seconds"].values()),
-          f"{where}.evaluation_seconds", "needs positive seconds per evaluation")
+    _machines.need(
+        entry["evaluation_seconds"] and all(v > 0 for v in entry["evaluation_seconds"].values()),
+        f"{where}.evaluation_seconds",
+        "needs positive seconds per evaluation",
+    )
 
 
 def validate_results(doc: dict) -> None:
@@ -130,8 +137,11 @@ def validate_results(doc: dict) -> None:
         _machines.need(key in doc, BENCHMARK, f"missing '{key}'")
     _machines.need(isinstance(doc["rows"], list) and doc["rows"], f"{BENCHMARK}.rows", "no rows")
     for row in doc["rows"]:
-        _machines.need(0 <= row["accuracy"] <= 1 and row["loss"] >= 0, f"{BENCHMARK}.rows[{row_label(row)}]",
-              "accuracy must lie in [0, 1] and loss be ≥ 0")
+        _machines.need(
+            0 <= row["accuracy"] <= 1 and row["loss"] >= 0,
+            f"{BENCHMARK}.rows[{row_label(row)}]",
+            "accuracy must lie in [0, 1] and loss be ≥ 0",
+        )
     _machines.validate(doc, BENCHMARK, _validate_entry)
 
 
@@ -139,26 +149,46 @@ def render_markdown(doc: dict) -> str:
     from cnn_core.predict.inference import tta_label
 
     machines = list(_machines.entries(doc))
-    lines = ["# Test-time augmentation and ensembles", "",
-             f"`{doc['command']}`, commit {doc['git_commit']}, {doc['date']}; the first {doc['test_size']:,} images "
-             "of each test set" + (" (the whole set)." if doc["test_size"] == 10_000 else "."), "",
-             "| dataset | models | TTA | test accuracy | loss |"
-             + "".join(f" seconds, machine {i + 1} |" for i in range(len(machines))),
-             "|---|---|---|---|---|" + "---:|" * len(machines)]
+    lines = [
+        "# Test-time augmentation and ensembles",
+        "",
+        f"`{doc['command']}`, commit {doc['git_commit']}, {doc['date']}; the first {doc['test_size']:,} images "
+        "of each test set" + (" (the whole set)." if doc["test_size"] == 10_000 else "."),
+        "",
+        "| dataset | models | TTA | test accuracy | loss |"
+        + "".join(f" seconds, machine {i + 1} |" for i in range(len(machines))),
+        "|---|---|---|---|---|" + "---:|" * len(machines),
+    ]
     for row in doc["rows"]:
-        times = [next((entry["evaluation_seconds"][k] for k in _labels(row) if k in entry["evaluation_seconds"]), None)
-                 for _, entry in machines]
-        lines.append(f"| {row['dataset']} | {' + '.join(row['models'])} | {tta_label(row['tta'], row['dataset'])} | "
-                     f"{row['accuracy']:.2%} | {row['loss']:.4f} |"
-                     + "".join(" – |" if t is None else f" {t:.2f} |" for t in times))
-    lines += ["", "Seconds of prediction over the test images (a model alone: its own; an ensemble: the sum of "
-              "its members' at that level) compare only within one machine's column:", ""]
+        times = [
+            next((entry["evaluation_seconds"][k] for k in _labels(row) if k in entry["evaluation_seconds"]), None)
+            for _, entry in machines
+        ]
+        lines.append(
+            f"| {row['dataset']} | {' + '.join(row['models'])} | {tta_label(row['tta'], row['dataset'])} | "
+            f"{row['accuracy']:.2%} | {row['loss']:.4f} |"
+            + "".join(" – |" if t is None else f" {t:.2f} |" for t in times)
+        )
+    lines += [
+        "",
+        (
+            "Seconds of prediction over the test images (a model alone: its own; an ensemble: the sum of "
+            "its members' at that level) compare only within one machine's column:"
+        ),
+        "",
+    ]
     for i, (key, entry) in enumerate(machines):
-        lines.append(f"- machine {i + 1}: `{key}`, timed by `{entry['command']}` (commit {entry['git_commit']}, "
-                     f"{entry['date']})" + (f"; flags {entry['machine']['flags_source']}"
-                                            if entry["machine"].get("flags_source") else "")
-                     + ("" if entry.get("timing") == "prediction" else
-                        "; timed before the cached predictions: each row's whole evaluation, the report included") + ".")
+        lines.append(
+            f"- machine {i + 1}: `{key}`, timed by `{entry['command']}` (commit {entry['git_commit']}, "
+            f"{entry['date']})"
+            + (f"; flags {entry['machine']['flags_source']}" if entry["machine"].get("flags_source") else "")
+            + (
+                ""
+                if entry.get("timing") == "prediction"
+                else "; timed before the cached predictions: each row's whole evaluation, the report included"
+            )
+            + "."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -180,13 +210,24 @@ def main(argv=None) -> int:
     import_tensorflow_quietly()
     previous = _machines.load(args.out / f"{BENCHMARK}.json", BENCHMARK)
     command = " ".join(["python -m benchmarks.tta_ensembles", *(argv if argv is not None else sys.argv[1:])])
-    rows, seconds, test_size = measure(args.models or shipped, args.data_dir, args.limit,
-                                       log=lambda text: print(text, flush=True))
+    rows, seconds, test_size = measure(
+        args.models or shipped, args.data_dir, args.limit, log=lambda text: print(text, flush=True)
+    )
     date, commit = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), git_commit()
-    entry = {"machine": _machines.this_machine(), "command": command, "git_commit": commit, "date": date,
-             "evaluation_seconds": seconds, "timing": "prediction"}
-    doc = _machines.merge(previous, BENCHMARK, entry, shared={"command": command, "git_commit": commit, "date": date,
-                                                              "test_size": test_size, "rows": rows})
+    entry = {
+        "machine": _machines.this_machine(),
+        "command": command,
+        "git_commit": commit,
+        "date": date,
+        "evaluation_seconds": seconds,
+        "timing": "prediction",
+    }
+    doc = _machines.merge(
+        previous,
+        BENCHMARK,
+        entry,
+        shared={"command": command, "git_commit": commit, "date": date, "test_size": test_size, "rows": rows},
+    )
     validate_results(doc)
     _machines.write(args.out, BENCHMARK, doc, render_markdown(doc))
     print(render_markdown(doc))
@@ -199,15 +240,25 @@ def main(argv=None) -> int:
 def write_beside_models(doc: dict, store=None) -> list:
     """Each dataset's rows into DATASET.tta_ensembles.json beside the shipped models: what the
     Compare page shows (the app never reads benchmarks/)."""
-    from cnn_core.studio.benchmark_figures import write_ensemble_figures
     from cnn_core.base.store import SHIPPED_DIR, ModelStore
+    from cnn_core.studio.benchmark_figures import write_ensemble_figures
 
     store = store or ModelStore(SHIPPED_DIR, "shipped", writable=True)  # the app reads it read-only
     source = {key: doc[key] for key in ("command", "git_commit", "date", "test_size")}
     datasets = sorted({row["dataset"] for row in doc["rows"]})
-    return [write_ensemble_figures(dataset, [{key: row[key] for key in ("models", "tta", "accuracy", "loss")}
-                                             for row in doc["rows"] if row["dataset"] == dataset], source, store)
-            for dataset in datasets]
+    return [
+        write_ensemble_figures(
+            dataset,
+            [
+                {key: row[key] for key in ("models", "tta", "accuracy", "loss")}
+                for row in doc["rows"]
+                if row["dataset"] == dataset
+            ],
+            source,
+            store,
+        )
+        for dataset in datasets
+    ]
 
 
 if __name__ == "__main__":

@@ -15,9 +15,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from cnn_core.data.datasets import DATASETS, Dataset, DatasetInfo, dataset_info, load_dataset  # noqa: E402
-from cnn_core.base.errors import CnnError, ConfigError, DataError, ImageError, ModelStoreError  # noqa: E402
+from cnn_core.base.errors import CnnError, ConfigError, DataError, ImageError, ModelStoreError
+from cnn_core.data.datasets import DATASETS, Dataset, DatasetInfo, dataset_info, load_dataset
 
 __version__ = "0.1.0"
-__all__ = ["DATASETS", "Dataset", "DatasetInfo", "dataset_info", "load_dataset", "CnnError", "ConfigError",
-           "DataError", "ImageError", "ModelStoreError", "__version__"]
+__all__ = [
+    "DATASETS",
+    "CnnError",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "DatasetInfo",
+    "ImageError",
+    "ModelStoreError",
+    "__version__",
+    "dataset_info",
+    "load_dataset",
+]

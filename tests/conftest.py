@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import cnn_core  # noqa: E402,F401  before any test imports TensorFlow: the package's oneDNN setting
+import cnn_core  # noqa: F401  before any test imports TensorFlow: the package's oneDNN setting
 
 REPO = Path(__file__).resolve().parent.parent
 DATASET_NAMES = ("mnist", "cifar10", "fashion_mnist")
@@ -26,8 +26,10 @@ def real_data_dir(environ=os.environ, download=None, download_dir: Path = DOWNLO
         folder = Path(environ["CNN_DATA_DIR"]).expanduser()
         missing = [n for n in DATASET_NAMES if not (folder / f"{n}.npz").is_file()]
         if missing:
-            pytest.fail(f"Real-data tests need {', '.join(m + '.npz' for m in missing)} in {folder} "
-                        f"(CNN_DATA_DIR). Missing data is a failure, not a skip.")
+            pytest.fail(
+                f"Real-data tests need {', '.join(m + '.npz' for m in missing)} in {folder} "
+                f"(CNN_DATA_DIR). Missing data is a failure, not a skip."
+            )
         return folder
     if download is None:
         from cnn_core.data.datasets import download
@@ -37,8 +39,10 @@ def real_data_dir(environ=os.environ, download=None, download_dir: Path = DOWNLO
             try:
                 download(name, folder)
             except DataError as err:
-                pytest.fail(f"Real-data tests need the datasets: {err} Or set CNN_DATA_DIR to a folder of "
-                            f"mnist.npz, cifar10.npz and fashion_mnist.npz. Missing data is a failure, not a skip.")
+                pytest.fail(
+                    f"Real-data tests need the datasets: {err} Or set CNN_DATA_DIR to a folder of "
+                    f"mnist.npz, cifar10.npz and fashion_mnist.npz. Missing data is a failure, not a skip."
+                )
     return folder
 
 

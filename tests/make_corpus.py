@@ -121,12 +121,18 @@ def builders() -> dict[str, callable]:
         # --- not images at all ---------------------------------------------------------------
         "empty.png": lambda: b"",
         "text_renamed.png": lambda: b"Shopping list:\n- milk\n- eggs\n" * 20,
-        "page_renamed.png": lambda: b"<!DOCTYPE html><html><head><title>x</title></head>"
-                                    b"<body><script>alert(1)</script><img src=x onerror=alert(2)></body></html>",
-        "drawing.svg": lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" '
-                               b'height="10"><rect width="10" height="10" fill="red"/></svg>',
-        "drawing_renamed.png": lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="4000000" height="4000000">'
-                                       b'<rect width="10" height="10"/></svg>',
+        "page_renamed.png": lambda: (
+            b"<!DOCTYPE html><html><head><title>x</title></head>"
+            b"<body><script>alert(1)</script><img src=x onerror=alert(2)></body></html>"
+        ),
+        "drawing.svg": lambda: (
+            b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" '
+            b'height="10"><rect width="10" height="10" fill="red"/></svg>'
+        ),
+        "drawing_renamed.png": lambda: (
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="4000000" height="4000000">'
+            b'<rect width="10" height="10"/></svg>'
+        ),
         "model_renamed.jpg": _keras_zip,
         "random_bytes.jpg": lambda: rng.bytes(4096),
         "random_bytes.bin": lambda: rng.bytes(777),
@@ -144,8 +150,9 @@ def builders() -> dict[str, callable]:
         "tall_strip.png": lambda: _encode(_photo((3, 900), seed=9), "PNG"),
         "sixteen_bit.png": _sixteen_bit,
         "palette.png": lambda: _encode(photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG"),
-        "palette_transparent.gif": lambda: _encode(photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=16),
-                                                   "GIF", transparency=0),
+        "palette_transparent.gif": lambda: _encode(
+            photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "GIF", transparency=0
+        ),
         "transparent.png": _transparent,
         "fully_transparent.png": lambda: _encode(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), "PNG"),
         "cmyk.jpg": lambda: _encode(photo.convert("CMYK"), "JPEG"),
@@ -157,8 +164,9 @@ def builders() -> dict[str, callable]:
         "photo.tiff": lambda: _encode(photo, "TIFF", compression="tiff_lzw"),
         "lab.tiff": lambda: _encode(photo.convert("LAB"), "TIFF"),
         "cmyk.tiff": lambda: _encode(photo.convert("CMYK"), "TIFF"),
-        "float.tiff": lambda: _encode(Image.fromarray(np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64)),
-                                      "TIFF"),
+        "float.tiff": lambda: _encode(
+            Image.fromarray(np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64)), "TIFF"
+        ),
         "photo.webp": lambda: _encode(photo, "WEBP"),
         "photo.bmp": lambda: _encode(photo, "BMP"),
         "no_extension": lambda: _encode(photo, "PNG"),

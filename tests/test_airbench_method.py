@@ -6,18 +6,19 @@ import keras
 import numpy as np
 import pytest
 
-from cnn_core.train.callbacks import Lookahead
 from cnn_core.base.errors import ConfigError
 from cnn_core.nets.initialisers import dirac_identity, initialise_from_data, patch_whitening_kernel
 from cnn_core.nets.models import WHITEN_LAYER, build_model
+from cnn_core.train.callbacks import Lookahead
 from cnn_core.train.optimizer import GroupedSGD, MuonSGD, TriangleSchedule
 from cnn_core.train.recipes import resolve_config
 
 
 def _patches(x, k):
-    n, h, w, c = x.shape
-    return np.concatenate([x[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)],
-                          axis=-1).reshape(-1, k * k * c)
+    _n, h, w, c = x.shape
+    return np.concatenate(
+        [x[:, i : h - k + 1 + i, j : w - k + 1 + j, :] for i in range(k) for j in range(k)], axis=-1
+    ).reshape(-1, k * k * c)
 
 
 def test_whitening_kernel_decorrelates_real_photo_patches(data_dir):
@@ -54,8 +55,11 @@ def test_the_keras_net_has_the_peers_layer_shapes():
     from benchmarks.step_profile import PEER_LAYERS
 
     model = build_model("airbench", "cifar10")
-    ours = [tuple(layer.get_weights()[0].shape) for layer in model.layers
-            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    ours = [
+        tuple(layer.get_weights()[0].shape)
+        for layer in model.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+    ]
     theirs = [(k, k, cin, cout) if kind.startswith("conv") else (cin, cout) for kind, _, _, cin, cout, k in PEER_LAYERS]
     assert ours == theirs
     bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
@@ -64,8 +68,9 @@ def test_the_keras_net_has_the_peers_layer_shapes():
 
 def _one_step(multipliers, l2=0.0, freeze_after=None, steps=1):
     variables = [keras.Variable(np.ones(3, np.float32), name=name) for name in ("kernel", "beta", "frozen")]
-    optimizer = GroupedSGD(learning_rate=0.1, momentum=0.5, l2=l2, lr_multipliers=multipliers,
-                           freeze_after=freeze_after)
+    optimizer = GroupedSGD(
+        learning_rate=0.1, momentum=0.5, l2=l2, lr_multipliers=multipliers, freeze_after=freeze_after
+    )
     for _ in range(steps):
         optimizer.apply_gradients([(np.full(3, 0.5, np.float32), v) for v in variables])
     return [keras.ops.convert_to_numpy(v)[0] for v in variables]
@@ -94,11 +99,16 @@ def test_grouped_sgd_freezes_a_variable_after_its_step():
 
 
 def test_grouped_sgd_round_trips_through_its_config():
-    optimizer = GroupedSGD(learning_rate=0.1, momentum=0.85, l2=0.001, lr_multipliers={"beta": 64.0},
-                           freeze_after={"whiten/bias": 147})
+    optimizer = GroupedSGD(
+        learning_rate=0.1, momentum=0.85, l2=0.001, lr_multipliers={"beta": 64.0}, freeze_after={"whiten/bias": 147}
+    )
     twin = GroupedSGD.from_config(optimizer.get_config())
-    assert (twin.l2, twin.lr_multipliers, twin.freeze_after, twin.nesterov) == (0.001, {"beta": 64.0},
-                                                                                {"whiten/bias": 147}, True)
+    assert (twin.l2, twin.lr_multipliers, twin.freeze_after, twin.nesterov) == (
+        0.001,
+        {"beta": 64.0},
+        {"whiten/bias": 147},
+        True,
+    )
 
 
 def test_triangle_schedule_rises_to_the_peak_then_falls_to_its_end():
@@ -166,7 +176,7 @@ def test_muon_steps_a_conv_kernel_as_airbench94_muon_does():
     expected, buffer = start.astype(np.float64), 0.0
     for gradient in gradients:
         optimizer.apply_gradients([(gradient, kernel)])
-        buffer = 0.6 * buffer + gradient                     # PyTorch's Nesterov buffer ...
+        buffer = 0.6 * buffer + gradient  # PyTorch's Nesterov buffer ...
         direction = (gradient + 0.6 * buffer).reshape(-1, 6)  # ... one column per output channel
         expected = expected * np.sqrt(6) / np.linalg.norm(expected)  # kernel back to norm √outputs
         expected = expected - 0.5 * 0.2 * _newton_schulz(direction, 3).reshape(start.shape)
@@ -177,26 +187,40 @@ def test_muon_leaves_the_rest_to_grouped_sgd():
     # A BN bias and the classifier (not 4-D) and the frozen whitening kernel (multiplier 0) take
     # GroupedSGD's step, exactly as GroupedSGD alone gives it.
     def stepped(optimizer_class, **extra):
-        variables = [keras.Variable(np.ones(shape, np.float32), name=name)
-                     for name, shape in (("beta", (3,)), ("classifier_kernel", (4, 2)), ("whiten_kernel", (2, 2, 3, 4)))]
-        optimizer = optimizer_class(learning_rate=0.1, momentum=0.85, l2=0.01,
-                                    lr_multipliers={"beta": 64.0, "whiten_kernel": 0.0}, **extra)
+        variables = [
+            keras.Variable(np.ones(shape, np.float32), name=name)
+            for name, shape in (("beta", (3,)), ("classifier_kernel", (4, 2)), ("whiten_kernel", (2, 2, 3, 4)))
+        ]
+        optimizer = optimizer_class(
+            learning_rate=0.1, momentum=0.85, l2=0.01, lr_multipliers={"beta": 64.0, "whiten_kernel": 0.0}, **extra
+        )
         for _ in range(2):
             optimizer.apply_gradients([(np.full(v.shape, 0.5, np.float32), v) for v in variables])
         return [keras.ops.convert_to_numpy(v) for v in variables]
 
     muon, grouped = stepped(MuonSGD, muon_lr_ratio=3.0), stepped(GroupedSGD)
-    for ours, reference in zip(muon, grouped):
+    for ours, reference in zip(muon, grouped, strict=False):
         np.testing.assert_array_equal(ours, reference)
     assert np.all(muon[2] == 1.0) and np.all(muon[0] < 1.0)
 
 
 def test_muon_round_trips_through_its_config():
-    optimizer = MuonSGD(learning_rate=1.656, momentum=0.85, l2=0.0024, lr_multipliers={"beta": 64.0},
-                        muon_lr_ratio=0.145, muon_momentum=0.6, ns_steps=3)
+    optimizer = MuonSGD(
+        learning_rate=1.656,
+        momentum=0.85,
+        l2=0.0024,
+        lr_multipliers={"beta": 64.0},
+        muon_lr_ratio=0.145,
+        muon_momentum=0.6,
+        ns_steps=3,
+    )
     twin = MuonSGD.from_config(optimizer.get_config())
-    assert (twin.muon_lr_ratio, twin.muon_momentum, twin.ns_steps, twin.lr_multipliers) == (0.145, 0.6, 3,
-                                                                                           {"beta": 64.0})
+    assert (twin.muon_lr_ratio, twin.muon_momentum, twin.ns_steps, twin.lr_multipliers) == (
+        0.145,
+        0.6,
+        3,
+        {"beta": 64.0},
+    )
 
 
 def test_cifar10_airbench_runs_airbench94_muon_and_the_digits_keep_airbench94():
@@ -234,7 +258,8 @@ def test_the_recipes_lr_keeps_the_step_per_image_at_another_batch_size():
     assert quick["batch_size"] == 1024 and quick["lr_scales_with_batch"] is True
     assert resolve_config("cifar10", "quick", batch_size=256)["lr"] == pytest.approx(quick["lr"] / 4)
     assert resolve_config("mnist", "airbench", batch_size=1024)["lr"] == pytest.approx(
-        4 * resolve_config("mnist", "airbench")["lr"])
+        4 * resolve_config("mnist", "airbench")["lr"]
+    )
     assert resolve_config("cifar10", "quick", batch_size=256, lr=1.0)["lr"] == 1.0  # an lr asked for is kept
     seed = resolve_config("cifar10", "seed")  # Adam's lr does not scale with the batch
     assert resolve_config("cifar10", "seed", batch_size=4 * seed["batch_size"])["lr"] == seed["lr"]
@@ -244,12 +269,19 @@ def test_the_recipes_lr_keeps_the_step_per_image_at_another_batch_size():
         resolve_config("cifar10", "quick", batch_size=0)
 
 
-@pytest.mark.parametrize("onednn, precision, setting, expected", [
-    (False, "fp32", "auto", True), (True, "fp32", "auto", False),  # XLA pays only over Eigen's convolutions
-    (False, "bf16", "auto", False), (True, "fp32", True, True), (False, "fp32", False, False)])
+@pytest.mark.parametrize(
+    "onednn, precision, setting, expected",
+    [
+        (False, "fp32", "auto", True),
+        (True, "fp32", "auto", False),  # XLA pays only over Eigen's convolutions
+        (False, "bf16", "auto", False),
+        (True, "fp32", True, True),
+        (False, "fp32", False, False),
+    ],
+)
 def test_xla_is_chosen_where_it_was_measured_to_pay(monkeypatch, onednn, precision, setting, expected):
-    from cnn_core.train import optimizer
     from cnn_core.base import runtime
+    from cnn_core.train import optimizer
 
     monkeypatch.setattr(runtime, "onednn_enabled", lambda: onednn)
     assert optimizer.jit_compiles({"jit_compile": setting, "precision": precision}) is expected
@@ -277,8 +309,9 @@ def test_a_short_real_muon_run_learns_and_keeps_its_kernels_at_their_norm(data_d
     config = resolve_config("cifar10", "airbench", epochs=2, subset=3000, val_size=0, batch_size=500, tta=0)
     result = train(config, "muon_smoke")
     model = result.store.load_model("muon_smoke")
-    kernels = [layer.kernel for layer in model.layers
-               if isinstance(layer, keras.layers.Conv2D) and layer.name != WHITEN_LAYER]
+    kernels = [
+        layer.kernel for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer.name != WHITEN_LAYER
+    ]
     # Each Muon step starts by setting the kernel's norm to √outputs; the last step's small update
     # is all that moves it off. (Keras' init gives the square kernels that norm already, but the
     # 24→64 and 64→256 ones start 26% and 37% short of it.)
@@ -300,7 +333,7 @@ def _position_coded_digits(count: int) -> np.ndarray:
 def _seen_mirrored(batch: np.ndarray) -> dict[int, bool]:
     """{image number: mirrored?} for a batch of _position_coded_digits after the pipeline."""
     batch = np.asarray(batch)[..., 0]
-    return {int(round(image.max())) - 1: bool(image[:, 0].max() == 0) for image in batch}
+    return {round(image.max()) - 1: bool(image[:, 0].max() == 0) for image in batch}
 
 
 def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch():
@@ -311,8 +344,16 @@ def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch():
     flips = AlternatingFlip(16, seed=3)
     assert 0 < flips.mirrored_first.sum() < 16  # a random half, not all or none
     flip_only = {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": True}
-    ds = make_tf_dataset(_position_coded_digits(16), np.arange(16), dataset_info("mnist"), 5, flip_only,
-                         shuffle=True, seed=0, alternating_flip=flips)
+    ds = make_tf_dataset(
+        _position_coded_digits(16),
+        np.arange(16),
+        dataset_info("mnist"),
+        5,
+        flip_only,
+        shuffle=True,
+        seed=0,
+        alternating_flip=flips,
+    )
     orders = []
     for epoch in range(4):
         flips.on_epoch_begin(epoch)
@@ -346,9 +387,16 @@ def test_fit_sets_the_flip_of_each_epoch_before_reading_its_images():
     model = keras.Sequential([keras.Input((28, 28, 1)), recorder, keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
     flips = AlternatingFlip(3, seed=1)
-    ds = make_tf_dataset(_position_coded_digits(3), np.arange(3), dataset_info("mnist"), 1,
-                         {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": True},
-                         shuffle=True, seed=0, alternating_flip=flips)
+    ds = make_tf_dataset(
+        _position_coded_digits(3),
+        np.arange(3),
+        dataset_info("mnist"),
+        1,
+        {"rotation": 0.0, "shift": 0.0, "zoom": 0.0, "flip": True},
+        shuffle=True,
+        seed=0,
+        alternating_flip=flips,
+    )
     seen: list[tuple[int, int, bool]] = []
 
     class Watch(keras.callbacks.Callback):
@@ -356,7 +404,7 @@ def test_fit_sets_the_flip_of_each_epoch_before_reading_its_images():
             self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
-            (image, mirrored), = _seen_mirrored(keras.ops.convert_to_numpy(recorder.seen)).items()
+            ((image, mirrored),) = _seen_mirrored(keras.ops.convert_to_numpy(recorder.seen)).items()
             seen.append((self.epoch, image, mirrored))
 
     model.fit(ds, epochs=4, callbacks=[flips, Watch()], shuffle=False, verbose=0)  # shuffled in tf.data

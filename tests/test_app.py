@@ -10,8 +10,18 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, wait_for_job
 
 SAMPLES = REPO / "assets" / "samples"
-PAGES = ["app_pages/home.py", "app_pages/train.py", "app_pages/results.py", "app_pages/draw.py", "app_pages/photo.py", "app_pages/explain.py",
-         "app_pages/probe.py", "app_pages/calibration.py", "app_pages/labels.py", "app_pages/compare.py"]
+PAGES = [
+    "app_pages/home.py",
+    "app_pages/train.py",
+    "app_pages/results.py",
+    "app_pages/draw.py",
+    "app_pages/photo.py",
+    "app_pages/explain.py",
+    "app_pages/probe.py",
+    "app_pages/calibration.py",
+    "app_pages/labels.py",
+    "app_pages/compare.py",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +97,8 @@ def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):
 
 
 def test_draw_page_tta_averages_shifts_of_the_digit_never_its_mirror_image(data_dir):
-    from cnn_core.studio.catalog import list_models, rank_for_choice
     from cnn_core.data.datasets import load_dataset
+    from cnn_core.studio.catalog import list_models, rank_for_choice
 
     at = open_page("app_pages/draw.py")
     data = load_dataset("mnist", data_dir)
@@ -116,8 +126,12 @@ def test_photo_page_classifies_an_upload_and_survives_a_corrupt_one():
     at = open_page("app_pages/photo.py")
     car = next((SAMPLES / "cifar10").glob("automobile_*.png"))
     uploader = at.file_uploader(key="photo_upload")
-    uploader.set_value([("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg"),
-                        ("car.png", car.read_bytes(), "image/png")])
+    uploader.set_value(
+        [
+            ("broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg"),
+            ("car.png", car.read_bytes(), "image/png"),
+        ]
+    )
     at.run()
     assert not at.exception
     assert any("broken.jpg" in e.value and "not an image" in e.value for e in at.error)
@@ -146,9 +160,9 @@ def _wait_for_job(at: AppTest, until, timeout=300):
 
 
 def test_train_page_offers_the_quick_recipe_first_labelled_with_its_measured_time():
-    from cnn_core.studio.benchmark_figures import recipe_time_label, recipe_times
-    from cnn_core.service.jobs import LARGEST_TRAINING_SPLIT
     from cnn_core.base.runtime import machine_info
+    from cnn_core.service.jobs import LARGEST_TRAINING_SPLIT
+    from cnn_core.studio.benchmark_figures import recipe_time_label, recipe_times
 
     at = open_page("app_pages/train.py")
     box = at.selectbox(key="arch")
@@ -228,9 +242,9 @@ def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolate
 
 @pytest.mark.slow  # trains a model
 def test_second_start_while_running_gets_a_clear_message(isolated_runs):
+    from app_pages._common import get_jobs
     from cnn_core.base.errors import TrainingBusyError
     from cnn_core.train.recipes import resolve_config
-    from app_pages._common import get_jobs
 
     jobs = get_jobs()
     jobs.start(resolve_config("mnist", "seed", epochs=2, subset=1000), "busy_one", owner="a")
@@ -248,8 +262,8 @@ def test_explain_page_shows_gradcam_feature_maps_and_layers_for_a_test_image():
     assert not at.exception, at.exception
     headers = [h.value for h in at.subheader]
     assert any("Grad-CAM" in h for h in headers) and any("Feature maps" in h for h in headers)
-    from cnn_core.analysis.explain import conv_layer_names
     from app_pages._common import get_predictor
+    from cnn_core.analysis.explain import conv_layer_names
 
     model = get_predictor(at.selectbox(key="explain_model").value).model
     layers = at.selectbox(key="fm_layer").options  # one entry per conv layer, named after it
@@ -293,8 +307,8 @@ def test_photo_page_tta_option_changes_the_prediction_path():
     at = open_page("app_pages/photo.py")
     at.get("button_group")[-1].set_value(["automobile_cifar10_test_6"]).run()
     with_tta = [p.proto.text for p in at.get("progress")]
-    from cnn_core.studio.catalog import list_models, rank_for_choice
     from cnn_core.predict.inference import tta_level
+    from cnn_core.studio.catalog import list_models, rank_for_choice
 
     default = rank_for_choice(list_models("cifar10"))[0]
     assert default["store"] == "shipped" and tta_level(default["tta"]) > 0
@@ -307,10 +321,10 @@ def test_photo_page_tta_option_changes_the_prediction_path():
 
 
 def test_photo_page_switches_to_the_most_accurate_measured_ensemble():
-    from cnn_core.studio.benchmark_figures import best_ensemble
-    from cnn_core.predict.inference import load_ensemble, top_k
-    from cnn_core.data.preprocess import load_image
     from cnn_core.base.store import shipped_store
+    from cnn_core.data.preprocess import load_image
+    from cnn_core.predict.inference import load_ensemble, top_k
+    from cnn_core.studio.benchmark_figures import best_ensemble
 
     best = best_ensemble("cifar10", set(shipped_store().names()))
     assert best is not None, "rerun benchmarks/tta_ensembles.py: no shipped CIFAR-10 ensemble beats its members"
@@ -320,7 +334,9 @@ def test_photo_page_switches_to_the_most_accurate_measured_ensemble():
     toggle = at.toggle(key="photo_best_ensemble")
     assert " + ".join(best["models"]) in toggle.label and f"{best['accuracy']:.2%}" in toggle.label
     toggle.set_value(True).run()
-    assert not at.exception and not [r for r in at.radio if r.key.startswith("photo_tta")]  # the ensemble sets its own TTA
+    assert not at.exception and not [
+        r for r in at.radio if r.key.startswith("photo_tta")
+    ]  # the ensemble sets its own TTA
     shown = [p.proto.text for p in at.get("progress")]
     # What the page shows is the ensemble's own prediction for the sample.
     sample = next((SAMPLES / "cifar10").glob("automobile_cifar10_test_6.*"))
@@ -400,14 +416,20 @@ def test_each_results_tab_runs_alone_when_opened():
     at = open_page("app_pages/results.py")
     at.selectbox(key="results_model").set_value("cifar10_fast").run()
     sections = {
-        "Confusion matrix & mistakes": lambda: at.get("vega_lite_chart") and at.toggle(key="cm_norm")
-        and any("predicted as" in m.value for m in at.markdown),
+        "Confusion matrix & mistakes": lambda: (
+            at.get("vega_lite_chart")
+            and at.toggle(key="cm_norm")
+            and any("predicted as" in m.value for m in at.markdown)
+        ),
         "Per-class report": lambda: len(at.dataframe) == 1 and any("Macro F1" in c.value for c in at.caption),
         "Sample predictions": lambda: len(at.image) == 1 and any("Random test images" in c.value for c in at.caption),
         "Training curves": lambda: len(at.image) == 1 and not at.dataframe,
         "Epoch by epoch": lambda: any("nothing to replay" in i.value for i in at.info),  # shipped before snapshots
-        "Augmentation": lambda: at.number_input(key="aug_seed") and len(at.image) == 1
-        and any("Augmentation used in training" in m.value for m in at.markdown),
+        "Augmentation": lambda: (
+            at.number_input(key="aug_seed")
+            and len(at.image) == 1
+            and any("Augmentation used in training" in m.value for m in at.markdown)
+        ),
         "Model card": lambda: at.code and at.json and len(at.get("download_button")) >= 3 and not at.image,
     }
     for tab, drawn in sections.items():

@@ -83,11 +83,12 @@ def test_the_table_covers_the_whole_corpus(corpus):
 
 # -- library ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_library_decodes_or_refuses_each_file(corpus, name):
     """load_image + every dataset's preprocessing, from bytes (uploads) and from a path (CLI)."""
-    from cnn_core.data.datasets import dataset_info
     from cnn_core.base.errors import ImageError
+    from cnn_core.data.datasets import dataset_info
     from cnn_core.data.preprocess import STANDARD_MODES, load_image, preprocessor
 
     expected = EXPECTED[name][0]
@@ -115,6 +116,7 @@ def test_exif_rotation_and_animation_are_handled(corpus):
 
 
 # -- the two upload pages -----------------------------------------------------------------
+
 
 def _page(page: str) -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
@@ -223,9 +225,13 @@ def test_draw_page_upload(draw_page, corpus, name):
 def test_two_uploads_with_the_same_name_are_both_classified(photo_page, corpus):
     """Phones name every photo image.jpg: two of them at once must not collide."""
     at = photo_page
-    at.file_uploader(key="photo_upload").set_value([("image.jpg", corpus["grayscale.jpg"].read_bytes(), "image/jpeg"),
-                                                    ("image.jpg", corpus["cmyk.jpg"].read_bytes(), "image/jpeg"),
-                                                    ("image.jpg", b"garbage", "image/jpeg")])
+    at.file_uploader(key="photo_upload").set_value(
+        [
+            ("image.jpg", corpus["grayscale.jpg"].read_bytes(), "image/jpeg"),
+            ("image.jpg", corpus["cmyk.jpg"].read_bytes(), "image/jpeg"),
+            ("image.jpg", b"garbage", "image/jpeg"),
+        ]
+    )
     at.run()
     _no_traceback(at)
     assert len(_photo_prediction(at)) == 6
@@ -235,8 +241,11 @@ def test_two_uploads_with_the_same_name_are_both_classified(photo_page, corpus):
 def test_hostile_upload_names_are_never_written(photo_page, tmp_path):
     """Uploads are processed in memory: a path-like name creates no file anywhere."""
     planted = [tmp_path / "evil_upload.png", REPO / "evil_upload.png", REPO / "runs" / "evil_upload.png"]
-    names = [f"../../{p.name}" for p in planted[1:]] + [str(planted[0]), "..\\..\\evil_upload.png",
-                                                        "evil\x00upload.png"]
+    names = [f"../../{p.name}" for p in planted[1:]] + [
+        str(planted[0]),
+        "..\\..\\evil_upload.png",
+        "evil\x00upload.png",
+    ]
     before = {p for p in REPO.rglob("*") if ".git" not in p.parts}
     at = photo_page
     at.file_uploader(key="photo_upload").set_value([(n, valid_photo_png(), "image/png") for n in names])
@@ -257,8 +266,10 @@ CANVAS_CASES = {
     "single_dot": (_canvas(lambda d: d.ellipse([136, 136, 144, 144], fill=(255, 255, 255, 255))), PREDICT),
     "one_pixel_dot": (_canvas(lambda d: d.point((140, 140), fill=(255, 255, 255, 255))), PREDICT),
     "one_touching_top_and_bottom": (_canvas(lambda d: d.line([(140, 0), (140, 279)], fill="white", width=24)), "1"),
-    "seven_touching_the_edges": (_canvas(lambda d: d.line([(0, 0), (279, 0), (100, 279)], fill="white", width=30)),
-                                 "7"),
+    "seven_touching_the_edges": (
+        _canvas(lambda d: d.line([(0, 0), (279, 0), (100, 279)], fill="white", width=30)),
+        "7",
+    ),
     "ink_along_every_edge": (_canvas(lambda d: d.rectangle([0, 0, 279, 279], outline="white", width=30)), PREDICT),
     "whole_canvas_filled": (_canvas(fill=(255, 255, 255, 255)), EMPTY),
 }
@@ -304,10 +315,18 @@ def test_canvas_edge_cases_on_the_draw_page(draw_page, case):
 
 # -- the CLI ------------------------------------------------------------------------------------
 
+
 def run_cli(*args, env_extra=None, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
-    out = subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(
+        [sys.executable, "-m", "cnn_core", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     out.messages = _our_lines(out.stderr)
     return out
 
@@ -343,6 +362,7 @@ def test_cli_predict_goes_through_the_whole_corpus(corpus, tmp_path):
 
 # -- corrupt data and model files -------------------------------------------------------------------
 
+
 def _tiny_keras_model():
     import keras
 
@@ -352,8 +372,15 @@ def _tiny_keras_model():
 
 
 def _card(name):
-    return {"name": name, "dataset": "mnist", "architecture": "tiny", "params": 7850, "tta": False,
-            "status": "finished", "test_accuracy": 0.5}
+    return {
+        "name": name,
+        "dataset": "mnist",
+        "architecture": "tiny",
+        "params": 7850,
+        "tta": False,
+        "status": "finished",
+        "test_accuracy": 0.5,
+    }
 
 
 def _plant(runs: Path, name: str, model_bytes: bytes | None, card: dict | str | None = "default"):
@@ -375,8 +402,8 @@ def valid_keras_bytes(tmp_path_factory) -> bytes:
 
 def test_corrupt_model_files_give_a_clear_error(isolated_runs, valid_keras_bytes, corpus):
     from cnn_core.base.errors import ModelStoreError
-    from cnn_core.predict.inference import load_predictor
     from cnn_core.base.store import runs_store
+    from cnn_core.predict.inference import load_predictor
 
     cases = {
         "zero_bytes": (b"", "damaged or not a Keras model"),
@@ -407,8 +434,10 @@ def test_cli_reports_corrupt_models_and_data_in_one_line(isolated_runs, valid_ke
     cases = [
         (["predict", "--model", "torn", str(REPO / "assets")], "torn.keras is damaged or not a Keras model"),
         (["evaluate", "--model", "cardless"], "cardless.json is damaged"),
-        (["train", "--dataset", "mnist", "--epochs", "1", "--name", "x", "--data-dir", str(data)],
-         "could not be read as a .npz archive"),
+        (
+            ["train", "--dataset", "mnist", "--epochs", "1", "--name", "x", "--data-dir", str(data)],
+            "could not be read as a .npz archive",
+        ),
     ]
     for args, words in cases:
         out = run_cli(*args, env_extra={"CNN_RUNS_DIR": str(isolated_runs)})
@@ -418,6 +447,7 @@ def test_cli_reports_corrupt_models_and_data_in_one_line(isolated_runs, valid_ke
 
 
 # -- security: what may be loaded -------------------------------------------------------------------
+
 
 def test_models_with_code_are_refused_by_safe_mode(isolated_runs, tmp_path):
     """A `.keras` carrying a Lambda layer (arbitrary Python) placed in the runs folder is not loaded."""
@@ -433,15 +463,16 @@ def test_models_with_code_are_refused_by_safe_mode(isolated_runs, tmp_path):
     _plant(isolated_runs, "sneaky", (tmp_path / "lambda.keras").read_bytes())
     with pytest.raises(ModelStoreError, match="sneaky.keras is damaged or not a Keras model"):
         load_predictor("sneaky")
-    out = run_cli("predict", "--model", "sneaky", str(tmp_path / "x.png"),
-                  env_extra={"CNN_RUNS_DIR": str(isolated_runs)})
+    out = run_cli(
+        "predict", "--model", "sneaky", str(tmp_path / "x.png"), env_extra={"CNN_RUNS_DIR": str(isolated_runs)}
+    )
     assert out.returncode == 2 and "sneaky.keras" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_h5_models_are_refused(isolated_runs, tmp_path):
     from cnn_core.base.errors import ModelStoreError
-    from cnn_core.predict.inference import load_predictor
     from cnn_core.base.store import list_model_names
+    from cnn_core.predict.inference import load_predictor
 
     model = _tiny_keras_model()
     model.save(tmp_path / "legacy.h5")
@@ -456,13 +487,24 @@ def test_h5_models_are_refused(isolated_runs, tmp_path):
         load_predictor("disguised")
 
 
-@pytest.mark.parametrize("name", ["../trained_models/mnist_fast", "..", "mnist_fast/../mnist_fast",
-                                  "/etc/passwd", str(REPO / "trained_models" / "mnist_fast"), "mnist_fast\x00",
-                                  "mnist_fast.keras", "C:\\models\\x", "~root"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../trained_models/mnist_fast",
+        "..",
+        "mnist_fast/../mnist_fast",
+        "/etc/passwd",
+        str(REPO / "trained_models" / "mnist_fast"),
+        "mnist_fast\x00",
+        "mnist_fast.keras",
+        "C:\\models\\x",
+        "~root",
+    ],
+)
 def test_model_names_cannot_escape_the_stores(name, isolated_runs):
     from cnn_core.base.errors import ModelStoreError
-    from cnn_core.predict.inference import load_predictor
     from cnn_core.base.store import find_model, runs_store, shipped_store
+    from cnn_core.predict.inference import load_predictor
 
     with pytest.raises(ModelStoreError, match="Invalid model name"):
         load_predictor(name)

@@ -3,10 +3,14 @@ for them, so the shipped ones must belong to the shipped models as they are now.
 
 import pytest
 
-from cnn_core.studio.benchmark_figures import (ensemble_figures, ood_figures, ood_figures_path, write_ensemble_figures,
-                                        write_ood_figures)
-from cnn_core.predict.inference import tta_level
 from cnn_core.base.store import ModelStore, shipped_store
+from cnn_core.predict.inference import tta_level
+from cnn_core.studio.benchmark_figures import (
+    ensemble_figures,
+    ood_figures,
+    ood_figures_path,
+    write_ensemble_figures,
+)
 
 
 def _calibrated_shipped_models() -> list[str]:
@@ -67,12 +71,14 @@ def test_best_ensemble_is_the_most_accurate_measured_one_of_available_models_bea
 
     store = ModelStore(tmp_path, "shipped", writable=True)
     assert best_ensemble("cifar10", {"a", "b"}, store) is None  # nothing measured
-    rows = [{"models": ["a"], "tta": 2, "accuracy": 0.94, "loss": 0.2},
-            {"models": ["b"], "tta": 2, "accuracy": 0.943, "loss": 0.2},
-            {"models": ["c"], "tta": 1, "accuracy": 0.93, "loss": 0.2},
-            {"models": ["a", "b"], "tta": 2, "accuracy": 0.951, "loss": 0.2},
-            {"models": ["a", "b", "c"], "tta": 2, "accuracy": 0.953, "loss": 0.2},
-            {"models": ["a", "c"], "tta": 2, "accuracy": 0.939, "loss": 0.2}]
+    rows = [
+        {"models": ["a"], "tta": 2, "accuracy": 0.94, "loss": 0.2},
+        {"models": ["b"], "tta": 2, "accuracy": 0.943, "loss": 0.2},
+        {"models": ["c"], "tta": 1, "accuracy": 0.93, "loss": 0.2},
+        {"models": ["a", "b"], "tta": 2, "accuracy": 0.951, "loss": 0.2},
+        {"models": ["a", "b", "c"], "tta": 2, "accuracy": 0.953, "loss": 0.2},
+        {"models": ["a", "c"], "tta": 2, "accuracy": 0.939, "loss": 0.2},
+    ]
     write_ensemble_figures("cifar10", rows, {"command": "x", "git_commit": "y", "date": "z"}, store)
     assert best_ensemble("cifar10", {"a", "b", "c"}, store) == rows[4]
     assert best_ensemble("cifar10", {"a", "b"}, store) == rows[3]  # c is no longer shipped
@@ -86,15 +92,22 @@ XEON = {"cpu": "Intel(R) Xeon(R) Platinum 8481C", "cores": 2, "flags": ["avx2", 
 
 
 def test_recipe_times_are_this_machines_or_the_most_alike_ones(tmp_path):
-    from cnn_core.studio.benchmark_figures import recipe_time_label, recipe_times, write_recipe_times
     from cnn_core.base.runtime import machine_key
+    from cnn_core.studio.benchmark_figures import recipe_time_label, recipe_times, write_recipe_times
 
     store = ModelStore(tmp_path, "shipped", writable=True)
     assert recipe_times("mnist", ZEN3, store) is None  # nothing measured yet
     figures = {"quick": {"train_seconds": 12.8, "test_accuracy": 0.9887, "epochs": 1, "tta": False}}
     slow = {"quick": {"train_seconds": 130.0, "test_accuracy": 0.99, "epochs": 2, "tta": False}}
-    write_recipe_times("mnist", {machine_key(ZEN3): {"machine": ZEN3, "recipes": figures},
-                                 machine_key(XEON): {"machine": XEON, "recipes": slow}}, {"command": "x"}, store)
+    write_recipe_times(
+        "mnist",
+        {
+            machine_key(ZEN3): {"machine": ZEN3, "recipes": figures},
+            machine_key(XEON): {"machine": XEON, "recipes": slow},
+        },
+        {"command": "x"},
+        store,
+    )
     here = recipe_times("mnist", ZEN3, store)
     assert here["exact"] and here["recipes"] == figures
     assert recipe_time_label("quick", here) == "measured 98.9% after 1 epoch, 13 s of training on this CPU"

@@ -25,10 +25,18 @@ SMOKE_TESTED_HERE = {"app_metrics", "inference", "load", "ood", "recipe_switches
 
 def run_script(name: str, *args: str, timeout: float = 300) -> str:
     """Run `python -m benchmarks.NAME ARGS` as a user would; its output, or a failure showing it."""
-    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, \
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        check=False,
+    )
+    assert proc.returncode == 0, (
         f"benchmarks.{name} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc.stdout
 
 
@@ -55,8 +63,11 @@ def test_every_benchmark_script_has_a_smoke_test():
     others = {p.stem: p.read_text() for p in (REPO / "tests").glob("test_*.py") if p.name != Path(__file__).name}
     # A script whose smoke test lives elsewhere has its own test file (tests/test_NAME.py), or
     # a test file runs it by its module name.
-    elsewhere = {s for s in scripts if f"test_{s}" in others
-                 or any(re.search(rf"\bbenchmarks\.{s}\b", text) for text in others.values())}
+    elsewhere = {
+        s
+        for s in scripts
+        if f"test_{s}" in others or any(re.search(rf"\bbenchmarks\.{s}\b", text) for text in others.values())
+    }
     missing = sorted(scripts - SMOKE_TESTED_HERE - elsewhere)
     assert not missing, f"benchmark scripts without a smoke test: {missing}"
 
@@ -64,8 +75,19 @@ def test_every_benchmark_script_has_a_smoke_test():
 @pytest.mark.slow
 def test_inference_benchmark_smoke(data_dir, tmp_path, this_key):
     out = tmp_path / "results"
-    run_script("inference", "--models", "mnist_fast30", "--calls", "10", "--batch-images", "128",
-               "--data-dir", str(data_dir), "--out", str(out))
+    run_script(
+        "inference",
+        "--models",
+        "mnist_fast30",
+        "--calls",
+        "10",
+        "--batch-images",
+        "128",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    )
     inference, doc, md = _read(out, "inference", "inference")
     assert list(doc["machines"]) == [this_key]
     entry = doc["machines"][this_key]
@@ -75,8 +97,9 @@ def test_inference_benchmark_smoke(data_dir, tmp_path, this_key):
     for name, model in entry["models"].items():
         blocks = [model] + ([model["bf16"]] if "bf16" in model else [])
         for block in blocks:
-            assert _positive(block["single_image"]["p50_ms"], block["single_image"]["p95_ms"],
-                             block["batch"]["images_per_sec"]), name
+            assert _positive(
+                block["single_image"]["p50_ms"], block["single_image"]["p95_ms"], block["batch"]["images_per_sec"]
+            ), name
             assert block["single_image"]["calls"] == 10 and block["batch"]["images"] == 128
             assert block["runtime"] in ("litert", "keras"), name
             if model["card_tta"]:
@@ -107,20 +130,36 @@ def test_ood_benchmark_smoke(data_dir, tmp_path):
 @pytest.mark.slow
 def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     out = tmp_path / "results"
-    run_script("tta_ensembles", "--models", "mnist_fast30", "mnist_seed", "--limit", "300",
-               "--data-dir", str(data_dir), "--out", str(out))
+    run_script(
+        "tta_ensembles",
+        "--models",
+        "mnist_fast30",
+        "mnist_seed",
+        "--limit",
+        "300",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    )
     module, doc, md = _read(out, "tta_ensembles", "tta_ensembles")
     # Digits: each model at every TTA level (shifts, never mirrored), and the two together.
     assert [(r["models"], r["tta"]) for r in doc["rows"]] == [
-        (["mnist_fast30"], 0), (["mnist_fast30"], 1), (["mnist_fast30"], 2),
-        (["mnist_seed"], 0), (["mnist_seed"], 1), (["mnist_seed"], 2), (["mnist_fast30", "mnist_seed"], 0)]
+        (["mnist_fast30"], 0),
+        (["mnist_fast30"], 1),
+        (["mnist_fast30"], 2),
+        (["mnist_seed"], 0),
+        (["mnist_seed"], 1),
+        (["mnist_seed"], 2),
+        (["mnist_fast30", "mnist_seed"], 0),
+    ]
     assert doc["test_size"] == 300
     seconds = doc["machines"][this_key]["evaluation_seconds"]
     assert set(seconds) == {module.row_label(r) for r in doc["rows"]} and _positive(*seconds.values())
     assert "| mnist | mnist_fast30 + mnist_seed | off |" in md and this_key in md
     # The ensemble row (members' cached probabilities, averaged) is what evaluating the ensemble gives.
-    from cnn_core.data.datasets import load_dataset
     from cnn_core.analysis.evaluation import evaluate_predictor
+    from cnn_core.data.datasets import load_dataset
     from cnn_core.predict.inference import load_ensemble
 
     data = load_dataset("mnist", data_dir)
@@ -129,44 +168,72 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     assert doc["rows"][-1]["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-9)
     assert doc["rows"][-1]["loss"] == pytest.approx(direct["loss"], rel=1e-5)
     # What the Compare page shows is written beside the models (here a scratch store, not trained_models/).
-    from cnn_core.studio.benchmark_figures import ensemble_figures
     from cnn_core.base.store import ModelStore
+    from cnn_core.studio.benchmark_figures import ensemble_figures
 
     beside = ModelStore(tmp_path / "models", "shipped", writable=True)
     beside.root.mkdir()
     assert [p.name for p in module.write_beside_models(doc, beside)] == ["mnist.tta_ensembles.json"]
     figures = ensemble_figures("mnist", beside)
-    assert figures["test_size"] == 300 and [r["accuracy"] for r in figures["rows"]] == [r["accuracy"] for r in doc["rows"]]
+    assert figures["test_size"] == 300 and [r["accuracy"] for r in figures["rows"]] == [
+        r["accuracy"] for r in doc["rows"]
+    ]
 
 
 @pytest.mark.slow
 def test_recipe_switches_benchmark_smoke(data_dir, tmp_path, this_key):
     out = tmp_path / "results"
-    run_script("recipe_switches", "--dataset", "mnist", "--epochs", "1", "--subset", "300", "--val-size", "100",
-               "--seeds", "0", "1", "--switches", "residual", "label_smoothing", "--data-dir", str(data_dir),
-               "--out", str(out))
+    run_script(
+        "recipe_switches",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--subset",
+        "300",
+        "--val-size",
+        "100",
+        "--seeds",
+        "0",
+        "1",
+        "--switches",
+        "residual",
+        "label_smoothing",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    )
     module, doc, md = _read(out, "recipe_switches", "recipe_switches")
     result = doc["machines"][this_key]["datasets"]["mnist"]
     assert result["complete"] and result["schedule"] == {"epochs": 1, "subset": 300, "val_size": 100}
     # Seeds outermost, the base first in each: a stopped benchmark leaves every switch equally measured.
     assert [(r["switch"], r["seed"]) for r in result["runs"]] == [
-        ("none", 0), ("residual", 0), ("label_smoothing", 0), ("none", 1), ("residual", 1), ("label_smoothing", 1)]
+        ("none", 0),
+        ("residual", 0),
+        ("label_smoothing", 0),
+        ("none", 1),
+        ("residual", 1),
+        ("label_smoothing", 1),
+    ]
     assert all(0 <= r["test_accuracy"] <= 1 and _positive(r["train_seconds"], r["params"]) for r in result["runs"])
     base, residual, smoothing = result["summary"]
     assert base["switch"] == "none" and "delta" not in base
     runs = {(r["switch"], r["seed"]): r["test_accuracy"] for r in result["runs"]}
-    assert residual["delta"] == pytest.approx((runs["residual", 0] + runs["residual", 1]
-                                               - runs["none", 0] - runs["none", 1]) / 2)
+    assert residual["delta"] == pytest.approx(
+        (runs["residual", 0] + runs["residual", 1] - runs["none", 0] - runs["none", 1]) / 2
+    )
     assert residual["params"] > base["params"] == smoothing["params"]  # the skips' 1×1 projections
     assert "| Residual connections | 2 |" in md and this_key in md
     # The Compare page's copy goes beside the models (here a scratch store, not trained_models/).
-    from cnn_core.studio.benchmark_figures import switch_figures, switch_table
     from cnn_core.base.store import ModelStore
+    from cnn_core.studio.benchmark_figures import switch_figures, switch_table
 
     beside = ModelStore(tmp_path / "models", "shipped", writable=True)
     beside.root.mkdir()
-    assert [p.name for p in module.write_beside_models(doc, _machines.this_machine(), beside)] == \
-        ["mnist.recipe_switches.json"]
+    assert [p.name for p in module.write_beside_models(doc, _machines.this_machine(), beside)] == [
+        "mnist.recipe_switches.json"
+    ]
     table = switch_table(switch_figures("mnist", beside))
     assert [row["switch"] for row in table] == ["none (the seed recipe)", "Residual connections", "Label smoothing"]
     assert table[1]["change (points)"] == pytest.approx(residual["delta"] * 100)
@@ -202,13 +269,25 @@ def test_load_benchmark_smoke(data_dir, tmp_path, this_key):
 
 def test_step_profile_benchmark_smoke(data_dir, tmp_path, this_key):
     out = tmp_path / "results"
-    run_script("step_profile", "--arch", "turbo", "--precision", "fp32", "--steps", "2", "--data-dir", str(data_dir),
-               "--out", str(out))
+    run_script(
+        "step_profile",
+        "--arch",
+        "turbo",
+        "--precision",
+        "fp32",
+        "--steps",
+        "2",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    )
     module, doc, md = _read(out, "step_profile", "step_profile")
     prof = doc["machines"][this_key]["profile"]
     assert prof["arch"] == "turbo" and prof["precision"] == "fp32" and prof["batch_size"] == 256
-    assert _positive(prof["step_s"], prof["images_per_sec"], prof["input_pipeline_s"], prof["optimizer_s"],
-                     prof["gflops_per_sec"])
+    assert _positive(
+        prof["step_s"], prof["images_per_sec"], prof["input_pipeline_s"], prof["optimizer_s"], prof["gflops_per_sec"]
+    )
     assert {"convolution", "batch norm", "max pooling", "ReLU"} <= set(prof["parts"])
     # Every layer of the network is timed, forward and backward.
     from cnn_core.nets.models import build_model

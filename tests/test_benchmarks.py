@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import (_machines, app_metrics, inference, load, ood, peer, recipe_switches, step_profile,
-                        tta_ensembles)
+from benchmarks import _machines, app_metrics, inference, load, ood, peer, recipe_switches, step_profile, tta_ensembles
 from benchmarks import time_to_accuracy as tta
 
 REPO = Path(__file__).resolve().parent.parent
@@ -20,8 +19,10 @@ RESULTS = REPO / "benchmarks" / "results"
 def _committed(name, command):
     path = RESULTS / name
     if not path.is_file():
-        pytest.fail(f"{path} is not committed: run `CNN_DATA_DIR=... {command}` on an otherwise idle machine "
-                    f"and commit benchmarks/results/.")
+        pytest.fail(
+            f"{path} is not committed: run `CNN_DATA_DIR=... {command}` on an otherwise idle machine "
+            f"and commit benchmarks/results/."
+        )
     return json.loads(path.read_text())
 
 
@@ -37,6 +38,7 @@ def _only_machine(doc):
 
 
 # -- the shared per-machine layout -------------------------------------------------------------
+
 
 def _fake_machine(cpu="Imaginary CPU 9000", cores=2, flags=("avx2", "fma")):
     return {"cpu": cpu, "cores": cores, "visible_cpus": cores, "flags": list(flags), "gpus": [], "platform": "test"}
@@ -54,12 +56,15 @@ def test_a_run_replaces_only_its_own_machines_entry():
     _machines.validate(doc, "demo", lambda entry, where: None)
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda d: d.update(schema_version=1), "schema_version"),
-    (lambda d: d["machines"].clear(), "at least one machine"),
-    (lambda d: _only_machine(d)["machine"].pop("flags"), "flags"),
-    (lambda d: _only_machine(d)["machine"].update(cores=64), "wrong machine key"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda d: d.update(schema_version=1), "schema_version"),
+        (lambda d: d["machines"].clear(), "at least one machine"),
+        (lambda d: _only_machine(d)["machine"].pop("flags"), "flags"),
+        (lambda d: _only_machine(d)["machine"].update(cores=64), "wrong machine key"),
+    ],
+)
 def test_the_shared_layout_rejects_broken_documents(break_it, message):
     doc = _machines.merge(None, "demo", {"machine": _fake_machine()})
     break_it(doc)
@@ -75,6 +80,7 @@ def test_a_document_in_the_old_single_machine_layout_is_refused_not_overwritten(
 
 
 # -- time to accuracy ---------------------------------------------------------------------------
+
 
 def test_committed_time_to_accuracy_results_follow_the_schema(committed):
     tta.validate_results(committed)
@@ -114,23 +120,26 @@ def _first_run(doc):
     return block, next(iter(block["runs"].values()))
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda d: _only_machine(d).pop("git_commit"), "git_commit"),
-    (lambda d: _only_machine(d).pop("command"), "command"),
-    (lambda d: d.pop("clock"), "clock"),
-    (lambda d: d.update(schema_version=99), "schema_version"),
-    (lambda d: _first_run(d)[1]["epochs"][0].update(test_accuracy=1.5), "test_accuracy"),
-    (lambda d: _first_run(d)[1]["epochs"][0].update(epoch_seconds=-1.0), "epoch_seconds"),
-    (lambda d: _first_run(d)[1]["epochs"][-1].update(train_seconds=1e9), "train_seconds"),
-    (lambda d: _first_run(d)[1].pop("train_size"), "train_size"),
-    (lambda d: _first_run(d)[1].update(time_to_target=0.123), "time_to_target"),
-    (lambda d: _first_run(d)[1].update(best_test_accuracy=0.0), "best_test_accuracy"),
-    (lambda d: _first_run(d)[1]["source"].pop("machine"), "machine"),
-    (lambda d: next(iter(_first_run(d)[0]["speedup"].values())).update(value=1234.5), "value"),
-    (lambda d: _first_run(d)[0].update(target=0.5), "target"),
-    # A run of another machine filed under this one would give a speed-up across machines.
-    (lambda d: _first_run(d)[1]["source"]["machine"].update(flags=["avx2"]), "same machine"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda d: _only_machine(d).pop("git_commit"), "git_commit"),
+        (lambda d: _only_machine(d).pop("command"), "command"),
+        (lambda d: d.pop("clock"), "clock"),
+        (lambda d: d.update(schema_version=99), "schema_version"),
+        (lambda d: _first_run(d)[1]["epochs"][0].update(test_accuracy=1.5), "test_accuracy"),
+        (lambda d: _first_run(d)[1]["epochs"][0].update(epoch_seconds=-1.0), "epoch_seconds"),
+        (lambda d: _first_run(d)[1]["epochs"][-1].update(train_seconds=1e9), "train_seconds"),
+        (lambda d: _first_run(d)[1].pop("train_size"), "train_size"),
+        (lambda d: _first_run(d)[1].update(time_to_target=0.123), "time_to_target"),
+        (lambda d: _first_run(d)[1].update(best_test_accuracy=0.0), "best_test_accuracy"),
+        (lambda d: _first_run(d)[1]["source"].pop("machine"), "machine"),
+        (lambda d: next(iter(_first_run(d)[0]["speedup"].values())).update(value=1234.5), "value"),
+        (lambda d: _first_run(d)[0].update(target=0.5), "target"),
+        # A run of another machine filed under this one would give a speed-up across machines.
+        (lambda d: _first_run(d)[1]["source"]["machine"].update(flags=["avx2"]), "same machine"),
+    ],
+)
 def test_validator_rejects_broken_documents(committed, break_it, message):
     doc = copy.deepcopy(committed)
     doc["machines"] = dict(list(doc["machines"].items())[:1])
@@ -181,7 +190,7 @@ def test_the_peers_printed_result_becomes_a_run_that_the_summary_compares_with(c
     assert [e["train_seconds"] for e in run["epochs"]] == [430.8, 845.6, 1242.0]
     assert run["total_train_seconds"] == 1242.0 and run["tta_test_accuracy"] == 0.8922
     doc = copy.deepcopy(committed)
-    key, entry = next(iter(doc["machines"].items()))
+    _key, entry = next(iter(doc["machines"].items()))
     entry["datasets"]["cifar10"]["peer"] = {"3": {**run, "source": {"machine": entry["machine"]}}}
     tta.with_summaries(doc)
     tta.validate_results(doc)
@@ -198,8 +207,7 @@ def test_the_peers_printed_result_becomes_a_run_that_the_summary_compares_with(c
 
 def test_speedup_is_a_lower_bound_when_the_original_was_capped():
     base = {"time_to_target": None, "total_train_seconds": 600.0}
-    assert tta.ratio_entry(base, {"time_to_target": 60.0}) == {"baseline": "seed", "value": 10.0,
-                                                              "kind": "lower_bound"}
+    assert tta.ratio_entry(base, {"time_to_target": 60.0}) == {"baseline": "seed", "value": 10.0, "kind": "lower_bound"}
     assert tta.ratio_entry({**base, "time_to_target": 300.0}, {"time_to_target": 60.0})["kind"] == "exact"
     assert tta.ratio_entry(base, {"time_to_target": None})["value"] is None
 
@@ -263,6 +271,7 @@ def test_a_run_on_another_machine_is_added_beside_the_committed_runs(data_dir, t
 
 # -- inference ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def committed_inference():
     return _committed("inference.json", "python -m benchmarks.inference")
@@ -300,18 +309,34 @@ def _first_model(doc):
     return next(iter(_inference_entry(doc)["models"].values()))
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda d: _inference_entry(d)["models"].pop(_inference_entry(d)["page_defaults"]["draw"]),
-     r"page_defaults\.draw: must name a measured model"),
-    (lambda d: _inference_entry(d)["page_defaults"].pop("photo"), r"page_defaults\.photo: must name a measured model"),
-    (lambda d: _first_model(d)["single_image"].update(p50_ms=-1), r"single_image\.p50_ms: must be a positive number"),
-    (lambda d: _first_model(d)["single_image"].update(p95_ms=0.0001), "needs min ≤ p50 ≤ p95"),
-    (lambda d: _first_model(d)["batch"].update(images_per_sec=1.0), r"batch\.images_per_sec: must be images / seconds"),
-    (lambda d: _first_model(d).update(precision="fp16"), r"\.precision: must be 'fp32' or 'bf16'"),
-    (lambda d: _inference_entry(d)["memory"].pop("serving_process"),
-     r"memory\.serving_process\.peak_rss_mb: must be a positive number"),
-    (lambda d: _inference_entry(d)["machine"].update(cpu="Another CPU"), "wrong machine key"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (
+            lambda d: _inference_entry(d)["models"].pop(_inference_entry(d)["page_defaults"]["draw"]),
+            r"page_defaults\.draw: must name a measured model",
+        ),
+        (
+            lambda d: _inference_entry(d)["page_defaults"].pop("photo"),
+            r"page_defaults\.photo: must name a measured model",
+        ),
+        (
+            lambda d: _first_model(d)["single_image"].update(p50_ms=-1),
+            r"single_image\.p50_ms: must be a positive number",
+        ),
+        (lambda d: _first_model(d)["single_image"].update(p95_ms=0.0001), "needs min ≤ p50 ≤ p95"),
+        (
+            lambda d: _first_model(d)["batch"].update(images_per_sec=1.0),
+            r"batch\.images_per_sec: must be images / seconds",
+        ),
+        (lambda d: _first_model(d).update(precision="fp16"), r"\.precision: must be 'fp32' or 'bf16'"),
+        (
+            lambda d: _inference_entry(d)["memory"].pop("serving_process"),
+            r"memory\.serving_process\.peak_rss_mb: must be a positive number",
+        ),
+        (lambda d: _inference_entry(d)["machine"].update(cpu="Another CPU"), "wrong machine key"),
+    ],
+)
 def test_inference_validator_rejects_broken_documents(committed_inference, break_it, message):
     doc = copy.deepcopy(committed_inference)
     doc["machines"] = dict(list(doc["machines"].items())[:1])
@@ -323,8 +348,16 @@ def test_inference_validator_rejects_broken_documents(committed_inference, break
 
 # -- the other results files --------------------------------------------------------------------
 
-@pytest.mark.parametrize("module, name", [(app_metrics, "app_metrics"), (load, "load"),
-                                          (recipe_switches, "recipe_switches"), (tta_ensembles, "tta_ensembles")])
+
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        (app_metrics, "app_metrics"),
+        (load, "load"),
+        (recipe_switches, "recipe_switches"),
+        (tta_ensembles, "tta_ensembles"),
+    ],
+)
 def test_committed_per_machine_results_follow_the_schema_and_match_their_markdown(module, name):
     doc = _committed(f"{name}.json", f"python -m benchmarks.{name}")
     module.validate_results(doc)
@@ -339,26 +372,41 @@ def test_committed_per_machine_results_follow_the_schema_and_match_their_markdow
 
 def _app_metrics_entry(idle=0.25, busy=0.3, paint=1.5):
     """A made-up app_metrics entry as `--while-training` writes it."""
-    return {"machine": _fake_machine(), "command": "python -m benchmarks.app_metrics --while-training",
-            "git_commit": "abc", "date": "2026-01-01T00:00:00Z", "repeats": 1,
-            "page_load_seconds": {"draw": {"first": 2.5, "median_warm": 1.9, "p95_warm": 2.1},
-                                  "results": {"first": 3.0, "median_warm": 2.6, "p95_warm": 2.8}},
-            "first_paint_seconds": {"draw": {"median_warm": paint, "p95_warm": paint + 0.1, "n": 1},
-                                    "results": {"median_warm": 2.4, "p95_warm": 2.5, "n": 1}},
-            "draw_to_prediction_seconds": {"median": idle, "p95": idle + 0.1, "n": 4},
-            "drawn_digits_recognised": "4/4", "redrawn": 0,
-            "server_rss_mb": {"started": 50.0, "models_loaded": 800.0, "after_drawing": 810.0},
-            "goals": dict(app_metrics.GOALS),
-            "while_training": {"dataset": "cifar10", "epochs": 1, "recipe": "the Train page's default",
-                               "seconds_start_to_first_batch": 20.0,
-                               "progress_when_drawing_began": "Epoch 1/1 · batch 3/196",
-                               "progress_when_drawing_ended": "Epoch 1/1 · batch 40/196", "trained_throughout": True,
-                               "seconds_stop_to_ended": 2.0,
-                               "draw_to_prediction_seconds": {"median": busy, "p95": busy + 0.1, "n": 4},
-                               "drawn_digits_recognised": "4/4", "redrawn": 0,
-                               "median_over_idle_median": round(busy / idle, 2),
-                               "server_rss_mb": {"before_start": 810.0, "median": 1500.0, "peak": 1600.0,
-                                                 "samples": 40}}}
+    return {
+        "machine": _fake_machine(),
+        "command": "python -m benchmarks.app_metrics --while-training",
+        "git_commit": "abc",
+        "date": "2026-01-01T00:00:00Z",
+        "repeats": 1,
+        "page_load_seconds": {
+            "draw": {"first": 2.5, "median_warm": 1.9, "p95_warm": 2.1},
+            "results": {"first": 3.0, "median_warm": 2.6, "p95_warm": 2.8},
+        },
+        "first_paint_seconds": {
+            "draw": {"median_warm": paint, "p95_warm": paint + 0.1, "n": 1},
+            "results": {"median_warm": 2.4, "p95_warm": 2.5, "n": 1},
+        },
+        "draw_to_prediction_seconds": {"median": idle, "p95": idle + 0.1, "n": 4},
+        "drawn_digits_recognised": "4/4",
+        "redrawn": 0,
+        "server_rss_mb": {"started": 50.0, "models_loaded": 800.0, "after_drawing": 810.0},
+        "goals": dict(app_metrics.GOALS),
+        "while_training": {
+            "dataset": "cifar10",
+            "epochs": 1,
+            "recipe": "the Train page's default",
+            "seconds_start_to_first_batch": 20.0,
+            "progress_when_drawing_began": "Epoch 1/1 · batch 3/196",
+            "progress_when_drawing_ended": "Epoch 1/1 · batch 40/196",
+            "trained_throughout": True,
+            "seconds_stop_to_ended": 2.0,
+            "draw_to_prediction_seconds": {"median": busy, "p95": busy + 0.1, "n": 4},
+            "drawn_digits_recognised": "4/4",
+            "redrawn": 0,
+            "median_over_idle_median": round(busy / idle, 2),
+            "server_rss_mb": {"before_start": 810.0, "median": 1500.0, "peak": 1600.0, "samples": 40},
+        },
+    }
 
 
 def test_app_metrics_while_training_states_each_goal_met_or_not_with_its_numbers():
@@ -384,13 +432,16 @@ def test_app_metrics_without_while_training_says_the_training_goal_was_not_measu
     assert "while training ≤ 1.3× idle: not measured (run with --while-training)" in app_metrics.render_markdown(doc)
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda e: e["while_training"].update(median_over_idle_median=1.0), "median_over_idle_median"),
-    (lambda e: e["while_training"].update(drawn_digits_recognised="4/5"), "hits/drawings"),
-    (lambda e: e["first_paint_seconds"]["draw"].update(median_warm=9.0), "median ≤ p95"),
-    (lambda e: e["first_paint_seconds"].update(photo={"median_warm": 1, "p95_warm": 1, "n": 1}), "no load times"),
-    (lambda e: e["goals"].pop("first_paint_warm_s"), "goals"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda e: e["while_training"].update(median_over_idle_median=1.0), "median_over_idle_median"),
+        (lambda e: e["while_training"].update(drawn_digits_recognised="4/5"), "hits/drawings"),
+        (lambda e: e["first_paint_seconds"]["draw"].update(median_warm=9.0), "median ≤ p95"),
+        (lambda e: e["first_paint_seconds"].update(photo={"median_warm": 1, "p95_warm": 1, "n": 1}), "no load times"),
+        (lambda e: e["goals"].pop("first_paint_warm_s"), "goals"),
+    ],
+)
 def test_app_metrics_validator_rejects_broken_while_training_entries(break_it, message):
     entry = _app_metrics_entry()
     break_it(entry)
@@ -454,12 +505,15 @@ def test_an_ood_rewrite_keeps_the_notes_as_they_were(tmp_path):
         assert md.read_text() == written
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda d: d.pop("models"), "missing 'models'"),
-    (lambda d: d["models"][0].update(threshold=1.5), "threshold"),
-    (lambda d: d["models"][0]["off_distribution"].clear(), "no off-distribution"),
-    (lambda d: next(iter(d["models"][0]["off_distribution"].values())).update(auroc=1.2), "must lie in"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (lambda d: d.pop("models"), "missing 'models'"),
+        (lambda d: d["models"][0].update(threshold=1.5), "threshold"),
+        (lambda d: d["models"][0]["off_distribution"].clear(), "no off-distribution"),
+        (lambda d: next(iter(d["models"][0]["off_distribution"].values())).update(auroc=1.2), "must lie in"),
+    ],
+)
 def test_ood_validator_rejects_broken_documents(break_it, message):
     doc = copy.deepcopy(_committed("ood.json", "python -m benchmarks.ood"))
     break_it(doc)
@@ -468,6 +522,7 @@ def test_ood_validator_rejects_broken_documents(break_it, message):
 
 
 # -- step profile: arithmetic counted by one rule for both networks ------------------------------
+
 
 def test_training_flops_follow_the_layer_shapes():
     import keras
@@ -494,8 +549,8 @@ def test_the_peer_network_counted_is_the_one_in_the_peer_script():
 def test_the_app_reads_the_committed_recipe_figures_of_every_machine(committed):
     """trained_models/DATASET.recipe_times.json (the Train page's labels) is what the committed
     time-to-accuracy results say, run by run: written by the benchmark, never by hand."""
-    from cnn_core.studio.benchmark_figures import recipe_times_path
     from cnn_core.base.store import read_json
+    from cnn_core.studio.benchmark_figures import recipe_times_path
 
     for dataset in tta.TARGETS:
         expected = tta.recipe_figures(committed, dataset)

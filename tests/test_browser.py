@@ -9,17 +9,36 @@ import re
 
 import pytest
 
-from benchmarks.browser import (CANVAS, DIGIT_STROKES, SCRIBBLE, draw, draw_digit_and_read_prediction, goto, launch_chromium,
-                                start_app, start_training, stop_app, train_progress, wait_until_idle)
 from benchmarks import screenshots
+from benchmarks.browser import (
+    CANVAS,
+    DIGIT_STROKES,
+    SCRIBBLE,
+    draw,
+    draw_digit_and_read_prediction,
+    goto,
+    launch_chromium,
+    start_app,
+    start_training,
+    stop_app,
+    train_progress,
+    wait_until_idle,
+)
 from conftest import REPO
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = REPO / "test-artifacts"
 NOT_A_DIGIT = "This does not look like a handwritten digit."
-PAGES = {"": "CNN Studio", "train": "Train a model", "results": "Results", "draw": "Draw a digit", "probe": "Probe the model",
-         "calibration": "Calibration", "labels": "Suspicious labels",
-         "photo": "Classify a photo"}
+PAGES = {
+    "": "CNN Studio",
+    "train": "Train a model",
+    "results": "Results",
+    "draw": "Draw a digit",
+    "probe": "Probe the model",
+    "calibration": "Calibration",
+    "labels": "Suspicious labels",
+    "photo": "Classify a photo",
+}
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ probabilities, and the Calibration page."""
 
 import numpy as np
 import pytest
-
-from cnn_core.predict.calibration import (class_confidence_gaps, fit_temperature, reliability, with_temperature)
-from cnn_core.predict.inference import ensemble_of, load_predictor
-from cnn_core.base.store import shipped_store
 from test_app import open_page
+
+from cnn_core.base.store import shipped_store
+from cnn_core.predict.calibration import class_confidence_gaps, fit_temperature, reliability, with_temperature
+from cnn_core.predict.inference import ensemble_of, load_predictor
 
 
 def _softmax(z):
@@ -54,8 +54,9 @@ def test_the_app_and_predict_use_the_cards_temperature_and_benchmarks_do_not(dat
     x = load_dataset("fashion_mnist", data_dir).x_test[:64]
     raw, shown = load_predictor(name), load_predictor(name, calibrated=True)
     assert raw.temperature is None and shown.temperature == scaling["temperature"]
-    np.testing.assert_allclose(shown.predict_samples(x), with_temperature(raw.predict_samples(x),
-                                                                          scaling["temperature"]), atol=1e-5)
+    np.testing.assert_allclose(
+        shown.predict_samples(x), with_temperature(raw.predict_samples(x), scaling["temperature"]), atol=1e-5
+    )
     # An ensemble averages its members' probabilities as measured, without one member's temperature.
     pair = ensemble_of([shown, load_predictor("fashion_mnist_fast", calibrated=True)])
     np.testing.assert_allclose(pair.predict_samples(x), raw.predict_samples(x), atol=1e-5)

@@ -8,16 +8,22 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnn_core.base.errors import ConfigError
-from cnn_core.service.jobs import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET, ServerCaps,
-                           TrainingJobs)
+from cnn_core.service.jobs import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_MAX_SUBSET,
+    ServerCaps,
+    TrainingJobs,
+)
 from cnn_core.train.recipes import resolve_config
 from conftest import REPO
 
 
 def test_caps_come_from_the_environment_with_documented_defaults():
     assert ServerCaps.from_env({}) == ServerCaps(DEFAULT_MAX_EPOCHS, DEFAULT_MAX_SUBSET, DEFAULT_MAX_BATCH_SIZE)
-    assert ServerCaps.from_env({"CNN_MAX_EPOCHS": "5", "CNN_MAX_SUBSET": "2000", "CNN_MAX_BATCH_SIZE": "64"}) \
-        == ServerCaps(5, 2000, 64)
+    assert ServerCaps.from_env(
+        {"CNN_MAX_EPOCHS": "5", "CNN_MAX_SUBSET": "2000", "CNN_MAX_BATCH_SIZE": "64"}
+    ) == ServerCaps(5, 2000, 64)
     assert ServerCaps.from_env({"CNN_MAX_EPOCHS": " 7 ", "CNN_MAX_SUBSET": ""}).max_epochs == 7
     lifted = ServerCaps.from_env({"CNN_MAX_SUBSET": "all", "CNN_MAX_BATCH_SIZE": "ALL"})
     assert lifted.max_subset is None and lifted.max_batch_size is None
@@ -26,13 +32,24 @@ def test_caps_come_from_the_environment_with_documented_defaults():
     from cnn_core.data.datasets import DATASETS
     from cnn_core.nets.models import ARCHITECTURES
 
-    beyond = {(d, a) for d in DATASETS for a in ARCHITECTURES if resolve_config(d, a)["batch_size"] > DEFAULT_MAX_BATCH_SIZE}
-    assert beyond == {(d, a) for d in ("fashion_mnist", "cifar10") for a in ("airbench", "quick")} | {("mnist", "quick")}
+    beyond = {
+        (d, a) for d in DATASETS for a in ARCHITECTURES if resolve_config(d, a)["batch_size"] > DEFAULT_MAX_BATCH_SIZE
+    }
+    assert beyond == {(d, a) for d in ("fashion_mnist", "cifar10") for a in ("airbench", "quick")} | {
+        ("mnist", "quick")
+    }
 
 
-@pytest.mark.parametrize("name, value", [("CNN_MAX_EPOCHS", "lots"), ("CNN_MAX_EPOCHS", "0"),
-                                         ("CNN_MAX_EPOCHS", "all"), ("CNN_MAX_SUBSET", "-5"),
-                                         ("CNN_MAX_BATCH_SIZE", "1.5")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("CNN_MAX_EPOCHS", "lots"),
+        ("CNN_MAX_EPOCHS", "0"),
+        ("CNN_MAX_EPOCHS", "all"),
+        ("CNN_MAX_SUBSET", "-5"),
+        ("CNN_MAX_BATCH_SIZE", "1.5"),
+    ],
+)
 def test_an_invalid_cap_is_an_error_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         ServerCaps.from_env({name: value})

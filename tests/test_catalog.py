@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cnn_core.studio import catalog
 from cnn_core.base.store import ModelStore
+from cnn_core.studio import catalog
 
 
 @pytest.fixture
@@ -14,11 +14,13 @@ def two_stores(tmp_path, monkeypatch):
     """A shipped store with two evaluated models and a runs store with a run and a damaged card."""
     shipped = ModelStore(tmp_path / "shipped", "shipped", writable=True)
     runs = ModelStore(tmp_path / "runs", "runs", writable=True)
-    cards = {(shipped, "okay"): {"dataset": "mnist", "test_accuracy": 0.95, "status": "finished"},
-             (shipped, "best"): {"dataset": "mnist", "test_accuracy": 0.99, "status": "finished"},
-             (shipped, "photo"): {"dataset": "cifar10", "test_accuracy": 0.9, "status": "finished"},
-             (shipped, "unevaluated"): {"dataset": "mnist", "status": "finished"},
-             (runs, "mine"): {"dataset": "mnist", "status": "running", "pid": None}}
+    cards = {
+        (shipped, "okay"): {"dataset": "mnist", "test_accuracy": 0.95, "status": "finished"},
+        (shipped, "best"): {"dataset": "mnist", "test_accuracy": 0.99, "status": "finished"},
+        (shipped, "photo"): {"dataset": "cifar10", "test_accuracy": 0.9, "status": "finished"},
+        (shipped, "unevaluated"): {"dataset": "mnist", "status": "finished"},
+        (runs, "mine"): {"dataset": "mnist", "status": "running", "pid": None},
+    }
     for (store, name), card in cards.items():
         store.root.mkdir(exist_ok=True)
         store.card_path(name).write_text(json.dumps(card))
@@ -32,7 +34,12 @@ def two_stores(tmp_path, monkeypatch):
 def test_list_models_puts_shipped_first_filters_by_dataset_and_reports_damaged_cards(two_stores):
     rows = catalog.list_models()
     assert [(r["name"], r["store"]) for r in rows] == [
-        ("best", "shipped"), ("okay", "shipped"), ("photo", "shipped"), ("unevaluated", "shipped"), ("mine", "runs")]
+        ("best", "shipped"),
+        ("okay", "shipped"),
+        ("photo", "shipped"),
+        ("unevaluated", "shipped"),
+        ("mine", "runs"),
+    ]
     assert next(r for r in rows if r["name"] == "mine")["display_status"] == "interrupted"  # its process is gone
     assert [r["name"] for r in catalog.list_models("cifar10")] == ["photo"]
     every = catalog.list_models(include_damaged=True)
@@ -52,6 +59,7 @@ def test_cards_version_changes_when_a_card_does(two_stores):
     before = catalog.cards_version(shipped)
     shipped.card_path("okay").write_text(json.dumps({"dataset": "mnist", "test_accuracy": 0.96}))
     import os
+
     os.utime(shipped.card_path("okay"), ns=(1, 1))
     assert catalog.cards_version(shipped) != before
 

@@ -18,31 +18,41 @@ MNIST_SUBSET_FLOOR = 0.85
 
 def run_cli(*args, env_extra=None, timeout=600):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cnn_core", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("args, words", [
-    (["train", "--epochs", "-1"], "Epochs must be a whole number ≥ 1 (got -1)"),
-    (["train", "--epochs", "many"], "'many' is not a whole number"),
-    (["train", "--batch-size", "0"], "Batch size must be a whole number ≥ 1 (got 0)"),
-    (["train", "--lr", "0"], "Learning rate must be greater than 0"),
-    (["train", "--lr", "-0.1"], "Learning rate must be greater than 0"),
-    (["train", "--lr", "50"], "far too large"),
-    (["train", "--subset", "5"], "Subset must be at least 10 images"),
-    (["train", "--val-size", "-3"], "Validation size must be a whole number ≥ 0"),
-    (["train", "--seed", "-1"], "Seed must be a whole number ≥ 0"),
-    (["train", "--rotation", "270"], "Rotation must be between 0 and 180 degrees"),
-    (["train", "--shift", "1.5"], "Shift must be a fraction between 0 and 1"),
-    (["train", "--resume", "ghost", "--epochs", "0"], "Epochs must be a whole number ≥ 1"),
-    (["predict", "--model", "x", "--top", "0", "a.png"], "must be at least 1 (got 0)"),
-    (["calibrate", "--model", "x", "--pass-rate", "1.5"], "must be between 0 and 1"),
-    (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
-    (["train", "--arch", "vgg99"], "invalid choice: 'vgg99'"),
-    (["fly"], "invalid choice: 'fly'"),
-    (["evaluate"], "the following arguments are required: --model"),
-    (["predict", "--model", "x"], "the following arguments are required: FILE"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["train", "--epochs", "-1"], "Epochs must be a whole number ≥ 1 (got -1)"),
+        (["train", "--epochs", "many"], "'many' is not a whole number"),
+        (["train", "--batch-size", "0"], "Batch size must be a whole number ≥ 1 (got 0)"),
+        (["train", "--lr", "0"], "Learning rate must be greater than 0"),
+        (["train", "--lr", "-0.1"], "Learning rate must be greater than 0"),
+        (["train", "--lr", "50"], "far too large"),
+        (["train", "--subset", "5"], "Subset must be at least 10 images"),
+        (["train", "--val-size", "-3"], "Validation size must be a whole number ≥ 0"),
+        (["train", "--seed", "-1"], "Seed must be a whole number ≥ 0"),
+        (["train", "--rotation", "270"], "Rotation must be between 0 and 180 degrees"),
+        (["train", "--shift", "1.5"], "Shift must be a fraction between 0 and 1"),
+        (["train", "--resume", "ghost", "--epochs", "0"], "Epochs must be a whole number ≥ 1"),
+        (["predict", "--model", "x", "--top", "0", "a.png"], "must be at least 1 (got 0)"),
+        (["calibrate", "--model", "x", "--pass-rate", "1.5"], "must be between 0 and 1"),
+        (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
+        (["train", "--arch", "vgg99"], "invalid choice: 'vgg99'"),
+        (["fly"], "invalid choice: 'fly'"),
+        (["evaluate"], "the following arguments are required: --model"),
+        (["predict", "--model", "x"], "the following arguments are required: FILE"),
+    ],
+)
 def test_wrong_arguments_give_one_line_and_exit_2(args, words):
     out = run_cli(*args)
     assert out.returncode == 2
@@ -53,9 +63,13 @@ def test_wrong_arguments_give_one_line_and_exit_2(args, words):
 def test_recipe_values_are_checked_before_tensorflow_loads():
     # recipes.validate_config is the one check of recipe values; the CLI runs it right after
     # parsing, so a typo costs no TensorFlow start-up.
-    probe = ("import sys; from cnn_core.cli import main; "
-             "rc = main(['train', '--epochs', '0']); print(rc, 'tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    probe = (
+        "import sys; from cnn_core.cli import main; "
+        "rc = main(['train', '--epochs', '0']); print(rc, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.stdout.split() == ["2", "False"], out.stdout + out.stderr
     assert "Epochs must be a whole number ≥ 1 (got 0)" in out.stderr
 
@@ -68,8 +82,15 @@ def test_library_errors_give_one_line_and_exit_2(tmp_path):
         (["train", "--data-dir", str(tmp_path), "--epochs", "1"], "mnist.npz"),
     ]
     for args, words in cases:
-        out = run_cli(*args, env_extra={"CNN_DATA_DIR": str(tmp_path), "KERAS_HOME": str(tmp_path / "k"),
-                                        "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
+        out = run_cli(
+            *args,
+            env_extra={
+                "CNN_DATA_DIR": str(tmp_path),
+                "KERAS_HOME": str(tmp_path / "k"),
+                "http_proxy": "http://127.0.0.1:9",
+                "https_proxy": "http://127.0.0.1:9",
+            },
+        )
         assert out.returncode == 2, (args, out.stderr)
         assert words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
 
@@ -77,8 +98,20 @@ def test_library_errors_give_one_line_and_exit_2(tmp_path):
 @pytest.mark.slow  # trains a model
 def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs, tmp_path):
     env = {"CNN_DATA_DIR": str(data_dir)}
-    out = run_cli("train", "--dataset", "mnist", "--epochs", "1", "--subset", "6000", "--name", "cli_mnist",
-                  "--seed", "0", env_extra=env)
+    out = run_cli(
+        "train",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--subset",
+        "6000",
+        "--name",
+        "cli_mnist",
+        "--seed",
+        "0",
+        env_extra=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Epoch 1/1" in out.stdout and "test accuracy" in out.stdout
 
@@ -86,6 +119,7 @@ def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs
     assert card["test_size"] == 10_000 and card["train_size"] == 6000
     assert card["test_accuracy"] >= MNIST_SUBSET_FLOOR, card["test_accuracy"]
     from cnn_core.data.datasets import file_sha256
+
     assert card["dataset_sha256"] == file_sha256(data_dir / "mnist.npz")
     assert card["command"].startswith("python -m cnn_core train --dataset mnist --epochs 1 --subset 6000")
     assert card["status"] == "finished" and card["epochs_run"] == 1
@@ -100,6 +134,7 @@ def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs
 
     # Real test digits written as files, plus one unreadable file.
     from cnn_core.data.datasets import load_dataset
+
     data = load_dataset("mnist", data_dir)
     files = []
     for i in range(3):
@@ -131,7 +166,9 @@ def test_list_shows_shipped_models_and_a_damaged_run_card_without_failing(tmp_pa
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["name", "store", "dataset", "arch", "test", "acc", "params", "train", "time", "status"]
     shipped = json.loads((REPO / "trained_models" / "mnist_fast30.json").read_text())
-    assert any(line.startswith("mnist_fast30 ") and "shipped" in line and f"{shipped['test_accuracy']:.2%}" in line
-               for line in lines), lines
+    assert any(
+        line.startswith("mnist_fast30 ") and "shipped" in line and f"{shipped['test_accuracy']:.2%}" in line
+        for line in lines
+    ), lines
     broken = next(line for line in lines if line.startswith("broken "))
     assert "runs" in broken and "damaged card" in broken

@@ -1,8 +1,10 @@
 from cnn_core.studio.compare import per_class_differences, summary, time_to_accuracy
 
-HISTORY = [{"epoch": 1, "seconds": 10.0, "accuracy": 0.8, "val_accuracy": 0.85},
-           {"epoch": 2, "seconds": 12.0, "accuracy": 0.9, "val_accuracy": 0.93},
-           {"epoch": 3, "seconds": 11.0, "accuracy": 0.95, "val_accuracy": 0.92}]
+HISTORY = [
+    {"epoch": 1, "seconds": 10.0, "accuracy": 0.8, "val_accuracy": 0.85},
+    {"epoch": 2, "seconds": 12.0, "accuracy": 0.9, "val_accuracy": 0.93},
+    {"epoch": 3, "seconds": 11.0, "accuracy": 0.95, "val_accuracy": 0.92},
+]
 
 
 def test_time_to_accuracy_sums_epoch_times_until_the_target():
@@ -14,8 +16,17 @@ def test_time_to_accuracy_sums_epoch_times_until_the_target():
 
 
 def test_summary_and_per_class_differences():
-    a = {"name": "a", "dataset": "mnist", "architecture": "seed", "params": 10, "train_seconds": 60,
-         "epochs_run": 3, "test_accuracy": 0.9, "history": HISTORY, "per_class_accuracy": {"0": 0.9, "1": 0.8}}
+    a = {
+        "name": "a",
+        "dataset": "mnist",
+        "architecture": "seed",
+        "params": 10,
+        "train_seconds": 60,
+        "epochs_run": 3,
+        "test_accuracy": 0.9,
+        "history": HISTORY,
+        "per_class_accuracy": {"0": 0.9, "1": 0.8},
+    }
     b = {**a, "name": "b", "per_class_accuracy": {"0": 0.95, "1": 0.7}}
     rows = summary([a, b], 0.9)
     assert rows[0]["minutes to 90.0% (val)"] == round(22 / 60, 2)

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from cnn_core.train.callbacks import ProgressEvents
 from cnn_core.service.curves import BatchCurve, bucketed, curve_rows, lr_rows, merge_pairs, smoothed
+from cnn_core.train.callbacks import ProgressEvents
 
 
 class _FakeModel:  # ProgressEvents reads the optimizer's lr through cnn_core.train.optimizer.current_lr
@@ -24,8 +24,9 @@ def test_each_batchs_own_values_come_back_from_the_running_means(monkeypatch):
     sizes = [32, 32, 32, 4]  # 100 images in batches of 32
     losses, accs = rng.uniform(0.1, 2.5, len(sizes)), rng.uniform(0, 1, len(sizes))
     events = []
-    progress = ProgressEvents(events.append, steps=len(sizes), epochs=2, batch_size=32, train_size=100,
-                              prior_elapsed=0.0)
+    progress = ProgressEvents(
+        events.append, steps=len(sizes), epochs=2, batch_size=32, train_size=100, prior_elapsed=0.0
+    )
     progress.set_model(_FakeModel())
     progress.on_train_begin()
     for epoch in range(2):
@@ -33,12 +34,16 @@ def test_each_batchs_own_values_come_back_from_the_running_means(monkeypatch):
         seen = 0
         for step, n in enumerate(sizes):
             seen += n
-            weights = np.array(sizes[:step + 1])
-            progress.on_train_batch_end(step, {
-                "loss": float(np.average(losses[:step + 1], weights=weights)),
-                "accuracy": float(np.average(accs[:step + 1], weights=weights))})
+            weights = np.array(sizes[: step + 1])
+            progress.on_train_batch_end(
+                step,
+                {
+                    "loss": float(np.average(losses[: step + 1], weights=weights)),
+                    "accuracy": float(np.average(accs[: step + 1], weights=weights)),
+                },
+            )
     for epoch in range(2):  # the second epoch starts its running means afresh
-        got = events[epoch * len(sizes):(epoch + 1) * len(sizes)]
+        got = events[epoch * len(sizes) : (epoch + 1) * len(sizes)]
         assert [e["batch_loss"] for e in got] == pytest.approx(losses, rel=1e-9)
         assert [e["batch_accuracy"] for e in got] == pytest.approx(accs, rel=1e-9)
         assert got[-1]["loss"] == pytest.approx(np.average(losses, weights=sizes))  # the running mean stays too
@@ -54,8 +59,16 @@ def test_smoothing_is_debiased_at_the_start_and_skips_missing_values():
 
 
 def _event(epoch, step, steps=10, loss=1.0):
-    return {"epoch": epoch, "step": step, "steps": steps, "loss": loss, "accuracy": 0.5,
-            "batch_loss": loss, "batch_accuracy": 0.5, "lr": 0.01}
+    return {
+        "epoch": epoch,
+        "step": step,
+        "steps": steps,
+        "loss": loss,
+        "accuracy": 0.5,
+        "batch_loss": loss,
+        "batch_accuracy": 0.5,
+        "lr": 0.01,
+    }
 
 
 def test_a_long_run_keeps_a_bounded_number_of_points_spanning_the_whole_run():
@@ -82,7 +95,9 @@ def test_curve_rows_put_batches_smoothing_and_validation_on_one_epoch_axis():
     rows = curve_rows(curve.points(), epochs, smoothing=0.5)
     by = {(r["metric"], r["series"]) for r in rows}
     assert by == {(m, s) for m in ("loss", "accuracy") for s in ("batch", "smoothed")} | {
-        ("loss", "validation"), ("accuracy", "validation")}
+        ("loss", "validation"),
+        ("accuracy", "validation"),
+    }
     (val,) = [r for r in rows if r["metric"] == "loss" and r["series"] == "validation"]
     assert val == {"metric": "loss", "series": "validation", "x": 1.0, "value": 1.5}
     batch = [r["value"] for r in rows if r["metric"] == "loss" and r["series"] == "batch"]

@@ -11,8 +11,12 @@ def _write_npz(path, **arrays):
 
 
 def _good_arrays(n=20):
-    return dict(x_train=np.zeros((n, 28, 28), np.uint8), y_train=np.arange(n) % 10,
-                x_test=np.zeros((n // 2, 28, 28), np.uint8), y_test=np.arange(n // 2) % 10)
+    return {
+        "x_train": np.zeros((n, 28, 28), np.uint8),
+        "y_train": np.arange(n) % 10,
+        "x_test": np.zeros((n // 2, 28, 28), np.uint8),
+        "y_test": np.arange(n // 2) % 10,
+    }
 
 
 def test_reads_a_local_npz_folder(tmp_path):
@@ -22,13 +26,16 @@ def test_reads_a_local_npz_folder(tmp_path):
     assert data.sha256 == datasets.file_sha256(tmp_path / "mnist.npz")
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda a: a.pop("y_test"), "missing key.*y_test"),
-    (lambda a: a.update(x_train=np.zeros((20, 32, 32), np.uint8)), r"shape \(N, 28, 28\).*\(20, 32, 32\)"),
-    (lambda a: a.update(x_train=np.zeros((20, 28, 28), np.float32)), "must be uint8"),
-    (lambda a: a.update(y_train=np.arange(20) + 5), "labels 0..9"),
-    (lambda a: a.update(y_train=np.arange(7)), "20 images but y_train has 7"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.pop("y_test"), "missing key.*y_test"),
+        (lambda a: a.update(x_train=np.zeros((20, 32, 32), np.uint8)), r"shape \(N, 28, 28\).*\(20, 32, 32\)"),
+        (lambda a: a.update(x_train=np.zeros((20, 28, 28), np.float32)), "must be uint8"),
+        (lambda a: a.update(y_train=np.arange(20) + 5), "labels 0..9"),
+        (lambda a: a.update(y_train=np.arange(7)), "20 images but y_train has 7"),
+    ],
+)
 def test_malformed_npz_gets_a_clear_message(tmp_path, change, message):
     arrays = _good_arrays()
     change(arrays)

@@ -21,8 +21,9 @@ def _wheel_fits_cp312(filename: str) -> bool:
     from packaging.utils import parse_wheel_filename
 
     _, _, _, tags = parse_wheel_filename(filename)
-    return any(t.interpreter in ("cp312", "py3", "py312") and t.abi in ("cp312", "abi3", "none") for t in tags) \
-        or any(t.interpreter.startswith("cp3") and t.abi == "abi3" and int(t.interpreter[3:]) <= 12 for t in tags)
+    return any(t.interpreter in ("cp312", "py3", "py312") and t.abi in ("cp312", "abi3", "none") for t in tags) or any(
+        t.interpreter.startswith("cp3") and t.abi == "abi3" and int(t.interpreter[3:]) <= 12 for t in tags
+    )
 
 
 def test_requirements_resolve_for_python_312_from_the_registry(tmp_path):
@@ -32,14 +33,39 @@ def test_requirements_resolve_for_python_312_from_the_registry(tmp_path):
 
     report = tmp_path / "report.json"
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--quiet", "--no-input",
-         "--python-version", "3.12", "--only-binary=:all:", "--target", str(tmp_path / "target"),
-         "--report", str(report), "-r", str(REPO / "requirements.txt")],
-        capture_output=True, text=True, timeout=500)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--isolated",
+            "--dry-run",
+            "--quiet",
+            "--no-input",
+            "--python-version",
+            "3.12",
+            "--only-binary=:all:",
+            "--target",
+            str(tmp_path / "target"),
+            "--report",
+            str(report),
+            "-r",
+            str(REPO / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=500,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    resolved = {item["metadata"]["name"].lower().replace("_", "-"): item for item in json.loads(report.read_text())["install"]}
-    wanted = [Requirement(line.split("#")[0].strip()) for line in (REPO / "requirements.txt").read_text().splitlines()
-              if line.split("#")[0].strip()]
+    resolved = {
+        item["metadata"]["name"].lower().replace("_", "-"): item for item in json.loads(report.read_text())["install"]
+    }
+    wanted = [
+        Requirement(line.split("#")[0].strip())
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
     assert wanted
     for req in wanted:
         item = resolved.get(req.name.lower().replace("_", "-"))
@@ -125,8 +151,11 @@ CHECK_SCRIPT = textwrap.dedent('''
 def _unshare_works() -> bool:
     if os.geteuid() != 0 or not shutil.which("unshare"):
         return False
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind / /mnt 2>/dev/null && umount /mnt"],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount --bind / /mnt 2>/dev/null && umount /mnt"],
+        capture_output=True,
+        check=False,
+    )
     return probe.returncode == 0
 
 
@@ -135,15 +164,21 @@ def read_only_app(tmp_path):
     """A command prefix that runs Python with the repository on a truly read-only mount when
     possible (a private mount namespace: EROFS), otherwise a read-only copy (no write permission)."""
     if _unshare_works():
+
         def command(script: Path, env_runs: str | None):
-            inner = (f"mount --bind {REPO} {REPO} && mount -o remount,ro,bind {REPO} && "
-                     f"exec {sys.executable} {script} {REPO}")
+            inner = (
+                f"mount --bind {REPO} {REPO} && mount -o remount,ro,bind {REPO} && "
+                f"exec {sys.executable} {script} {REPO}"
+            )
             return ["unshare", "-m", "sh", "-c", inner], REPO
+
         yield command
         return
     if os.geteuid() == 0:
-        pytest.fail("Cannot make the repository read-only here: running as root without mount namespaces "
-                    "(unshare -m). Run as a normal user or with CAP_SYS_ADMIN.")
+        pytest.fail(
+            "Cannot make the repository read-only here: running as root without mount namespaces "
+            "(unshare -m). Run as a normal user or with CAP_SYS_ADMIN."
+        )
     copy = tmp_path / "repo"
     for part in ("app.py", "app_pages", "cnn_core", "trained_models", "assets", ".streamlit"):
         src = REPO / part
@@ -157,6 +192,7 @@ def read_only_app(tmp_path):
 
     def command(script: Path, env_runs: str | None):
         return [sys.executable, str(script), str(copy)], copy
+
     yield command
     for path in [copy, *copy.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
@@ -170,16 +206,24 @@ def test_app_serves_every_page_read_only_without_data(read_only_app, tmp_path, r
     home.mkdir()
     argv, repo = read_only_app(script, None)
     env = {k: v for k, v in os.environ.items() if k not in ("CNN_DATA_DIR", "CNN_RUNS_DIR")}
-    env.update(HOME=str(home), KERAS_HOME=str(home / ".keras"), TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(repo), MPLCONFIGDIR=str(home / "mpl"),
-               http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    env.update(
+        HOME=str(home),
+        KERAS_HOME=str(home / ".keras"),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPATH=str(repo),
+        MPLCONFIGDIR=str(home / "mpl"),
+        http_proxy="http://127.0.0.1:9",
+        https_proxy="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
     if runs_dir == "read_only_dir":
         env["CNN_RUNS_DIR"] = str(repo / "trained_models" / "runs")  # inside the read-only tree
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     assert out.returncode == 0 and lines, (out.stdout[-2000:], out.stderr[-4000:])
-    seen = json.loads(lines[-1][len("RESULT "):])
+    seen = json.loads(lines[-1][len("RESULT ") :])
 
     assert seen["repo_writable"] is False  # the scenario is real
     assert seen["ephemeral"] is True and Path(seen["runs_root"]).is_relative_to(seen["tmp"])
@@ -203,6 +247,7 @@ def test_app_serves_every_page_read_only_without_data(read_only_app, tmp_path, r
 
 # -- CPU quota -------------------------------------------------------------------------------------------------
 
+
 def test_cpu_quota_is_joblibs_count_within_the_visible_cpus():
     """cgroup v1/v2 quotas and the affinity mask are joblib's to read (`joblib.cpu_count`)."""
     import joblib
@@ -214,8 +259,15 @@ def test_cpu_quota_is_joblibs_count_within_the_visible_cpus():
 
 def test_cpu_quota_follows_a_limit_set_for_the_process():
     code = "from cnn_core.base.runtime import cpu_quota; print(cpu_quota())"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "LOKY_MAX_CPU_COUNT": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LOKY_MAX_CPU_COUNT": "1"},
+        check=False,
+    )
     assert out.returncode == 0 and out.stdout.split() == ["1"], out.stderr[-2000:]
 
 
@@ -223,7 +275,7 @@ def test_tensorflow_threads_follow_the_cpu_limit():
     """A process pinned to one CPU sizes TensorFlow's pools to it (configure_threads → cpu_quota)."""
     if not hasattr(os, "sched_setaffinity"):
         pytest.fail("needs Linux CPU affinity")
-    first = sorted(os.sched_getaffinity(0))[0]
+    first = min(os.sched_getaffinity(0))
     code = textwrap.dedent(f"""
         import os, json
         os.sched_setaffinity(0, {{{first}}})
@@ -233,8 +285,15 @@ def test_tensorflow_threads_follow_the_cpu_limit():
         print(json.dumps([cpu_quota(), tf.config.threading.get_intra_op_parallelism_threads(),
                           tf.config.threading.get_inter_op_parallelism_threads()]))
     """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     quota, intra, inter = json.loads(out.stdout.strip().splitlines()[-1])
     assert quota == 1 and intra == 1 and inter == 1

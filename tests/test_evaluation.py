@@ -4,8 +4,8 @@ test-time augmentation levels that make the probabilities (cnn_core.predict.infe
 import numpy as np
 import pytest
 
-from cnn_core.data.datasets import Dataset, dataset_info
 from cnn_core.analysis.evaluation import cross_entropy, evaluation_from_probs, most_confused_cell
+from cnn_core.data.datasets import Dataset, dataset_info
 
 
 def test_cross_entropy_is_the_mean_negative_log_probability_of_the_true_class():
@@ -39,14 +39,20 @@ def _position_sensitive_model(seed: int = 0, shape=(32, 32, 3)):
     import keras
 
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input(shape), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
-                             keras.layers.Dense(10, activation="softmax")])
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def test_tta_levels_average_the_mirror_and_the_one_pixel_shifts(data_dir):
     from cnn_core.data.datasets import load_dataset
-    from cnn_core.predict.inference import predict_proba
     from cnn_core.data.preprocess import to_model_input
+    from cnn_core.predict.inference import predict_proba
 
     data = load_dataset("cifar10", data_dir)
     images, model = data.x_test[:6], _position_sensitive_model()
@@ -59,11 +65,11 @@ def test_tta_levels_average_the_mirror_and_the_one_pixel_shifts(data_dir):
 
     plain = model.predict_on_batch(x)
     np.testing.assert_allclose(predict_proba(model, images, data.info, tta=0), plain, rtol=1e-5)
-    np.testing.assert_allclose(predict_proba(model, images, data.info, tta=True), np.mean(views(x), axis=0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(predict_proba(model, images, data.info, tta=True), np.mean(views(x), axis=0), rtol=1e-5)
     level2 = predict_proba(model, images, data.info, tta=2)
-    np.testing.assert_allclose(level2, 0.5 * np.mean(views(x), axis=0) + 0.5 * np.mean(views(up_left, down_right),
-                                                                                        axis=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        level2, 0.5 * np.mean(views(x), axis=0) + 0.5 * np.mean(views(up_left, down_right), axis=0), rtol=1e-5
+    )
     assert not np.allclose(level2, predict_proba(model, images, data.info, tta=1))  # the shifts do count
     np.testing.assert_allclose(level2.sum(axis=1), 1.0, rtol=1e-5)
     # In batches smaller than the set, the same numbers.
@@ -80,7 +86,7 @@ def test_digit_tta_levels_average_one_pixel_shifts_and_never_the_mirror_image(da
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # zeros: the digits' black background
 
     def moved(dy, dx):
-        return model.predict_on_batch(padded[:, 1 + dy:29 + dy, 1 + dx:29 + dx])
+        return model.predict_on_batch(padded[:, 1 + dy : 29 + dy, 1 + dx : 29 + dx])
 
     np.testing.assert_allclose(moved(0, 0), model.predict_on_batch(x), rtol=1e-6)
     four = [moved(dy, dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
@@ -89,8 +95,9 @@ def test_digit_tta_levels_average_one_pixel_shifts_and_never_the_mirror_image(da
     mirror = np.mean([model.predict_on_batch(x), model.predict_on_batch(x[:, :, ::-1])], axis=0)
     assert not np.allclose(level1, mirror, rtol=1e-3)
     level2 = predict_proba(model, images, data.info, tta=2)
-    np.testing.assert_allclose(level2, np.mean([moved(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        level2, np.mean([moved(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0), rtol=1e-5
+    )
     # One drawing's views go through the network in one call; a set bigger than a batch, in several.
     np.testing.assert_allclose(predict_proba(model, images[:1], data.info, tta=2), level2[:1], rtol=1e-5)
     np.testing.assert_allclose(predict_proba(model, images, data.info, tta=2, batch_size=4), level2, rtol=1e-5)

@@ -17,12 +17,12 @@ import keras
 import numpy as np
 import pytest
 
-from cnn_core.export.export import export
+from cnn_core.base.store import shipped_store
 from cnn_core.cli import main as cli_main
+from cnn_core.export.export import export
 from cnn_core.nets.initialisers import initialise_from_data, patch_whitening_kernel
 from cnn_core.nets.models import ARCHITECTURES, WHITEN_LAYER, architecture_switches, build_model
 from cnn_core.train.recipes import resolve_config
-from cnn_core.base.store import shipped_store
 from conftest import REPO
 
 ALLOWED_IMPORTS = {"keras", "numpy", "tensorflow"}
@@ -45,27 +45,34 @@ def layer_table(model) -> list:
     for layer in model.layers:
         config = {k: v for k, v in layer.get_config().items() if not k.endswith("initializer")}
         kind = "BatchNormalization" if isinstance(layer, keras.layers.BatchNormalization) else type(layer).__name__
-        rows.append((layer.name, kind, json.dumps(config, sort_keys=True, default=str),
-                     [tuple(w.shape) for w in layer.weights]))
+        rows.append(
+            (layer.name, kind, json.dumps(config, sort_keys=True, default=str), [tuple(w.shape) for w in layer.weights])
+        )
     return rows
 
 
 def weight_shapes(model) -> list:
     """Each layer's kind and weight shapes, in order."""
     kinds = {"FusedBatchNorm": "BatchNormalization"}
-    return [(kinds.get(type(l).__name__, type(l).__name__), [tuple(w.shape) for w in l.weights])
-            for l in model.layers]
+    return [(kinds.get(type(l).__name__, type(l).__name__), [tuple(w.shape) for w in l.weights]) for l in model.layers]
 
 
 # -- the network: the same as cnn_core builds, for every architecture ----------------------------
+
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_the_script_builds_the_same_network_as_cnn_core(arch, dataset, precision):
     reference = build_model(arch, dataset, name="exported", precision=precision)
-    card = {"name": "exported", "dataset": dataset, "architecture": arch, "params": reference.count_params(),
-            "hyperparameters": resolve_config(dataset, arch), "precision": precision}
+    card = {
+        "name": "exported",
+        "dataset": dataset,
+        "architecture": arch,
+        "params": reference.count_params(),
+        "hyperparameters": resolve_config(dataset, arch),
+        "precision": precision,
+    }
     namespace = script_namespace(export.script_text(card))
     rebuilt = namespace["build_model"](precision)
     assert layer_table(rebuilt) == layer_table(reference)
@@ -75,21 +82,29 @@ def test_the_script_builds_the_same_network_as_cnn_core(arch, dataset, precision
 
 # The architecture switches (cnn_core.train.switches): seed nets get a projection shortcut (32->64) and
 # separable convs; the fast and airbench nets same-width blocks; airbench's separable convs no dirac.
-SWITCHED_NETWORKS = [("seed", "mnist", ["residual", "separable"], "fp32"),
-                     ("seed", "cifar10", ["residual", "separable"], "fp32"),
-                     ("seed", "cifar10", ["residual", "separable"], "bf16"),
-                     ("fast", "cifar10", ["residual"], "fp32"),
-                     ("fast", "mnist", ["separable"], "fp32"),
-                     ("airbench", "cifar10", ["residual"], "fp32"),
-                     ("airbench", "mnist", ["residual", "separable"], "fp32")]
+SWITCHED_NETWORKS = [
+    ("seed", "mnist", ["residual", "separable"], "fp32"),
+    ("seed", "cifar10", ["residual", "separable"], "fp32"),
+    ("seed", "cifar10", ["residual", "separable"], "bf16"),
+    ("fast", "cifar10", ["residual"], "fp32"),
+    ("fast", "mnist", ["separable"], "fp32"),
+    ("airbench", "cifar10", ["residual"], "fp32"),
+    ("airbench", "mnist", ["residual", "separable"], "fp32"),
+]
 
 
 def switched_card(arch, dataset, switches, precision="fp32", name="exported") -> tuple[dict, object]:
     """A card for `arch` on `dataset` with `switches` on, and cnn_core's model for it."""
     config = resolve_config(dataset, arch, switches=switches)
     reference = build_model(arch, dataset, name=name, precision=precision, **architecture_switches(config))
-    card = {"name": name, "dataset": dataset, "architecture": arch, "params": reference.count_params(),
-            "hyperparameters": config, "precision": precision}
+    card = {
+        "name": name,
+        "dataset": dataset,
+        "architecture": arch,
+        "params": reference.count_params(),
+        "hyperparameters": config,
+        "precision": precision,
+    }
     return card, reference
 
 
@@ -105,8 +120,9 @@ def test_the_script_builds_the_same_network_with_the_architecture_switches(arch,
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
-@pytest.mark.parametrize("arch, dataset, switches", [("airbench", "mnist", ["residual", "separable"]),
-                                                     ("airbench", "cifar10", ["residual"])])
+@pytest.mark.parametrize(
+    "arch, dataset, switches", [("airbench", "mnist", ["residual", "separable"]), ("airbench", "cifar10", ["residual"])]
+)
 def test_the_scripts_initialisation_is_cnn_cores_with_the_switches(arch, dataset, switches):
     """Dirac on the plain convs only, numbered as the builder numbers them, and the whitened stem."""
     card, reference = switched_card(arch, dataset, switches)
@@ -117,8 +133,8 @@ def test_the_scripts_initialisation_is_cnn_cores_with_the_switches(arch, dataset
     x_train = np.random.default_rng(0).integers(0, 256, size=(64, *shape), dtype=np.uint8)
     initialise_from_data(reference, arch, dataset, x_train, **architecture_switches(card["hyperparameters"]))
     namespace["initialise"](rebuilt, x_train)
-    for ours, theirs in zip(rebuilt.layers, reference.layers):
-        for a, b in zip(ours.get_weights(), theirs.get_weights()):
+    for ours, theirs in zip(rebuilt.layers, reference.layers, strict=False):
+        for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=False):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=ours.name)
     separable = [layer.name for layer in rebuilt.layers if isinstance(layer, keras.layers.SeparableConv2D)]
     assert namespace["DIRAC_CONVS"] and not set(namespace["DIRAC_CONVS"]) & set(separable)
@@ -160,8 +176,24 @@ def test_the_scripts_pipeline_mixes_batches_as_cnn_cores_does():
         assert 'mixup=hp.get("mixup", 0.0), cutmix=hp.get("cutmix", 0.0))' in text
         assert "Mixup / CutMix: cnn_core's batch_mixer" in " ".join(text.split())
         namespace = script_namespace(text)
-        images, labels = (t.numpy() for t in next(iter(namespace["make_tf_dataset"](
-            x, y, namespace["DATASET_INFO"], 32, None, shuffle=False, seed=0, mixup=hp["mixup"], cutmix=hp["cutmix"]))))
+        images, labels = (
+            t.numpy()
+            for t in next(
+                iter(
+                    namespace["make_tf_dataset"](
+                        x,
+                        y,
+                        namespace["DATASET_INFO"],
+                        32,
+                        None,
+                        shuffle=False,
+                        seed=0,
+                        mixup=hp["mixup"],
+                        cutmix=hp["cutmix"],
+                    )
+                )
+            )
+        )
         np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)
         mixed = labels.max(axis=1) < 1 - 1e-6
         assert mixed.any(), switches
@@ -176,11 +208,22 @@ def test_the_scripts_test_time_augmentation_is_cnn_cores_at_every_level(dataset,
     from cnn_core.predict.inference import predict_proba
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input(shape), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
-                              keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     x = np.random.default_rng(0).integers(0, 256, size=(12, *shape), dtype=np.uint8)
-    card = {"name": "exported", "dataset": dataset, "architecture": "fast", "params": 1,
-            "hyperparameters": resolve_config(dataset, "fast")}
+    card = {
+        "name": "exported",
+        "dataset": dataset,
+        "architecture": "fast",
+        "params": 1,
+        "hyperparameters": resolve_config(dataset, "fast"),
+    }
     namespace = script_namespace(export.script_text(card))
     assert namespace["MIRRORABLE"] is dataset_info(dataset).mirrorable
     for level in (0, 1, 2):
@@ -210,8 +253,14 @@ def _imports(text: str) -> set[str]:
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_the_script_imports_only_keras_tensorflow_numpy_and_the_standard_library(arch):
-    card = {"name": "x", "dataset": "cifar10", "architecture": arch, "params": 1,
-            "hyperparameters": resolve_config("cifar10", arch), "precision": "fp32"}
+    card = {
+        "name": "x",
+        "dataset": "cifar10",
+        "architecture": arch,
+        "params": 1,
+        "hyperparameters": resolve_config("cifar10", arch),
+        "precision": "fp32",
+    }
     imports = _imports(export.script_text(card))
     assert "cnn_core" not in imports
     assert imports - ALLOWED_IMPORTS <= set(sys.stdlib_module_names), imports
@@ -223,17 +272,36 @@ def test_the_hyperparameters_are_one_dict_at_the_top_taken_from_the_card():
     namespace = script_namespace(export.script_text(card))
     assert namespace["HYPERPARAMETERS"] == {**card["hyperparameters"], "precision": "fp32"}
     text = export.script_text(card)
-    assert text.index("HYPERPARAMETERS = {") < text.index("def load_data") < text.index("def build_model") \
-        < text.index("def make_optimizer") < text.index("def predict") < text.index("def main")
+    assert (
+        text.index("HYPERPARAMETERS = {")
+        < text.index("def load_data")
+        < text.index("def build_model")
+        < text.index("def make_optimizer")
+        < text.index("def predict")
+        < text.index("def main")
+    )
 
 
 def test_what_plain_keras_lacks_is_said_in_the_script_and_the_readme():
-    muon = {"name": "muon_card", "dataset": "cifar10", "architecture": "airbench", "params": 1,
-            "hyperparameters": resolve_config("cifar10", "airbench"), "precision": "fp32"}
+    muon = {
+        "name": "muon_card",
+        "dataset": "cifar10",
+        "architecture": "airbench",
+        "params": 1,
+        "hyperparameters": resolve_config("cifar10", "airbench"),
+        "precision": "fp32",
+    }
     digits = {**muon, "dataset": "mnist", "hyperparameters": resolve_config("mnist", "airbench")}
     script, readme = export.script_text(muon), export.readme_text(muon)
-    for words in ("GroupedSGD", "MuonSGD", "keras.optimizers.Muon itself is not used", "TriangleSchedule",
-                  "alternating flip", "Whitening stem", "Dirac"):
+    for words in (
+        "GroupedSGD",
+        "MuonSGD",
+        "keras.optimizers.Muon itself is not used",
+        "TriangleSchedule",
+        "alternating flip",
+        "Whitening stem",
+        "Dirac",
+    ):
         assert words in " ".join(script.split()) and words in " ".join(readme.split()), words
     assert "class MuonSGD(GroupedSGD)" in script and "class Lookahead" not in script  # the Muon recipe averages nothing
     assert "class Lookahead" in export.script_text(digits) and "Lookahead" in export.readme_text(digits)
@@ -246,51 +314,74 @@ def test_what_plain_keras_lacks_is_said_in_the_script_and_the_readme():
 def test_what_cnn_core_has_the_script_takes_from_cnn_cores_own_source():
     import inspect
 
-    from cnn_core.data import augment
-
-    from cnn_core.train import callbacks
-
+    from cnn_core.data import augment, pipeline
     from cnn_core.nets import initialisers
+    from cnn_core.train import callbacks, optimizer
 
-    from cnn_core.train import optimizer
-
-    from cnn_core.data import pipeline
-
-    muon = {"name": "muon_card", "dataset": "cifar10", "architecture": "airbench", "params": 1,
-            "hyperparameters": resolve_config("cifar10", "airbench"), "precision": "fp32"}
+    muon = {
+        "name": "muon_card",
+        "dataset": "cifar10",
+        "architecture": "airbench",
+        "params": 1,
+        "hyperparameters": resolve_config("cifar10", "airbench"),
+        "precision": "fp32",
+    }
     digits = {**muon, "dataset": "mnist", "hyperparameters": resolve_config("mnist", "airbench")}
     text = export.script_text(muon) + export.script_text(digits)
-    pieces = [optimizer.TriangleSchedule, optimizer.GroupedSGD, optimizer.MuonSGD, initialisers.patch_whitening_kernel,
-              initialisers.dirac_identity, callbacks.Lookahead, augment.AlternatingFlip, augment.build_augmenter,
-              pipeline.make_tf_dataset, pipeline.batch_mixer]
+    pieces = [
+        optimizer.TriangleSchedule,
+        optimizer.GroupedSGD,
+        optimizer.MuonSGD,
+        initialisers.patch_whitening_kernel,
+        initialisers.dirac_identity,
+        callbacks.Lookahead,
+        augment.AlternatingFlip,
+        augment.build_augmenter,
+        pipeline.make_tf_dataset,
+        pipeline.batch_mixer,
+    ]
     for piece in pieces:
         source = inspect.getsource(piece)
-        source = re.sub(r"^@keras\.saving\.register_keras_serializable\(.*\)\n", "", source)  # the script registers none
+        source = re.sub(
+            r"^@keras\.saving\.register_keras_serializable\(.*\)\n", "", source
+        )  # the script registers none
         assert source.rstrip("\n") in text, piece.__name__
     namespace = script_namespace(export.script_text(muon))
-    assert (namespace["WHITEN_IMAGES"], namespace["WHITEN_EPS"]) == (initialisers.WHITEN_IMAGES, initialisers.WHITEN_EPS)
+    assert (namespace["WHITEN_IMAGES"], namespace["WHITEN_EPS"]) == (
+        initialisers.WHITEN_IMAGES,
+        initialisers.WHITEN_EPS,
+    )
     with pytest.raises(LookupError, match="defines no no_such_function"):
         export.cnn_core_source("train.optimizer", "no_such_function")
 
 
 def test_exporting_a_script_loads_no_tensorflow():
     """`python -m cnn_core export` runs without TensorFlow: the script's cnn_core pieces are read, not imported."""
-    code = ("import sys; from cnn_core import export; from cnn_core.train.recipes import resolve_config; "
-            "card = {'name': 'x', 'dataset': 'cifar10', 'architecture': 'airbench', 'params': 1, "
-            "'hyperparameters': resolve_config('cifar10', 'airbench')}; "
-            "assert 'class MuonSGD' in export.script_text(card); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'loaded'")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; from cnn_core import export; from cnn_core.train.recipes import resolve_config; "
+        "card = {'name': 'x', 'dataset': 'cifar10', 'architecture': 'airbench', 'params': 1, "
+        "'hyperparameters': resolve_config('cifar10', 'airbench')}; "
+        "assert 'class MuonSGD' in export.script_text(card); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'loaded'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
 # -- the zip ---------------------------------------------------------------------------------------
 
+
 def test_the_zip_holds_the_model_its_card_the_script_and_a_readme():
     data = export.export_zip("mnist_fast30")
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        assert sorted(archive.namelist()) == ["README.txt", "mnist_fast30.json", "mnist_fast30.keras",
-                                              "train_mnist_fast30.py"]
+        assert sorted(archive.namelist()) == [
+            "README.txt",
+            "mnist_fast30.json",
+            "mnist_fast30.keras",
+            "train_mnist_fast30.py",
+        ]
         store = shipped_store()
         assert archive.read("mnist_fast30.keras") == store.model_path("mnist_fast30").read_bytes()
         assert json.loads(archive.read("mnist_fast30.json")) == store.load_card("mnist_fast30")
@@ -300,6 +391,7 @@ def test_the_zip_holds_the_model_its_card_the_script_and_a_readme():
 
 # -- the CLI ---------------------------------------------------------------------------------------
 
+
 def test_cli_export_writes_the_zip_and_the_script(tmp_path, capsys):
     target, script = tmp_path / "seed.zip", tmp_path / "train.py"
     assert cli_main(["export", "--model", "mnist_seed", "--output", str(target), "--script-only", str(script)]) == 0
@@ -307,14 +399,17 @@ def test_cli_export_writes_the_zip_and_the_script(tmp_path, capsys):
     assert f"Saved {target}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--model", "no_such_model", "--output", "{tmp}/x.zip"], "No saved model named 'no_such_model'"),
-    (["--model", "../etc", "--output", "{tmp}/x.zip"], "Invalid model name '../etc'"),
-    (["--model", "mnist_seed", "--output", "{tmp}/missing/x.zip"], "missing does not exist"),
-    (["--model", "mnist_seed", "--script-only", "{tmp}/a_file/x.py"], "a_file is not a folder"),
-    (["--model", "mnist_seed", "--output", "{tmp}"], "is a folder; give a file name"),
-    (["--model", "mnist_seed"], "Say where to write the export"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--model", "no_such_model", "--output", "{tmp}/x.zip"], "No saved model named 'no_such_model'"),
+        (["--model", "../etc", "--output", "{tmp}/x.zip"], "Invalid model name '../etc'"),
+        (["--model", "mnist_seed", "--output", "{tmp}/missing/x.zip"], "missing does not exist"),
+        (["--model", "mnist_seed", "--script-only", "{tmp}/a_file/x.py"], "a_file is not a folder"),
+        (["--model", "mnist_seed", "--output", "{tmp}"], "is a folder; give a file name"),
+        (["--model", "mnist_seed"], "Say where to write the export"),
+    ],
+)
 def test_cli_export_errors_are_one_human_line_and_exit_2(tmp_path, capsys, args, words):
     (tmp_path / "a_file").write_text("not a folder")
     assert cli_main(["export", *[a.format(tmp=tmp_path) for a in args]]) == 2
@@ -325,6 +420,7 @@ def test_cli_export_errors_are_one_human_line_and_exit_2(tmp_path, capsys, args,
 
 # -- running the scripts ---------------------------------------------------------------------------
 
+
 def run_script(text: str, tmp_path, data_dir, subset: int, test_size: int) -> tuple[str, object]:
     """The script written out and run for one epoch on `subset` training images, in a Python
     whose path holds no cnn_core (run from tmp_path, PYTHONPATH cleared); its output and model."""
@@ -332,9 +428,28 @@ def run_script(text: str, tmp_path, data_dir, subset: int, test_size: int) -> tu
     script.write_text(text)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    done = subprocess.run([sys.executable, str(script), "--epochs", "1", "--subset", str(subset),
-                           "--test-size", str(test_size), "--data-dir", str(Path(data_dir).resolve()),  # CI's CNN_DATA_DIR is relative
-                           "--output", str(output)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--epochs",
+            "1",
+            "--subset",
+            str(subset),
+            "--test-size",
+            str(test_size),
+            "--data-dir",
+            str(Path(data_dir).resolve()),  # CI's CNN_DATA_DIR is relative
+            "--output",
+            str(output),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     epoch = re.search(r"\d+/\d+ - .*? - accuracy: ([\d.]+) - loss: ([\d.]+)", out)  # fit()'s epoch line
@@ -383,7 +498,7 @@ def test_an_airbench_runs_script_trains_with_its_stem_whitened_and_frozen(data_d
     assert card["architecture"] == "airbench"
     text = export.script_text(card)
     assert "class GroupedSGD(keras.optimizers.SGD)" in text and "class Lookahead" in text
-    out, retrained = run_script(text, tmp_path, data_dir, subset=1024, test_size=1000)
+    _out, retrained = run_script(text, tmp_path, data_dir, subset=1024, test_size=1000)
     assert_same_network(retrained, result.store.load_model("airbench_export"), card)
     assert_trained(retrained)
     # The stem: whitened from the script's own training images (as cnn_core's initialiser would whiten
@@ -407,8 +522,14 @@ def test_a_run_with_every_switch_exports_a_script_that_trains(data_dir, tmp_path
     card = {**result.card, "name": "switched_export"}
     assert card["hyperparameters"]["switches"] == list(switch_names())
     text = export.script_text(card)
-    for words in ("keras.optimizers.AdamW(", "keras.optimizers.schedules.CosineDecay(", "def batch_mixer",
-                  "layers.SeparableConv2D(", 'layers.Add(name="add1")', 'name="shortcut1"'):
+    for words in (
+        "keras.optimizers.AdamW(",
+        "keras.optimizers.schedules.CosineDecay(",
+        "def batch_mixer",
+        "layers.SeparableConv2D(",
+        'layers.Add(name="add1")',
+        'name="shortcut1"',
+    ):
         assert words in text, words
     out, retrained = run_script(text, tmp_path, data_dir, subset=1024, test_size=1000)
     assert f"{card['params']:,} parameters in fp32 (the model card: {card['params']:,})" in out
@@ -422,9 +543,16 @@ def test_a_run_with_every_switch_exports_a_script_that_trains(data_dir, tmp_path
 def test_a_muon_recipes_script_trains_with_muon_steps(data_dir, tmp_path):
     config = resolve_config("cifar10", "airbench")
     reference = build_model("airbench", "cifar10", name="muon_export")
-    card = {"name": "muon_export", "dataset": "cifar10", "architecture": "airbench", "recipe": "airbench",
-            "params": reference.count_params(), "hyperparameters": config, "precision": "fp32"}
-    out, retrained = run_script(export.script_text(card), tmp_path, data_dir, subset=512, test_size=500)
+    card = {
+        "name": "muon_export",
+        "dataset": "cifar10",
+        "architecture": "airbench",
+        "recipe": "airbench",
+        "params": reference.count_params(),
+        "hyperparameters": config,
+        "precision": "fp32",
+    }
+    _out, retrained = run_script(export.script_text(card), tmp_path, data_dir, subset=512, test_size=500)
     assert_same_network(retrained, reference, card)
     assert_trained(retrained)
     # Each Muon step starts by setting a 3x3 kernel's norm to sqrt(outputs); Keras' init leaves the
@@ -436,6 +564,7 @@ def test_a_muon_recipes_script_trains_with_muon_steps(data_dir, tmp_path):
 
 
 # -- the Results page ------------------------------------------------------------------------------
+
 
 def test_the_results_page_offers_the_export_downloads(data_dir, monkeypatch):
     import streamlit as st

@@ -21,9 +21,9 @@ import pytest
 
 from cnn_core.base import store as store_mod
 from cnn_core.base.errors import ModelStoreError, TrainingBusyError
-from cnn_core.train.recipes import resolve_config
 from cnn_core.base.store import FAULT_PAUSE_ENV, ModelStore, list_model_names, runs_store
 from cnn_core.train.cards import STATUS_FINISHED, STATUS_STOPPED, display_status
+from cnn_core.train.recipes import resolve_config
 from cnn_core.train.training import train
 from conftest import REPO
 
@@ -34,10 +34,21 @@ class CliRun:
     """`python -m cnn_core ...` in the background, with its stdout collected as it comes."""
 
     def __init__(self, args, runs: Path, data_dir: Path, env_extra=None):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CNN_RUNS_DIR": str(runs), "CNN_DATA_DIR": str(data_dir),
-               "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cnn_core", *args], cwd=REPO, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CNN_RUNS_DIR": str(runs),
+            "CNN_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",
+            **(env_extra or {}),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cnn_core", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.output = b""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -135,11 +146,12 @@ def test_kill_9_mid_epoch_keeps_every_file_and_resume_finishes(data_dir, isolate
 @pytest.mark.slow  # trains a model
 def test_kill_9_mid_save_keeps_the_previous_files_and_resume_finishes(data_dir, isolated_runs):
     # Every atomic write pauses 3 s between "temporary file written and fsynced" and the rename.
-    run = CliRun([*SMALL_RUN, "--name", "killed_mid_save"], isolated_runs, data_dir,
-                 env_extra={FAULT_PAUSE_ENV: "3"})
+    run = CliRun([*SMALL_RUN, "--name", "killed_mid_save"], isolated_runs, data_dir, env_extra={FAULT_PAUSE_ENV: "3"})
     run.wait_for(lambda: "Epoch 2/2" in run.text, "epoch 1's files to be saved", timeout=300)
-    run.wait_for(lambda: any(_complete(p) for p in _temps(isolated_runs)),
-                 "epoch 2's first temporary file to be written (the hook then pauses before the rename)")
+    run.wait_for(
+        lambda: any(_complete(p) for p in _temps(isolated_runs)),
+        "epoch 2's first temporary file to be written (the hook then pauses before the rename)",
+    )
     pending = _temps(isolated_runs)
     run.kill9()
     assert _temps(isolated_runs) == pending and _complete(pending[0])  # killed between write and rename
@@ -150,6 +162,7 @@ def test_kill_9_mid_save_keeps_the_previous_files_and_resume_finishes(data_dir, 
 
 
 # -- stop from the UI -------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # trains a model
 def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues(data_dir, isolated_runs):
@@ -195,6 +208,7 @@ def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues
 
 
 # -- two training requests at once ----------------------------------------------------------------
+
 
 @pytest.mark.slow  # trains a model
 def test_simultaneous_starts_run_exactly_one_and_the_registry_is_never_half_written(tiny_mnist, isolated_runs):
@@ -260,6 +274,7 @@ def test_simultaneous_starts_run_exactly_one_and_the_registry_is_never_half_writ
 
 
 # -- full and read-only disks -------------------------------------------------------------------------
+
 
 def _fail_replace_in(folder: Path, code: int, after: int, monkeypatch):
     """From the (after+1)-th rename into `folder` on, fail like a full / read-only disk would."""
@@ -355,7 +370,9 @@ def test_saved_files_are_readable_like_any_other_file(tmp_path):
 
 def test_orphaned_temporary_files_of_live_writers_are_kept(tmp_path):
     """Only files of dead writers are removed: a concurrent live writer's file is never touched."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=False
+    )
     dead_pid = int(dead.stdout)
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnn_core.base.errors import DataError
 from cnn_core.data import datasets
 from cnn_core.data.datasets import download, load_dataset, load_npz
-from cnn_core.base.errors import DataError
 from conftest import DATASET_NAMES, real_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,8 +22,10 @@ def _fake_keras_mnist(monkeypatch, calls=None):
     import keras
 
     rng = np.random.default_rng(0)
-    arrays = ((rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60).astype(np.uint8)),
-              (rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), rng.integers(0, 10, 20).astype(np.uint8)))
+    arrays = (
+        (rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), rng.integers(0, 10, 60).astype(np.uint8)),
+        (rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), rng.integers(0, 10, 20).astype(np.uint8)),
+    )
 
     def load_data():
         if calls is not None:
@@ -36,7 +38,7 @@ def _fake_keras_mnist(monkeypatch, calls=None):
 
 def test_without_a_data_folder_the_data_comes_from_keras_datasets(monkeypatch):
     monkeypatch.delenv("CNN_DATA_DIR", raising=False)
-    (x_train, y_train), (x_test, y_test) = _fake_keras_mnist(monkeypatch)
+    (x_train, _y_train), (_x_test, y_test) = _fake_keras_mnist(monkeypatch)
     data = load_dataset("mnist")
     assert data.source == data.source_name == "keras.datasets"
     np.testing.assert_array_equal(data.x_train, x_train)
@@ -44,7 +46,7 @@ def test_without_a_data_folder_the_data_comes_from_keras_datasets(monkeypatch):
 
 
 def test_download_writes_the_npz_layout_the_data_folder_reads(monkeypatch, tmp_path):
-    (x_train, y_train), (x_test, y_test) = _fake_keras_mnist(monkeypatch)
+    (x_train, y_train), (x_test, _y_test) = _fake_keras_mnist(monkeypatch)
     path = download("mnist", tmp_path / "data")
     assert path == tmp_path / "data" / "mnist.npz"
     again = load_npz(datasets.dataset_info("mnist"), path)
@@ -107,7 +109,7 @@ def test_readme_test_command_is_one_line_ci_runs_verbatim():
     ci = (REPO / ".ci" / "run").read_text()
     command = "bash tests/install.sh && python -m pytest"
     section = readme.split("## The two commands")[1].split("\n## ")[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
     assert [b.strip() for b in blocks][1] == command, "the second command is the test command, on one line"
     assert not any("../shared" in b for b in blocks), "a fresh clone has no ../shared beside it"
     assert ci.rstrip().splitlines()[-1] == command
@@ -140,7 +142,9 @@ def _strings(value):
 def test_the_absolute_path_pattern():
     assert ABSOLUTE_PATH.search("/work/shared/datasets/mnist.npz")
     assert ABSOLUTE_PATH.search("data in /tmp/x/y")
-    assert BASE64.fullmatch("iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA/0lEQVR4nGNgGHhgPP/vfxD9/v/fGfn4/x8/f/9/" * 2)
+    assert BASE64.fullmatch(
+        "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA/0lEQVR4nGNgGHhgPP/vfxD9/v/fGfn4/x8/f/9/" * 2
+    )
     for fine in ("python benchmarks/inference.py", "images/s", "https://docs.streamlit.io/x/y", "mnist.npz", "1/2"):
         assert not ABSOLUTE_PATH.search(fine), fine
 

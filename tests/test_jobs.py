@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cnn_core.base.store import runs_store
 from cnn_core.service.jobs import TRAINING_NICENESS, TrainingJobs
 from cnn_core.train.recipes import resolve_config
-from cnn_core.base.store import runs_store
 from cnn_core.train.training import train
 from conftest import REPO, wait_for_job
 
@@ -94,11 +94,17 @@ SERVER = textwrap.dedent("""
 
 
 def test_when_the_server_is_killed_the_training_process_stops_cleanly_and_keeps_its_best_model(
-        data_dir, isolated_runs, tmp_path):
+    data_dir, isolated_runs, tmp_path
+):
     script = tmp_path / "server.py"
     script.write_text(SERVER)
-    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    server = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         child = json.loads(server.stdout.readline())["pid"]
     finally:

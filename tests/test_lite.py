@@ -6,11 +6,11 @@ import threading
 import numpy as np
 import pytest
 
-from cnn_core.predict import lite
-from cnn_core.data.datasets import load_dataset
 from cnn_core.base.errors import ConfigError
-from cnn_core.predict.inference import ensemble_of, load_predictor
 from cnn_core.base.store import shipped_store
+from cnn_core.data.datasets import load_dataset
+from cnn_core.predict import lite
+from cnn_core.predict.inference import ensemble_of, load_predictor
 
 SHIPPED = shipped_store().names()
 
@@ -41,7 +41,7 @@ def test_any_batch_size_and_any_thread(data_dir):
     def visitor(i):
         try:
             for _ in range(20):
-                results[i] = predictor.predict_samples(x[i:i + 1 + i % 3])
+                results[i] = predictor.predict_samples(x[i : i + 1 + i % 3])
         except Exception as err:  # noqa: BLE001 - reported below
             errors.append(err)
 
@@ -52,7 +52,7 @@ def test_any_batch_size_and_any_thread(data_dir):
         t.join()
     assert not errors
     for i, probs in results.items():
-        np.testing.assert_allclose(probs, expected[i:i + 1 + i % 3], atol=1e-6)
+        np.testing.assert_allclose(probs, expected[i : i + 1 + i % 3], atol=1e-6)
 
 
 def test_without_litert_predictions_stay_on_keras(monkeypatch):
@@ -86,5 +86,4 @@ def test_ensembles_run_each_member_through_its_runtime(data_dir):
     pair = ensemble_of([a, b])
     assert pair.name == "mnist_fast30+mnist_fast" and pair.runtime == "keras+litert"
     x = load_dataset("mnist", data_dir).x_test[:8]
-    np.testing.assert_allclose(pair.predict_samples(x), (a.predict_samples(x) + b.predict_samples(x)) / 2,
-                               atol=1e-6)
+    np.testing.assert_allclose(pair.predict_samples(x), (a.predict_samples(x) + b.predict_samples(x)) / 2, atol=1e-6)

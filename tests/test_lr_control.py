@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from cnn_core.cli import main
 from cnn_core.base.errors import ConfigError, ModelStoreError
+from cnn_core.base.store import runs_store
+from cnn_core.cli import main
 from cnn_core.train.lr_control import ControlFile, control_path, describe_change, request_lr_change
 from cnn_core.train.recipes import resolve_config
-from cnn_core.base.store import runs_store
-
 
 # -- the control file ---------------------------------------------------------------------------
+
 
 def test_a_request_to_a_training_run_is_written_then_taken_exactly_once():
     store = runs_store()
@@ -33,11 +33,20 @@ def test_a_request_to_a_training_run_is_written_then_taken_exactly_once():
         assert watcher.poll() == ("set", 0.02) and watcher.poll() is None
 
 
-@pytest.mark.parametrize("text, words", [
-    ("{not json", "not valid JSON"), ('{"multiply": 0}', "greater than 0"), ('{"multiply": -2}', "greater than 0"),
-    ('{"set": "fast"}', "greater than 0"), ('{"set": true}', "greater than 0"), ('{"set": NaN}', "greater than 0"),
-    ('{"scale": 2}', '"multiply": X'), ('{"multiply": 2, "set": 1}', '"multiply": X'), ("[0.5]", '"multiply": X'),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"multiply": 0}', "greater than 0"),
+        ('{"multiply": -2}', "greater than 0"),
+        ('{"set": "fast"}', "greater than 0"),
+        ('{"set": true}', "greater than 0"),
+        ('{"set": NaN}', "greater than 0"),
+        ('{"scale": 2}', '"multiply": X'),
+        ('{"multiply": 2, "set": 1}', '"multiply": X'),
+        ("[0.5]", '"multiply": X'),
+    ],
+)
 def test_an_invalid_request_is_taken_and_refused_with_a_clear_message(isolated_runs, text, words):
     isolated_runs.mkdir(parents=True, exist_ok=True)
     path = isolated_runs / "run.lr.json"
@@ -129,9 +138,11 @@ def test_the_scaled_schedule_saves_and_loads_with_its_factor_and_adds_no_optimiz
 
 # -- real short trainings -----------------------------------------------------------------------
 
+
 def _hook(name, at, ask, stop=None, stop_at=None, seen=None):
     """A listener that asks run `name` for `ask` at batch `at` = (epoch, step), as another shell would,
     and optionally sets `stop` at batch `stop_at`."""
+
     def listener(event):
         if seen is not None:
             seen.append(event)
@@ -139,6 +150,7 @@ def _hook(name, at, ask, stop=None, stop_at=None, seen=None):
             request_lr_change(name, **ask)
         if stop is not None and event["type"] == "batch" and (event["epoch"], event["step"]) == stop_at:
             stop.set()
+
     return listener
 
 
@@ -149,8 +161,13 @@ def test_a_multiplier_scales_the_rest_of_the_schedule_and_survives_stop_and_resu
 
     config = resolve_config("mnist", "quick", subset=512, epochs=2, batch_size=64)  # triangle schedule
     stop, seen = threading.Event(), []
-    first = train(config, "halved", listener=_hook("halved", (1, 3), {"multiply": 0.5}, stop, (2, 2), seen),
-                  stop_event=stop, data_dir=data_dir)
+    first = train(
+        config,
+        "halved",
+        listener=_hook("halved", (1, 3), {"multiply": 0.5}, stop, (2, 2), seen),
+        stop_event=stop,
+        data_dir=data_dir,
+    )
     assert first.status == "stopped"
     steps = seen[0]["steps"]
     assert steps == 8
@@ -200,25 +217,32 @@ def test_setting_the_muon_recipes_lr_moves_muons_own_step_too(data_dir):
     from cnn_core.train.training import train
 
     full = load_dataset("cifar10", data_dir)
-    data = Dataset(full.info, full.x_train, full.y_train, full.x_test[:500], full.y_test[:500], full.source,
-                   full.sha256)
+    data = Dataset(
+        full.info, full.x_train, full.y_train, full.x_test[:500], full.y_test[:500], full.source, full.sha256
+    )
 
     class Weights(keras.callbacks.Callback):  # runs after the trainer's callbacks, the lr control among them
         at = {}
 
         def on_train_batch_end(self, batch, logs=None):
-            self.at[batch + 1] = [np.array(v.numpy()) for v in self.model.trainable_variables
-                                  if self.model.optimizer._is_muon(v)]
+            self.at[batch + 1] = [
+                np.array(v.numpy()) for v in self.model.trainable_variables if self.model.optimizer._is_muon(v)
+            ]
 
     config = resolve_config("cifar10", "airbench", subset=512, epochs=1, batch_size=64, val_size=0)
     assert config["optimizer"] == "muon"
     seen, weights = [], Weights()
-    result = train(config, "muon", listener=_hook("muon", (1, 3), {"set_to": 1e-9}, seen=seen), data=data,
-                   extra_callbacks=[weights])
+    result = train(
+        config,
+        "muon",
+        listener=_hook("muon", (1, 3), {"set_to": 1e-9}, seen=seen),
+        data=data,
+        extra_callbacks=[weights],
+    )
     assert result.status == "finished"
 
     def moved(a, b):
-        return max(float(np.max(np.abs(x - y))) for x, y in zip(weights.at[a], weights.at[b]))
+        return max(float(np.max(np.abs(x - y))) for x, y in zip(weights.at[a], weights.at[b], strict=False))
 
     # Step 4 re-normalises the Muon kernels that step 3 moved; from step 5 on only the lr moves them.
     assert len(weights.at[1]) >= 3 and moved(1, 3) > 1e-5
@@ -235,11 +259,12 @@ def test_setting_the_muon_recipes_lr_moves_muons_own_step_too(data_dir):
 
 # -- the Train page -----------------------------------------------------------------------------
 
+
 @pytest.mark.slow  # trains a model
 def test_the_train_pages_control_reaches_the_running_job_and_shows_on_its_curves(data_dir, isolated_runs):
     import streamlit as st
-
     from test_app import _configure_small_run, _wait_for_job, open_page, texts
+
     from app_pages._common import get_jobs
 
     st.cache_resource.clear()

@@ -9,11 +9,21 @@ import pytest
 
 from cnn_core import cli
 from cnn_core.base.errors import ConfigError
-from cnn_core.predict.inference import load_inference_model, load_predictor
-from cnn_core.predict.ood import (DEFAULT_PASS_RATE, SCORE, Detector, _class_gaussians, auroc, calibrate, load_detector,
-                          save_detector, through_preprocessing, typicality)
-from cnn_core.train.recipes import resolve_config
 from cnn_core.base.store import runs_store, shipped_store
+from cnn_core.predict.inference import load_inference_model, load_predictor
+from cnn_core.predict.ood import (
+    DEFAULT_PASS_RATE,
+    SCORE,
+    Detector,
+    _class_gaussians,
+    auroc,
+    calibrate,
+    load_detector,
+    save_detector,
+    through_preprocessing,
+    typicality,
+)
+from cnn_core.train.recipes import resolve_config
 from cnn_core.train.training import train
 from conftest import synthetic_dataset
 

@@ -38,10 +38,12 @@ def test_the_app_reads_nothing_from_benchmarks():
         tree = ast.parse(path.read_text())
         strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
         assert "benchmarks" not in _imported_modules(path), f"{path.relative_to(REPO)} imports benchmarks"
-        assert not [s for s in strings if "benchmarks" in s and "results" in s], \
+        assert not [s for s in strings if "benchmarks" in s and "results" in s], (
             f"{path.relative_to(REPO)} names benchmarks/results"
-        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == "benchmarks"], \
+        )
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value == "benchmarks"], (
             f"{path.relative_to(REPO)} builds a path into benchmarks/"
+        )
 
 
 def _imported_modules(path) -> set[str]:

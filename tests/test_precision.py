@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from cnn_core.base.errors import ConfigError
-from cnn_core.nets.precision import (INFERENCE_PRECISION, model_precision, native_bf16, resolve_precision,
-                                with_precision)
 from cnn_core.base.store import shipped_store
+from cnn_core.nets.precision import INFERENCE_PRECISION, model_precision, native_bf16, resolve_precision, with_precision
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = shipped_store().names()
@@ -23,15 +22,18 @@ AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})
 SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 
 
-@pytest.mark.parametrize("flags, environ, expected", [
-    (AVX2_ONLY, {}, False),                                            # Zen 3: emulated, slow
-    (SAPPHIRE_RAPIDS, {}, True),
-    (AVX2_ONLY | {"avx512f", "avx512_bf16"}, {}, True),                # Zen 4: AVX512-BF16 without AMX
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),          # bf16 convolutions cannot be built
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "avx512_core"}, False),
-    (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True),
-    (SAPPHIRE_RAPIDS, {"TF_ENABLE_ONEDNN_OPTS": "0"}, False),          # Eigen kernels: no native bf16
-])
+@pytest.mark.parametrize(
+    "flags, environ, expected",
+    [
+        (AVX2_ONLY, {}, False),  # Zen 3: emulated, slow
+        (SAPPHIRE_RAPIDS, {}, True),
+        (AVX2_ONLY | {"avx512f", "avx512_bf16"}, {}, True),  # Zen 4: AVX512-BF16 without AMX
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),  # bf16 convolutions cannot be built
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "avx512_core"}, False),
+        (SAPPHIRE_RAPIDS, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True),
+        (SAPPHIRE_RAPIDS, {"TF_ENABLE_ONEDNN_OPTS": "0"}, False),  # Eigen kernels: no native bf16
+    ],
+)
 def test_native_bf16_needs_the_flags_and_onednn_allowed_to_use_them(flags, environ, expected):
     assert native_bf16(flags, environ) is expected
 
@@ -59,8 +61,14 @@ def test_recipes_and_cli_take_a_precision():
 
 
 def test_cli_refuses_an_unknown_precision_in_one_line():
-    out = subprocess.run([sys.executable, "-m", "cnn_core", "train", "--precision", "fp16"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "cnn_core", "train", "--precision", "fp16"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 2
     assert "invalid choice: 'fp16'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
@@ -73,7 +81,7 @@ def test_twins_share_weights_and_answers():
     assert bf16.get_layer("classifier").compute_dtype == "float32"  # the softmax stays float32
     fp32 = with_precision(bf16, "fp32")
     assert model_precision(fp32) == "fp32" and all(layer.compute_dtype == "float32" for layer in fp32.layers)
-    for a, b in zip(bf16.get_weights(), fp32.get_weights()):
+    for a, b in zip(bf16.get_weights(), fp32.get_weights(), strict=False):
         np.testing.assert_array_equal(a, b)
     back = with_precision(fp32, "bf16")
     assert model_precision(back) == "bf16" and back.get_layer("classifier").compute_dtype == "float32"
@@ -120,8 +128,9 @@ def test_shipped_bf16_models_are_served_as_float32_twins(data_dir):
         as_trained = store.load_model(name)
         data = load_dataset(served.info.name, data_dir)
         x = data.x_test[:16]  # bfloat16 is emulated (slow) on CPUs without it
-        np.testing.assert_allclose(predict_proba(as_trained, x, served.info, tta=served.tta),
-                                   served.predict_samples(x), atol=1e-2)
+        np.testing.assert_allclose(
+            predict_proba(as_trained, x, served.info, tta=served.tta), served.predict_samples(x), atol=1e-2
+        )
 
 
 # Runs in a fresh interpreter, so oneDNN's environment variables take effect: every shipped model
@@ -156,8 +165,15 @@ ONEDNN_SETTINGS = {
 def _predict_everything(data_dir, extra_env: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")}
     env.update(extra_env, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", _PREDICT_ALL, str(data_dir), str(SAMPLES)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", _PREDICT_ALL, str(data_dir), str(SAMPLES)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -185,8 +201,15 @@ def test_cnn_core_runs_onednn_unless_told_not_to(setting, expected):
     # TensorFlow alone turns oneDNN on only for AVX-512 CPUs; the package asks for it everywhere.
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env.update({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {})
-    out = subprocess.run([sys.executable, "-c", "import cnn_core.base.runtime as r; print(r.machine_info()['onednn'])"],
-                         capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", "import cnn_core.base.runtime as r; print(r.machine_info()['onednn'])"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
     assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
 
 
@@ -195,8 +218,15 @@ def test_cli_predicts_with_the_photo_model_when_onednn_is_capped_at_avx2():
     # convolution forward propagation primitive") while the model computed in bfloat16.
     photos = sorted(str(p) for p in (SAMPLES / "cifar10").glob("*_cifar10_test_*.png"))
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-m", "cnn_core", "predict", "--model", "cifar10_wide40", "--json",
-                          *photos], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "cnn_core", "predict", "--model", "cifar10_wide40", "--json", *photos],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["file"] for r in rows] == photos

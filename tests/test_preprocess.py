@@ -5,9 +5,17 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cnn_core.base.errors import ImageError
-from cnn_core.data.preprocess import (digit_steps, digit_to_mnist, is_blank, load_image, photo_to_cifar,
-                                 photo_to_fashion, preprocessor, to_model_input)
 from cnn_core.data.datasets import dataset_info
+from cnn_core.data.preprocess import (
+    digit_steps,
+    digit_to_mnist,
+    is_blank,
+    load_image,
+    photo_to_cifar,
+    photo_to_fashion,
+    preprocessor,
+    to_model_input,
+)
 
 
 def _png(img: Image.Image, fmt="PNG", **kw) -> bytes:
@@ -73,7 +81,7 @@ def test_why_no_digit_tells_a_painted_over_canvas_from_an_empty_one():
     def canvas(fraction_in_ink: float) -> np.ndarray:
         rgba = np.zeros((280, 280, 4), np.uint8)
         rgba[..., 3] = 255
-        rgba[:round(280 * fraction_in_ink), :, :3] = 255  # white ink from the top down
+        rgba[: round(280 * fraction_in_ink), :, :3] = 255  # white ink from the top down
         return rgba
 
     def sample(rgba):
@@ -136,12 +144,15 @@ def test_load_image_respects_exif_orientation():
     assert loaded.size == (30, 60)
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (b"hello, this is text", "not an image"),
-    (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
-    (b"<html><body>hi</body></html>", "not an image"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"hello, this is text", "not an image"),
+        (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG"),
+        (b"<html><body>hi</body></html>", "not an image"),
+    ],
+)
 def test_load_image_rejects_non_images_with_a_message(data, message):
     with pytest.raises(ImageError, match=message):
         load_image(data)
@@ -170,7 +181,11 @@ def test_a_canvas_data_url_decodes_like_an_upload():
     pixels = load_data_url(url)
     assert pixels.shape == (280, 280, 4) and np.array_equal(pixels, np.asarray(drawn))
     assert digit_to_mnist(Image.fromarray(pixels)).max() > 200  # the stroke survives the digit path
-    for bad in ("", "data:text/plain;base64,aGVsbG8=", "data:image/png;base64,***not base64***",
-                "data:image/png;base64," + base64.b64encode(b"not a png").decode()):
+    for bad in (
+        "",
+        "data:text/plain;base64,aGVsbG8=",
+        "data:image/png;base64,***not base64***",
+        "data:image/png;base64," + base64.b64encode(b"not a png").decode(),
+    ):
         with pytest.raises(ImageError):
             load_data_url(bad)

@@ -3,15 +3,15 @@
 
 import numpy as np
 import pytest
+from test_app import open_page, texts
 
 from cnn_core.analysis.adversarial import MAX_EPSILON, attack, fgsm, smallest_flip
-from cnn_core.data.datasets import load_dataset
-from cnn_core.base.errors import ConfigError
-from cnn_core.predict.inference import load_predictor
 from cnn_core.analysis.neighbours import cached_index, index_path
-from cnn_core.base.store import ModelStore
 from cnn_core.analysis.whatif import GREY, Edit, apply_edit, occlusion_map
-from test_app import open_page, texts
+from cnn_core.base.errors import ConfigError
+from cnn_core.base.store import ModelStore
+from cnn_core.data.datasets import load_dataset
+from cnn_core.predict.inference import load_predictor
 
 # cifar10_seed for photos: the nearest-neighbour index runs all 50,000 training images through it, and
 # its network is a third of the arithmetic of the airbench ones, with no test-time augmentation.

@@ -4,9 +4,9 @@ best model of each headline dataset meets the accuracy floor the project promise
 import numpy as np
 import pytest
 
+from cnn_core.base.store import shipped_store
 from cnn_core.data.datasets import load_dataset
 from cnn_core.predict.inference import load_predictor, tta_level
-from cnn_core.base.store import shipped_store
 
 STORE = shipped_store()
 SHIPPED = STORE.names()

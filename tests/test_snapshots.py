@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnn_core.data.datasets import prepare_data
 from cnn_core.base.errors import ConfigError
+from cnn_core.base.store import runs_store
+from cnn_core.data.datasets import prepare_data
 from cnn_core.train.recipes import resolve_config
 from cnn_core.train.snapshots import MAX_CHANNELS, confusion_at, filter_tiles, load_snapshots, map_tiles
-from cnn_core.base.store import runs_store
 from cnn_core.train.training import train
 from conftest import REPO
 
@@ -26,15 +26,16 @@ def test_every_epoch_is_recorded_as_the_model_was_then_and_a_resumed_run_adds_to
     snaps = load_snapshots(store, "replayed")
     assert snaps.epochs.tolist() == [0, 1, 2]  # before training, then after each epoch
     _, split = prepare_data(config)
-    assert np.array_equal(snaps.val_labels, split.y_val[:len(snaps.val_labels)]) and len(snaps.val_labels) > 0
+    assert np.array_equal(snaps.val_labels, split.y_val[: len(snaps.val_labels)]) and len(snaps.val_labels) > 0
     assert snaps.probe_source == "validation image #0" and np.array_equal(snaps.probe, split.x_val[0])
 
     last = store.load_model("replayed", last=True)  # the state after epoch 2
-    from cnn_core.data.preprocess import to_model_input
     from cnn_core.data.datasets import dataset_info
+    from cnn_core.data.preprocess import to_model_input
 
-    predicted = np.argmax(last.predict(to_model_input(split.x_val[:len(snaps.val_labels)], dataset_info("mnist")),
-                                       verbose=0), axis=-1)
+    predicted = np.argmax(
+        last.predict(to_model_input(split.x_val[: len(snaps.val_labels)], dataset_info("mnist")), verbose=0), axis=-1
+    )
     assert np.mean(predicted == snaps.val_predictions[-1]) > 0.99  # the same model's answers
     layer = last.get_layer(snaps.layer)
     np.testing.assert_allclose(snaps.filters[-1].astype(np.float32), np.asarray(layer.kernel), atol=2e-3, rtol=2e-3)

@@ -10,7 +10,14 @@ import pytest
 
 from cnn_core.base.errors import ConfigError
 from cnn_core.train.recipes import default_config, resolve_config
-from cnn_core.train.switches import SWITCHES, apply_switches, available_switches, describe_switches, switch_names, why_not
+from cnn_core.train.switches import (
+    SWITCHES,
+    apply_switches,
+    available_switches,
+    describe_switches,
+    switch_names,
+    why_not,
+)
 
 # -- the recipe ------------------------------------------------------------------------------------
 
@@ -39,11 +46,14 @@ def test_an_override_given_with_a_switch_wins_over_the_switchs_value():
     assert config["label_smoothing"] == 0.3 and config["switches"] == ["label_smoothing"]
 
 
-@pytest.mark.parametrize("recipe, name, words", [
-    ("fast", "adamw", "trains with sgd_nesterov, not Adam"),
-    ("airbench", "cosine", "already plans its learning rate over the run (triangle schedule)"),
-    ("quick", "label_smoothing", "already smooths its labels by 0.2"),
-])
+@pytest.mark.parametrize(
+    "recipe, name, words",
+    [
+        ("fast", "adamw", "trains with sgd_nesterov, not Adam"),
+        ("airbench", "cosine", "already plans its learning rate over the run (triangle schedule)"),
+        ("quick", "label_smoothing", "already smooths its labels by 0.2"),
+    ],
+)
 def test_a_switch_that_cannot_change_a_recipe_is_refused_with_the_reason(recipe, name, words):
     config = default_config("cifar10", recipe)
     assert words in why_not(config, name) and name not in available_switches(config)
@@ -57,9 +67,15 @@ def test_other_recipes_take_the_switches_that_change_them():
         apply_switches(default_config("mnist", "seed"), ["deeper"])
 
 
-@pytest.mark.parametrize("key, value, words", [("mixup", -1, "mixup strength"), ("cutmix", "yes", "cutmix strength"),
-                                               ("residual", 1.5, "residual must be true or false"),
-                                               ("switches", ["deeper"], "switches must be a list")])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("mixup", -1, "mixup strength"),
+        ("cutmix", "yes", "cutmix strength"),
+        ("residual", 1.5, "residual must be true or false"),
+        ("switches", ["deeper"], "switches must be a list"),
+    ],
+)
 def test_broken_switch_values_in_a_config_are_refused(key, value, words):
     from cnn_core.train.recipes import validate_config
 
@@ -68,6 +84,7 @@ def test_broken_switch_values_in_a_config_are_refused(key, value, words):
 
 
 # -- the network -----------------------------------------------------------------------------------
+
 
 def _kinds(model) -> list[str]:
     return [type(layer).__name__ for layer in model.layers]
@@ -86,7 +103,7 @@ def test_residual_blocks_add_each_stage_input_back_projected_where_the_width_cha
     # The stem conv reads the pixels alone; the first block is its second conv (32 → 32: an identity
     # skip), later blocks widen (32 → 64, 64 → 128: a 1×1 projection each).
     shortcuts = [layer for layer in residual.layers if layer.name.startswith("shortcut")]
-    assert [layer.filters for layer in shortcuts] == [64, 128][:stages - 1]
+    assert [layer.filters for layer in shortcuts] == [64, 128][: stages - 1]
     assert all(layer.kernel_size == (1, 1) for layer in shortcuts)
     import keras
 
@@ -128,6 +145,7 @@ def test_explain_sees_separable_convs_and_not_the_shortcuts():
 
 # -- the optimizer, the schedule and the batches ---------------------------------------------------
 
+
 def test_adamw_decays_the_kernels_only_and_cosine_falls_from_lr_to_zero():
     import keras
 
@@ -150,8 +168,9 @@ def _batches(config, x, y):
     from cnn_core.data.datasets import dataset_info
     from cnn_core.data.pipeline import make_tf_dataset
 
-    ds = make_tf_dataset(x, y, dataset_info("cifar10"), 16, None, shuffle=False, seed=0,
-                         mixup=config["mixup"], cutmix=config["cutmix"])
+    ds = make_tf_dataset(
+        x, y, dataset_info("cifar10"), 16, None, shuffle=False, seed=0, mixup=config["mixup"], cutmix=config["cutmix"]
+    )
     return [(images.numpy(), labels.numpy()) for images, labels in ds]
 
 
@@ -188,6 +207,7 @@ def test_with_both_each_batch_gets_one_kind_of_mix():
 
 # -- training with them ----------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_run_with_every_switch_trains_and_its_card_records_them(data_dir, isolated_runs):
     from cnn_core.base.store import runs_store
@@ -209,9 +229,32 @@ def test_a_run_with_every_switch_trains_and_its_card_records_them(data_dir, isol
 def test_the_cli_trains_with_switches_and_refuses_one_the_recipe_cannot_take(data_dir, isolated_runs, capsys):
     from cnn_core.cli import main
 
-    assert main(["train", "--dataset", "mnist", "--arch", "seed", "--epochs", "1", "--subset", "600",
-                 "--val-size", "200", "--switch", "cosine", "--switch", "label_smoothing", "--name", "cli_switches",
-                 "--data-dir", str(data_dir)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "mnist",
+                "--arch",
+                "seed",
+                "--epochs",
+                "1",
+                "--subset",
+                "600",
+                "--val-size",
+                "200",
+                "--switch",
+                "cosine",
+                "--switch",
+                "label_smoothing",
+                "--name",
+                "cli_switches",
+                "--data-dir",
+                str(data_dir),
+            ]
+        )
+        == 0
+    )
     card = json.loads((isolated_runs / "cli_switches.json").read_text())
     assert card["switches"] == ["cosine", "label_smoothing"] and card["hyperparameters"]["label_smoothing"] == 0.1
     assert "--switch cosine --switch label_smoothing" in card["command"]
@@ -228,7 +271,11 @@ def test_the_train_page_offers_the_switches_the_recipe_can_take_and_trains_with_
     at = open_page("app_pages/train.py")
     # The quick recipe already smooths its labels and plans its lr, with its own optimizer.
     assert at.multiselect(key="switches_mnist_quick").options == [
-        "Residual connections", "Depthwise-separable convolutions", "Mixup", "CutMix"]
+        "Residual connections",
+        "Depthwise-separable convolutions",
+        "Mixup",
+        "CutMix",
+    ]
     _configure_small_run(at, epochs=1, subset=1000, name="page_switches")
     box = at.multiselect(key="switches_mnist_seed")
     assert len(box.options) == 7

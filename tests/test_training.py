@@ -10,14 +10,14 @@ import pytest
 
 from cnn_core.base import store as store_mod
 from cnn_core.base.errors import ConfigError, ModelStoreError
-from cnn_core.train.recipes import resolve_config
 from cnn_core.base.store import runs_store, validate_name
 from cnn_core.train.cards import STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_STOPPED
+from cnn_core.train.recipes import resolve_config
 from cnn_core.train.training import train
 
 
 def _config(**kw):
-    base = dict(epochs=3, batch_size=32, val_size=40, subset=None, seed=1)
+    base = {"epochs": 3, "batch_size": 32, "val_size": 40, "subset": None, "seed": 1}
     base.update(kw)
     return resolve_config("mnist", "seed", **base)
 
@@ -27,6 +27,7 @@ def _stop_at(stop, epoch, step, seen):
         seen.append(event)
         if event["type"] == "batch" and event["epoch"] == epoch and event["step"] == step:
             stop.set()
+
     return listener
 
 
@@ -98,11 +99,17 @@ def test_existing_names_are_not_overwritten(tiny_mnist):
         train(_config(epochs=1), "taken", data=tiny_mnist)
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"epochs": 0}, "Epochs must be"), ({"epochs": -3}, "Epochs must be"),
-    ({"batch_size": 0}, "Batch size must be"), ({"lr": 0.0}, "Learning rate must be greater than 0"),
-    ({"lr": -1.0}, "Learning rate must be greater than 0"), ({"subset": 3}, "Subset must be at least 10"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"epochs": 0}, "Epochs must be"),
+        ({"epochs": -3}, "Epochs must be"),
+        ({"batch_size": 0}, "Batch size must be"),
+        ({"lr": 0.0}, "Learning rate must be greater than 0"),
+        ({"lr": -1.0}, "Learning rate must be greater than 0"),
+        ({"subset": 3}, "Subset must be at least 10"),
+    ],
+)
 def test_impossible_hyperparameters_are_refused(kw, message):
     with pytest.raises(ConfigError, match=message):
         _config(**kw)
@@ -175,6 +182,7 @@ def test_an_ensemble_of_identical_models_equals_the_single_model(tiny_mnist):
 
 # -- one process per run name ---------------------------------------------------------------
 
+
 @pytest.mark.slow  # trains a model
 def test_a_run_name_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tiny_mnist):
     import subprocess
@@ -184,10 +192,13 @@ def test_a_run_name_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_
     store.root.mkdir(parents=True, exist_ok=True)
     # Another process holds the run's lock the way a trainer does: an flock on NAME.lock
     # with its pid inside.
-    holder_code = ("import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
-                   "f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)")
-    other = subprocess.Popen([sys.executable, "-c", holder_code, str(store.lock_path("busy"))],
-                             stdout=subprocess.PIPE, text=True)
+    holder_code = (
+        "import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+        "f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(120)"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(store.lock_path("busy"))], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert other.stdout.readline().strip() == "held"
         with pytest.raises(ModelStoreError, match=f"being trained right now by process {other.pid}"):
@@ -208,17 +219,35 @@ def test_two_cli_processes_training_the_same_name_exactly_one_runs(data_dir, tmp
     import sys
     import time
 
-    env = {**os.environ, "CNN_RUNS_DIR": str(tmp_path / "runs"), "CNN_DATA_DIR": str(data_dir),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    args = [sys.executable, "-m", "cnn_core", "train", "--dataset", "mnist", "--arch", "fast", "--subset", "6000",
-            "--epochs", "4", "--name", "twice"]
+    env = {
+        **os.environ,
+        "CNN_RUNS_DIR": str(tmp_path / "runs"),
+        "CNN_DATA_DIR": str(data_dir),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "cnn_core",
+        "train",
+        "--dataset",
+        "mnist",
+        "--arch",
+        "fast",
+        "--subset",
+        "6000",
+        "--epochs",
+        "4",
+        "--name",
+        "twice",
+    ]
     first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = tmp_path / "runs" / "twice.lock"
     deadline = time.time() + 120
     while not lock.exists() and first.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     assert lock.exists(), first.communicate()
-    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, check=False)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     assert second.returncode == 2, (second.stdout, second.stderr)

@@ -11,13 +11,13 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
+from cnn_core.base.runtime import now_iso
 from cnn_core.data.datasets import Dataset
 from cnn_core.predict.inference import predict_proba, tta_level
-from cnn_core.base.runtime import now_iso
 
-GALLERY_PER_CELL = 12   # misclassified images kept per (true, predicted) pair
-SAMPLE_COUNT = 36       # random test images kept with their predictions
-AUGMENT_SOURCES = 4     # test images kept for the augmentation preview
+GALLERY_PER_CELL = 12  # misclassified images kept per (true, predicted) pair
+SAMPLE_COUNT = 36  # random test images kept with their predictions
+AUGMENT_SOURCES = 4  # test images kept for the augmentation preview
 
 
 def encode_png(sample: np.ndarray) -> str:
@@ -41,8 +41,7 @@ def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> float:
         return float(log_loss(labels, probs, labels=list(range(probs.shape[1]))))
 
 
-def evaluate(model, data: Dataset, tta: bool | int = False, model_name: str | None = None,
-             seed: int = 0) -> dict:
+def evaluate(model, data: Dataset, tta: bool | int = False, model_name: str | None = None, seed: int = 0) -> dict:
     """Test-set metrics plus the images needed to show them; JSON-serialisable."""
     info = data.info
     probs = predict_proba(model, data.x_test, info, tta=tta)
@@ -57,20 +56,24 @@ def evaluate_predictor(predictor, data: Dataset, seed: int = 0) -> dict:
     return result
 
 
-def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool | int = False,
-                          model_name: str | None = None, seed: int = 0) -> dict:
+def evaluation_from_probs(
+    probs: np.ndarray, data: Dataset, tta: bool | int = False, model_name: str | None = None, seed: int = 0
+) -> dict:
     info, y = data.info, data.y_test
     pred = probs.argmax(axis=1)
     conf = probs.max(axis=1)
     labels = list(range(info.num_classes))
     cm = confusion_matrix(y, pred, labels=labels)
-    report = classification_report(y, pred, labels=labels, target_names=list(info.class_names),
-                                   output_dict=True, zero_division=0)
+    report = classification_report(
+        y, pred, labels=labels, target_names=list(info.class_names), output_dict=True, zero_division=0
+    )
     wrong = np.flatnonzero(pred != y)
     # Most confident mistakes first: they are the most instructive.
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")]
-    misclassified = [{"index": int(i), "true": int(y[i]), "pred": int(pred[i]),
-                      "confidence": round(float(conf[i]), 4)} for i in wrong]
+    misclassified = [
+        {"index": int(i), "true": int(y[i]), "pred": int(pred[i]), "confidence": round(float(conf[i]), 4)}
+        for i in wrong
+    ]
     gallery, per_cell = {}, {}
     for item in misclassified:
         cell = (item["true"], item["pred"])
@@ -79,16 +82,23 @@ def evaluation_from_probs(probs: np.ndarray, data: Dataset, tta: bool | int = Fa
             gallery[str(item["index"])] = encode_png(data.x_test[item["index"]])
     rng = np.random.default_rng(seed)
     sample_idx = rng.choice(len(y), size=min(SAMPLE_COUNT, len(y)), replace=False)
-    samples = [{"index": int(i), "true": int(y[i]), "pred": int(pred[i]),
-                "confidence": round(float(conf[i]), 4), "image": encode_png(data.x_test[i])}
-               for i in sample_idx]
+    samples = [
+        {
+            "index": int(i),
+            "true": int(y[i]),
+            "pred": int(pred[i]),
+            "confidence": round(float(conf[i]), 4),
+            "image": encode_png(data.x_test[i]),
+        }
+        for i in sample_idx
+    ]
     augment_sources = [encode_png(data.x_test[int(i)]) for i in sample_idx[:AUGMENT_SOURCES]]
     return {
         "model": model_name,
         "dataset": info.name,
         "class_names": list(info.class_names),
         "tta": tta_level(tta),
-        "test_size": int(len(y)),
+        "test_size": len(y),
         "accuracy": float((pred == y).mean()),
         "loss": cross_entropy(probs, y),
         # A class's accuracy is its recall: the share of its test images predicted as it.
@@ -119,8 +129,16 @@ def most_confused_cell(confusion: np.ndarray | list) -> tuple[int, int]:
 def per_class_rows(evaluation: dict) -> list[dict]:
     """The classification report as one row per class: precision, recall, F1 and support."""
     report = evaluation["report"]
-    return [{"class": c, "precision": report[c]["precision"], "recall": report[c]["recall"],
-             "F1": report[c]["f1-score"], "support": int(report[c]["support"])} for c in evaluation["class_names"]]
+    return [
+        {
+            "class": c,
+            "precision": report[c]["precision"],
+            "recall": report[c]["recall"],
+            "F1": report[c]["f1-score"],
+            "support": int(report[c]["support"]),
+        }
+        for c in evaluation["class_names"]
+    ]
 
 
 def cell_items(evaluation: dict, true: int, pred: int, x_test: np.ndarray | None = None) -> list[dict]:

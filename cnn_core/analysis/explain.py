@@ -13,24 +13,24 @@ LAYER_EXPLANATIONS = {
     "InputLayer": "The image goes in: raw pixel values, height × width × channels.",
     "Rescaling": "Scales pixel values (0–255) to a small range so training is well-conditioned.",
     "Conv2D": "Slides small learned 3×3 filters over the image; each filter makes one feature map "
-              "that lights up where its pattern (edge, stroke, texture…) appears.",
+    "that lights up where its pattern (edge, stroke, texture…) appears.",
     "SeparableConv2D": "A depthwise-separable convolution: one 3×3 filter per input channel, then a 1×1 mix "
-                       "of the channels; nearly what a full convolution does with far fewer weights.",
+    "of the channels; nearly what a full convolution does with far fewer weights.",
     "Add": "A residual connection: adds the block's input back to what its convolutions made, so they "
-           "only learn a change and gradients flow straight through.",
+    "only learn a change and gradients flow straight through.",
     "BatchNormalization": "Re-centres and re-scales each channel using batch statistics; makes training "
-                          "faster and more stable.",
+    "faster and more stable.",
     "ReLU": "Keeps positive responses and zeroes the rest: the non-linearity that lets stacked layers "
-            "compose shapes from edges.",
+    "compose shapes from edges.",
     "MaxPooling2D": "Keeps the strongest response in each 2×2 window: halves the size and makes the "
-                    "features tolerant to small shifts.",
+    "features tolerant to small shifts.",
     "Dropout": "During training only, randomly silences a fraction of units so the network cannot rely "
-               "on any single one (less overfitting).",
+    "on any single one (less overfitting).",
     "Flatten": "Unrolls the stack of feature maps into one long vector for the dense layers.",
     "GlobalMaxPooling2D": "Keeps each channel's strongest response anywhere in the image: one number per "
-                          "feature, wherever it appeared.",
+    "feature, wherever it appeared.",
     "Dense": "Every input connected to every output with a learned weight; the last one scores each class "
-             "and softmax turns the scores into probabilities.",
+    "and softmax turns the scores into probabilities.",
 }
 
 
@@ -39,10 +39,15 @@ def layer_table(model) -> list[dict]:
     for layer in model.layers:
         kind = type(layer).__name__
         shape = layer.output.shape if hasattr(layer, "output") else None
-        rows.append({"layer": layer.name, "type": kind,
-                     "output shape": "×".join(str(d) for d in shape[1:]) if shape is not None else "",
-                     "parameters": int(layer.count_params()),
-                     "what it does": LAYER_EXPLANATIONS.get(kind, "")})
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": kind,
+                "output shape": "×".join(str(d) for d in shape[1:]) if shape is not None else "",
+                "parameters": int(layer.count_params()),
+                "what it does": LAYER_EXPLANATIONS.get(kind, ""),
+            }
+        )
     return rows
 
 
@@ -51,8 +56,11 @@ CONV_LAYER_KINDS = ("Conv2D", "SeparableConv2D")
 
 def conv_layer_names(model) -> list[str]:
     """The convolutions in order, without a residual block's 1×1 shortcut projections (cnn_core.nets.models)."""
-    return [layer.name for layer in model.layers
-            if type(layer).__name__ in CONV_LAYER_KINDS and not layer.name.startswith("shortcut")]
+    return [
+        layer.name
+        for layer in model.layers
+        if type(layer).__name__ in CONV_LAYER_KINDS and not layer.name.startswith("shortcut")
+    ]
 
 
 def feature_maps(model, sample: np.ndarray, info: DatasetInfo) -> dict[str, np.ndarray]:
@@ -65,7 +73,7 @@ def feature_maps(model, sample: np.ndarray, info: DatasetInfo) -> dict[str, np.n
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
     # float32 whatever the model computes in: bfloat16 (`turbo`) maps would trip up plotting.
-    return {n: keras.ops.convert_to_numpy(o)[0].astype(np.float32) for n, o in zip(names, outputs)}
+    return {n: keras.ops.convert_to_numpy(o)[0].astype(np.float32) for n, o in zip(names, outputs, strict=False)}
 
 
 def _unit_scaled(stack: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -116,7 +124,7 @@ def montage(tiles: list[np.ndarray], ncols: int, scale: int, gap: int = 1) -> np
     for i, tile in enumerate(tiles):
         r, col = divmod(i, ncols)
         y, x = r * (h * scale + gap), col * (w * scale + gap)
-        sheet[y:y + h * scale, x:x + w * scale] = tile.repeat(scale, axis=0).repeat(scale, axis=1)
+        sheet[y : y + h * scale, x : x + w * scale] = tile.repeat(scale, axis=0).repeat(scale, axis=1)
     return sheet[..., 0] if c == 1 else sheet
 
 
@@ -125,7 +133,7 @@ def strongest_feature_maps(maps: np.ndarray, count: int = 32) -> list[tuple[int,
     strongest first, each as (channel, uint8 picture scaled to its own range)."""
     channels = np.argsort(maps.reshape(-1, maps.shape[-1]).mean(axis=0))[::-1][:count]
     tiles = _grey_levels(_unit_scaled(np.moveaxis(maps[..., channels], -1, 0), axes=(1, 2)))
-    return [(int(c), tile) for c, tile in zip(channels, tiles)]
+    return [(int(c), tile) for c, tile in zip(channels, tiles, strict=False)]
 
 
 def keras_weights(layer) -> list[np.ndarray]:
@@ -155,8 +163,9 @@ def cam_layer_name(model) -> str:
     return fallback or conv_layer_names(model)[-1]
 
 
-def grad_cam(model, sample: np.ndarray, info: DatasetInfo, class_index: int | None = None,
-             layer_name: str | None = None) -> tuple[np.ndarray, int]:
+def grad_cam(
+    model, sample: np.ndarray, info: DatasetInfo, class_index: int | None = None, layer_name: str | None = None
+) -> tuple[np.ndarray, int]:
     """Grad-CAM (Selvaraju et al., 2017): weight the last conv layer's maps by the gradient of the
     class score, keep the positive part, upsample to the input size.
 

@@ -10,8 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 GOOD, BAD = "#0072B2", "#D55E00"  # Okabe-Ito blue / vermillion: distinguishable for colour-blind eyes
 TRAIN, VAL = "#0072B2", "#E69F00"
@@ -61,15 +61,19 @@ def image_grid(images, titles=None, correct=None, ncols: int = 8, size: float = 
 
 def sample_predictions(samples: list[dict], class_names, ncols: int = 6):
     """Test images with 'predicted (confidence)' titles, ✓/✗ for right/wrong."""
-    titles = [f"{'✓' if s['pred'] == s['true'] else '✗'} {class_names[s['pred']]} {s['confidence']:.0%}"
-              + ("" if s["pred"] == s["true"] else f"\ntrue: {class_names[s['true']]}") for s in samples]
-    return image_grid([s["image"] for s in samples], titles, [s["pred"] == s["true"] for s in samples], ncols=ncols,
-                      size=1.6)
+    titles = [
+        f"{'✓' if s['pred'] == s['true'] else '✗'} {class_names[s['pred']]} {s['confidence']:.0%}"
+        + ("" if s["pred"] == s["true"] else f"\ntrue: {class_names[s['true']]}")
+        for s in samples
+    ]
+    return image_grid(
+        [s["image"] for s in samples], titles, [s["pred"] == s["true"] for s in samples], ncols=ncols, size=1.6
+    )
 
 
 def augmentation_examples(originals, views_per_original, ncols: int | None = None):
     """Each row: an original image, then its augmented views."""
-    rows = [[o, *v] for o, v in zip(originals, views_per_original)]
+    rows = [[o, *v] for o, v in zip(originals, views_per_original, strict=False)]
     ncols = ncols or len(rows[0])
     images = [img for row in rows for img in row]
     titles = [("original" if j == 0 else f"view {j}") for row in rows for j in range(len(row))]

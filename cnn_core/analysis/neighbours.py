@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn_core.predict.embedding import last_hidden
 from cnn_core.base.store import ModelStore, atomic_write
+from cnn_core.predict.embedding import last_hidden
 
 INDEX_DIMS = 64
 CACHE_DIR = ".cache"
@@ -39,13 +39,21 @@ class NeighbourIndex:
         query = self.reduce(last_hidden(model, np.asarray(sample)[None], info))
         search = NearestNeighbors(n_neighbors=min(k, len(self.points))).fit(self.points.astype(np.float32))
         distances, indices = search.kneighbors(query)
-        return [{"index": int(i), "label": int(self.labels[i]), "distance": float(d)}
-                for d, i in zip(distances[0], indices[0])]
+        return [
+            {"index": int(i), "label": int(self.labels[i]), "distance": float(d)}
+            for d, i in zip(distances[0], indices[0], strict=False)
+        ]
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez(buffer, mean=self.mean, components=self.components, points=self.points, labels=self.labels,
-                 model_version=np.int64(self.model_version))
+        np.savez(
+            buffer,
+            mean=self.mean,
+            components=self.components,
+            points=self.points,
+            labels=self.labels,
+            model_version=np.int64(self.model_version),
+        )
         return buffer.getvalue()
 
     @classmethod
@@ -54,15 +62,21 @@ class NeighbourIndex:
             return cls(z["mean"], z["components"], z["points"], z["labels"], int(z["model_version"]))
 
 
-def build_index(model, x_train: np.ndarray, y_train: np.ndarray, info, model_version: int,
-                progress=None) -> NeighbourIndex:
+def build_index(
+    model, x_train: np.ndarray, y_train: np.ndarray, info, model_version: int, progress=None
+) -> NeighbourIndex:
     """Embed every training image (telling `progress` the fraction done) and reduce by PCA."""
     from sklearn.decomposition import PCA
 
     values = last_hidden(model, x_train, info, progress)
     pca = PCA(n_components=min(INDEX_DIMS, values.shape[1]), random_state=0).fit(values)
-    index = NeighbourIndex(pca.mean_.astype(np.float32), pca.components_.astype(np.float32), np.empty(0),
-                           np.asarray(y_train, np.uint8), model_version)
+    index = NeighbourIndex(
+        pca.mean_.astype(np.float32),
+        pca.components_.astype(np.float32),
+        np.empty(0),
+        np.asarray(y_train, np.uint8),
+        model_version,
+    )
     index.points = index.reduce(values).astype(np.float16)
     return index
 

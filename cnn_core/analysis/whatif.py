@@ -20,6 +20,7 @@ GREY = 128  # the occluding patch's value: neutral, neither ink nor background
 @dataclass(frozen=True)
 class Edit:
     """One combination of edits; the defaults change nothing."""
+
     rotate: float = 0.0  # degrees, counter-clockwise
     shift_x: float = 0.0  # pixels, right
     shift_y: float = 0.0  # pixels, down
@@ -54,12 +55,13 @@ def apply_edit(sample: np.ndarray, edit: Edit) -> np.ndarray:
     out = np.stack(moved, axis=-1) if colour else moved[0]
     if edit.occlude is not None:
         row, col, size = edit.occlude
-        out[max(0, row):row + size, max(0, col):col + size] = GREY
+        out[max(0, row) : row + size, max(0, col) : col + size] = GREY
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def occlusion_map(predict, sample: np.ndarray, class_index: int, patch: int | None = None,
-                  stride: int = 2) -> np.ndarray:
+def occlusion_map(
+    predict, sample: np.ndarray, class_index: int, patch: int | None = None, stride: int = 2
+) -> np.ndarray:
     """How much the probability of `class_index` drops when a grey `patch`×`patch` square covers each
     place (float (H, W), 0 where covering changes nothing; negative where it helps the class).
     `predict` maps a batch of uint8 samples to class probabilities (e.g. Predictor.predict_samples);
@@ -69,11 +71,11 @@ def occlusion_map(predict, sample: np.ndarray, class_index: int, patch: int | No
     starts = [(r, c) for r in range(0, h - patch + 1, stride) for c in range(0, w - patch + 1, stride)]
     covered = np.repeat(np.asarray(sample, np.uint8)[None], len(starts), axis=0)
     for i, (r, c) in enumerate(starts):
-        covered[i, r:r + patch, c:c + patch] = GREY
+        covered[i, r : r + patch, c : c + patch] = GREY
     base = float(predict(np.asarray(sample, np.uint8)[None])[0, class_index])
     drops = base - predict(covered)[:, class_index]
     total, count = np.zeros((h, w)), np.zeros((h, w))
-    for drop, (r, c) in zip(drops, starts):  # each pixel: the mean drop of the patches that covered it
-        total[r:r + patch, c:c + patch] += drop
-        count[r:r + patch, c:c + patch] += 1
+    for drop, (r, c) in zip(drops, starts, strict=False):  # each pixel: the mean drop of the patches that covered it
+        total[r : r + patch, c : c + patch] += drop
+        count[r : r + patch, c : c + patch] += 1
     return total / np.maximum(count, 1)

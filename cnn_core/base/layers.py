@@ -24,7 +24,8 @@ class FusedBatchNorm(keras.layers.BatchNormalization):
         scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
         offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            tf.cast(inputs, tf.float32), scale, offset, epsilon=max(self.epsilon, FUSED_MIN_EPSILON), is_training=True)
+            tf.cast(inputs, tf.float32), scale, offset, epsilon=max(self.epsilon, FUSED_MIN_EPSILON), is_training=True
+        )
         # The kernel's variance is Bessel-corrected, as PyTorch's running variance is.
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))

@@ -23,6 +23,7 @@ def cpu_quota() -> int:
 
 # -- memory of a process tree (Linux /proc; 0 where it cannot be read) -------------------------
 
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants (from /proc/PID/task/TID/children)."""
     found, todo = [], [pid]
@@ -201,9 +202,15 @@ def machine_info() -> dict:
     import tensorflow as tf
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"cpu": cpu_model(), "cores": cpu_quota(), "visible_cpus": os.cpu_count(),
-            "flags": cpu_flag_summary(), "gpus": gpus, "platform": platform.platform(),
-            "onednn": onednn_enabled()}
+    return {
+        "cpu": cpu_model(),
+        "cores": cpu_quota(),
+        "visible_cpus": os.cpu_count(),
+        "flags": cpu_flag_summary(),
+        "gpus": gpus,
+        "platform": platform.platform(),
+        "onednn": onednn_enabled(),
+    }
 
 
 def library_versions() -> dict:
@@ -212,8 +219,13 @@ def library_versions() -> dict:
     import sklearn
     import tensorflow as tf
 
-    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": numpy.__version__, "scikit-learn": sklearn.__version__}
+    return {
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
 _HERE = Path(__file__).resolve().parent  # git finds the repository from any folder inside it
@@ -221,9 +233,17 @@ _HERE = Path(__file__).resolve().parent  # git finds the repository from any fol
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_HERE, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_HERE,
-                               capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=_HERE, capture_output=True, text=True, timeout=5, check=False
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=_HERE,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -232,4 +252,4 @@ def git_commit() -> str | None:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()

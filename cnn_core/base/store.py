@@ -48,7 +48,8 @@ def validate_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         shown = repr(name) if isinstance(name, str) else type(name).__name__
         raise ModelStoreError(
-            f"Invalid model name {shown}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit.")
+            f"Invalid model name {shown}: use 1-64 letters, digits, '_' or '-', starting with a letter or digit."
+        )
     return name
 
 
@@ -107,8 +108,9 @@ def atomic_write(target: Path, write) -> None:
     target = Path(target)
     _remove_orphaned_temps(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.pid{os.getpid()}.", suffix=f".tmp{target.suffix}",
-                                        dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.pid{os.getpid()}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        )
         os.fchmod(fd, 0o666 & ~_UMASK)
         os.close(fd)
     except OSError as err:  # read-only or full disk, missing folder: before anything was written
@@ -221,7 +223,7 @@ class ModelStore:
             return []
         found = []
         for card in sorted(self.root.glob("*.json")):
-            stem = card.name[:-len(".json")]
+            stem = card.name[: -len(".json")]
             if NAME_RE.fullmatch(stem) and (self.root / f"{stem}.keras").is_file():
                 found.append(stem)
         return found
@@ -235,8 +237,9 @@ class ModelStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise ModelStoreError(f"Could not create the {self.kind} folder {self.root}: {err.strerror or err}.") \
-                from err
+            raise ModelStoreError(
+                f"Could not create the {self.kind} folder {self.root}: {err.strerror or err}."
+            ) from err
 
     def lock_path(self, name: str) -> Path:
         return self.path(name, ".lock")
@@ -307,8 +310,16 @@ class ModelStore:
 
     def delete(self, name: str) -> None:
         self._require_writable()
-        for suffix in (".keras", ".json", ".eval.json", ".last.keras", ".last.json", ".lr.json", ".snapshots.npz",
-                       ".detector.npz"):
+        for suffix in (
+            ".keras",
+            ".json",
+            ".eval.json",
+            ".last.keras",
+            ".last.json",
+            ".lr.json",
+            ".snapshots.npz",
+            ".detector.npz",
+        ):
             self.path(name, suffix).unlink(missing_ok=True)
         _remove_orphaned_temps(self.model_path(name))
 

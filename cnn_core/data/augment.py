@@ -6,8 +6,8 @@ rotation (degrees), shift (fraction of width/height), zoom (fraction), flip (boo
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 

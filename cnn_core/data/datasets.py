@@ -42,18 +42,30 @@ class DatasetInfo:
 
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
-        "mnist", "MNIST handwritten digits",
-        tuple(str(d) for d in range(10)), (28, 28, 1), (28, 28), "mnist", mirrorable=False),
+        "mnist",
+        "MNIST handwritten digits",
+        tuple(str(d) for d in range(10)),
+        (28, 28, 1),
+        (28, 28),
+        "mnist",
+        mirrorable=False,
+    ),
     "fashion_mnist": DatasetInfo(
-        "fashion_mnist", "Fashion-MNIST clothes",
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        (28, 28, 1), (28, 28), "fashion_mnist"),
+        "fashion_mnist",
+        "Fashion-MNIST clothes",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        (28, 28, 1),
+        (28, 28),
+        "fashion_mnist",
+    ),
     "cifar10": DatasetInfo(
-        "cifar10", "CIFAR-10 objects",
-        ("airplane", "automobile", "bird", "cat", "deer",
-         "dog", "frog", "horse", "ship", "truck"),
-        (32, 32, 3), (32, 32, 3), "cifar10"),
+        "cifar10",
+        "CIFAR-10 objects",
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        (32, 32, 3),
+        (32, 32, 3),
+        "cifar10",
+    ),
 }
 
 
@@ -61,9 +73,7 @@ def dataset_info(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
-        raise DataError(
-            f"Unknown dataset '{name}'. Choose one of: {', '.join(DATASETS)}."
-        ) from None
+        raise DataError(f"Unknown dataset '{name}'. Choose one of: {', '.join(DATASETS)}.") from None
 
 
 @dataclass
@@ -87,6 +97,7 @@ class Dataset:
 @dataclass
 class Split:
     """Training data with a validation part held out of it (fixed seed)."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -114,7 +125,8 @@ def _validate_arrays(info: DatasetInfo, arrays: dict, where: str) -> None:
         if x.ndim < 1 or tuple(x.shape[1:]) != info.raw_shape:
             raise DataError(
                 f"{where}: x_{split} must have shape (N, {', '.join(map(str, info.raw_shape))}) "
-                f"for {info.name}, found {tuple(x.shape)}.")
+                f"for {info.name}, found {tuple(x.shape)}."
+            )
         y = np.asarray(y).reshape(-1)
         if len(y) != len(x):
             raise DataError(f"{where}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels.")
@@ -130,16 +142,23 @@ def load_npz(info: DatasetInfo, path: Path) -> Dataset:
             if missing:
                 raise DataError(
                     f"{path} is not a valid {info.name} archive: missing key(s) {', '.join(missing)} "
-                    f"(expected {', '.join(NPZ_KEYS)}).")
+                    f"(expected {', '.join(NPZ_KEYS)})."
+                )
             arrays = {k: npz[k] for k in NPZ_KEYS}
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise DataError(f"{path} could not be read as a .npz archive ({err}).") from None
     _validate_arrays(info, arrays, str(path))
-    return Dataset(info, arrays["x_train"], arrays["y_train"].reshape(-1).astype(np.int64),
-                   arrays["x_test"], arrays["y_test"].reshape(-1).astype(np.int64),
-                   source=str(path), sha256=file_sha256(path))
+    return Dataset(
+        info,
+        arrays["x_train"],
+        arrays["y_train"].reshape(-1).astype(np.int64),
+        arrays["x_test"],
+        arrays["y_test"].reshape(-1).astype(np.int64),
+        source=str(path),
+        sha256=file_sha256(path),
+    )
 
 
 def _load_from_keras(info: DatasetInfo) -> Dataset:
@@ -147,14 +166,19 @@ def _load_from_keras(info: DatasetInfo) -> Dataset:
 
     loader = getattr(keras.datasets, info.keras_loader)
     (x_train, y_train), (x_test, y_test) = loader.load_data()
-    arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     _validate_arrays(info, arrays, "keras.datasets")
-    return Dataset(info, x_train, y_train.reshape(-1).astype(np.int64),
-                   x_test, y_test.reshape(-1).astype(np.int64), source="keras.datasets")
+    return Dataset(
+        info,
+        x_train,
+        y_train.reshape(-1).astype(np.int64),
+        x_test,
+        y_test.reshape(-1).astype(np.int64),
+        source="keras.datasets",
+    )
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
-                 allow_download: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, allow_download: bool = True) -> Dataset:
     """Load a dataset as uint8 arrays: local `.npz` first, then keras.datasets."""
     info = dataset_info(name)
     folder = resolve_data_dir(data_dir)
@@ -170,13 +194,19 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
             raise
         except Exception as err:  # network errors come in many types
             download_error = err
-    where = f"'{folder / (name + '.npz')}' does not exist" if folder else f"no data folder is set ({DATA_DIR_ENV} is empty)"
-    why = f"; downloading through keras.datasets failed ({type(download_error).__name__}: {download_error})" \
-        if download_error else ""
+    where = (
+        f"'{folder / (name + '.npz')}' does not exist" if folder else f"no data folder is set ({DATA_DIR_ENV} is empty)"
+    )
+    why = (
+        f"; downloading through keras.datasets failed ({type(download_error).__name__}: {download_error})"
+        if download_error
+        else ""
+    )
     raise DataError(
         f"The {name} dataset is not available: {where}{why}. Either connect to the internet so "
         f"keras.datasets can download it, or put {name}.npz (keys {', '.join(NPZ_KEYS)}, uint8) in a "
-        f"folder and pass it with --data-dir or the {DATA_DIR_ENV} environment variable.")
+        f"folder and pass it with --data-dir or the {DATA_DIR_ENV} environment variable."
+    )
 
 
 @lru_cache(maxsize=3)
@@ -193,8 +223,12 @@ def save_npz(data: Dataset, folder: str | os.PathLike) -> Path:
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{data.info.name}.npz"
-    arrays = {"x_train": data.x_train, "y_train": data.y_train.astype(np.uint8),
-              "x_test": data.x_test, "y_test": data.y_test.astype(np.uint8)}
+    arrays = {
+        "x_train": data.x_train,
+        "y_train": data.y_train.astype(np.uint8),
+        "x_test": data.x_test,
+        "y_test": data.y_test.astype(np.uint8),
+    }
     atomic_write(target, lambda tmp: np.savez(tmp, **arrays))
     return target
 
@@ -207,8 +241,10 @@ def download(name: str, folder: str | os.PathLike) -> Path:
     except DataError:
         raise
     except Exception as err:  # network errors come in many types
-        raise DataError(f"Downloading {name} through keras.datasets failed ({type(err).__name__}: {err}). "
-                        "Connect to the internet, or copy the .npz files into the folder by hand.") from None
+        raise DataError(
+            f"Downloading {name} through keras.datasets failed ({type(err).__name__}: {err}). "
+            "Connect to the internet, or copy the .npz files into the folder by hand."
+        ) from None
     return save_npz(data, folder)
 
 
@@ -227,7 +263,8 @@ def split_validation(x: np.ndarray, y: np.ndarray, val_size: int, seed: int) -> 
     from sklearn.model_selection import train_test_split
 
     x_tr, x_val, y_tr, y_val = train_test_split(
-        x, y, test_size=val_size, random_state=seed, stratify=_stratify(y, val_size))
+        x, y, test_size=val_size, random_state=seed, stratify=_stratify(y, val_size)
+    )
     return Split(x_tr, y_tr, x_val, y_val)
 
 

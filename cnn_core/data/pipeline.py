@@ -10,10 +10,19 @@ from cnn_core.data.augment import AlternatingFlip, build_augmenter
 from cnn_core.data.datasets import DatasetInfo
 
 
-def make_tf_dataset(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size: int, augment: dict | None,
-                    shuffle: bool, seed: int, drop_remainder: bool = False,
-                    alternating_flip: AlternatingFlip | None = None, mixup: float = 0.0,
-                    cutmix: float = 0.0) -> tf.data.Dataset:
+def make_tf_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    info: DatasetInfo,
+    batch_size: int,
+    augment: dict | None,
+    shuffle: bool,
+    seed: int,
+    drop_remainder: bool = False,
+    alternating_flip: AlternatingFlip | None = None,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+) -> tf.data.Dataset:
     """Batches of (float32 pixels 0..255, one-hot labels), prefetched; the models rescale internally.
     `drop_remainder` drops a last, smaller batch (a compiled step would compile again for its shape).
     `alternating_flip` (also a callback of the same fit) flips instead of the random flip.
@@ -48,7 +57,6 @@ def make_tf_dataset(x: np.ndarray, y: np.ndarray, info: DatasetInfo, batch_size:
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-
 def batch_mixer(mixup: float, cutmix: float, seed: int):
     """A function (images, one-hot labels) → the batch mixed by Keras' MixUp and/or CutMix layers, or
     None when both are off. With both on, each batch gets one of the two at even odds (as timm does),
@@ -67,6 +75,8 @@ def batch_mixer(mixup: float, cutmix: float, seed: int):
 
     if len(layers) == 1:
         return lambda images, labels: mixed(layers[0], images, labels)
-    return lambda images, labels: tf.cond(tf.random.uniform([], seed=seed) < 0.5,
-                                          lambda: mixed(layers[0], images, labels),
-                                          lambda: mixed(layers[1], images, labels))
+    return lambda images, labels: tf.cond(
+        tf.random.uniform([], seed=seed) < 0.5,
+        lambda: mixed(layers[0], images, labels),
+        lambda: mixed(layers[1], images, labels),
+    )

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-from cnn_core.data.datasets import DatasetInfo, dataset_info
 from cnn_core.base.errors import ImageError
+from cnn_core.data.datasets import DatasetInfo, dataset_info
 
 # Formats Pillow decodes that people actually upload; anything else gets a message.
 SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
@@ -47,13 +47,28 @@ def to_model_input(x: np.ndarray, info: DatasetInfo) -> np.ndarray:
 
 
 # Formats people try that we deliberately do not decode, named in the message.
-UNSUPPORTED_EXTENSIONS = {"heic": "HEIC", "heif": "HEIF", "svg": "SVG", "avif": "AVIF", "psd": "Photoshop",
-                          "raw": "RAW", "cr2": "RAW", "nef": "RAW", "dng": "RAW", "pdf": "PDF", "eps": "EPS"}
+UNSUPPORTED_EXTENSIONS = {
+    "heic": "HEIC",
+    "heif": "HEIF",
+    "svg": "SVG",
+    "avif": "AVIF",
+    "psd": "Photoshop",
+    "raw": "RAW",
+    "cr2": "RAW",
+    "nef": "RAW",
+    "dng": "RAW",
+    "pdf": "PDF",
+    "eps": "EPS",
+}
 SUPPORTED_TEXT = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 
 
-def load_image(data: bytes | str | io.IOBase, max_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_PIXELS, filename: str | None = None) -> Image.Image:
+def load_image(
+    data: bytes | str | io.IOBase,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    filename: str | None = None,
+) -> Image.Image:
     """Decode an image file safely: size and pixel limits, format check, EXIF orientation.
 
     Returns a fully loaded PIL image (first frame for animations). Every failure is an
@@ -117,8 +132,7 @@ def _check_header(data: bytes, max_pixels: int) -> None:
     if fmt not in SUPPORTED_FORMATS:
         raise ImageError(f"{fmt} images are not supported: upload a {SUPPORTED_TEXT} image.")
     if width * height > max_pixels:
-        raise ImageError(
-            f"The image is {width}×{height} pixels; the limit is {max_pixels // 1_000_000} megapixels.")
+        raise ImageError(f"The image is {width}×{height} pixels; the limit is {max_pixels // 1_000_000} megapixels.")
     if width < 1 or height < 1:
         raise ImageError("The image has no pixels.")
 
@@ -163,13 +177,15 @@ def standard_mode(img: Image.Image) -> Image.Image:
         if mode == "LAB":  # Pillow has no direct LAB→RGB conversion; go through a colour profile
             from PIL import ImageCms
 
-            transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
-                                                "LAB", "RGB")
+            transform = ImageCms.buildTransform(
+                ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
+            )
             return ImageCms.applyTransform(img, transform)
         return img.convert({"La": "LA", "RGBa": "RGBA"}.get(mode, "RGB"))
     except Exception:  # ImageCms.PyCMSError, ValueError: an exotic mode Pillow cannot convert
-        raise ImageError(f"Images in the {mode} colour mode are not supported: upload a {SUPPORTED_TEXT} image.") \
-            from None
+        raise ImageError(
+            f"Images in the {mode} colour mode are not supported: upload a {SUPPORTED_TEXT} image."
+        ) from None
 
 
 def _flatten_to(img: Image.Image, mode: str, background=(255, 255, 255)) -> Image.Image:
@@ -186,6 +202,7 @@ def _flatten_to(img: Image.Image, mode: str, background=(255, 255, 255)) -> Imag
 @dataclass(frozen=True)
 class Preprocessor:
     """Turns arbitrary pictures into samples shaped like one dataset's images."""
+
     info: DatasetInfo
 
     def to_model_input(self, x: np.ndarray) -> np.ndarray:
@@ -229,8 +246,12 @@ def digit_ink(img: Image.Image) -> np.ndarray:
     The canvas draws white ink on black; paper photos have dark ink on light paper.
     The border tells which: if the border is mostly light, invert.
     """
-    grey = np.asarray(_flatten_to(img, "L", background=(0, 0, 0) if _alpha_is_ink(img) else (255, 255, 255)),
-                      dtype=np.float32) / 255.0
+    grey = (
+        np.asarray(
+            _flatten_to(img, "L", background=(0, 0, 0) if _alpha_is_ink(img) else (255, 255, 255)), dtype=np.float32
+        )
+        / 255.0
+    )
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(border) > 0.5:
         grey = 1.0 - grey
@@ -254,20 +275,26 @@ def digit_steps(img: Image.Image) -> dict[str, np.ndarray]:
         empty = np.zeros((28, 28), np.uint8)
         return {"ink": (ink * 255).astype(np.uint8), "cropped": empty, "boxed": empty, "final": empty}
     rows, cols = np.where(mask)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
     scale = DIGIT_BOX / max(h, w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    boxed = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize(
-        (new_w, new_h), Image.Resampling.LANCZOS), dtype=np.float32)
+    boxed = np.asarray(
+        Image.fromarray((crop * 255).astype(np.uint8)).resize((new_w, new_h), Image.Resampling.LANCZOS),
+        dtype=np.float32,
+    )
     canvas = np.zeros((28, 28), np.float32)
     top, left = (28 - new_h) // 2, (28 - new_w) // 2
-    canvas[top:top + new_h, left:left + new_w] = boxed
+    canvas[top : top + new_h, left : left + new_w] = boxed
     cy, cx = ndimage.center_of_mass(canvas) if canvas.sum() > 0 else (13.5, 13.5)
     shifted = ndimage.shift(canvas, (round(13.5 - cy), round(13.5 - cx)), order=0, mode="constant")
     final = np.clip(shifted, 0, 255).astype(np.uint8)
-    return {"ink": (ink * 255).astype(np.uint8), "cropped": (crop * 255).astype(np.uint8),
-            "boxed": boxed.astype(np.uint8), "final": final}
+    return {
+        "ink": (ink * 255).astype(np.uint8),
+        "cropped": (crop * 255).astype(np.uint8),
+        "boxed": boxed.astype(np.uint8),
+        "final": final,
+    }
 
 
 def preparation_steps(picture, dataset: str) -> dict[str, np.ndarray] | None:
@@ -317,6 +344,7 @@ def canvas_ink_fraction(canvas: np.ndarray) -> float:
 
 # -- Fashion-MNIST: grey, fit into 28×28, light backgrounds inverted --------------------
 
+
 def photo_to_fashion(img: Image.Image) -> np.ndarray:
     grey = _flatten_to(img, "L")
     arr = np.asarray(grey, dtype=np.uint8)
@@ -328,6 +356,7 @@ def photo_to_fashion(img: Image.Image) -> np.ndarray:
 
 
 # -- CIFAR-10: centre crop to a square, resize to 32×32 -----------------------------------
+
 
 def photo_to_cifar(img: Image.Image) -> np.ndarray:
     rgb = _flatten_to(img, "RGB")

@@ -25,11 +25,18 @@ import json
 import zipfile
 from pathlib import Path
 
-from cnn_core.data.datasets import dataset_info
 from cnn_core.base.errors import ConfigError, ModelStoreError
-from cnn_core.nets.models import (ARCHITECTURES, CONV_KINDS, WHITEN_LAYER, Spec, architecture_spec, architecture_switches,
-                     switched_spec)
 from cnn_core.base.store import ModelStore, atomic_write, find_model, validate_name
+from cnn_core.data.datasets import dataset_info
+from cnn_core.nets.models import (
+    ARCHITECTURES,
+    CONV_KINDS,
+    WHITEN_LAYER,
+    Spec,
+    architecture_spec,
+    architecture_switches,
+    switched_spec,
+)
 from cnn_core.train.switches import describe_switches
 
 CARD_KEYS = ("name", "dataset", "architecture", "params", "hyperparameters")
@@ -42,11 +49,15 @@ def script_name(name: str) -> str:
 def _check_card(card: dict) -> dict:
     missing = [key for key in CARD_KEYS if key not in card]
     if missing:
-        raise ModelStoreError(f"The model card of '{card.get('name', '?')}' lacks {', '.join(missing)}, "
-                              "so no training script can be written for it.")
+        raise ModelStoreError(
+            f"The model card of '{card.get('name', '?')}' lacks {', '.join(missing)}, "
+            "so no training script can be written for it."
+        )
     if card["architecture"] not in ARCHITECTURES:
-        raise ConfigError(f"'{card['name']}' uses the architecture '{card['architecture']}', which this version "
-                          f"cannot export (known: {', '.join(ARCHITECTURES)}).")
+        raise ConfigError(
+            f"'{card['name']}' uses the architecture '{card['architecture']}', which this version "
+            f"cannot export (known: {', '.join(ARCHITECTURES)})."
+        )
     return card
 
 
@@ -61,8 +72,9 @@ def recipe(card: dict) -> dict:
 def card_spec(card: dict) -> Spec:
     """The card's network as cnn_core builds it: its architecture's spec with the card's architecture
     switches (residual, separable; off on cards saved before they existed)."""
-    return switched_spec(architecture_spec(card["architecture"], card["dataset"]),
-                         **architecture_switches(recipe(card)))
+    return switched_spec(
+        architecture_spec(card["architecture"], card["dataset"]), **architecture_switches(recipe(card))
+    )
 
 
 def _flat_steps(spec: Spec) -> Spec:
@@ -111,6 +123,7 @@ def approximations(card: dict) -> list[str]:
 
 # -- the network, step by step, as cnn_core.nets.models._step_layers builds it ----------------------
 
+
 class _Names:
     """The builder's layer names (conv1, bn1, relu1, ...): counters per prefix."""
 
@@ -138,8 +151,11 @@ def _literal(value) -> str:
         return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
     if isinstance(value, (list, tuple)):
         items = ", ".join(_literal(v) for v in value)
-        return f"({items},)" if isinstance(value, tuple) and len(value) == 1 else \
-            (f"({items})" if isinstance(value, tuple) else f"[{items}]")
+        return (
+            f"({items},)"
+            if isinstance(value, tuple) and len(value) == 1
+            else (f"({items})" if isinstance(value, tuple) else f"[{items}]")
+        )
     return repr(value)
 
 
@@ -152,8 +168,15 @@ def _conv_code(options: dict, name: str, use_bias: bool = True, activation: str 
     """A Conv2D, or a SeparableConv2D (per-channel 3×3 filter, then a 1×1 mix) for a `separable` step."""
     extra = {"activation": _literal(activation)} if activation else {}
     layer = "SeparableConv2D" if options.get("separable") else "Conv2D"
-    return _call(layer, str(options["filters"]), str(options.get("kernel", 3)),
-                 padding=_literal(options.get("padding", "same")), use_bias=str(use_bias), **extra, name=_literal(name))
+    return _call(
+        layer,
+        str(options["filters"]),
+        str(options.get("kernel", 3)),
+        padding=_literal(options.get("padding", "same")),
+        use_bias=str(use_bias),
+        **extra,
+        name=_literal(name),
+    )
 
 
 def _bn_code(name: str, options: dict | None = None) -> list[str]:
@@ -162,7 +185,9 @@ def _bn_code(name: str, options: dict | None = None) -> list[str]:
     kwargs = {key: (_number(v) if isinstance(v, float) else _literal(v)) for key, v in options.items()}
     line = _call("BatchNormalization", **kwargs, name=_literal(name))
     # FusedBatchNorm (cnn_core.base.layers) computes the same normalisation faster; plain Keras has only this one.
-    comment = "    # cnn_core trains this as its FusedBatchNorm: the same normalisation through TensorFlow's fused kernel."
+    comment = (
+        "    # cnn_core trains this as its FusedBatchNorm: the same normalisation through TensorFlow's fused kernel."
+    )
     return ([comment] if fused else []) + [line]
 
 
@@ -176,39 +201,69 @@ def _activation_code(options: dict, names: _Names) -> str:
 def _classifier_code(options: dict, num_classes: int) -> list[str]:
     bias, out = str(options.get("use_bias", True)), _literal("float32")  # the classifier stays float32 in bf16
     if "logit_scale" in options:
-        return [_call("Dense", str(num_classes), use_bias=bias, dtype=out, name=_literal("classifier")),
-                _call("Rescaling", _number(options["logit_scale"]), dtype=out, name=_literal("logit_scale")),
-                _call("Softmax", dtype=out, name=_literal("softmax"))]
-    return [_call("Dense", str(num_classes), activation=_literal("softmax"), use_bias=bias, dtype=out,
-                  name=_literal("classifier"))]
+        return [
+            _call("Dense", str(num_classes), use_bias=bias, dtype=out, name=_literal("classifier")),
+            _call("Rescaling", _number(options["logit_scale"]), dtype=out, name=_literal("logit_scale")),
+            _call("Softmax", dtype=out, name=_literal("softmax")),
+        ]
+    return [
+        _call(
+            "Dense",
+            str(num_classes),
+            activation=_literal("softmax"),
+            use_bias=bias,
+            dtype=out,
+            name=_literal("classifier"),
+        )
+    ]
 
 
 def _step_code(kind: str, options: dict, num_classes: int, names: _Names) -> list[str]:
     """The lines of one spec step (`x = layers.…(x)`), or a ConfigError for a kind unknown here."""
     if kind == "rescale":
-        return [_call("Rescaling", _number(options["scale"]), offset=_number(options["offset"]),
-                      name=_literal(names("rescale")))]
+        return [
+            _call(
+                "Rescaling",
+                _number(options["scale"]),
+                offset=_number(options["offset"]),
+                name=_literal(names("rescale")),
+            )
+        ]
     if kind == "conv_relu_bn":
         return [_conv_code(options, names("conv"), activation="relu"), *_bn_code(names("bn"))]
     if kind == "conv_bn_relu":
-        return [_conv_code(options, names("conv"), use_bias=False), *_bn_code(names("bn"), options.get("bn")),
-                _activation_code(options, names)]
+        return [
+            _conv_code(options, names("conv"), use_bias=False),
+            *_bn_code(names("bn"), options.get("bn")),
+            _activation_code(options, names),
+        ]
     if kind == "conv_pool_bn_relu":
-        return [_conv_code(options, names("conv"), use_bias=False), _call("MaxPooling2D", name=_literal(names("pool"))),
-                *_bn_code(names("bn"), options.get("bn")), _activation_code(options, names)]
+        return [
+            _conv_code(options, names("conv"), use_bias=False),
+            _call("MaxPooling2D", name=_literal(names("pool"))),
+            *_bn_code(names("bn"), options.get("bn")),
+            _activation_code(options, names),
+        ]
     if kind == "whiten_stem":
-        return [_conv_code({**options, "padding": "valid"}, WHITEN_LAYER),
-                _call("Activation", _literal("gelu"), name=_literal(names("gelu")))]
-    simple = {"max_pool": ("MaxPooling2D", "pool"), "global_max_pool": ("GlobalMaxPooling2D", "global_max_pool"),
-              "flatten": ("Flatten", "flatten")}
+        return [
+            _conv_code({**options, "padding": "valid"}, WHITEN_LAYER),
+            _call("Activation", _literal("gelu"), name=_literal(names("gelu"))),
+        ]
+    simple = {
+        "max_pool": ("MaxPooling2D", "pool"),
+        "global_max_pool": ("GlobalMaxPooling2D", "global_max_pool"),
+        "flatten": ("Flatten", "flatten"),
+    }
     if kind in simple:
         layer, prefix = simple[kind]
         return [_call(layer, name=_literal(names(prefix)))]
     if kind == "dropout":
         return [_call("Dropout", _literal(options["rate"]), name=_literal(names("dropout")))]
     if kind == "dense_relu_bn":
-        return [_call("Dense", str(options["units"]), activation=_literal("relu"), name=_literal(names("dense"))),
-                *_bn_code(names("bn"))]
+        return [
+            _call("Dense", str(options["units"]), activation=_literal("relu"), name=_literal(names("dense"))),
+            *_bn_code(names("bn")),
+        ]
     if kind == "classifier":
         return _classifier_code(options, num_classes)
     raise ConfigError(f"The exporter has no code for the layer kind '{kind}'.")
@@ -244,14 +299,19 @@ class _Network:
         self.add_steps(steps)
         self.lines.append("    # end of the residual block: its input added back")
         if self.channels != before:
-            self.lines += [f"    # {before} -> {self.channels} channels: a 1x1 conv widens the input to match",
-                           f"    shortcut = layers.Conv2D({self.channels}, 1, use_bias=False, "
-                           f"name={_literal(self.names('shortcut'))})(shortcut)"]
+            self.lines += [
+                f"    # {before} -> {self.channels} channels: a 1x1 conv widens the input to match",
+                (
+                    f"    shortcut = layers.Conv2D({self.channels}, 1, use_bias=False, "
+                    f"name={_literal(self.names('shortcut'))})(shortcut)"
+                ),
+            ]
         self.lines.append(f"    x = layers.Add(name={_literal(self.names('add'))})([x, shortcut])")
 
 
-def network_code(arch: str, dataset: str, residual: bool = False,
-                 separable: bool = False) -> tuple[list[str], list[str]]:
+def network_code(
+    arch: str, dataset: str, residual: bool = False, separable: bool = False
+) -> tuple[list[str], list[str]]:
     """The body of the script's `build_model` for one architecture and dataset with the architecture
     switches (cnn_core.nets.models.switched_spec), and the names of the convs that start as partial
     identities (dirac)."""
@@ -263,21 +323,30 @@ def network_code(arch: str, dataset: str, residual: bool = False,
 
 # -- the script ---------------------------------------------------------------------------------
 
+
 def _docstring(card: dict, notes: list[str]) -> str:
     hp, name = recipe(card), card["name"]
     accuracy = card.get("test_accuracy")
-    lines = [f'"""Train `{name}` again from scratch: {card["architecture"]} network, {hp.get("recipe", "?")} recipe, '
-             f'{card["dataset"]}.', "",
-             f"Exported by CNN Studio (cnn_core) from the model card of `{name}`"
-             + (f" (test accuracy {accuracy:.2%})." if accuracy is not None else "."),
-             "A standalone script: Keras 3, TensorFlow, NumPy and the standard library, no cnn_core.",
-             "It reads top-down: hyperparameters → data → model → train → evaluate → save.", "",
-             *_switches_lines(hp),
-             f"    python {script_name(name)}                      # the whole recipe ({hp['epochs']} epochs)",
-             f"    python {script_name(name)} --epochs 1 --subset 1024 --data-dir DIR   # a quick check", "",
-             "--data-dir is a folder of <dataset>.npz files (keys x_train y_train x_test y_test, uint8);",
-             "without it keras.datasets downloads the data.", "",
-             "Where this script departs from how cnn_core trained the model:"]
+    lines = [
+        (
+            f'"""Train `{name}` again from scratch: {card["architecture"]} network, {hp.get("recipe", "?")} recipe, '
+            f"{card['dataset']}."
+        ),
+        "",
+        f"Exported by CNN Studio (cnn_core) from the model card of `{name}`"
+        + (f" (test accuracy {accuracy:.2%})." if accuracy is not None else "."),
+        "A standalone script: Keras 3, TensorFlow, NumPy and the standard library, no cnn_core.",
+        "It reads top-down: hyperparameters → data → model → train → evaluate → save.",
+        "",
+        *_switches_lines(hp),
+        f"    python {script_name(name)}                      # the whole recipe ({hp['epochs']} epochs)",
+        f"    python {script_name(name)} --epochs 1 --subset 1024 --data-dir DIR   # a quick check",
+        "",
+        "--data-dir is a folder of <dataset>.npz files (keys x_train y_train x_test y_test, uint8);",
+        "without it keras.datasets downloads the data.",
+        "",
+        "Where this script departs from how cnn_core trained the model:",
+    ]
     for note in notes:
         lines += _wrapped(f"- {note}", "  ")
     return "\n".join(lines + ['"""'])
@@ -298,31 +367,44 @@ def _wrapped(text: str, indent: str, width: int = 100) -> list[str]:
 
 
 def _hyperparameters_code(card: dict) -> str:
-    lines = ["# Every hyperparameter of the run, as its model card recorded them (one dict, airbench style).",
-             "HYPERPARAMETERS = {"]
+    lines = [
+        "# Every hyperparameter of the run, as its model card recorded them (one dict, airbench style).",
+        "HYPERPARAMETERS = {",
+    ]
     lines += [f"    {_literal(key)}: {_literal(value)}," for key, value in recipe(card).items()]
     return "\n".join(lines + ["}"])
 
 
 def _constants_code(card: dict, dirac: list[str]) -> str:
     info = dataset_info(card["dataset"])
-    return "\n".join([f"MODEL_NAME = {_literal(card['name'])}", f"DATASET = {_literal(info.name)}",
-                      f"CLASS_NAMES = {_literal(list(info.class_names))}", f"INPUT_SHAPE = {info.input_shape!r}",
-                      f"MIRRORABLE = {info.mirrorable!r}  # a mirror image shows the same class (not so for digits)",
-                      f"CARD_PARAMS = {int(card['params'])}  # the parameter count on the model card",
-                      f"DIRAC_CONVS = {_literal(dirac)}  # convs that start as partial identities (dirac)"])
+    return "\n".join(
+        [
+            f"MODEL_NAME = {_literal(card['name'])}",
+            f"DATASET = {_literal(info.name)}",
+            f"CLASS_NAMES = {_literal(list(info.class_names))}",
+            f"INPUT_SHAPE = {info.input_shape!r}",
+            f"MIRRORABLE = {info.mirrorable!r}  # a mirror image shows the same class (not so for digits)",
+            f"CARD_PARAMS = {int(card['params'])}  # the parameter count on the model card",
+            f"DIRAC_CONVS = {_literal(dirac)}  # convs that start as partial identities (dirac)",
+        ]
+    )
 
 
 def _model_code(card: dict, body: list[str]) -> str:
     info = dataset_info(card["dataset"])
     hp = recipe(card)
-    switched = " and ".join(words for key, words in (("residual", "residual connections"),
-                                                     ("separable", "depthwise-separable convolutions")) if hp.get(key))
+    switched = " and ".join(
+        words
+        for key, words in (("residual", "residual connections"), ("separable", "depthwise-separable convolutions"))
+        if hp.get(key)
+    )
     switched = f"\n    With {switched}, as the recipe's switches ask." if switched else ""
     head = [BUILD_MODEL_HEAD.format(arch=card["architecture"], dataset=info.name, switched=switched)]
-    tail = [f"    model = keras.Model(inputs, x, name={_literal(card['name'])})",
-            '    keras.mixed_precision.set_global_policy("float32")  # the rest (augmentation, saving) in float32',
-            "    return model"]
+    tail = [
+        f"    model = keras.Model(inputs, x, name={_literal(card['name'])})",
+        '    keras.mixed_precision.set_global_policy("float32")  # the rest (augmentation, saving) in float32',
+        "    return model",
+    ]
     return "\n".join(head + body + tail)
 
 
@@ -355,33 +437,61 @@ def script_text(card: dict) -> str:
     _check_card(card)
     body, dirac = network_code(card["architecture"], card["dataset"], **architecture_switches(recipe(card)))
     uses = _uses(card)
-    sections = [_docstring(card, approximations(card)), IMPORTS, _hyperparameters_code(card),
-                _constants_code(card, dirac), data_code(), PRECISION, _model_code(card, body),
-                *_recipe_sections(card), EVALUATE, main_function(uses)]
+    sections = [
+        _docstring(card, approximations(card)),
+        IMPORTS,
+        _hyperparameters_code(card),
+        _constants_code(card, dirac),
+        data_code(),
+        PRECISION,
+        _model_code(card, body),
+        *_recipe_sections(card),
+        EVALUATE,
+        main_function(uses),
+    ]
     return "\n\n\n".join(section.strip("\n") for section in sections) + "\n"
 
 
 # -- the zip ------------------------------------------------------------------------------------
 
+
 def readme_text(card: dict) -> str:
     name, versions = card["name"], card.get("versions") or {}
     made_with = ", ".join(f"{k} {v}" for k, v in versions.items() if k in ("tensorflow", "keras", "numpy", "python"))
     shape = ", ".join(map(str, dataset_info(card["dataset"]).input_shape))
-    files = [(f"{name}.keras", "the trained network (keras.saving.load_model); input: raw pixels 0..255 as float32, "
-                               f"shaped (N, {shape}); output: class probabilities."),
-             (f"{name}.json", "its model card: hyperparameters, history, accuracy, machine, library versions."),
-             (script_name(name), "a standalone script (Keras, TensorFlow, NumPy; no cnn_core) that builds the same "
-                                 "network, trains it with the same recipe, evaluates it and saves it.")]
+    files = [
+        (
+            f"{name}.keras",
+            (
+                "the trained network (keras.saving.load_model); input: raw pixels 0..255 as float32, "
+                f"shaped (N, {shape}); output: class probabilities."
+            ),
+        ),
+        (f"{name}.json", "its model card: hyperparameters, history, accuracy, machine, library versions."),
+        (
+            script_name(name),
+            (
+                "a standalone script (Keras, TensorFlow, NumPy; no cnn_core) that builds the same "
+                "network, trains it with the same recipe, evaluates it and saves it."
+            ),
+        ),
+    ]
     width = max(len(file) for file, _ in files) + 2
     lines = [f"{name}: a {card['dataset']} classifier exported by CNN Studio", ""]
     for file, what in files:
         lines += _wrapped(file.ljust(width) + what, " " * width, 96)
-    lines += ["", f"Trained with: {made_with or 'see the card'}.", "", *_switches_lines(recipe(card), 96),
-              f"Run the whole recipe:   python {script_name(name)}",
-              f"A one-epoch check:      python {script_name(name)} --epochs 1 --subset 1024 --data-dir DIR",
-              "DIR holds <dataset>.npz with keys x_train y_train x_test y_test (uint8); without --data-dir the",
-              "data comes from keras.datasets. `--help` lists every option.", "",
-              "Where the script departs from how cnn_core trained the model:"]
+    lines += [
+        "",
+        f"Trained with: {made_with or 'see the card'}.",
+        "",
+        *_switches_lines(recipe(card), 96),
+        f"Run the whole recipe:   python {script_name(name)}",
+        f"A one-epoch check:      python {script_name(name)} --epochs 1 --subset 1024 --data-dir DIR",
+        "DIR holds <dataset>.npz with keys x_train y_train x_test y_test (uint8); without --data-dir the",
+        "data comes from keras.datasets. `--help` lists every option.",
+        "",
+        "Where the script departs from how cnn_core trained the model:",
+    ]
     for note in approximations(card):
         lines += _wrapped(f"- {note}", "  ", 96)
     return "\n".join(lines) + "\n"
@@ -412,8 +522,7 @@ def write_export(name: str, target, script_only: bool = False) -> Path:
     store = find_model(name)
     if target.is_dir():
         raise ModelStoreError(f"{target} is a folder; give a file name to write the export to.")
-    data = script_text({**store.load_card(name), "name": name}).encode() if script_only \
-        else export_zip(name, store)
+    data = script_text({**store.load_card(name), "name": name}).encode() if script_only else export_zip(name, store)
     if not target.parent.is_dir():
         why = "is not a folder" if target.parent.exists() else "does not exist"
         raise ModelStoreError(f"Could not save {target.name}: {target.parent} {why}.")
@@ -422,6 +531,7 @@ def write_export(name: str, target, script_only: bool = False) -> Path:
 
 
 # -- the script's pieces (module constants, so no function here runs past a screen) ---------------
+
 
 def _defined_names(node: ast.stmt) -> list[str]:
     """The names a top-level statement defines: a class's, a function's, an assignment's targets."""
@@ -442,7 +552,7 @@ def cnn_core_source(module: str, *names: str, sep: str = "\n\n\n") -> str:
     lines, found = text.splitlines(), {}
     for node in ast.parse(text).body:
         for name in _defined_names(node):
-            found[name] = "\n".join(lines[node.lineno - 1:node.end_lineno])
+            found[name] = "\n".join(lines[node.lineno - 1 : node.end_lineno])
     missing = [name for name in names if name not in found]
     if missing:
         raise LookupError(f"cnn_core.{module} defines no {', '.join(missing)} for the exported script.")
@@ -453,8 +563,14 @@ def data_code() -> str:
     """The script's data section: its own loading and hold-out, then cnn_core's augmenter and tf.data
     pipeline (cnn_core.data.augment.build_augmenter, cnn_core.data.pipeline.make_tf_dataset and the
     batch_mixer it calls for mixup and CutMix, a no-op where both are off)."""
-    return "\n\n\n".join([DATA.strip("\n"), DATASET_INFO, cnn_core_source("data.augment", "build_augmenter"),
-                           cnn_core_source("data.pipeline", "make_tf_dataset", "batch_mixer")])
+    return "\n\n\n".join(
+        [
+            DATA.strip("\n"),
+            DATASET_INFO,
+            cnn_core_source("data.augment", "build_augmenter"),
+            cnn_core_source("data.pipeline", "make_tf_dataset", "batch_mixer"),
+        ]
+    )
 
 
 def initialisers_code(uses: dict) -> str:
@@ -470,9 +586,11 @@ def initialisers_code(uses: dict) -> str:
 
 def callbacks_function(uses: dict) -> str:
     """The script's `make_callbacks`, with the callbacks this recipe uses only (MAKE_CALLBACKS)."""
-    lines = ['def make_callbacks(hp, steps_per_epoch, flips=None):',
-             '    """fit()\'s callbacks, as cnn_core\'s trainer sets them up for this recipe."""',
-             '    callbacks = []']
+    lines = [
+        "def make_callbacks(hp, steps_per_epoch, flips=None):",
+        '    """fit()\'s callbacks, as cnn_core\'s trainer sets them up for this recipe."""',
+        "    callbacks = []",
+    ]
     for key, code in MAKE_CALLBACKS:
         if uses[key]:
             lines += code
@@ -481,13 +599,16 @@ def callbacks_function(uses: dict) -> str:
 
 def main_function(uses: dict) -> str:
     """The script's `parse_args`, `main` and entry point: data → model → train → evaluate → save."""
-    init = "    initialise(model, x_train)  # airbench's inits, before training\n" \
-        if uses["whiten"] or uses["dirac"] else ""
-    flips = "AlternatingFlip(len(x_train), hp[\"seed\"])" if uses["alternating"] else "None"
+    init = (
+        "    initialise(model, x_train)  # airbench's inits, before training\n"
+        if uses["whiten"] or uses["dirac"]
+        else ""
+    )
+    flips = 'AlternatingFlip(len(x_train), hp["seed"])' if uses["alternating"] else "None"
     return MAIN.replace("__INITIALISE__", init).replace("__FLIPS__", flips)
 
 
-IMPORTS = '''
+IMPORTS = """
 from __future__ import annotations  # cnn_core's code below names types the script never imports
 
 import argparse
@@ -504,7 +625,7 @@ import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*shuffle=True.*tf.data.Dataset")  # the pipeline shuffles itself
-'''
+"""
 
 # The script's own: cnn_core loads through cnn_core.data.datasets (and its download) and draws the
 # hold-out class-stratified with scikit-learn (cnn_core.train.training), neither of which the script has.
@@ -538,7 +659,8 @@ def split_training(x, y, val_size, subset, seed):
 
 DATASET_INFO = (
     "# What cnn_core's pipeline (make_tf_dataset, below) reads of its DatasetInfo.\n"
-    "DATASET_INFO = types.SimpleNamespace(input_shape=INPUT_SHAPE, num_classes=len(CLASS_NAMES))")
+    "DATASET_INFO = types.SimpleNamespace(input_shape=INPUT_SHAPE, num_classes=len(CLASS_NAMES))"
+)
 
 # Not cnn_core's (cnn_core.nets.precision.resolve_precision, cnn_core.train.optimizer.jit_compiles): theirs read
 # cnn_core.base.runtime (ONEDNN_MAX_CPU_ISA, TensorFlow's own oneDNN check) and raise cnn_core's errors.
@@ -576,9 +698,9 @@ def build_model(precision="fp32"):
     inputs = keras.Input(shape=INPUT_SHAPE, name="pixels")
     x = inputs'''
 
-INIT_HEAD = '''
+INIT_HEAD = """
 # -- weights set before training: airbench's two initialisations, cnn_core's (not in Keras) --------
-'''
+"""
 
 # Not cnn_core's initialise_from_data, which finds the convs from the architecture's spec
 # (cnn_core.nets.models); the script knows them by name (DIRAC_CONVS).
@@ -591,26 +713,34 @@ def initialise(model, x_train):
         layer.set_weights([dirac_identity(kernel), *rest])
 '''
 
-INITIALISE_WHITEN = INITIALISE_DIRAC.replace('"""Dirac on the DIRAC_CONVS."""', '''"""Dirac on the DIRAC_CONVS; the stem ("whiten", never trained) whitens the patches of the
-    first WHITEN_IMAGES training images as the rescaling layer gives them."""''') + '''    stem = model.get_layer("whiten")
+INITIALISE_WHITEN = (
+    INITIALISE_DIRAC.replace(
+        '"""Dirac on the DIRAC_CONVS."""',
+        '''"""Dirac on the DIRAC_CONVS; the stem ("whiten", never trained) whitens the patches of the
+    first WHITEN_IMAGES training images as the rescaling layer gives them."""''',
+    )
+    + """    stem = model.get_layer("whiten")
     rescaled = ops.convert_to_numpy(model.get_layer("rescale1")(x_train[:WHITEN_IMAGES].astype("float32")))
     stem.set_weights([patch_whitening_kernel(rescaled, stem.kernel_size[0], stem.filters),
                       np.zeros(stem.filters, np.float32)])
-'''
+"""
+)
 
-_RECIPE_HEAD = '''
+_RECIPE_HEAD = """
 # -- training recipe -----------------------------------------------------------------------------
-'''
+"""
 
 # cnn_core.train.optimizer's learning_rate and make_optimizer, one branch per recipe: theirs choose at run
 # time among all of them; the script carries its recipe's branch only (and names no class it lacks).
 LEARNING_RATE = {
-    "plateau": _RECIPE_HEAD + '''
+    "plateau": _RECIPE_HEAD
+    + '''
 def learning_rate(hp, steps_per_epoch):
     """A constant start; ReduceLROnPlateau (see make_callbacks) lowers it when validation stalls."""
     return hp["lr"]
 ''',
-    "onecycle": _RECIPE_HEAD + '''
+    "onecycle": _RECIPE_HEAD
+    + '''
 def learning_rate(hp, steps_per_epoch):
     """One cycle, per batch, planned over the whole run: linear warm-up from lr/10 to lr over
     warmup_fraction of the batches, then cosine decay to 0 at the last batch."""
@@ -620,7 +750,8 @@ def learning_rate(hp, steps_per_epoch):
         initial_learning_rate=hp["lr"] / 10, decay_steps=max(1, total - warmup), alpha=0.0,
         warmup_target=hp["lr"], warmup_steps=warmup)
 ''',
-    "cosine": _RECIPE_HEAD + '''
+    "cosine": _RECIPE_HEAD
+    + '''
 def learning_rate(hp, steps_per_epoch):
     """Half a cosine, per batch, planned over the whole run: lr at the first batch, 0 after the
     last; no warm-up (the `cosine` switch)."""
@@ -636,48 +767,53 @@ def learning_rate(hp, steps_per_epoch):
 ''',
 }
 
-_DECOUPLED = '''
+_DECOUPLED = """
     if hp.get("weight_decay"):
         # Decay only the conv/dense kernels: shrinking BN scales and biases hurts.
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer
-'''
+"""
 
-_GROUPED_ARGS = '''learning_rate=learning_rate(hp, steps_per_epoch), momentum=hp["momentum"], l2=hp["weight_decay"],
+_GROUPED_ARGS = """learning_rate=learning_rate(hp, steps_per_epoch), momentum=hp["momentum"], l2=hp["weight_decay"],
         lr_multipliers={**hp["lr_multipliers"], "whiten/kernel": 0.0},  # the whitening stem never trains
         freeze_after={"whiten/bias": hp["whiten_bias_epochs"] * steps_per_epoch})
-'''
+"""
 
 MAKE_OPTIMIZER = {
     "adam": '''
 def make_optimizer(hp, steps_per_epoch):
     """Adam, with decoupled weight decay (when the recipe has any) on the conv/dense kernels only."""
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(hp, steps_per_epoch),
-                                      weight_decay=hp.get("weight_decay") or None)''' + _DECOUPLED,
+                                      weight_decay=hp.get("weight_decay") or None)'''
+    + _DECOUPLED,
     "adamw": '''
 def make_optimizer(hp, steps_per_epoch):
     """AdamW (the `adamw` switch): Adam with decoupled weight decay, weight_decay × the learning rate
     per step, on the conv/dense kernels only."""
     optimizer = keras.optimizers.AdamW(learning_rate=learning_rate(hp, steps_per_epoch),
-                                       weight_decay=hp["weight_decay"])''' + _DECOUPLED,
+                                       weight_decay=hp["weight_decay"])'''
+    + _DECOUPLED,
     "sgd_nesterov": '''
 def make_optimizer(hp, steps_per_epoch):
     """SGD with Nesterov momentum and decoupled weight decay on the conv/dense kernels only."""
     optimizer = keras.optimizers.SGD(learning_rate=learning_rate(hp, steps_per_epoch), momentum=hp["momentum"],
-                                     nesterov=True, weight_decay=hp.get("weight_decay") or None)''' + _DECOUPLED,
+                                     nesterov=True, weight_decay=hp.get("weight_decay") or None)'''
+    + _DECOUPLED,
     "sgd_nesterov_l2": '''
 def make_optimizer(hp, steps_per_epoch):
     """airbench's Nesterov SGD: L2 through the momentum, BN biases at lr_multipliers, the stem frozen
     (its bias after whiten_bias_epochs)."""
     return GroupedSGD(
-        ''' + _GROUPED_ARGS,
+        '''
+    + _GROUPED_ARGS,
     "muon": '''
 def make_optimizer(hp, steps_per_epoch):
     """airbench94_muon's: Muon steps for the 3x3 conv kernels at muon_lr (moved by the same schedule),
     airbench's Nesterov SGD for the rest."""
     return MuonSGD(
         muon_lr_ratio=hp["muon_lr"] / hp["lr"], muon_momentum=hp["muon_momentum"],
-        ''' + _GROUPED_ARGS,
+        '''
+    + _GROUPED_ARGS,
 }
 
 # cnn_core keeps its best epoch through its checkpoints (cnn_core.train.training), which the script lacks.
@@ -703,15 +839,34 @@ class KeepBest(keras.callbacks.Callback):
 
 # make_callbacks' lines, per piece of the recipe, in the order fit() gets them.
 MAKE_CALLBACKS = (
-    ("lookahead", ['    callbacks.append(Lookahead(hp["lookahead_every"], hp["lookahead_decay"], '
-                   'hp["lookahead_power"], steps_per_epoch * hp["epochs"]))']),
-    ("alternating", ['    callbacks.append(flips)  # tells the pipeline which epoch it is']),
-    ("plateau", ['    callbacks.append(keras.callbacks.ReduceLROnPlateau(',
-                 '        monitor="val_loss", factor=hp["plateau_factor"], patience=hp["plateau_patience"],',
-                 '        min_lr=hp["min_lr"], verbose=1))']),
-    ("early_stopping", ['    callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", '
-                        'patience=hp["early_stopping_patience"], verbose=1))']),
-    ("validation", ['    callbacks.append(KeepBest())  # last: it sees each epoch as it ends']),
+    (
+        "lookahead",
+        [
+            (
+                '    callbacks.append(Lookahead(hp["lookahead_every"], hp["lookahead_decay"], '
+                'hp["lookahead_power"], steps_per_epoch * hp["epochs"]))'
+            )
+        ],
+    ),
+    ("alternating", ["    callbacks.append(flips)  # tells the pipeline which epoch it is"]),
+    (
+        "plateau",
+        [
+            "    callbacks.append(keras.callbacks.ReduceLROnPlateau(",
+            '        monitor="val_loss", factor=hp["plateau_factor"], patience=hp["plateau_patience"],',
+            '        min_lr=hp["min_lr"], verbose=1))',
+        ],
+    ),
+    (
+        "early_stopping",
+        [
+            (
+                '    callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", '
+                'patience=hp["early_stopping_patience"], verbose=1))'
+            )
+        ],
+    ),
+    ("validation", ["    callbacks.append(KeepBest())  # last: it sees each epoch as it ends"]),
 )
 
 # A compact cnn_core.predict.inference.predict_proba: the same TTA levels and weights, without its
@@ -758,7 +913,7 @@ def predict(model, x, tta=0, chunk=2000, mirrorable=True):
     return np.concatenate(outputs)
 '''
 
-MAIN = '''
+MAIN = """
 # -- train, evaluate, save ----------------------------------------------------------------------
 
 def parse_args(argv=None):
@@ -825,52 +980,127 @@ __INITIALISE__    print(f"{model.count_params():,} parameters in {precision} (th
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 # Where the script departs from cnn_core's run, per piece it uses ("always": every script).
 NOTES = (
-    ("always", "Data: the validation hold-out (the recipe's val_size) and --subset are seeded random draws in "
-               "NumPy, where cnn_core draws them class-stratified with scikit-learn, and the shuffling and random "
-               "augmentations draw other random numbers, so the run is the same recipe, not the same weights: "
-               "expect the card's accuracy within run-to-run noise."),
-    ("always", "Not reproduced: cnn_core's per-epoch checkpoints and --resume, its progress events and Stop, the "
-               "out-of-distribution threshold, the model card and the per-class evaluation; the script prints the "
-               "test accuracy and saves the trained network."),
-    ("validation", "The best epoch on validation accuracy is kept by a small callback (KeepBest) and restored at the "
-                   "end, as cnn_core keeps its best checkpoint."),
-    ("whiten", "Whitening stem: cnn_core's initialiser (patch_whitening_kernel, its NumPy code copied into the "
-               "script); it whitens the first 5,000 images of this script's own training split, so its kernel "
-               "differs slightly from the original run's."),
+    (
+        "always",
+        (
+            "Data: the validation hold-out (the recipe's val_size) and --subset are seeded random draws in "
+            "NumPy, where cnn_core draws them class-stratified with scikit-learn, and the shuffling and random "
+            "augmentations draw other random numbers, so the run is the same recipe, not the same weights: "
+            "expect the card's accuracy within run-to-run noise."
+        ),
+    ),
+    (
+        "always",
+        (
+            "Not reproduced: cnn_core's per-epoch checkpoints and --resume, its progress events and Stop, the "
+            "out-of-distribution threshold, the model card and the per-class evaluation; the script prints the "
+            "test accuracy and saves the trained network."
+        ),
+    ),
+    (
+        "validation",
+        (
+            "The best epoch on validation accuracy is kept by a small callback (KeepBest) and restored at the "
+            "end, as cnn_core keeps its best checkpoint."
+        ),
+    ),
+    (
+        "whiten",
+        (
+            "Whitening stem: cnn_core's initialiser (patch_whitening_kernel, its NumPy code copied into the "
+            "script); it whitens the first 5,000 images of this script's own training split, so its kernel "
+            "differs slightly from the original run's."
+        ),
+    ),
     ("dirac", "Dirac init of the 3x3 convs: cnn_core's dirac_identity, copied into the script."),
-    ("residual", "Residual connections: written out in build_model as cnn_core builds them (each block's input "
-                 "saved as `shortcut`, widened by a bias-free 1x1 conv where the block changes the channel count, "
-                 "added back by an Add layer), layer for layer and name for name."),
-    ("separable", "Depthwise-separable convolutions: keras.layers.SeparableConv2D for every 3x3 conv after the "
-                  "first, as cnn_core builds them; a separable conv gets no dirac init (as in cnn_core)."),
-    ("mixer", "Mixup / CutMix: cnn_core's batch_mixer, copied into the script, mixes each training batch after the "
-              "augmentation with Keras' MixUp / CutMix layers (with both on, one of the two per batch at even "
-              "odds); its random draws differ from the original run's, as the augmentations' do."),
-    ("fused_bn", "cnn_core's FusedBatchNorm (a registered custom layer: TensorFlow's fused kernel, whose running "
-                 "variance is Bessel-corrected) is replaced by the standard keras.layers.BatchNormalization: the same "
-                 "variables, a slightly different running variance."),
-    ("grouped", "Optimizer: cnn_core's GroupedSGD (Nesterov SGD with L2 through the momentum, per-variable learning-"
-                "rate multipliers, the whitening kernel frozen and its bias frozen after whiten_bias_epochs) has no "
-                "standard Keras counterpart; its code (a subclass of keras.optimizers.SGD) is copied into the "
-                "script."),
-    ("muon", "Muon: cnn_core's MuonSGD is copied in too, borrowing keras.optimizers.Muon's Newton-Schulz "
-             "iteration; keras.optimizers.Muon itself is not used, since it runs AdamW (not this SGD) on every "
-             "weight that is not 2-D."),
-    ("triangle", "Schedule: airbench's triangular learning rate, cnn_core's Keras LearningRateSchedule subclass "
-                 "(TriangleSchedule), is copied into the script; Keras has no standard one."),
+    (
+        "residual",
+        (
+            "Residual connections: written out in build_model as cnn_core builds them (each block's input "
+            "saved as `shortcut`, widened by a bias-free 1x1 conv where the block changes the channel count, "
+            "added back by an Add layer), layer for layer and name for name."
+        ),
+    ),
+    (
+        "separable",
+        (
+            "Depthwise-separable convolutions: keras.layers.SeparableConv2D for every 3x3 conv after the "
+            "first, as cnn_core builds them; a separable conv gets no dirac init (as in cnn_core)."
+        ),
+    ),
+    (
+        "mixer",
+        (
+            "Mixup / CutMix: cnn_core's batch_mixer, copied into the script, mixes each training batch after the "
+            "augmentation with Keras' MixUp / CutMix layers (with both on, one of the two per batch at even "
+            "odds); its random draws differ from the original run's, as the augmentations' do."
+        ),
+    ),
+    (
+        "fused_bn",
+        (
+            "cnn_core's FusedBatchNorm (a registered custom layer: TensorFlow's fused kernel, whose running "
+            "variance is Bessel-corrected) is replaced by the standard keras.layers.BatchNormalization: the same "
+            "variables, a slightly different running variance."
+        ),
+    ),
+    (
+        "grouped",
+        (
+            "Optimizer: cnn_core's GroupedSGD (Nesterov SGD with L2 through the momentum, per-variable learning-"
+            "rate multipliers, the whitening kernel frozen and its bias frozen after whiten_bias_epochs) has no "
+            "standard Keras counterpart; its code (a subclass of keras.optimizers.SGD) is copied into the "
+            "script."
+        ),
+    ),
+    (
+        "muon",
+        (
+            "Muon: cnn_core's MuonSGD is copied in too, borrowing keras.optimizers.Muon's Newton-Schulz "
+            "iteration; keras.optimizers.Muon itself is not used, since it runs AdamW (not this SGD) on every "
+            "weight that is not 2-D."
+        ),
+    ),
+    (
+        "triangle",
+        (
+            "Schedule: airbench's triangular learning rate, cnn_core's Keras LearningRateSchedule subclass "
+            "(TriangleSchedule), is copied into the script; Keras has no standard one."
+        ),
+    ),
     ("lookahead", "Weight averaging: cnn_core's Lookahead callback, copied into the script."),
-    ("alternating", "Flips: airbench's alternating flip (each image mirrored every other epoch), cnn_core's callback "
-                    "and tf.data step, is copied into the script; Keras' RandomFlip would flip at random."),
-    ("bf16", "Precision: the model was trained in mixed bfloat16 (Keras' mixed_bfloat16 policy, the script's "
-             "default too). Without AVX512-BF16 or AMX the CPU emulates it about ten times slower: pass "
-             "--precision fp32 there (the same network and recipe in float32)."),
-    ("auto_precision", "Precision 'auto': bfloat16 where /proc/cpuinfo shows AVX512-BF16 or AMX and oneDNN is on, "
-                       "float32 elsewhere, as cnn_core decides (which also honours ONEDNN_MAX_CPU_ISA; the script "
-                       "does not)."),
-    ("jit_auto", "XLA 'auto': the training step is compiled for float32 runs with oneDNN off, as cnn_core does; the "
-                 "script reads that from TF_ENABLE_ONEDNN_OPTS alone."),
+    (
+        "alternating",
+        (
+            "Flips: airbench's alternating flip (each image mirrored every other epoch), cnn_core's callback "
+            "and tf.data step, is copied into the script; Keras' RandomFlip would flip at random."
+        ),
+    ),
+    (
+        "bf16",
+        (
+            "Precision: the model was trained in mixed bfloat16 (Keras' mixed_bfloat16 policy, the script's "
+            "default too). Without AVX512-BF16 or AMX the CPU emulates it about ten times slower: pass "
+            "--precision fp32 there (the same network and recipe in float32)."
+        ),
+    ),
+    (
+        "auto_precision",
+        (
+            "Precision 'auto': bfloat16 where /proc/cpuinfo shows AVX512-BF16 or AMX and oneDNN is on, "
+            "float32 elsewhere, as cnn_core decides (which also honours ONEDNN_MAX_CPU_ISA; the script "
+            "does not)."
+        ),
+    ),
+    (
+        "jit_auto",
+        (
+            "XLA 'auto': the training step is compiled for float32 runs with oneDNN off, as cnn_core does; the "
+            "script reads that from TF_ENABLE_ONEDNN_OPTS alone."
+        ),
+    ),
 )

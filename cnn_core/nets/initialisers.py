@@ -15,23 +15,28 @@ import numpy as np
 from cnn_core.nets.models import WHITEN_LAYER, Spec, architecture_spec, switched_spec
 
 WHITEN_IMAGES = 5000  # training images whose patches set the whitening kernel (airbench's count)
-WHITEN_EPS = 5e-4     # added to every eigenvalue: caps the gain of near-constant directions
+WHITEN_EPS = 5e-4  # added to every eigenvalue: caps the gain of near-constant directions
 
 
 def patch_whitening_kernel(inputs: np.ndarray, kernel_size: int, filters: int, eps: float = WHITEN_EPS) -> np.ndarray:
     """A (k, k, C, filters) kernel whitening the k×k patches of `inputs` (N, H, W, C):
     the top filters/2 eigen-directions of the patch covariance, scaled by 1/√(λ+eps), then
     the same negated (so a ReLU-like activation keeps both signs)."""
-    n, h, w, c = inputs.shape
+    _n, h, w, c = inputs.shape
     k = kernel_size
     if filters % 2 or filters // 2 > k * k * c:
         raise ValueError(f"A {k}×{k}×{c} whitening stem has at most {2 * k * k * c} filters, in pairs (got {filters}).")
     # Patches laid out as the kernel is, (row, column, channel), so an eigenvector is a kernel slice.
-    patches = np.concatenate([inputs[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)],
-                             axis=-1).reshape(-1, k * k * c).astype(np.float64)
+    patches = (
+        np.concatenate(
+            [inputs[:, i : h - k + 1 + i, j : w - k + 1 + j, :] for i in range(k) for j in range(k)], axis=-1
+        )
+        .reshape(-1, k * k * c)
+        .astype(np.float64)
+    )
     covariance = patches.T @ patches / len(patches)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending
-    order = np.argsort(eigenvalues)[::-1][:filters // 2]
+    order = np.argsort(eigenvalues)[::-1][: filters // 2]
     scaled = eigenvectors[:, order] / np.sqrt(eigenvalues[order] + eps)
     kernel = scaled.reshape(k, k, c, filters // 2)
     return np.concatenate([kernel, -kernel], axis=-1).astype(np.float32)
@@ -60,8 +65,9 @@ def _conv_steps(spec: Spec) -> list[dict]:
     return steps
 
 
-def initialise_from_data(model, arch: str, dataset: str, x_train: np.ndarray, residual: bool = False,
-                         separable: bool = False) -> None:
+def initialise_from_data(
+    model, arch: str, dataset: str, x_train: np.ndarray, residual: bool = False, separable: bool = False
+) -> None:
     """Apply the inits the architecture's spec (with its switches) asks for: the whitening stem from
     the first WHITEN_IMAGES training images (uint8), dirac on the plain convs marked `dirac` (a
     separable conv has no one kernel to make an identity of)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnn_core.data.datasets import DatasetInfo, dataset_info
 from cnn_core.base.errors import ConfigError
+from cnn_core.data.datasets import DatasetInfo, dataset_info
 
 Spec = list[tuple[str, dict]]
 WHITEN_LAYER = "whiten"  # the name of a `whiten_stem` conv: set from data, never trained
@@ -22,14 +22,13 @@ def seed_spec(filters: tuple[int, ...], padding: str, dense_units: int) -> Spec:
     filter count, then Dense–BN–Dropout(0.5) and a softmax classifier."""
     spec: Spec = [("rescale", {"scale": 1 / 255.0, "offset": 0.0})]
     for f in filters:
-        spec += [("conv_relu_bn", {"filters": f, "padding": padding}),
-                 ("conv_relu_bn", {"filters": f, "padding": padding}),
-                 ("max_pool", {}),
-                 ("dropout", {"rate": 0.25})]
-    spec += [("flatten", {}),
-             ("dense_relu_bn", {"units": dense_units}),
-             ("dropout", {"rate": 0.5}),
-             ("classifier", {})]
+        spec += [
+            ("conv_relu_bn", {"filters": f, "padding": padding}),
+            ("conv_relu_bn", {"filters": f, "padding": padding}),
+            ("max_pool", {}),
+            ("dropout", {"rate": 0.25}),
+        ]
+    spec += [("flatten", {}), ("dense_relu_bn", {"units": dense_units}), ("dropout", {"rate": 0.5}), ("classifier", {})]
     return spec
 
 
@@ -39,11 +38,9 @@ def fast_spec(widths: tuple[int, ...], stem: int) -> Spec:
     conv → BN → ReLU, global max-pool and a bias-free linear classifier. Pooling right
     after the first conv of a stage makes the second conv 4× cheaper, which is what
     matters on a CPU."""
-    spec: Spec = [("rescale", {"scale": 1 / 64.0, "offset": -2.0}),
-                  ("conv_bn_relu", {"filters": stem})]
+    spec: Spec = [("rescale", {"scale": 1 / 64.0, "offset": -2.0}), ("conv_bn_relu", {"filters": stem})]
     for w in widths:
-        spec += [("conv_pool_bn_relu", {"filters": w}),
-                 ("conv_bn_relu", {"filters": w})]
+        spec += [("conv_pool_bn_relu", {"filters": w}), ("conv_bn_relu", {"filters": w})]
     spec += [("global_max_pool", {}), ("classifier", {"use_bias": False})]
     return spec
 
@@ -57,13 +54,14 @@ def airbench_spec(widths: tuple[int, ...], stem: int, logit_scale: float = 1 / 9
     on 28 px digits that runs every later layer on 13 px or less (measured on a 2-core Zen 3: the
     MNIST epoch 1.5-2× sooner for the same accuracy)."""
     bn = {"momentum": 0.6, "epsilon": 1e-12, "scale": False}  # airbench's BN: fast stats, no γ
-    spec: Spec = [("rescale", {"scale": 1 / 64.0, "offset": -2.0}),
-                  ("whiten_stem", {"filters": stem, "kernel": 2})]
+    spec: Spec = [("rescale", {"scale": 1 / 64.0, "offset": -2.0}), ("whiten_stem", {"filters": stem, "kernel": 2})]
     if pool_stem:
         spec.append(("max_pool", {}))
     for w in widths:
-        spec += [("conv_pool_bn_relu", {"filters": w, "activation": "gelu", "bn": bn, "dirac": True}),
-                 ("conv_bn_relu", {"filters": w, "activation": "gelu", "bn": bn, "dirac": True})]
+        spec += [
+            ("conv_pool_bn_relu", {"filters": w, "activation": "gelu", "bn": bn, "dirac": True}),
+            ("conv_bn_relu", {"filters": w, "activation": "gelu", "bn": bn, "dirac": True}),
+        ]
     spec += [("global_max_pool", {}), ("classifier", {"use_bias": False, "logit_scale": logit_scale})]
     return spec
 
@@ -149,43 +147,52 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "seed": Architecture(
-        "seed", "The original notebook's network (VGG-style blocks, dropout, dense head).",
-        {"grey28": seed_spec((32, 64), "valid", 128),
-         "colour32": seed_spec((32, 64, 128), "same", 256)}),
+        "seed",
+        "The original notebook's network (VGG-style blocks, dropout, dense head).",
+        {"grey28": seed_spec((32, 64), "valid", 128), "colour32": seed_spec((32, 64, 128), "same", 256)},
+    ),
     "fast": Architecture(
-        "fast", "Compact airbench-style net built for time-to-accuracy on a CPU.",
-        {"grey28": fast_spec((32, 64), stem=16),
-         "colour32": fast_spec((64, 128, 256), stem=32)}),
+        "fast",
+        "Compact airbench-style net built for time-to-accuracy on a CPU.",
+        {"grey28": fast_spec((32, 64), stem=16), "colour32": fast_spec((64, 128, 256), stem=32)},
+    ),
     # Added for the time-to-accuracy benchmark on a 2-core CPU (benchmarks/): the
     # `fast` photo net (its recipe trains it in bfloat16 where the CPU has it), and a
     # narrower digit net.
     "turbo": Architecture(
-        "turbo", "The fast net tuned for a small CPU: bfloat16 for photos where the CPU has it, narrower for digits.",
-        {"grey28": fast_spec((24, 48), stem=12),
-         "colour32": fast_spec((64, 128, 256), stem=32)}),
+        "turbo",
+        "The fast net tuned for a small CPU: bfloat16 for photos where the CPU has it, narrower for digits.",
+        {"grey28": fast_spec((24, 48), stem=12), "colour32": fast_spec((64, 128, 256), stem=32)},
+    ),
     # The turbo photo net with airbench's widths (64/256/256): 1.7x the parameters at
     # the same images/s on a 2-core AVX512-BF16 CPU (597 img/s for both in a bf16 training
     # micro-benchmark), since the widened middle stage runs on 16x16 and 8x8 maps.
     # Built to ship the most accurate single photo model; the digit net is widened alike.
     "wide": Architecture(
-        "wide", "The turbo net widened to airbench's 64/256/256 channels: the most accurate, slower to train.",
-        {"grey28": fast_spec((64, 128), stem=32),
-         "colour32": fast_spec((64, 256, 256), stem=32)}),
+        "wide",
+        "The turbo net widened to airbench's 64/256/256 channels: the most accurate, slower to train.",
+        {"grey28": fast_spec((64, 128), stem=32), "colour32": fast_spec((64, 256, 256), stem=32)},
+    ),
     # airbench94's net and, with the `airbench` recipe, its training method, in Keras: the
     # peer of benchmarks/time_to_accuracy.py rebuilt on the project's engine. The digit net is
     # the same design, narrower, pooled right after its stem (99.05% MNIST in one 19.7 s epoch
     # on a 2-core Zen 3, against 98.92% for 32/64 and 99.13% in 22.4 s for 48/96).
     "airbench": Architecture(
-        "airbench", "airbench94's network: whitened stem, GELU, scale-free batch norm (the CIFAR-10 speed record).",
-        {"grey28": airbench_spec((32, 64, 64), stem=8, pool_stem=True),
-         "colour32": airbench_spec((64, 256, 256), stem=24)}),
+        "airbench",
+        "airbench94's network: whitened stem, GELU, scale-free batch norm (the CIFAR-10 speed record).",
+        {
+            "grey28": airbench_spec((32, 64, 64), stem=8, pool_stem=True),
+            "colour32": airbench_spec((64, 256, 256), stem=24),
+        },
+    ),
     # The same method on narrower nets, for the Train page's first run: the photo net with the
     # `turbo` widths 64/128/256 (224 against 149 images/s for airbench's in a float32 XLA training
     # step on a 2-core Zen 3), the digit net 24/48 (98.87% MNIST in one 12.8 s epoch there).
     "quick": Architecture(
-        "quick", "airbench's method on narrower nets: the shortest path to a good model.",
-        {"grey28": airbench_spec((24, 48), stem=8, pool_stem=True),
-         "colour32": airbench_spec((64, 128, 256), stem=24)}),
+        "quick",
+        "airbench's method on narrower nets: the shortest path to a good model.",
+        {"grey28": airbench_spec((24, 48), stem=8, pool_stem=True), "colour32": airbench_spec((64, 128, 256), stem=24)},
+    ),
 }
 
 
@@ -218,8 +225,15 @@ def _conv(options: dict, name: str, use_bias: bool = True, activation=None, dtyp
     from keras import layers
 
     kind = layers.SeparableConv2D if options.get("separable") else layers.Conv2D
-    return kind(options["filters"], options.get("kernel", 3), padding=options.get("padding", "same"),
-                         activation=activation, use_bias=use_bias, dtype=dtype, name=name)
+    return kind(
+        options["filters"],
+        options.get("kernel", 3),
+        padding=options.get("padding", "same"),
+        activation=activation,
+        use_bias=use_bias,
+        dtype=dtype,
+        name=name,
+    )
 
 
 def _bn(name: str, dtype=None, options: dict | None = None):
@@ -232,12 +246,15 @@ def _bn(name: str, dtype=None, options: dict | None = None):
     return kind(**options, dtype=dtype, name=name)
 
 
-def _activation(options: dict, names: "_LayerNames", dtype=None):
+def _activation(options: dict, names: _LayerNames, dtype=None):
     from keras import layers
 
     kind = options.get("activation", "relu")
-    return layers.ReLU(name=names("relu"), dtype=dtype) if kind == "relu" else \
-        layers.Activation(kind, name=names(kind), dtype=dtype)
+    return (
+        layers.ReLU(name=names("relu"), dtype=dtype)
+        if kind == "relu"
+        else layers.Activation(kind, name=names(kind), dtype=dtype)
+    )
 
 
 def _step_layers(kind: str, options: dict, num_classes: int, names: _LayerNames, dtype=None) -> list:
@@ -250,14 +267,23 @@ def _step_layers(kind: str, options: dict, num_classes: int, names: _LayerNames,
     if kind == "conv_relu_bn":  # the original order: Conv(ReLU) then BN
         return [_conv(options, names("conv"), activation="relu", **d), _bn(names("bn"), **d)]
     if kind == "conv_bn_relu":  # BN before the non-linearity, conv bias made redundant by BN
-        return [_conv(options, names("conv"), use_bias=False, **d), _bn(names("bn"), dtype, options.get("bn")),
-                _activation(options, names, dtype)]
+        return [
+            _conv(options, names("conv"), use_bias=False, **d),
+            _bn(names("bn"), dtype, options.get("bn")),
+            _activation(options, names, dtype),
+        ]
     if kind == "conv_pool_bn_relu":
-        return [_conv(options, names("conv"), use_bias=False, **d), layers.MaxPooling2D(name=names("pool"), **d),
-                _bn(names("bn"), dtype, options.get("bn")), _activation(options, names, dtype)]
+        return [
+            _conv(options, names("conv"), use_bias=False, **d),
+            layers.MaxPooling2D(name=names("pool"), **d),
+            _bn(names("bn"), dtype, options.get("bn")),
+            _activation(options, names, dtype),
+        ]
     if kind == "whiten_stem":  # frozen by the optimizer's lr multipliers (cnn_core.train.optimizer)
-        return [_conv({**options, "padding": "valid"}, WHITEN_LAYER, **d),
-                layers.Activation("gelu", name=names("gelu"), **d)]
+        return [
+            _conv({**options, "padding": "valid"}, WHITEN_LAYER, **d),
+            layers.Activation("gelu", name=names("gelu"), **d),
+        ]
     if kind == "max_pool":
         return [layers.MaxPooling2D(name=names("pool"), **d)]
     if kind == "global_max_pool":
@@ -270,12 +296,21 @@ def _step_layers(kind: str, options: dict, num_classes: int, names: _LayerNames,
         return [layers.Dense(options["units"], activation="relu", name=names("dense"), **d), _bn(names("bn"), **d)]
     if kind == "classifier" and "logit_scale" in options:  # logits scaled, then softmax
         out = options.get("dtype", dtype)
-        return [layers.Dense(num_classes, use_bias=options.get("use_bias", True), dtype=out, name="classifier"),
-                layers.Rescaling(options["logit_scale"], dtype=out, name="logit_scale"),
-                layers.Softmax(dtype=out, name="softmax")]
+        return [
+            layers.Dense(num_classes, use_bias=options.get("use_bias", True), dtype=out, name="classifier"),
+            layers.Rescaling(options["logit_scale"], dtype=out, name="logit_scale"),
+            layers.Softmax(dtype=out, name="softmax"),
+        ]
     if kind == "classifier":
-        return [layers.Dense(num_classes, activation="softmax", use_bias=options.get("use_bias", True),
-                             dtype=options.get("dtype", dtype), name="classifier")]
+        return [
+            layers.Dense(
+                num_classes,
+                activation="softmax",
+                use_bias=options.get("use_bias", True),
+                dtype=options.get("dtype", dtype),
+                name="classifier",
+            )
+        ]
     raise ConfigError(f"Unknown layer kind '{kind}' in architecture spec.")
 
 
@@ -295,8 +330,14 @@ def _apply_step(x, kind: str, options: dict, num_classes: int, names: _LayerName
     return layers.Add(dtype=dtype, name=names("add"))([x, shortcut])
 
 
-def build_model(arch: str, dataset: str, name: str | None = None, precision: str = "fp32",
-                residual: bool = False, separable: bool = False):
+def build_model(
+    arch: str,
+    dataset: str,
+    name: str | None = None,
+    precision: str = "fp32",
+    residual: bool = False,
+    separable: bool = False,
+):
     """Build the named architecture for a dataset's input shape and class count (a keras.Model),
     computing in `precision` ('fp32', or 'bf16' for mixed bfloat16), with the architecture
     switches `residual` and `separable` (cnn_core.train.switches) on or off."""

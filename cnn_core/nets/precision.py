@@ -33,9 +33,19 @@ FP32_POLICY = "float32"
 # oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) that still include bfloat16 dot products; any other
 # cap (SSE41, AVX, AVX2, AVX2_VNNI, AVX512_CORE, AVX512_CORE_VNNI, ...) makes bf16 convolutions
 # fail to build, as seen on a Xeon with ONEDNN_MAX_CPU_ISA=AVX2.
-_BF16_ISA_CAPS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
-                  "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16",
-                  "AVX10_2_512", "AVX10_2_512_AMX_2")
+_BF16_ISA_CAPS = (
+    "ALL",
+    "DEFAULT",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+)
 
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU flags of hardware bfloat16 maths
@@ -109,7 +119,12 @@ def with_precision(model, precision: str):
 
 def precision_choice_help() -> str:
     """One paragraph for a person choosing a training precision on this machine."""
-    here = ("This CPU does bfloat16 in hardware, so bf16 trains about twice as fast." if native_bf16() else
-            "This CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 would be emulated, about ten times slower.")
-    return ("auto: bfloat16 where the CPU does it natively, else float32. bf16: mixed bfloat16 (weights stay "
-            f"float32). fp32: float32 throughout. {here} Predictions always run in float32.")
+    here = (
+        "This CPU does bfloat16 in hardware, so bf16 trains about twice as fast."
+        if native_bf16()
+        else "This CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 would be emulated, about ten times slower."
+    )
+    return (
+        "auto: bfloat16 where the CPU does it natively, else float32. bf16: mixed bfloat16 (weights stay "
+        f"float32). fp32: float32 throughout. {here} Predictions always run in float32."
+    )

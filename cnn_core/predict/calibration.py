@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnn_core.data.datasets import prepare_data
 from cnn_core.base.errors import ConfigError
+from cnn_core.data.datasets import prepare_data
 
 BINS = 15  # equal-width confidence bins, as Guo et al.
 T_RANGE = (0.05, 20.0)
@@ -51,8 +51,15 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict
     for b in range(bins):
         inside = which == b
         if inside.any():
-            rows.append({"low": b / bins, "high": (b + 1) / bins, "confidence": float(confidence[inside].mean()),
-                         "accuracy": float(correct[inside].mean()), "count": int(inside.sum())})
+            rows.append(
+                {
+                    "low": b / bins,
+                    "high": (b + 1) / bins,
+                    "confidence": float(confidence[inside].mean()),
+                    "accuracy": float(correct[inside].mean()),
+                    "count": int(inside.sum()),
+                }
+            )
             ece += inside.mean() * abs(rows[-1]["accuracy"] - rows[-1]["confidence"])
     return {"ece": float(ece), "bins": rows}
 
@@ -65,8 +72,13 @@ def class_confidence_gaps(probs: np.ndarray, labels: np.ndarray, class_names) ->
     for c, name in enumerate(class_names):
         chosen = predicted == c
         if chosen.any():
-            out.append({"class": name, "gap": float(confidence[chosen].mean() - (np.asarray(labels)[chosen] == c).mean()),
-                        "predicted": int(chosen.sum())})
+            out.append(
+                {
+                    "class": name,
+                    "gap": float(confidence[chosen].mean() - (np.asarray(labels)[chosen] == c).mean()),
+                    "predicted": int(chosen.sum()),
+                }
+            )
     return out
 
 
@@ -77,15 +89,21 @@ def calibrate_temperature(predict, card: dict, data, split=None) -> dict:
     augmentation)."""
     config = card.get("hyperparameters") or {}
     if not config.get("val_size"):
-        raise ConfigError("Temperature scaling is fitted on the validation split; this model was trained "
-                          "without one (train with --val-size 5000).")
+        raise ConfigError(
+            "Temperature scaling is fitted on the validation split; this model was trained "
+            "without one (train with --val-size 5000)."
+        )
     split = split or prepare_data(config, data=data)[1]
     temperature = fit_temperature(predict(split.x_val), split.y_val)
     test = predict(data.x_test)
     before, after = test, with_temperature(test, temperature)
     names = data.info.class_names
-    return {"temperature": temperature, "method": "temperature scaling (Guo et al., 2017)",
-            "fitted_on": f"validation split ({len(split.x_val):,} training images held out, seed {config['seed']})",
-            "measured_on": f"test set ({len(data.x_test):,} images)", "tta": card.get("tta"),
-            "before": {**reliability(before, data.y_test), "classes": class_confidence_gaps(before, data.y_test, names)},
-            "after": {**reliability(after, data.y_test), "classes": class_confidence_gaps(after, data.y_test, names)}}
+    return {
+        "temperature": temperature,
+        "method": "temperature scaling (Guo et al., 2017)",
+        "fitted_on": f"validation split ({len(split.x_val):,} training images held out, seed {config['seed']})",
+        "measured_on": f"test set ({len(data.x_test):,} images)",
+        "tta": card.get("tta"),
+        "before": {**reliability(before, data.y_test), "classes": class_confidence_gaps(before, data.y_test, names)},
+        "after": {**reliability(after, data.y_test), "classes": class_confidence_gaps(after, data.y_test, names)},
+    }

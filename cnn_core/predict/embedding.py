@@ -67,8 +67,13 @@ def features(model, samples: np.ndarray, info: DatasetInfo) -> list[np.ndarray]:
     """Every feature of `feature_names` for a batch of uint8 samples: a float32 (N, D) array each."""
     feature_model = _feature_model(model, False)
     prep = Preprocessor(info)
-    parts = [[np.asarray(out, np.float32) for out in feature_model.predict_on_batch(
-        prep.to_model_input(samples[i:i + BATCH]))] for i in range(0, len(samples), BATCH)]
+    parts = [
+        [
+            np.asarray(out, np.float32)
+            for out in feature_model.predict_on_batch(prep.to_model_input(samples[i : i + BATCH]))
+        ]
+        for i in range(0, len(samples), BATCH)
+    ]
     return [np.concatenate([part[j] for part in parts]) for j in range(len(parts[0]))]
 
 
@@ -79,8 +84,9 @@ def last_hidden(model, samples: np.ndarray, info: DatasetInfo, progress=None) ->
     prep = Preprocessor(info)
     parts = []
     for i in range(0, len(samples), BATCH):
-        parts.append(np.asarray(feature_model.predict_on_batch(prep.to_model_input(samples[i:i + BATCH])),
-                                np.float32))
+        parts.append(
+            np.asarray(feature_model.predict_on_batch(prep.to_model_input(samples[i : i + BATCH])), np.float32)
+        )
         if progress:
             progress(min(1.0, (i + BATCH) / len(samples)))
     return np.concatenate(parts)

@@ -6,11 +6,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from cnn_core.base.store import ModelStore, find_model
 from cnn_core.data.datasets import DatasetInfo, dataset_info
+from cnn_core.data.preprocess import INFERENCE_BATCH, Preprocessor, load_image, preprocessor
 from cnn_core.predict.calibration import with_temperature
 from cnn_core.predict.ood import load_detector, typicality
-from cnn_core.data.preprocess import INFERENCE_BATCH, Preprocessor, load_image, preprocessor
-from cnn_core.base.store import ModelStore, find_model
 
 
 def _forward(model, x: np.ndarray) -> np.ndarray:
@@ -31,8 +31,10 @@ TTA_LEVELS = {0: "off", 1: "flip", 2: "flip + 1-px shifts"}
 TTA_PASSES = {0: 1, 1: 2, 2: 6}  # forward passes per image at each level
 SHIFT_TTA_LEVELS = {0: "off", 1: "1-px shifts", 2: "1-px shifts and diagonals"}
 SHIFT_TTA_PASSES = {0: 1, 1: 5, 2: 9}
-SHIFT_TTA_OFFSETS = {1: ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
-                     2: tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))}
+SHIFT_TTA_OFFSETS = {
+    1: ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
+    2: tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)),
+}
 
 
 def tta_level(value) -> int:
@@ -67,7 +69,7 @@ def _mirror_mean(model, x: np.ndarray, batch_size: int) -> np.ndarray:
     mirrored = x[:, :, ::-1, :]
     if 2 * len(x) <= batch_size:  # a picture and its mirror image in one call, not two
         both = _forward(model, np.concatenate([x, mirrored]))
-        return (both[:len(x)] + both[len(x):]) / 2.0
+        return (both[: len(x)] + both[len(x) :]) / 2.0
     return (_forward(model, x) + _forward(model, mirrored)) / 2.0
 
 
@@ -76,14 +78,15 @@ def _shift_mean(model, x: np.ndarray, level: int, batch_size: int) -> np.ndarray
     the digits' background is black."""
     height, width = x.shape[1:3]
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    views = [padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in SHIFT_TTA_OFFSETS[level]]
+    views = [padded[:, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] for dy, dx in SHIFT_TTA_OFFSETS[level]]
     if len(views) * len(x) <= batch_size:  # a drawing's views in one call
         return _forward(model, np.concatenate(views)).reshape(len(views), len(x), -1).mean(axis=0)
     return np.mean([_forward(model, np.ascontiguousarray(view)) for view in views], axis=0)
 
 
-def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool | int = False,
-                  batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+def predict_proba(
+    model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool | int = False, batch_size: int = INFERENCE_BATCH
+) -> np.ndarray:
     """Class probabilities for a batch of uint8 samples shaped like the dataset's images.
 
     `tta` (see TTA_LEVELS): 1 averages predictions on the image and its mirror image
@@ -96,8 +99,12 @@ def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool | int
     """
     level = tta_level(tta)
     if len(x_uint8) > batch_size:
-        return np.concatenate([predict_proba(model, x_uint8[i:i + batch_size], info, level, batch_size)
-                               for i in range(0, len(x_uint8), batch_size)])
+        return np.concatenate(
+            [
+                predict_proba(model, x_uint8[i : i + batch_size], info, level, batch_size)
+                for i in range(0, len(x_uint8), batch_size)
+            ]
+        )
     x = Preprocessor(info).to_model_input(x_uint8)
     if level == 0:
         return _forward(model, x)
@@ -108,8 +115,10 @@ def predict_proba(model, x_uint8: np.ndarray, info: DatasetInfo, tta: bool | int
         return unshifted
     height, width = x.shape[1:3]
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-    shifted = [_mirror_mean(model, np.ascontiguousarray(padded[:, dy:dy + height, dx:dx + width]), batch_size)
-               for dy, dx in ((0, 0), (2, 2))]
+    shifted = [
+        _mirror_mean(model, np.ascontiguousarray(padded[:, dy : dy + height, dx : dx + width]), batch_size)
+        for dy, dx in ((0, 0), (2, 2))
+    ]
     return 0.5 * unshifted + 0.25 * (shifted[0] + shifted[1])
 
 
@@ -131,6 +140,7 @@ def top_k(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[str, float]]
 class Predictor:
     """A loaded model (or a small ensemble of models for one dataset, averaged) plus everything
     needed to classify a picture the way it was trained."""
+
     name: str
     model: object
     card: dict
@@ -141,7 +151,9 @@ class Predictor:
     runners: tuple = ()  # what each member's predictions run through (LiteModels); empty: the Keras models
     runtime: str = "keras"  # "litert" when predictions run through LiteRT (cnn_core.predict.lite)
     detector: object = None  # the first model's out-of-distribution detector (cnn_core.predict.ood), if it has one
-    temperature: float | None = None  # temperature scaling of a single model at its card's TTA (cnn_core.predict.calibration)
+    temperature: float | None = (
+        None  # temperature scaling of a single model at its card's TTA (cnn_core.predict.calibration)
+    )
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -188,8 +200,14 @@ def load_inference_model(store: ModelStore, name: str, precision: str | None = N
 RUNTIMES = ("litert", "keras")
 
 
-def load_predictor(name: str, store: ModelStore | None = None, tta: bool | int | None = None,
-                   precision: str | None = None, runtime: str | None = None, calibrated: bool = False) -> Predictor:
+def load_predictor(
+    name: str,
+    store: ModelStore | None = None,
+    tta: bool | int | None = None,
+    precision: str | None = None,
+    runtime: str | None = None,
+    calibrated: bool = False,
+) -> Predictor:
     """Load a saved model; `tta` None follows its card, `precision` None is the inference default.
     `calibrated` applies the card's temperature scaling, if any, to its probabilities (what the app and
     `predict` show; evaluations and benchmarks measure the network as trained).
@@ -197,9 +215,9 @@ def load_predictor(name: str, store: ModelStore | None = None, tta: bool | int |
     `runtime` "litert" (the default where it is installed: the fastest, see cnn_core.predict.lite) runs
     float32 predictions through LiteRT; "keras" (and any bfloat16 model) through Keras."""
     from cnn_core.base.errors import ConfigError
-    from cnn_core.predict.lite import lite_model
-    from cnn_core.nets.precision import model_precision
     from cnn_core.base.runtime import configure_threads
+    from cnn_core.nets.precision import model_precision
+    from cnn_core.predict.lite import lite_model
 
     if runtime not in (None, *RUNTIMES):
         raise ConfigError(f"Unknown runtime '{runtime}'. Choose one of: {', '.join(RUNTIMES)}.")
@@ -211,11 +229,18 @@ def load_predictor(name: str, store: ModelStore | None = None, tta: bool | int |
     lite = lite_model(model) if runtime != "keras" and computes_in == "fp32" else None
     if runtime == "litert" and lite is None:
         raise ConfigError("LiteRT cannot serve this model here: it needs the ai-edge-litert package and float32.")
-    return Predictor(name, model, card, dataset_info(card["dataset"]),
-                     tta_level(card.get("tta") if tta is None else tta), precision=computes_in,
-                     runners=(lite,) if lite is not None else (), runtime="litert" if lite is not None else "keras",
-                     detector=load_detector(store, name, card),
-                     temperature=(card.get("calibration") or {}).get("temperature") if calibrated else None)
+    return Predictor(
+        name,
+        model,
+        card,
+        dataset_info(card["dataset"]),
+        tta_level(card.get("tta") if tta is None else tta),
+        precision=computes_in,
+        runners=(lite,) if lite is not None else (),
+        runtime="litert" if lite is not None else "keras",
+        detector=load_detector(store, name, card),
+        temperature=(card.get("calibration") or {}).get("temperature") if calibrated else None,
+    )
 
 
 def ensemble_of(members: list[Predictor], tta: bool | int | None = None) -> Predictor:
@@ -230,10 +255,14 @@ def ensemble_of(members: list[Predictor], tta: bool | int | None = None) -> Pred
     tta = first.tta if tta is None else tta_level(tta)
     if len(members) == 1:
         return first if tta == first.tta else replace(first, tta=tta)
-    return replace(first, name="+".join(m.name for m in members), tta=tta,
-                   extra_models=tuple(m.model for m in members[1:]),
-                   runners=tuple(m.runners[0] if m.runners else m.model for m in members),
-                   runtime="+".join(sorted({m.runtime for m in members})))
+    return replace(
+        first,
+        name="+".join(m.name for m in members),
+        tta=tta,
+        extra_models=tuple(m.model for m in members[1:]),
+        runners=tuple(m.runners[0] if m.runners else m.model for m in members),
+        runtime="+".join(sorted({m.runtime for m in members})),
+    )
 
 
 def load_ensemble(names: list[str], tta: bool | int | None = None, load=None) -> Predictor:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn_core.data.datasets import DatasetInfo, prepare_data
-from cnn_core.predict.embedding import features, feature_names
 from cnn_core.base.errors import ConfigError
 from cnn_core.base.store import ModelStore, atomic_write
+from cnn_core.data.datasets import DatasetInfo, prepare_data
+from cnn_core.predict.embedding import feature_names, features
 
 SCORE = "mahalanobis_energy_fisher"  # the layers' distances and the output's two scores, combined
 DEFAULT_PASS_RATE = 0.99  # share of in-distribution validation images that must not be flagged
@@ -36,9 +36,11 @@ FIT_IMAGES = 10_000  # training images whose features the class Gaussians are fi
 MIN_VALIDATION = 100
 SUFFIX = ".detector.npz"
 
-WHAT_IT_IS_NOT = {"mnist": "This does not look like a handwritten digit.",
-                  "fashion_mnist": "This does not look like any of the 10 Fashion-MNIST clothing items.",
-                  "cifar10": "This does not look like any of the 10 CIFAR-10 classes."}
+WHAT_IT_IS_NOT = {
+    "mnist": "This does not look like a handwritten digit.",
+    "fashion_mnist": "This does not look like any of the 10 Fashion-MNIST clothing items.",
+    "cifar10": "This does not look like any of the 10 CIFAR-10 classes.",
+}
 
 
 OUTPUT_SCORES = ["energy", "top_probability"]  # after the layers' distances, in `Detector.distances`
@@ -49,6 +51,7 @@ class Detector:
     """Per feature layer (all of cnn_core.predict.embedding's features but the probabilities): the class means
     and the shared precision matrix; per layer and output score: the validation images' values (sorted),
     the reference their p-values are read against."""
+
     layers: list[str]
     means: list[np.ndarray]
     precisions: list[np.ndarray]
@@ -59,7 +62,7 @@ class Detector:
         """(N, layers + 2), larger = stranger: each picture's squared Mahalanobis distance to its nearest
         class mean at every layer, then minus the logits' energy (log-sum-exp) and minus the top probability."""
         out = []
-        for f, means, precision in zip(feats, self.means, self.precisions):
+        for f, means, precision in zip(feats, self.means, self.precisions, strict=False):
             f = np.asarray(f, np.float64)
             out.append(np.min([np.einsum("nd,de,ne->n", f - mu, precision, f - mu) for mu in means], axis=0))
         logits = np.asarray(feats[len(self.layers) - 1], np.float64)
@@ -79,8 +82,10 @@ class Detector:
     def to_bytes(self) -> bytes:
         arrays = {"layers": np.array(self.layers), "threshold": np.float64(self.threshold)}
         for j in range(len(self.layers)):
-            arrays |= {f"means{j}": self.means[j].astype(np.float32),
-                       f"precision{j}": self.precisions[j].astype(np.float32)}
+            arrays |= {
+                f"means{j}": self.means[j].astype(np.float32),
+                f"precision{j}": self.precisions[j].astype(np.float32),
+            }
         arrays |= {f"reference{j}": ref.astype(np.float32) for j, ref in enumerate(self.reference)}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
@@ -90,8 +95,9 @@ class Detector:
     def from_bytes(cls, data: bytes) -> Detector:
         with np.load(io.BytesIO(data)) as z:
             layers = [str(name) for name in z["layers"]]
-            means, precisions = ([z[f"{kind}{j}"].astype(np.float64) for j in range(len(layers))]
-                                 for kind in ("means", "precision"))
+            means, precisions = (
+                [z[f"{kind}{j}"].astype(np.float64) for j in range(len(layers))] for kind in ("means", "precision")
+            )
             reference = [z[f"reference{j}"].astype(np.float64) for j in range(len(layers) + len(OUTPUT_SCORES))]
             return cls(layers, means, precisions, reference, float(z["threshold"]))
 
@@ -123,8 +129,10 @@ def fit_detector(model, info: DatasetInfo, x_fit, y_fit, x_val, pass_rate: float
     if not 0 < pass_rate < 1:
         raise ConfigError(f"The pass rate must be between 0 and 1 (got {pass_rate}).")
     if len(x_val) < MIN_VALIDATION:
-        raise ConfigError(f"Calibrating needs at least {MIN_VALIDATION} validation images (got {len(x_val)}); "
-                          "train with --val-size 1000 or more.")
+        raise ConfigError(
+            f"Calibrating needs at least {MIN_VALIDATION} validation images (got {len(x_val)}); "
+            "train with --val-size 1000 or more."
+        )
     fitted = [_class_gaussians(np.asarray(f, np.float64), np.asarray(y_fit)) for f in features(model, x_fit, info)[:-1]]
     detector = Detector(feature_names(model)[:-1], [m for m, _ in fitted], [p for _, p in fitted], [])
     val_features = features(model, x_val, info)
@@ -140,18 +148,24 @@ def calibrate(model, card: dict, data, pass_rate: float = DEFAULT_PASS_RATE, spl
     `split`) and up to FIT_IMAGES of the images it trained on."""
     config = card.get("hyperparameters") or {}
     if not config.get("val_size"):
-        raise ConfigError(f"'{card.get('name', 'this model')}' was trained without a validation split, so there are "
-                          "no held-out training images to calibrate on (the test set only reports). "
-                          "Train with --val-size 5000.")
+        raise ConfigError(
+            f"'{card.get('name', 'this model')}' was trained without a validation split, so there are "
+            "no held-out training images to calibrate on (the test set only reports). "
+            "Train with --val-size 5000."
+        )
     split = split or prepare_data(config, data=data)[1]
     pick = np.random.default_rng(config["seed"]).permutation(len(split.x_train))[:FIT_IMAGES]
     detector = fit_detector(model, data.info, split.x_train[pick], split.y_train[pick], split.x_val, pass_rate)
     val_flagged = float(np.mean(typicality(model, detector, split.x_val, data.info) < detector.threshold))
-    return detector, {"score": SCORE, "threshold": detector.threshold, "pass_rate": pass_rate,
-                      "layers": detector.layers + OUTPUT_SCORES, "fitted_on": f"{len(pick):,} training images",
-                      "calibrated_on": f"validation split ({len(split.x_val):,} training images held out, "
-                                       f"seed {config['seed']})",
-                      "val_flagged": val_flagged}
+    return detector, {
+        "score": SCORE,
+        "threshold": detector.threshold,
+        "pass_rate": pass_rate,
+        "layers": detector.layers + OUTPUT_SCORES,
+        "fitted_on": f"{len(pick):,} training images",
+        "calibrated_on": f"validation split ({len(split.x_val):,} training images held out, seed {config['seed']})",
+        "val_flagged": val_flagged,
+    }
 
 
 def save_detector(store: ModelStore, name: str, detector: Detector):

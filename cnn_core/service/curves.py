@@ -36,11 +36,14 @@ class BatchCurve:
         self._pending: list[dict] = []  # batches not yet making up a whole point
 
     def add(self, event: dict) -> None:
-        self._pending.append({
-            "x": event["epoch"] - 1 + event["step"] / event["steps"],
-            "loss": event.get("batch_loss", event["loss"]),
-            "accuracy": event.get("batch_accuracy", event["accuracy"]),
-            "lr": event["lr"]})
+        self._pending.append(
+            {
+                "x": event["epoch"] - 1 + event["step"] / event["steps"],
+                "loss": event.get("batch_loss", event["loss"]),
+                "accuracy": event.get("batch_accuracy", event["accuracy"]),
+                "lr": event["lr"],
+            }
+        )
         if len(self._pending) < self.batches_per_point:
             return
         self._points.append(_mean_point(self._pending))
@@ -59,8 +62,8 @@ class BatchCurve:
 
 def merge_pairs(points: list[dict]) -> list[dict]:
     """Each two neighbouring points as one at their mean (an odd last point is kept as it is)."""
-    merged = [_mean_point(pair) for pair in zip(points[::2], points[1::2])]
-    return merged + points[len(points) // 2 * 2:]
+    merged = [_mean_point(pair) for pair in zip(points[::2], points[1::2], strict=False)]
+    return merged + points[len(points) // 2 * 2 :]
 
 
 def bucketed(points: list[dict], max_points: int) -> list[dict]:
@@ -68,7 +71,7 @@ def bucketed(points: list[dict], max_points: int) -> list[dict]:
     if len(points) <= max_points:
         return points
     size = math.ceil(len(points) / max_points)
-    return [_mean_point(points[i:i + size]) for i in range(0, len(points), size)]
+    return [_mean_point(points[i : i + size]) for i in range(0, len(points), size)]
 
 
 def smoothed(values: list[float], weight: float) -> list[float]:
@@ -80,12 +83,13 @@ def smoothed(values: list[float], weight: float) -> list[float]:
     for value in values:
         if not math.isnan(value):
             average, count = weight * average + (1 - weight) * value, count + 1
-        out.append(average / (1 - weight ** count) if count else math.nan)
+        out.append(average / (1 - weight**count) if count else math.nan)
     return out
 
 
-def curve_rows(points: list[dict], epochs: list[dict], smoothing: float = DEFAULT_SMOOTHING,
-               max_points: int = MAX_POINTS_DRAWN) -> list[dict]:
+def curve_rows(
+    points: list[dict], epochs: list[dict], smoothing: float = DEFAULT_SMOOTHING, max_points: int = MAX_POINTS_DRAWN
+) -> list[dict]:
     """Long-format rows for a chart: {"metric", "series", "x", "value"} with series "batch"
     (raw, per batch), "smoothed" and "validation" (one per epoch that has it; x = the epoch's end)."""
     drawn = bucketed(points, max_points)
@@ -93,10 +97,16 @@ def curve_rows(points: list[dict], epochs: list[dict], smoothing: float = DEFAUL
     for metric in METRICS:
         raw = [p[metric] for p in drawn]
         for series, values in (("batch", raw), ("smoothed", smoothed(raw, smoothing))):
-            rows += [{"metric": metric, "series": series, "x": p["x"], "value": v}
-                     for p, v in zip(drawn, values) if not math.isnan(v)]
-        rows += [{"metric": metric, "series": "validation", "x": float(e["epoch"]), "value": e[f"val_{metric}"]}
-                 for e in epochs if e.get(f"val_{metric}") is not None]
+            rows += [
+                {"metric": metric, "series": series, "x": p["x"], "value": v}
+                for p, v in zip(drawn, values, strict=False)
+                if not math.isnan(v)
+            ]
+        rows += [
+            {"metric": metric, "series": "validation", "x": float(e["epoch"]), "value": e[f"val_{metric}"]}
+            for e in epochs
+            if e.get(f"val_{metric}") is not None
+        ]
     return rows
 
 
@@ -110,5 +120,14 @@ def _mean_point(points) -> dict:
     return {key: sum(p[key] for p in points) / len(points) for key in points[0]}
 
 
-__all__ = ["BatchCurve", "curve_rows", "lr_rows", "smoothed", "bucketed", "merge_pairs", "MAX_POINTS_KEPT",
-           "MAX_POINTS_DRAWN", "DEFAULT_SMOOTHING"]
+__all__ = [
+    "DEFAULT_SMOOTHING",
+    "MAX_POINTS_DRAWN",
+    "MAX_POINTS_KEPT",
+    "BatchCurve",
+    "bucketed",
+    "curve_rows",
+    "lr_rows",
+    "merge_pairs",
+    "smoothed",
+]

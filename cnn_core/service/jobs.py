@@ -25,8 +25,8 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from cnn_core.service.curves import BatchCurve
 from cnn_core.base.errors import CnnError, ConfigError, TrainingBusyError
+from cnn_core.service.curves import BatchCurve
 
 # How much lower than the server a training process runs (os.nice): the server's page scripts
 # and predictions come first, training takes what CPU is left.
@@ -52,10 +52,12 @@ def train_in_a_process(environ=None, memory_mb: float | None = None) -> bool:
     if raw in ("off", "0", "false", "no"):
         return False
     if raw != "auto":
-        raise ConfigError(f"{TRAINING_PROCESS_ENV} must be on, off or auto (got '{raw}'); fix it in the server's "
-                          "settings.")
+        raise ConfigError(
+            f"{TRAINING_PROCESS_ENV} must be on, off or auto (got '{raw}'); fix it in the server's settings."
+        )
     memory_mb = memory_limit_mb() if memory_mb is None else memory_mb
     return memory_mb is None or memory_mb >= PROCESS_MIN_MEMORY_MB
+
 
 # What one visitor's run may ask for on a server, unless CNN_MAX_EPOCHS / CNN_MAX_SUBSET /
 # CNN_MAX_BATCH_SIZE say otherwise. Memory, not time, sets them: the server plus a run on the whole
@@ -89,18 +91,21 @@ def _env_cap(environ, name: str, default: int | None, allow_uncapped: bool) -> i
 @dataclass(frozen=True)
 class ServerCaps:
     """Upper bounds for runs started on this server (None: no bound)."""
+
     max_epochs: int | None = DEFAULT_MAX_EPOCHS
     max_subset: int | None = DEFAULT_MAX_SUBSET  # training images; None allows the whole split
     max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE
 
     @classmethod
-    def from_env(cls, environ=None) -> "ServerCaps":
+    def from_env(cls, environ=None) -> ServerCaps:
         """Caps from CNN_MAX_EPOCHS, CNN_MAX_SUBSET and CNN_MAX_BATCH_SIZE ('all' lifts the last
         two); an invalid value raises ConfigError rather than silently serving without a cap."""
         environ = os.environ if environ is None else environ
-        return cls(_env_cap(environ, "CNN_MAX_EPOCHS", DEFAULT_MAX_EPOCHS, allow_uncapped=False),
-                   _env_cap(environ, "CNN_MAX_SUBSET", DEFAULT_MAX_SUBSET, allow_uncapped=True),
-                   _env_cap(environ, "CNN_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, allow_uncapped=True))
+        return cls(
+            _env_cap(environ, "CNN_MAX_EPOCHS", DEFAULT_MAX_EPOCHS, allow_uncapped=False),
+            _env_cap(environ, "CNN_MAX_SUBSET", DEFAULT_MAX_SUBSET, allow_uncapped=True),
+            _env_cap(environ, "CNN_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, allow_uncapped=True),
+        )
 
     def batch_size_choices(self, recipe_default: int) -> tuple[list[int], int]:
         """(the batch sizes a form offers, the one it starts on): common sizes and the recipe's, within the cap."""
@@ -121,16 +126,22 @@ class ServerCaps:
     def check(self, config: dict) -> None:
         """Raise ConfigError naming the cap when `config` asks for more than this server allows."""
         if self.max_epochs is not None and config["epochs"] > self.max_epochs:
-            raise ConfigError(f"This server allows at most {self.max_epochs} epochs per run (CNN_MAX_EPOCHS); "
-                              f"{config['epochs']} were asked for.")
+            raise ConfigError(
+                f"This server allows at most {self.max_epochs} epochs per run (CNN_MAX_EPOCHS); "
+                f"{config['epochs']} were asked for."
+            )
         subset = config.get("subset")
         if self.max_subset is not None and (subset is None or subset > self.max_subset):
             asked = "the whole training set" if subset is None else f"{subset:,}"
-            raise ConfigError(f"This server allows at most {self.max_subset:,} training images per run "
-                              f"(CNN_MAX_SUBSET); {asked} were asked for.")
+            raise ConfigError(
+                f"This server allows at most {self.max_subset:,} training images per run "
+                f"(CNN_MAX_SUBSET); {asked} were asked for."
+            )
         if self.max_batch_size is not None and config["batch_size"] > self.max_batch_size:
-            raise ConfigError(f"This server allows batches of at most {self.max_batch_size} images "
-                              f"(CNN_MAX_BATCH_SIZE); {config['batch_size']} were asked for.")
+            raise ConfigError(
+                f"This server allows batches of at most {self.max_batch_size} images "
+                f"(CNN_MAX_BATCH_SIZE); {config['batch_size']} were asked for."
+            )
 
 
 def fraction_done(batch: dict) -> float:
@@ -142,6 +153,7 @@ def fraction_done(batch: dict) -> float:
 @dataclass
 class JobSnapshot:
     """A consistent copy of a job's state, for rendering."""
+
     job_id: str
     name: str | None
     config: dict
@@ -191,8 +203,9 @@ class _Job:
 class TrainingJobs:
     """At most one active training run; the latest finished one stays visible."""
 
-    def __init__(self, train_fn=None, caps: ServerCaps | None = None, isolate: bool = True,
-                 niceness: int = TRAINING_NICENESS):
+    def __init__(
+        self, train_fn=None, caps: ServerCaps | None = None, isolate: bool = True, niceness: int = TRAINING_NICENESS
+    ):
         """`caps`: bounds every start is checked against (the app passes the server's); None: none.
         `isolate`: train in a separate process (the app); False trains in a thread of this one
         (a test that patches this process). `train_fn` (default cnn_core.train.training.train) must be
@@ -212,14 +225,16 @@ class TrainingJobs:
             if self._job is not None and self._job.state in ("running", "stopping"):
                 raise TrainingBusyError(
                     f"A training run ('{self._job.name or 'starting'}') is already in progress on this server. "
-                    "Wait for it to finish; only one run at a time is allowed.")
+                    "Wait for it to finish; only one run at a time is allowed."
+                )
             job = _Job(copy.deepcopy(config), name, owner, train_kwargs.get("store"))
             self._job = job
         if self._isolate:
             self._start_process(job, train_kwargs)
         else:
-            job.thread = threading.Thread(target=self._run, args=(job, train_kwargs), name=f"train-{job.id}",
-                                          daemon=True)
+            job.thread = threading.Thread(
+                target=self._run, args=(job, train_kwargs), name=f"train-{job.id}", daemon=True
+            )
             job.thread.start()
         return job.id
 
@@ -233,8 +248,11 @@ class TrainingJobs:
         receiver, sender = context.Pipe(duplex=False)
         job.stop_event = context.Event()
         job.process = context.Process(
-            target=train_in_child, name=f"train-{job.id}", daemon=True,
-            args=(self._train, job.config, job.name, sender, job.stop_event, self._niceness, train_kwargs))
+            target=train_in_child,
+            name=f"train-{job.id}",
+            daemon=True,
+            args=(self._train, job.config, job.name, sender, job.stop_event, self._niceness, train_kwargs),
+        )
         job.process.start()
         sender.close()  # the child holds the only writing end: its exit closes the pipe
         job.thread = threading.Thread(target=self._relay, args=(job, receiver), name=f"relay-{job.id}", daemon=True)
@@ -257,6 +275,7 @@ class TrainingJobs:
                     job.lr_changes.append(event)
                 elif kind == "warning":
                     job.warnings.append(event["message"])
+
         return on_event
 
     def _relay(self, job: _Job, receiver) -> None:
@@ -283,8 +302,9 @@ class TrainingJobs:
 
     def _run(self, job: _Job, train_kwargs: dict):
         try:
-            result = (self._train or _default_train())(job.config, job.name, listener=self._listener(job),
-                                                       stop_event=job.stop_event, **train_kwargs)
+            result = (self._train or _default_train())(
+                job.config, job.name, listener=self._listener(job), stop_event=job.stop_event, **train_kwargs
+            )
             with self._lock:
                 job.name, job.result_status, job.message = result.name, result.status, result.message
                 job.state = "done"
@@ -307,8 +327,7 @@ class TrainingJobs:
             job.stop_event.set()
             return True
 
-    def change_lr(self, job_id: str, owner: str, *, multiply: float | None = None,
-                  set_to: float | None = None):
+    def change_lr(self, job_id: str, owner: str, *, multiply: float | None = None, set_to: float | None = None):
         """Ask the running job to multiply its learning rate by `multiply`, or set it to `set_to`, from
         its next batch (cnn_core.train.lr_control.request_lr_change); returns the control file's path. Only
         its owner may; otherwise, or when the run is not training, a ConfigError says why."""
@@ -334,11 +353,23 @@ class TrainingJobs:
             job = self._job
             if job is None:
                 return None
-            return JobSnapshot(job.id, job.name, copy.deepcopy(job.config), job.state, job.started,
-                               list(job.epochs), job.last_batch, job.start_event, job.result_status,
-                               job.message, job.error, list(job.lr_changes), list(job.warnings),
-                               job.curve.points(),
-                               job.process.pid if job.process is not None and job.state != "done" else None)
+            return JobSnapshot(
+                job.id,
+                job.name,
+                copy.deepcopy(job.config),
+                job.state,
+                job.started,
+                list(job.epochs),
+                job.last_batch,
+                job.start_event,
+                job.result_status,
+                job.message,
+                job.error,
+                list(job.lr_changes),
+                list(job.warnings),
+                job.curve.points(),
+                job.process.pid if job.process is not None and job.state != "done" else None,
+            )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the current job's thread ends (tests, shutdown). True when it ended."""
@@ -356,15 +387,20 @@ def _default_train():
 
 
 def _died_message(job: _Job, exitcode: int | None) -> str:
-    how = (f"was killed (signal {-exitcode})" if exitcode is not None and exitcode < 0
-           else f"exited with code {exitcode}")
-    saved = (f" Epochs completed before it ended are saved: continue with "
-             f"`python -m cnn_core train --resume {job.name}`." if job.epochs and job.name else "")
+    how = (
+        f"was killed (signal {-exitcode})" if exitcode is not None and exitcode < 0 else f"exited with code {exitcode}"
+    )
+    saved = (
+        f" Epochs completed before it ended are saved: continue with `python -m cnn_core train --resume {job.name}`."
+        if job.epochs and job.name
+        else ""
+    )
     return f"The training process {how} before the run ended (out of memory, or stopped from outside?).{saved}"
 
 
-def train_in_child(train_fn, config: dict, name: str | None, sender, stop_event, niceness: int,
-                   train_kwargs: dict) -> None:
+def train_in_child(
+    train_fn, config: dict, name: str | None, sender, stop_event, niceness: int, train_kwargs: dict
+) -> None:
     """The training process's body: train at lower priority (niceness, and Linux's SCHED_IDLE policy, under
     which the training threads only get CPU time that nothing else wants) and send every event to the server.
 

@@ -102,7 +102,11 @@ def _nearness(machine: dict, here: dict) -> tuple:
     def bf16(m):
         return bool(set(m.get("flags") or ()) & set(NATIVE_BF16_FLAGS))
 
-    return (bf16(machine) == bf16(here), machine.get("cores") == here.get("cores"), machine.get("cpu") == here.get("cpu"))
+    return (
+        bf16(machine) == bf16(here),
+        machine.get("cores") == here.get("cores"),
+        machine.get("cpu") == here.get("cpu"),
+    )
 
 
 def recipe_times(dataset: str, here: dict, store: ModelStore | None = None) -> dict | None:
@@ -141,8 +145,7 @@ def write_switch_figures(dataset: str, result: dict, source: dict, store: ModelS
     "summary" rows (one per switch: mean, std, min, max, delta, clear, train_seconds, params);
     `source` as for write_ood_figures, plus the machine's key."""
     path = switch_figures_path(dataset, store)
-    atomic_write_json(path, {**source, "dataset": dataset, "schedule": result["schedule"],
-                             "rows": result["summary"]})
+    atomic_write_json(path, {**source, "dataset": dataset, "schedule": result["schedule"], "rows": result["summary"]})
     return path
 
 
@@ -156,8 +159,18 @@ def switch_table(figures: dict) -> list[dict]:
     """The Compare page's rows: one per switch, its title, accuracy and time beside the base's."""
     from cnn_core.train.switches import SWITCHES
 
-    return [{"switch": SWITCHES[row["switch"]].title if row["switch"] in SWITCHES else "none (the seed recipe)",
-             "seeds": len(row["seeds"]), "test accuracy (mean)": row["mean"], "± sd": row["std"],
-             "lowest": row["min"], "highest": row["max"], "change (points)": row.get("delta", 0.0) * 100,
-             "beyond seed noise": "–" if "clear" not in row else ("yes" if row["clear"] else "no"),
-             "training s": row["train_seconds"], "parameters": row["params"]} for row in figures["rows"]]
+    return [
+        {
+            "switch": SWITCHES[row["switch"]].title if row["switch"] in SWITCHES else "none (the seed recipe)",
+            "seeds": len(row["seeds"]),
+            "test accuracy (mean)": row["mean"],
+            "± sd": row["std"],
+            "lowest": row["min"],
+            "highest": row["max"],
+            "change (points)": row.get("delta", 0.0) * 100,
+            "beyond seed noise": "–" if "clear" not in row else ("yes" if row["clear"] else "no"),
+            "training s": row["train_seconds"],
+            "parameters": row["params"],
+        }
+        for row in figures["rows"]
+    ]

@@ -7,11 +7,11 @@ A listing row is a model's card plus its `name`, its `store` ("shipped" or "runs
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from cnn_core.train.cards import display_status
 from cnn_core.base.errors import CnnError
 from cnn_core.base.store import ModelStore, all_stores
+from cnn_core.train.cards import display_status
 
 
 def store_cards(store: ModelStore) -> list[dict]:
@@ -35,8 +35,11 @@ def cards_version(store: ModelStore) -> tuple:
         return (time.time_ns(),)
 
 
-def list_models(dataset: str | None = None, include_damaged: bool = False,
-                read_store: Callable[[ModelStore], list[dict]] = store_cards) -> list[dict]:
+def list_models(
+    dataset: str | None = None,
+    include_damaged: bool = False,
+    read_store: Callable[[ModelStore], list[dict]] = store_cards,
+) -> list[dict]:
     """Every saved model, shipped first, each store in name order; optionally of one dataset only.
 
     Damaged cards (rows with `error`) are left out unless `include_damaged`; they have no dataset,
@@ -59,8 +62,10 @@ def rank_for_choice(rows: list[dict]) -> list[dict]:
     """The models worth offering in a model picker, best first: shipped models with a test accuracy,
     most accurate first (the first is the default), then the user's own runs in their listed order."""
     offered = [r for r in rows if r.get("test_accuracy") is not None or r["store"] == "runs"]
-    return sorted(offered, key=lambda r: (r["store"] != "shipped",
-                                          -(r.get("test_accuracy") or 0) if r["store"] == "shipped" else 0))
+    return sorted(
+        offered,
+        key=lambda r: (r["store"] != "shipped", -(r.get("test_accuracy") or 0) if r["store"] == "shipped" else 0),
+    )
 
 
 def ensemble_partners(rows: list[dict], name: str) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from cnn_core.train.switches import describe_switches
 
-
 TARGETS = {"cifar10": 0.90}  # where a comparison's "time to accuracy" starts, per dataset
 DEFAULT_TARGET = 0.99  # every other dataset
 
@@ -31,7 +30,7 @@ def elapsed_seconds(history: list[dict]) -> list[float]:
 def time_to_accuracy(history: list[dict], target: float, key: str | None = None) -> float | None:
     """Training seconds until `key` (default: curve_key) first reached `target`; None if never."""
     key = key or curve_key(history)
-    for h, elapsed in zip(history, elapsed_seconds(history)):
+    for h, elapsed in zip(history, elapsed_seconds(history), strict=False):
         if h.get(key) is not None and h[key] >= target:
             return elapsed
     return None
@@ -45,10 +44,16 @@ def curve_points(cards: list[dict]) -> list[dict]:
         history = card.get("history") or []
         validated = curve_key(history) == "val_accuracy"
         label = f"{card['name']} ({'val' if validated else 'train'})"
-        for h, elapsed in zip(history, elapsed_seconds(history)):
-            rows.append({"model": label, "epoch": h["epoch"], "training minutes": elapsed / 60,
-                         "accuracy": h.get("val_accuracy" if validated else "accuracy"),
-                         "loss": h.get("val_loss" if validated else "loss")})
+        for h, elapsed in zip(history, elapsed_seconds(history), strict=False):
+            rows.append(
+                {
+                    "model": label,
+                    "epoch": h["epoch"],
+                    "training minutes": elapsed / 60,
+                    "accuracy": h.get("val_accuracy" if validated else "accuracy"),
+                    "loss": h.get("val_loss" if validated else "loss"),
+                }
+            )
     return rows
 
 
@@ -59,18 +64,21 @@ def summary(cards: list[dict], target: float) -> list[dict]:
         history = card.get("history") or []
         key = curve_key(history)
         reached = time_to_accuracy(history, target, key)
-        rows.append({
-            "model": card["name"],
-            "dataset": card["dataset"],
-            "architecture": card["architecture"],
-            "switches": describe_switches(card.get("hyperparameters", {})),
-            "test accuracy": card.get("test_accuracy"),
-            "parameters": card["params"],
-            "training minutes": round(card["train_seconds"] / 60, 2),
-            "epochs": card["epochs_run"],
-            f"minutes to {target:.1%} ({'val' if key == 'val_accuracy' else 'train'})":
-                None if reached is None else round(reached / 60, 2),
-        })
+        rows.append(
+            {
+                "model": card["name"],
+                "dataset": card["dataset"],
+                "architecture": card["architecture"],
+                "switches": describe_switches(card.get("hyperparameters", {})),
+                "test accuracy": card.get("test_accuracy"),
+                "parameters": card["params"],
+                "training minutes": round(card["train_seconds"] / 60, 2),
+                "epochs": card["epochs_run"],
+                f"minutes to {target:.1%} ({'val' if key == 'val_accuracy' else 'train'})": None
+                if reached is None
+                else round(reached / 60, 2),
+            }
+        )
     return rows
 
 

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnn_core.train.cards import STATUS_EARLY_STOPPED, STATUS_FINISHED
 from cnn_core.base.errors import ConfigError
 from cnn_core.base.runtime import now_iso
 from cnn_core.base.store import ModelStore, all_stores, read_json
+from cnn_core.train.cards import STATUS_EARLY_STOPPED, STATUS_FINISHED
 
 SPLITS = ("test", "train")
-KEPT = 500             # images an audit keeps, most disputed first
-PICTURED = 100         # of them, the ones kept with their picture
-DEFAULT_FOLDS = 2      # out-of-fold training: each network sees half the training set
+KEPT = 500  # images an audit keeps, most disputed first
+PICTURED = 100  # of them, the ones kept with their picture
+DEFAULT_FOLDS = 2  # out-of-fold training: each network sees half the training set
 DEFAULT_RECIPE = "quick"
 VERDICTS_FILE = "label_verdicts.json"  # a person's judgement of shipped audits' top suspects
 VERDICTS = {"label": "the label is wrong", "model": "the model is wrong", "unsure": "both fit, or neither"}
@@ -68,7 +68,7 @@ def estimated_label_errors(joint: np.ndarray, labels: np.ndarray) -> int:
     class_sizes = np.bincount(np.asarray(labels).astype(int), minlength=len(joint))
     counted = joint.sum(axis=1)
     scaled = joint * (class_sizes / np.maximum(counted, 1))[:, None]
-    return int(round(float(scaled.sum() - np.trace(scaled))))
+    return round(float(scaled.sum() - np.trace(scaled)))
 
 
 def find_suspects(probs: np.ndarray, labels: np.ndarray) -> tuple[list[dict], dict]:
@@ -85,19 +85,32 @@ def find_suspects(probs: np.ndarray, labels: np.ndarray) -> tuple[list[dict], di
     rivals[np.arange(len(labels)), labels] = -1.0
     suggested = np.where(flagged, confident, rivals.argmax(axis=1))  # the class the model would rather give
     ranked = np.argsort(probs[np.arange(len(labels)), labels], kind="stable")[:KEPT]
-    rows = [{"index": int(i), "given": int(labels[i]), "suggested": int(suggested[i]), "flagged": bool(flagged[i]),
-             "given_probability": round(float(probs[i, labels[i]]), 5),
-             "suggested_probability": round(float(probs[i, suggested[i]]), 5)} for i in ranked]
+    rows = [
+        {
+            "index": int(i),
+            "given": int(labels[i]),
+            "suggested": int(suggested[i]),
+            "flagged": bool(flagged[i]),
+            "given_probability": round(float(probs[i, labels[i]]), 5),
+            "suggested_probability": round(float(probs[i, suggested[i]]), 5),
+        }
+        for i in ranked
+    ]
     joint = confident_joint(labels, confident, probs.shape[1])
-    figures = {"images": int(len(labels)), "heldout_accuracy": float((probs.argmax(axis=1) == labels).mean()),
-               "thresholds": np.round(thresholds, 4).tolist(), "flagged": int(flagged.sum()),
-               "disputed": int((probs.argmax(axis=1) != labels).sum()),
-               "estimated_label_errors": estimated_label_errors(joint, labels)}
+    figures = {
+        "images": len(labels),
+        "heldout_accuracy": float((probs.argmax(axis=1) == labels).mean()),
+        "thresholds": np.round(thresholds, 4).tolist(),
+        "flagged": int(flagged.sum()),
+        "disputed": int((probs.argmax(axis=1) != labels).sum()),
+        "estimated_label_errors": estimated_label_errors(joint, labels),
+    }
     return rows, figures
 
 
-def audit_from_probs(probs: np.ndarray, labels: np.ndarray, images: np.ndarray, data, split: str, judged_by: str,
-                     **extra) -> dict:
+def audit_from_probs(
+    probs: np.ndarray, labels: np.ndarray, images: np.ndarray, data, split: str, judged_by: str, **extra
+) -> dict:
     """A JSON-serialisable audit: the figures, the first KEPT images by rank, the first PICTURED of them
     with their picture (so the page shows them where the dataset is not at hand)."""
     from cnn_core.analysis.evaluation import encode_png
@@ -105,8 +118,16 @@ def audit_from_probs(probs: np.ndarray, labels: np.ndarray, images: np.ndarray, 
     suspects, figures = find_suspects(probs, labels)
     for row in suspects[:PICTURED]:
         row["image"] = encode_png(images[row["index"]])
-    return {"dataset": data.info.name, "split": split, "judged_by": judged_by, **figures,
-            "suspects": suspects, "dataset_sha256": data.sha256, "created": now_iso(), **extra}
+    return {
+        "dataset": data.info.name,
+        "split": split,
+        "judged_by": judged_by,
+        **figures,
+        "suspects": suspects,
+        "dataset_sha256": data.sha256,
+        "created": now_iso(),
+        **extra,
+    }
 
 
 def test_audit(predictor, data) -> dict:
@@ -126,8 +147,8 @@ def out_of_fold_probabilities(data, config: dict, folds: int, progress=None) -> 
 
     from sklearn.model_selection import StratifiedKFold
 
-    from cnn_core.predict.calibration import fit_temperature, with_temperature
     from cnn_core.data.datasets import Dataset
+    from cnn_core.predict.calibration import fit_temperature, with_temperature
     from cnn_core.predict.inference import predict_proba
     from cnn_core.train.training import train
 
@@ -138,15 +159,23 @@ def out_of_fold_probabilities(data, config: dict, folds: int, progress=None) -> 
     for fold, (kept, held) in enumerate(splitter.split(np.zeros(len(data.y_train)), data.y_train)):
         if progress:
             progress(fold, folds)
-        part = Dataset(data.info, data.x_train[kept], data.y_train[kept], data.x_train[held],
-                       data.y_train[held], data.source, data.sha256)
+        part = Dataset(
+            data.info,
+            data.x_train[kept],
+            data.y_train[kept],
+            data.x_train[held],
+            data.y_train[held],
+            data.source,
+            data.sha256,
+        )
         with tempfile.TemporaryDirectory(prefix="cnn_oof_") as folder:
             store = ModelStore(Path(folder), "runs", True, ephemeral=True)
             result = train({**config, "val_size": 0}, f"fold{fold}", store=store, data=part, command="")
             if result.status not in (STATUS_FINISHED, STATUS_EARLY_STOPPED):
                 raise ConfigError(f"Fold {fold + 1} of {folds} did not finish ({result.status}): {result.message}")
-            fold_probs = predict_proba(store.load_model(f"fold{fold}"), part.x_test, data.info,
-                                       tta=config.get("tta", False))
+            fold_probs = predict_proba(
+                store.load_model(f"fold{fold}"), part.x_test, data.info, tta=config.get("tta", False)
+            )
         # Temperature-scaled on the fold it judges (images its network never saw), as the test audits use a
         # model's calibrated probabilities: label smoothing would otherwise cap every probability near 0.9.
         probs[held] = with_temperature(fold_probs, fit_temperature(fold_probs, part.y_test))
@@ -157,8 +186,18 @@ def train_audit(data, config: dict, folds: int = DEFAULT_FOLDS, progress=None, *
     """Suspects in the training set, judged out-of-fold by `folds` networks trained with `config`."""
     probs = out_of_fold_probabilities(data, config, folds, progress)
     judged_by = f"{folds}-fold cross-validation, recipe {config['recipe']} ({config['epochs']} epochs)"
-    return audit_from_probs(probs, data.y_train, data.x_train, data, "train", judged_by, folds=folds, recipe=config["recipe"],
-                            epochs=config["epochs"], **extra)
+    return audit_from_probs(
+        probs,
+        data.y_train,
+        data.x_train,
+        data,
+        "train",
+        judged_by,
+        folds=folds,
+        recipe=config["recipe"],
+        epochs=config["epochs"],
+        **extra,
+    )
 
 
 def audit_name(split: str, model: str | None = None, dataset: str | None = None) -> tuple[str, str]:

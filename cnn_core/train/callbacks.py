@@ -10,9 +10,9 @@ import keras
 import numpy as np
 
 from cnn_core.base.errors import ConfigError
+from cnn_core.base.store import to_json_value
 from cnn_core.train.lr_control import ControlFile
 from cnn_core.train.optimizer import change_lr, current_lr, current_muon_lr
-from cnn_core.base.store import to_json_value
 
 
 class StopRequested(Exception):
@@ -52,12 +52,23 @@ class ProgressEvents(keras.callbacks.Callback):
         seen = min(done * self.batch_size, self.train_size)
         remaining_steps = (self.steps - done) + (self.epochs - self.epoch - 1) * self.steps
         loss, accuracy = float(logs.get("loss", np.nan)), float(logs.get("accuracy", np.nan))
-        self._emit({"type": "batch", "epoch": self.epoch + 1, "epochs": self.epochs, "step": done,
-                    "steps": self.steps, "loss": loss, "accuracy": accuracy,
-                    "batch_loss": self._this_batch("loss", loss, seen),
-                    "batch_accuracy": self._this_batch("accuracy", accuracy, seen), "lr": current_lr(self.model),
-                    "images_per_sec": seen / spent if spent > 0 else 0.0,
-                    "elapsed": self.elapsed(), "eta": remaining_steps * spent / done})
+        self._emit(
+            {
+                "type": "batch",
+                "epoch": self.epoch + 1,
+                "epochs": self.epochs,
+                "step": done,
+                "steps": self.steps,
+                "loss": loss,
+                "accuracy": accuracy,
+                "batch_loss": self._this_batch("loss", loss, seen),
+                "batch_accuracy": self._this_batch("accuracy", accuracy, seen),
+                "lr": current_lr(self.model),
+                "images_per_sec": seen / spent if spent > 0 else 0.0,
+                "elapsed": self.elapsed(),
+                "eta": remaining_steps * spent / done,
+            }
+        )
         self.running = {"seen": seen, "loss": loss, "accuracy": accuracy}
 
     def _this_batch(self, metric: str, mean: float, seen: int) -> float:
@@ -76,13 +87,19 @@ class ProgressEvents(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.t_epoch
         self.epoch_seconds.append(seconds)
         self.last_epoch_event = {
-            "type": "epoch", "epoch": epoch + 1, "epochs": self.epochs,
-            "loss": float(logs.get("loss", np.nan)), "accuracy": float(logs.get("accuracy", np.nan)),
+            "type": "epoch",
+            "epoch": epoch + 1,
+            "epochs": self.epochs,
+            "loss": float(logs.get("loss", np.nan)),
+            "accuracy": float(logs.get("accuracy", np.nan)),
             "val_loss": float(logs["val_loss"]) if "val_loss" in logs else None,
             "val_accuracy": float(logs["val_accuracy"]) if "val_accuracy" in logs else None,
-            "lr": current_lr(self.model), "seconds": seconds,
+            "lr": current_lr(self.model),
+            "seconds": seconds,
             "images_per_sec": self.train_size / seconds if seconds > 0 else 0.0,
-            "elapsed": self.elapsed(), "eta": (self.epochs - epoch - 1) * float(np.mean(self.epoch_seconds))}
+            "elapsed": self.elapsed(),
+            "eta": (self.epochs - epoch - 1) * float(np.mean(self.epoch_seconds)),
+        }
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -103,6 +120,7 @@ class StopOnSignal(keras.callbacks.Callback):
 class RestoresState:
     """Mixin for Keras callbacks whose counters must survive --resume: `state()` is saved
     every epoch and handed back as `restored`, re-applied after Keras resets them."""
+
     STATE: tuple = ()
 
     def __init__(self, restored: dict | None = None, **kw):
@@ -131,6 +149,7 @@ class LearningRateControl(RestoresState, keras.callbacks.Callback):
     next batch on; reports each change (`lr_change` event) or refused request (`warning` event) to
     `listener`. Its cumulative `factor` and its `changes` survive --resume (the schedule's own factor
     is saved with the optimizer)."""
+
     STATE = ("factor", "changes")
 
     def __init__(self, path, listener=None, restored: dict | None = None):
@@ -158,9 +177,15 @@ class LearningRateControl(RestoresState, keras.callbacks.Callback):
         before, muon_before = current_lr(model), current_muon_lr(model)
         multiplier = change_lr(model, **{"multiply" if action == "multiply" else "set_to": value})
         self.factor *= multiplier
-        change = {"step": int(keras.ops.convert_to_numpy(model.optimizer.iterations)), "epoch": self.epoch + 1,
-                  "batch": batch + 1, "asked": {action: value}, "lr_before": before, "lr_after": current_lr(model),
-                  "factor": self.factor}
+        change = {
+            "step": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+            "epoch": self.epoch + 1,
+            "batch": batch + 1,
+            "asked": {action: value},
+            "lr_before": before,
+            "lr_after": current_lr(model),
+            "factor": self.factor,
+        }
         if muon_before is not None:
             change.update(muon_lr_before=muon_before, muon_lr_after=current_muon_lr(model))
         self.changes.append(change)
@@ -174,8 +199,12 @@ class LearningRateControl(RestoresState, keras.callbacks.Callback):
         """After the last batch: a request still waiting is removed, with a warning."""
         if self.control.path.exists():
             self.control.path.unlink(missing_ok=True)
-            self._emit({"type": "warning", "message": f"{self.control.path.name} arrived after the last batch; "
-                                                      "the change was ignored."})
+            self._emit(
+                {
+                    "type": "warning",
+                    "message": f"{self.control.path.name} arrived after the last batch; the change was ignored.",
+                }
+            )
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -217,5 +246,5 @@ class Lookahead(keras.callbacks.Callback):
         elif step >= self.total_steps and step > self.every:
             # The last few updates since the last average are dropped, as in airbench; a run shorter
             # than one averaging period has no average yet and keeps what it learnt.
-            for variable, average in zip(self._float_variables(), self.averages):
+            for variable, average in zip(self._float_variables(), self.averages, strict=False):
                 variable.assign(average)

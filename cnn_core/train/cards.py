@@ -13,10 +13,10 @@ import shlex
 import sys
 import time
 
-from cnn_core.data.datasets import Dataset
-from cnn_core.predict.inference import tta_level
 from cnn_core.base.runtime import git_commit, library_versions, machine_info, now_iso
 from cnn_core.base.store import process_alive
+from cnn_core.data.datasets import Dataset
+from cnn_core.predict.inference import tta_level
 
 STATUS_RUNNING = "running"
 STATUS_FINISHED = "finished"
@@ -25,9 +25,25 @@ STATUS_STOPPED = "stopped"
 STATUS_NOTHING_SAVED = "stopped_before_first_epoch"
 
 
-def model_card(*, name: str, status: str, config: dict, data: Dataset, train_size: int, val_size: int, params: int,
-               precision: str, history: list[dict], best: dict, train_seconds: float, distribution: dict,
-               command: str, started: str, lr_changes: list | None = None, evaluation: dict | None = None) -> dict:
+def model_card(
+    *,
+    name: str,
+    status: str,
+    config: dict,
+    data: Dataset,
+    train_size: int,
+    val_size: int,
+    params: int,
+    precision: str,
+    history: list[dict],
+    best: dict,
+    train_seconds: float,
+    distribution: dict,
+    command: str,
+    started: str,
+    lr_changes: list | None = None,
+    evaluation: dict | None = None,
+) -> dict:
     """The card of a run as it stands (`evaluation`: its test-set result, once there is one; `lr_changes`:
     the learning-rate changes asked mid-run and applied, cnn_core.train.lr_control)."""
     info = data.info
@@ -42,12 +58,15 @@ def model_card(*, name: str, status: str, config: dict, data: Dataset, train_siz
         "params": int(params),
         "hyperparameters": config,
         "augmentation": config["augment"],
-        "switches": list(config.get("switches", [])),  # the original's improvements switched on (cnn_core.train.switches)
+        "switches": list(
+            config.get("switches", [])
+        ),  # the original's improvements switched on (cnn_core.train.switches)
         "precision": precision,
         "tta": tta_level(config.get("tta")),
         "train_size": int(train_size),
         "val_size": int(val_size),
-        "trained_on": f"training split minus a held-out validation set (seed {config['seed']})" if val_size
+        "trained_on": f"training split minus a held-out validation set (seed {config['seed']})"
+        if val_size
         else "the full training set (fixed schedule, no validation decisions)",
         "epochs_planned": config["epochs"],
         "epochs_run": len(history),
@@ -70,8 +89,12 @@ def model_card(*, name: str, status: str, config: dict, data: Dataset, train_siz
         "history": history,
     }
     if evaluation is not None:
-        card.update(test_accuracy=evaluation["accuracy"], test_loss=evaluation["loss"],
-                    test_size=evaluation["test_size"], per_class_accuracy=evaluation["per_class_accuracy"])
+        card.update(
+            test_accuracy=evaluation["accuracy"],
+            test_loss=evaluation["loss"],
+            test_size=evaluation["test_size"],
+            per_class_accuracy=evaluation["per_class_accuracy"],
+        )
     return card
 
 

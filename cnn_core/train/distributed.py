@@ -49,8 +49,12 @@ def distribution_info(strategy) -> dict:
     if strategy is None:
         return {"strategy": "default", "replicas": 1}
     devices = list(getattr(strategy.extended, "worker_devices", ()) or ())
-    return {"strategy": type(strategy).__name__, "replicas": int(strategy.num_replicas_in_sync),
-            "devices": devices, **cluster_info(strategy)}
+    return {
+        "strategy": type(strategy).__name__,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "devices": devices,
+        **cluster_info(strategy),
+    }
 
 
 def _cluster(strategy):
@@ -92,8 +96,10 @@ def prepare_fit(model, strategy, *datasets):
     import tensorflow as tf
 
     if not all(hasattr(model, attr) for attr in ("_maybe_symbolic_build", "_symbolic_build")):
-        raise RuntimeError("This Keras version's trainer has changed: cnn_core.train.distributed must be revisited "
-                           "for multi-worker training.")
+        raise RuntimeError(
+            "This Keras version's trainer has changed: cnn_core.train.distributed must be revisited "
+            "for multi-worker training."
+        )
     model._maybe_symbolic_build = _build_from_local_batch(model, strategy)
     model.train_step = _metrics_with_replica_axis(model.train_step)
     model.test_step = _metrics_with_replica_axis(model.test_step)
@@ -151,11 +157,10 @@ def stop_agreement(strategy):
     import tensorflow as tf
 
     def any_worker(requested: bool) -> bool:
-        flags = strategy.experimental_distribute_values_from_function(
-            lambda _: tf.constant(1.0 if requested else 0.0))
+        flags = strategy.experimental_distribute_values_from_function(lambda _: tf.constant(1.0 if requested else 0.0))
         return float(strategy.reduce("SUM", flags, axis=None)) > 0
 
     return any_worker
 
 
-__all__ = ["worker_count", "cluster_info", "prepare_fit", "stop_agreement"]
+__all__ = ["cluster_info", "prepare_fit", "stop_agreement", "worker_count"]

@@ -33,9 +33,9 @@ import math
 import os
 from pathlib import Path
 
-from cnn_core.train.cards import display_status
 from cnn_core.base.errors import ConfigError, ModelStoreError
 from cnn_core.base.store import ModelStore, atomic_write_json, runs_store, validate_name
+from cnn_core.train.cards import display_status
 
 CONTROL_SUFFIX = ".lr.json"
 ACTIONS = ("multiply", "set")
@@ -50,14 +50,15 @@ def parse_request(request) -> tuple[str, float]:
     """("multiply" or "set", the number) from a request dict; ConfigError for anything else."""
     if not isinstance(request, dict) or len(request) != 1 or next(iter(request)) not in ACTIONS:
         raise ConfigError(f'A learning-rate change is {{"multiply": X}} or {{"set": X}}; got {request!r}.')
-    (action, value), = request.items()
+    ((action, value),) = request.items()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f'"{action}" needs a number greater than 0; got {value!r}.')
     return action, float(value)
 
 
-def request_lr_change(name: str, *, multiply: float | None = None, set_to: float | None = None,
-                      store: ModelStore | None = None) -> Path:
+def request_lr_change(
+    name: str, *, multiply: float | None = None, set_to: float | None = None, store: ModelStore | None = None
+) -> Path:
     """Ask run `name`, which must be training now, to multiply its learning rate by `multiply` or set it
     to `set_to` from its next batch: writes its control file and returns its path. ModelStoreError for
     an unknown run, ConfigError for a run not training or an impossible value (nothing written then)."""
@@ -76,8 +77,10 @@ def _require_training(store: ModelStore, name: str) -> None:
         return
     if store.card_path(name).is_file():
         status = display_status(store.load_card(name)).replace("_", " ")
-        raise ConfigError(f"Run '{name}' is not training (its card says: {status}); its learning rate can be "
-                          f"changed only while it trains.")
+        raise ConfigError(
+            f"Run '{name}' is not training (its card says: {status}); its learning rate can be "
+            f"changed only while it trains."
+        )
     if store.last_state_path(name).is_file():
         raise ConfigError(f"Run '{name}' is not training; resume it (train --resume {name}) first.")
     raise ModelStoreError(f"There is no run named '{name}' in {store.root}.")
@@ -93,8 +96,7 @@ def take_request(path: Path) -> tuple[str, float] | None:
     except FileNotFoundError:
         return None
     except OSError as err:
-        raise ConfigError(f"{path.name} could not be taken ({err.strerror or err}); the change was ignored.") \
-            from None
+        raise ConfigError(f"{path.name} could not be taken ({err.strerror or err}); the change was ignored.") from None
     try:
         text = taken.read_text()
     finally:
@@ -132,9 +134,14 @@ class ControlFile:
 
 def describe_change(change: dict) -> str:
     """One line for a change applied: `epoch 2, batch 5: ×0.5 (lr 1.00e-02 → 5.00e-03)`."""
-    (action, value), = change["asked"].items()
+    ((action, value),) = change["asked"].items()
     asked = f"×{value:g}" if action == "multiply" else f"set to {value:.3g}"
-    muon = (f"; Muon {change['muon_lr_before']:.2e} → {change['muon_lr_after']:.2e}"
-            if change.get("muon_lr_before") is not None else "")
-    return (f"epoch {change['epoch']}, batch {change['batch']}: {asked} "
-            f"(lr {change['lr_before']:.2e} → {change['lr_after']:.2e}{muon})")
+    muon = (
+        f"; Muon {change['muon_lr_before']:.2e} → {change['muon_lr_after']:.2e}"
+        if change.get("muon_lr_before") is not None
+        else ""
+    )
+    return (
+        f"epoch {change['epoch']}, batch {change['batch']}: {asked} "
+        f"(lr {change['lr_before']:.2e} → {change['lr_after']:.2e}{muon})"
+    )

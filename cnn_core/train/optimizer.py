@@ -30,8 +30,13 @@ class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak * factor
 
     def get_config(self):
-        return {"peak": self.peak, "peak_step": self.peak_step, "total_steps": self.total_steps,
-                "start_factor": self.start_factor, "end_factor": self.end_factor}
+        return {
+            "peak": self.peak,
+            "peak_step": self.peak_step,
+            "total_steps": self.total_steps,
+            "start_factor": self.start_factor,
+            "end_factor": self.end_factor,
+        }
 
 
 @keras.saving.register_keras_serializable(package="cnn_core")
@@ -51,8 +56,10 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return ops.multiply(ops.cast(self.schedule(step), "float32"), self.factor)
 
     def get_config(self):
-        return {"schedule": keras.saving.serialize_keras_object(self.schedule),
-                "factor": float(ops.convert_to_numpy(self.factor))}
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "factor": float(ops.convert_to_numpy(self.factor)),
+        }
 
 
 @keras.saving.register_keras_serializable(package="cnn_core")
@@ -118,7 +125,11 @@ class MuonSGD(GroupedSGD):
 
     def __init__(self, muon_lr_ratio=1.0, muon_momentum=0.6, ns_steps=3, **kwargs):
         super().__init__(**kwargs)
-        self.muon_lr_ratio, self.muon_momentum, self.ns_steps = float(muon_lr_ratio), float(muon_momentum), int(ns_steps)
+        self.muon_lr_ratio, self.muon_momentum, self.ns_steps = (
+            float(muon_lr_ratio),
+            float(muon_momentum),
+            int(ns_steps),
+        )
 
     def _is_muon(self, variable) -> bool:
         return len(variable.shape) == 4 and self._lookup(self.lr_multipliers, variable) is None
@@ -133,14 +144,18 @@ class MuonSGD(GroupedSGD):
         buffer.assign(self.muon_momentum * buffer + gradient)
         direction = gradient + self.muon_momentum * buffer
         outputs = variable.shape[-1]
-        variable.assign(variable * (outputs ** 0.5 / (ops.norm(ops.reshape(variable, (-1,))) + 1e-12)))
+        variable.assign(variable * (outputs**0.5 / (ops.norm(ops.reshape(variable, (-1,))) + 1e-12)))
         matrix = ops.reshape(direction, (-1, outputs))  # rows (kh, kw, in), one column per output
         update = ops.reshape(self.zeropower_via_newtonschulz5(matrix, self.ns_steps), variable.shape)
         variable.assign_sub(ops.cast(learning_rate, variable.dtype) * self.muon_lr_ratio * update)
 
     def get_config(self):
-        return {**super().get_config(), "muon_lr_ratio": self.muon_lr_ratio,
-                "muon_momentum": self.muon_momentum, "ns_steps": self.ns_steps}
+        return {
+            **super().get_config(),
+            "muon_lr_ratio": self.muon_lr_ratio,
+            "muon_momentum": self.muon_momentum,
+            "ns_steps": self.ns_steps,
+        }
 
 
 def learning_rate(config: dict, steps_per_epoch: int):
@@ -157,29 +172,37 @@ def learning_rate(config: dict, steps_per_epoch: int):
         return TriangleSchedule(config["lr"], warmup, total, config["lr_start_factor"], config["lr_end_factor"])
     # Linear warm-up from lr/10 to lr, then cosine decay to 0 at the last batch.
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config["lr"] / 10, decay_steps=max(1, total - warmup), alpha=0.0,
-        warmup_target=config["lr"], warmup_steps=warmup)
+        initial_learning_rate=config["lr"] / 10,
+        decay_steps=max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=config["lr"],
+        warmup_steps=warmup,
+    )
 
 
 def make_optimizer(config: dict, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr = learning_rate(config, steps_per_epoch)
     weight_decay = config.get("weight_decay") or None  # decoupled: applied by the optimizer, not the loss
     if config["optimizer"] in ("sgd_nesterov_l2", "muon"):
-        grouped = dict(learning_rate=lr, momentum=config["momentum"], l2=config["weight_decay"],
-                       lr_multipliers={**config["lr_multipliers"], f"{WHITEN_LAYER}/kernel": 0.0},
-                       freeze_after={f"{WHITEN_LAYER}/bias": config["whiten_bias_epochs"] * steps_per_epoch})
+        grouped = {
+            "learning_rate": lr,
+            "momentum": config["momentum"],
+            "l2": config["weight_decay"],
+            "lr_multipliers": {**config["lr_multipliers"], f"{WHITEN_LAYER}/kernel": 0.0},
+            "freeze_after": {f"{WHITEN_LAYER}/bias": config["whiten_bias_epochs"] * steps_per_epoch},
+        }
         if config["optimizer"] == "sgd_nesterov_l2":
             return GroupedSGD(**grouped)
         # Muon's lr is its own (its step ignores the gradient's scale); the schedule moves it with the rest.
-        return MuonSGD(muon_lr_ratio=config["muon_lr"] / config["lr"], muon_momentum=config["muon_momentum"],
-                       **grouped)
+        return MuonSGD(muon_lr_ratio=config["muon_lr"] / config["lr"], muon_momentum=config["muon_momentum"], **grouped)
     if config["optimizer"] == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=lr, weight_decay=weight_decay)
     elif config["optimizer"] == "adamw":  # Keras' AdamW is this same Adam with its decay set
         optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config["weight_decay"])
     else:  # "sgd_nesterov" (recipes.validate_config allows no other)
-        optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=config["momentum"], nesterov=True,
-                                         weight_decay=weight_decay)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=lr, momentum=config["momentum"], nesterov=True, weight_decay=weight_decay
+        )
     if weight_decay:
         # Decay only the conv/dense kernels: shrinking BN scales and biases hurts.
         optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
@@ -192,18 +215,23 @@ def jit_compiles(config: dict) -> bool:
     (images/s): oneDNN 217, oneDNN + XLA 183, Eigen + XLA 150, Eigen alone 120: XLA's fusing of
     the batch norm and GELU between the convolutions pays only over Eigen's slower convolutions.
     Unmeasured in bfloat16, so never there."""
-    from cnn_core.nets.precision import resolve_precision
     from cnn_core.base.runtime import onednn_enabled
+    from cnn_core.nets.precision import resolve_precision
 
     setting = config.get("jit_compile", False)
-    return setting is True or (setting == "auto" and resolve_precision(config.get("precision")) == "fp32"
-                               and not onednn_enabled())
+    return setting is True or (
+        setting == "auto" and resolve_precision(config.get("precision")) == "fp32" and not onednn_enabled()
+    )
 
 
 def compile_model(model: keras.Model, config: dict, steps_per_epoch: int) -> keras.Model:
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.get("label_smoothing", 0.0))
-    model.compile(optimizer=make_lr_changeable(make_optimizer(config, steps_per_epoch)), loss=loss,
-                  metrics=["accuracy"], jit_compile=jit_compiles(config))
+    model.compile(
+        optimizer=make_lr_changeable(make_optimizer(config, steps_per_epoch)),
+        loss=loss,
+        metrics=["accuracy"],
+        jit_compile=jit_compiles(config),
+    )
     return model
 
 
@@ -211,8 +239,9 @@ def make_lr_changeable(optimizer: keras.optimizers.Optimizer) -> keras.optimizer
     """`optimizer` with its schedule, if it has one, in a ScaledSchedule (once): new runs, and runs
     saved before ScaledSchedule existed when they resume. A plain learning rate is a variable already."""
     schedule = optimizer._learning_rate  # Keras keeps the schedule itself only there
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) \
-            and not isinstance(schedule, ScaledSchedule):
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) and not isinstance(
+        schedule, ScaledSchedule
+    ):
         optimizer.learning_rate = ScaledSchedule(schedule)
     return optimizer
 
@@ -225,8 +254,10 @@ def change_lr(model: keras.Model, multiply: float | None = None, set_to: float |
     before = current_lr(model)
     if set_to is not None:
         if before <= 0:
-            raise ConfigError("The learning rate is 0 at this step (the schedule's end), so it cannot be set "
-                              "to a value by scaling it; the change was ignored.")
+            raise ConfigError(
+                "The learning rate is 0 at this step (the schedule's end), so it cannot be set "
+                "to a value by scaling it; the change was ignored."
+            )
         multiply = set_to / before
     schedule = model.optimizer._learning_rate
     if isinstance(schedule, ScaledSchedule):

@@ -32,33 +32,63 @@ class Switch:
     values: dict  # the recipe keys it sets
 
 
-SWITCHES: dict[str, Switch] = {switch.name: switch for switch in (
-    Switch("residual", "Residual connections",
-           "ResNet-style skips: each stage's convolutions learn a change added to their input (a 1×1 conv "
-           "matches the width), so gradients reach early layers directly.", {"residual": True}),
-    Switch("separable", "Depthwise-separable convolutions",
-           "Every 3×3 conv after the first becomes a per-channel 3×3 filter plus a 1×1 channel mix "
-           "(MobileNet): far fewer weights and multiply-adds.", {"separable": True}),
-    # 0.05: the decay AdamW is commonly trained with on convnets (ConvNeXt, DeiT); Keras multiplies
-    # it by the learning rate, so with Adam's 1e-3 each step shrinks the kernels by 0.005%.
-    Switch("adamw", "AdamW",
-           "Adam with decoupled weight decay (0.05 × lr per step, kernels only), which regularises "
-           "Adam the way plain L2 cannot.", {"optimizer": "adamw", "weight_decay": 0.05}),
-    Switch("cosine", "Cosine schedule",
-           "The learning rate falls from its start to 0 along a half cosine over the planned epochs, "
-           "instead of halving when validation loss stalls.", {"schedule": "cosine"}),
-    # α = 0.2 (mixup's ImageNet setting) and CutMix's α = 1 (its paper's): Keras' own layers.
-    Switch("mixup", "Mixup",
-           "Each training batch is blended with a shuffled copy of itself, labels in the same "
-           "proportion (λ ~ Beta(0.2, 0.2)).", {"mixup": 0.2}),
-    Switch("cutmix", "CutMix",
-           "A random rectangle of another image of the batch is pasted into each training image, "
-           "labels mixed by area (λ ~ Beta(1, 1)). With mixup too, each batch gets one of the two.",
-           {"cutmix": 1.0}),
-    Switch("label_smoothing", "Label smoothing",
-           "Targets of 0.9 for the true class and 0.1 spread over all classes, so the net is not "
-           "pushed to ever more confident outputs.", {"label_smoothing": 0.1}),
-)}
+SWITCHES: dict[str, Switch] = {
+    switch.name: switch
+    for switch in (
+        Switch(
+            "residual",
+            "Residual connections",
+            "ResNet-style skips: each stage's convolutions learn a change added to their input (a 1×1 conv "
+            "matches the width), so gradients reach early layers directly.",
+            {"residual": True},
+        ),
+        Switch(
+            "separable",
+            "Depthwise-separable convolutions",
+            "Every 3×3 conv after the first becomes a per-channel 3×3 filter plus a 1×1 channel mix "
+            "(MobileNet): far fewer weights and multiply-adds.",
+            {"separable": True},
+        ),
+        # 0.05: the decay AdamW is commonly trained with on convnets (ConvNeXt, DeiT); Keras multiplies
+        # it by the learning rate, so with Adam's 1e-3 each step shrinks the kernels by 0.005%.
+        Switch(
+            "adamw",
+            "AdamW",
+            "Adam with decoupled weight decay (0.05 × lr per step, kernels only), which regularises "
+            "Adam the way plain L2 cannot.",
+            {"optimizer": "adamw", "weight_decay": 0.05},
+        ),
+        Switch(
+            "cosine",
+            "Cosine schedule",
+            "The learning rate falls from its start to 0 along a half cosine over the planned epochs, "
+            "instead of halving when validation loss stalls.",
+            {"schedule": "cosine"},
+        ),
+        # α = 0.2 (mixup's ImageNet setting) and CutMix's α = 1 (its paper's): Keras' own layers.
+        Switch(
+            "mixup",
+            "Mixup",
+            "Each training batch is blended with a shuffled copy of itself, labels in the same "
+            "proportion (λ ~ Beta(0.2, 0.2)).",
+            {"mixup": 0.2},
+        ),
+        Switch(
+            "cutmix",
+            "CutMix",
+            "A random rectangle of another image of the batch is pasted into each training image, "
+            "labels mixed by area (λ ~ Beta(1, 1)). With mixup too, each batch gets one of the two.",
+            {"cutmix": 1.0},
+        ),
+        Switch(
+            "label_smoothing",
+            "Label smoothing",
+            "Targets of 0.9 for the true class and 0.1 spread over all classes, so the net is not "
+            "pushed to ever more confident outputs.",
+            {"label_smoothing": 0.1},
+        ),
+    )
+}
 # What a recipe has with every switch off (recipes.validate_config checks these keys).
 SWITCHED_OFF = {"residual": False, "separable": False, "mixup": 0.0, "cutmix": 0.0}
 
@@ -73,11 +103,12 @@ def why_not(config: dict, name: str) -> str | None:
         return f"Unknown switch '{name}'. Choose from: {', '.join(SWITCHES)}."
     recipe = config.get("recipe", config.get("arch"))
     if name == "adamw" and config["optimizer"] != "adam":
-        return (f"AdamW is Adam with decoupled weight decay; the '{recipe}' recipe trains with "
-                f"{config['optimizer']}, not Adam.")
+        return (
+            f"AdamW is Adam with decoupled weight decay; the '{recipe}' recipe trains with "
+            f"{config['optimizer']}, not Adam."
+        )
     if name == "cosine" and config["schedule"] != "plateau":
-        return (f"The '{recipe}' recipe already plans its learning rate over the run "
-                f"({config['schedule']} schedule).")
+        return f"The '{recipe}' recipe already plans its learning rate over the run ({config['schedule']} schedule)."
     if name == "label_smoothing" and config.get("label_smoothing"):
         return f"The '{recipe}' recipe already smooths its labels by {config['label_smoothing']:g}."
     return None
