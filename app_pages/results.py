@@ -6,15 +6,13 @@ dataset; interrupted runs are evaluated on demand when it is there."""
 
 import streamlit as st
 
-from app_pages._common import URL, download_buttons, model_picker, model_version, show_cached_figure
+from app_pages._common import URL, download_buttons, model_picker, model_version
 from app_pages._confusion_view import confusion_explorer
 from app_pages._evaluation_view import model_evaluation, per_class_report
 from app_pages._export_view import export_buttons
 from app_pages._history_view import epoch_replay
-from cnn_core.analysis import figures
-from cnn_core.analysis.evaluation import decode_png
+from app_pages._results_view import augmentation_examples, sample_predictions, training_curves
 from cnn_core.base.store import find_model
-from cnn_core.data.augment import augmented_views
 from cnn_core.predict.inference import tta_label
 
 st.title("📊 Results")
@@ -67,48 +65,16 @@ elif report.open:
         per_class_report(evaluation)
 elif samples.open:
     with samples:
-        show_cached_figure(
-            ("samples", name, version),
-            lambda: figures.sample_predictions(
-                [{**s, "image": decode_png(s["image"])} for s in evaluation["samples"]], classes
-            ),
-        )
-        st.caption("Random test images: ✓ correct (blue), ✗ wrong (vermillion), with the model's confidence.")
+        sample_predictions(evaluation, classes, name, version)
 elif curves.open:
     with curves:
-        history = card.get("history") or []
-        if not history:
-            st.info("No training history recorded.")
-        else:
-            show_cached_figure(("curves", name, version), lambda: figures.training_curves(history))
-        if history and all(h.get("val_accuracy") is None for h in history):
-            st.caption(
-                "This run trained on the full training set with a fixed schedule, so there is no validation curve."
-            )
+        training_curves(card, name, version)
 elif replay.open:
     with replay:
         epoch_replay(store, name, classes, key=f"results_{name}")
 elif augment.open:
     with augment:
-        aug = {k: v for k, v in (card.get("augmentation") or {}).items() if v}
-        st.markdown(
-            "Augmentation used in training: " + ", ".join(f"{k} {v}" for k, v in aug.items())
-            if aug
-            else "No augmentation was used."
-        )
-        if aug and evaluation and evaluation.get("augment_sources"):
-            originals = [decode_png(s) for s in evaluation["augment_sources"]]
-            seed = int(st.number_input("Random seed", 0, 10_000, 0, key="aug_seed", bind=URL))
-            show_cached_figure(
-                ("augment", name, version, seed),
-                lambda: figures.augmentation_examples(
-                    originals,
-                    [
-                        augmented_views(o, card["dataset"], card["augmentation"], n=6, seed=seed + i)
-                        for i, o in enumerate(originals)
-                    ],
-                ),
-            )
+        augmentation_examples(card, evaluation, name, version)
 else:
     with model_card:
         st.code(card.get("command") or "(no command recorded)", language="bash")

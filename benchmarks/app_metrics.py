@@ -124,9 +124,11 @@ def draw_and_time(
             if clock is not None and splits is not None:
                 splits.append(clock.split(t0, shown))
             return shown - t0, value.inner_text().strip(), redraws
-        except Exception:
+        except Exception as err:  # retry loop: any failed wait means draw again, until the deadline
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"no prediction within {timeout_s:.0f} s of drawing ({redraws + 1} drawings)")
+                raise TimeoutError(
+                    f"no prediction within {timeout_s:.0f} s of drawing ({redraws + 1} drawings)"
+                ) from err
             redraws += 1
 
 

@@ -196,7 +196,7 @@ def train_progress(train_page) -> tuple[int, int, int, int] | None:
     bars = train_page.locator('[data-testid="stProgress"]')
     try:  # the live fragment redraws every second: the bar may go between the count and the read
         found = PROGRESS.search(bars.first.inner_text(timeout=2_000)) if bars.count() else None
-    except Exception:
+    except Exception:  # noqa: BLE001 - polled by a retry loop: any failed read is just no batch shown yet
         found = None
     return tuple(int(g) for g in found.groups()) if found else None
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import resource
 import shlex
@@ -324,7 +325,7 @@ def run(models=None, data_dir=None, calls=CALLS, batch_images=BATCH_IMAGES, comm
 
 
 def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
 
 
 def _validate_timings(block: dict, card_tta: bool, where: str) -> None:

@@ -240,7 +240,7 @@ def main(argv=None) -> int:
                     schedule,
                     data,
                     store,
-                    log=lambda text: print(f"[{number}/{len(plan)}] {text}", flush=True),
+                    log=lambda text, number=number: print(f"[{number}/{len(plan)}] {text}", flush=True),
                 )
             )
             result = {"schedule": schedule, "runs": runs, "summary": summarise(runs), "complete": number == len(plan)}

@@ -137,8 +137,8 @@ def time_layers(model, images, repeats: int) -> list[dict]:
                 loss = tf.reduce_sum(tf.cast(out, tf.float32) * upstream)
             return tape.gradient(loss, [inputs, *variables])
 
-        fwd = median_seconds(lambda: forward(x), repeats)
-        both = median_seconds(lambda: forward_backward(x), repeats)
+        fwd = median_seconds(lambda x=x: forward(x), repeats)
+        both = median_seconds(lambda x=x: forward_backward(x), repeats)
         rows.append(
             {
                 "layer": layer.name,

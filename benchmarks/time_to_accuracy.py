@@ -401,14 +401,14 @@ def _validate_machine(entry: dict, where_machine: str) -> None:
             f"speed-ups need every run on the same machine as its entry (found runs of {elsewhere} under '{key}')",
         )
         base = block["runs"].get(BASELINE)
-        for name, entry in block["speedup"].items():
+        for name, speedup in block["speedup"].items():
             sw = f"{where}.speedup.{name}"
             _machines.need(name in block["runs"] and name != BASELINE, sw, "must name a non-baseline run")
             expected = ratio_entry(base, block["runs"][name])
-            _machines.need(entry.get("kind") == expected["kind"], f"{sw}.kind", f"must be '{expected['kind']}'")
+            _machines.need(speedup.get("kind") == expected["kind"], f"{sw}.kind", f"must be '{expected['kind']}'")
             _machines.need(
-                (entry.get("value") is None) == (expected["value"] is None)
-                and (expected["value"] is None or abs(entry["value"] - expected["value"]) < 1e-9),
+                (speedup.get("value") is None) == (expected["value"] is None)
+                and (expected["value"] is None or abs(speedup["value"] - expected["value"]) < 1e-9),
                 f"{sw}.value",
                 "must be the baseline's time over the run's time to the target",
             )

@@ -67,32 +67,9 @@ def evaluation_from_probs(
     report = classification_report(
         y, pred, labels=labels, target_names=list(info.class_names), output_dict=True, zero_division=0
     )
-    wrong = np.flatnonzero(pred != y)
-    # Most confident mistakes first: they are the most instructive.
-    wrong = wrong[np.argsort(-conf[wrong], kind="stable")]
-    misclassified = [
-        {"index": int(i), "true": int(y[i]), "pred": int(pred[i]), "confidence": round(float(conf[i]), 4)}
-        for i in wrong
-    ]
-    gallery, per_cell = {}, {}
-    for item in misclassified:
-        cell = (item["true"], item["pred"])
-        if per_cell.get(cell, 0) < GALLERY_PER_CELL:
-            per_cell[cell] = per_cell.get(cell, 0) + 1
-            gallery[str(item["index"])] = encode_png(data.x_test[item["index"]])
-    rng = np.random.default_rng(seed)
-    sample_idx = rng.choice(len(y), size=min(SAMPLE_COUNT, len(y)), replace=False)
-    samples = [
-        {
-            "index": int(i),
-            "true": int(y[i]),
-            "pred": int(pred[i]),
-            "confidence": round(float(conf[i]), 4),
-            "image": encode_png(data.x_test[i]),
-        }
-        for i in sample_idx
-    ]
-    augment_sources = [encode_png(data.x_test[int(i)]) for i in sample_idx[:AUGMENT_SOURCES]]
+    misclassified = _misclassified(y, pred, conf)
+    gallery = _mistake_gallery(misclassified, data.x_test)
+    samples, augment_sources = _random_samples(y, pred, conf, data.x_test, seed)
     return {
         "model": model_name,
         "dataset": info.name,
@@ -115,6 +92,47 @@ def evaluation_from_probs(
         "dataset_sha256": data.sha256,
         "created": now_iso(),
     }
+
+
+def _misclassified(y: np.ndarray, pred: np.ndarray, conf: np.ndarray) -> list[dict]:
+    """Every mistake, the most confident first: they are the most instructive."""
+    wrong = np.flatnonzero(pred != y)
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")]
+    return [
+        {"index": int(i), "true": int(y[i]), "pred": int(pred[i]), "confidence": round(float(conf[i]), 4)}
+        for i in wrong
+    ]
+
+
+def _mistake_gallery(misclassified: list[dict], x_test: np.ndarray) -> dict[str, str]:
+    """PNGs of the first GALLERY_PER_CELL mistakes of each confusion cell, keyed by test index."""
+    gallery, per_cell = {}, {}
+    for item in misclassified:
+        cell = (item["true"], item["pred"])
+        if per_cell.get(cell, 0) < GALLERY_PER_CELL:
+            per_cell[cell] = per_cell.get(cell, 0) + 1
+            gallery[str(item["index"])] = encode_png(x_test[item["index"]])
+    return gallery
+
+
+def _random_samples(
+    y: np.ndarray, pred: np.ndarray, conf: np.ndarray, x_test: np.ndarray, seed: int
+) -> tuple[list[dict], list[str]]:
+    """SAMPLE_COUNT test images drawn with `seed`, with their predictions; the first
+    AUGMENT_SOURCES of them as PNGs for the augmentation preview."""
+    rng = np.random.default_rng(seed)
+    sample_idx = rng.choice(len(y), size=min(SAMPLE_COUNT, len(y)), replace=False)
+    samples = [
+        {
+            "index": int(i),
+            "true": int(y[i]),
+            "pred": int(pred[i]),
+            "confidence": round(float(conf[i]), 4),
+            "image": encode_png(x_test[i]),
+        }
+        for i in sample_idx
+    ]
+    return samples, [encode_png(x_test[int(i)]) for i in sample_idx[:AUGMENT_SOURCES]]
 
 
 def most_confused_cell(confusion: np.ndarray | list) -> tuple[int, int]:

@@ -167,23 +167,24 @@ def _lock_exclusively(target: Path, name: str):
     import fcntl  # POSIX only: imported here so that predictions still work where it is missing
 
     while True:
-        try:
-            handle = open(target, "a+")  # created when missing; never truncates a holder's pid
-        except OSError as err:
-            raise ModelStoreError(_describe_os_error(err, target)) from err
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
-            raise ModelStoreError(_busy_message(name, holder)) from None
-        # A holder that finished between our open and our flock removed the file we opened: then
-        # the lock is on a file no one else will open, so lock the one now at the path instead.
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.samestat(os.fstat(handle.fileno()), os.stat(target)):
-                return handle
-        handle.close()
+        with contextlib.ExitStack() as closing:  # the handle is closed on every way out but the return
+            try:
+                # "a+": created when missing; never truncates a holder's pid
+                handle = closing.enter_context(open(target, "a+"))
+            except OSError as err:
+                raise ModelStoreError(_describe_os_error(err, target)) from err
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip()
+                raise ModelStoreError(_busy_message(name, holder)) from None
+            # A holder that finished between our open and our flock removed the file we opened: then
+            # the lock is on a file no one else will open, so lock the one now at the path instead.
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.samestat(os.fstat(handle.fileno()), os.stat(target)):
+                    closing.pop_all()  # the caller holds the lock from here on
+                    return handle
 
 
 def _busy_message(name: str, holder: str) -> str:
@@ -298,7 +299,7 @@ class ModelStore:
         try:
             # safe_mode refuses models that carry arbitrary code (Lambda layers etc.).
             return keras.saving.load_model(path, safe_mode=True, compile=last)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - any Keras load failure becomes one message
             raise ModelStoreError(f"The model file {path.name} is damaged or not a Keras model ({err}).") from None
 
     def load_card(self, name: str) -> dict:
@@ -336,8 +337,8 @@ def _without_optimizer(model):
 def _writable_dir(path: Path) -> bool:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True):
+            pass
         return True
     except OSError:
         return False

@@ -192,7 +192,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, allow_dow
             return _load_from_keras(info)
         except DataError:
             raise
-        except Exception as err:  # network errors come in many types
+        except Exception as err:  # noqa: BLE001 - keras.datasets' network errors come in many types
             download_error = err
     where = (
         f"'{folder / (name + '.npz')}' does not exist" if folder else f"no data folder is set ({DATA_DIR_ENV} is empty)"
@@ -240,7 +240,7 @@ def download(name: str, folder: str | os.PathLike) -> Path:
         data = _load_from_keras(info)
     except DataError:
         raise
-    except Exception as err:  # network errors come in many types
+    except Exception as err:  # noqa: BLE001 - keras.datasets' network errors come in many types
         raise DataError(
             f"Downloading {name} through keras.datasets failed ({type(err).__name__}: {err}). "
             "Connect to the internet, or copy the .npz files into the folder by hand."

@@ -182,7 +182,7 @@ def standard_mode(img: Image.Image) -> Image.Image:
             )
             return ImageCms.applyTransform(img, transform)
         return img.convert({"La": "LA", "RGBa": "RGBA"}.get(mode, "RGB"))
-    except Exception:  # ImageCms.PyCMSError, ValueError: an exotic mode Pillow cannot convert
+    except Exception:  # noqa: BLE001 - ImageCms.PyCMSError, ValueError…: any Pillow conversion failure is one message
         raise ImageError(
             f"Images in the {mode} colour mode are not supported: upload a {SUPPORTED_TEXT} image."
         ) from None

@@ -76,6 +76,6 @@ def lite_model(model) -> LiteModel | None:
         return None
     try:
         return LiteModel(to_flatbuffer(model), threads=cpu_quota())
-    except Exception as err:  # the converter raises many types; Keras still serves the model
+    except Exception as err:  # noqa: BLE001 - the LiteRT converter raises many types; Keras still serves the model
         log.warning("LiteRT conversion of %s failed, predicting with Keras instead: %s", model.name, err)
         return None

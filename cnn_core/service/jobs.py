@@ -311,7 +311,7 @@ class TrainingJobs:
         except CnnError as err:
             with self._lock:
                 job.state, job.error = "failed", str(err)
-        except Exception as err:  # keep the server alive; show what went wrong
+        except Exception as err:  # noqa: BLE001 - any training failure keeps the server alive and is shown
             with self._lock:
                 job.state = "failed"
                 job.error = f"Training failed unexpectedly: {type(err).__name__}: {err}"
@@ -433,7 +433,7 @@ def train_in_child(
         send({"type": "result", "name": result.name, "status": result.status, "message": result.message})
     except CnnError as err:
         send({"type": "error", "message": str(err)})
-    except Exception as err:  # report it to the page; the traceback goes to the server's log
+    except Exception as err:  # noqa: BLE001 - any training failure is reported to the page; traceback to the log
         traceback.print_exc()
         send({"type": "error", "message": f"Training failed unexpectedly: {type(err).__name__}: {err}"})
     finally:
