@@ -299,6 +299,6 @@ def _figure_png(key: tuple, _build) -> bytes:
 
 def show_cached_figure(key: tuple, build) -> None:
     """Show the matplotlib figure `build()` draws, drawn once per server for each `key` (which must name
-    everything it depends on: the model and its files' versions, the choices). Matplotlib takes ~0.3-1.4 s
-    a figure here; a page that draws several on every visit misses the 2 s first paint."""
+    everything it depends on: the model and its files' versions, the choices). Matplotlib takes a good part
+    of a second per figure; a page that draws several on every visit misses the 2 s first paint."""
     st.image(_figure_png(key, build), width="stretch", output_format="PNG")

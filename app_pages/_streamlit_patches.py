@@ -13,10 +13,10 @@ def keep_keras_state_between_reruns() -> None:
     """Stop Streamlit from calling keras.backend.clear_session() after every script run.
 
     Streamlit does that for every session's every rerun (a workaround from TF1-era Keras). With
-    Keras 3 it runs Python's garbage collector and drops TensorFlow's kernel caches: measured
-    here at ~200 ms per rerun, and the next prediction then takes ~33 ms instead of ~3 ms. Under
-    20 concurrent visitors it was the largest single cost in the server (py-spy). The app caches
-    its models across reruns on purpose and builds no models in scripts, so it needs no reset.
+    Keras 3 it runs Python's garbage collector and drops TensorFlow's kernel caches: every rerun
+    pays for a full collection and the next prediction for cold kernels, a cost that grows with
+    concurrent visitors. The app caches its models across reruns on purpose and builds no models
+    in scripts, so it needs no reset.
     Matplotlib's cleanup is kept. Streamlit looks the function up at call time, so replacing it
     on its module is enough; if a future Streamlit renames it, this does nothing (and the test fails)."""
     try:

@@ -42,7 +42,7 @@ st.divider()
 st.subheader("New run")
 c1, c2 = st.columns(2)
 dataset = c1.selectbox("Dataset", list(DATASETS), format_func=lambda d: DATASETS[d].title, key="dataset", bind=URL)
-times = recipe_times(dataset, machine_info())  # measured on this CPU, or on the most alike one
+times = recipe_times(dataset, machine_info())  # the recipes' benchmark figures for this CPU, or for the most alike one
 arch = into_link(
     "recipe",
     c2.selectbox(

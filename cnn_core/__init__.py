@@ -9,10 +9,9 @@ import os
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN's kernels on every x86 CPU, not only on those with AVX-512 (TensorFlow's own default,
-# read once when TensorFlow starts, so this must come before it is imported). On a 2-core Zen 3
-# (AVX2) they train the airbench net at 217 images/s against 150 with XLA over TensorFlow's Eigen
-# kernels and 120 without either (benchmarks/results/step_profile.md). TF_ENABLE_ONEDNN_OPTS=0 still
-# turns them off.
+# read once when TensorFlow starts, so this must come before it is imported): they train the airbench
+# net faster than TensorFlow's Eigen kernels, with or without XLA (benchmarks/results/step_profile.md).
+# TF_ENABLE_ONEDNN_OPTS=0 still turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from cnn_core.base.errors import CnnError, ConfigError, DataError, ImageError, ModelStoreError

@@ -2,9 +2,8 @@
 
 FusedBatchNorm: Keras' BatchNormalization computed, while training, by TensorFlow's fused
 kernel (one pass for the statistics and the normalisation, and a hand-written gradient)
-instead of Keras' separate moments/normalise ops and their autodiff. Same variables and config,
-so it loads, converts and serves like BatchNormalization; measured on the airbench net
-(benchmarks/results/step_profile.md).
+instead of Keras' separate moments/normalise ops and their autodiff, for a faster training step.
+Same variables and config, so it loads, converts and serves like BatchNormalization.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ def make_tf_dataset(
     `alternating_flip` (also a callback of the same fit) flips instead of the random flip.
     `mixup` / `cutmix`: their Beta α (0: off), after the augmentation (see batch_mixer)."""
     # The set stays uint8 and each batch is cast to float32: a float32 copy of the whole set,
-    # held again by the shuffle buffer, cost 1.27 GB more peak memory on CIFAR-10
-    # (benchmarks/memory.py), for the same values.
+    # held again by the shuffle buffer, would nearly double the pipeline's peak memory on CIFAR-10
+    # (benchmarks/results/memory.md), for the same values.
     x = np.asarray(x)
     if x.ndim == len(info.input_shape):  # (N,H,W) grey → add the channel axis
         x = x[..., None]

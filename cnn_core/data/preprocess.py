@@ -32,9 +32,9 @@ SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"}
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # ~ a 40-megapixel photo; larger is refused before decoding
 # Images per forward pass wherever the project only predicts (evaluation, validation, snapshots, the
-# out-of-distribution features). Measured on CIFAR-10's `fast` net (flip TTA over the test set): 512
-# at a time took 214 MiB more memory than 128, for ~8% less time; in a separate training process
-# that difference decides whether server plus run fit Community Cloud's 2.7 GB (benchmarks/memory.py).
+# out-of-distribution features). Larger batches save little time and cost memory that, in a separate
+# training process, decides whether server plus run fit Community Cloud's 2.7 GB
+# (benchmarks/results/memory.md).
 INFERENCE_BATCH = 128
 
 

@@ -2,17 +2,16 @@
 
 bfloat16 halves the memory traffic and doubles the arithmetic rate, but only where the CPU
 does it in hardware (AVX512-BF16, AMX) and oneDNN is allowed to use that. Elsewhere it is
-emulated: measured on a 2-core AMD EPYC Zen 3 (AVX2 only), the CIFAR-10 `turbo` net trained
-at 12 images/s in bfloat16 against 117 images/s in float32. And on a CPU that has it, a
-process started with `ONEDNN_MAX_CPU_ISA=AVX2` cannot create bfloat16 convolutions at all.
+emulated, and training in bfloat16 is many times slower than in float32. And on a CPU that has
+it, a process started with `ONEDNN_MAX_CPU_ISA=AVX2` cannot create bfloat16 convolutions at all.
 
 So precision is a decision per machine, never part of a saved model:
 
 - training takes `precision` "auto" | "bf16" | "fp32"; "auto" is bf16 only where
   `native_bf16()` says the hardware does it, and the card records what ran;
 - inference always runs a float32 twin of the network (same weights): it loads and predicts
-  on every x86-64 CPU, gives the same probabilities everywhere, and was the faster of the two
-  where measured (benchmarks/results/inference.md).
+  on every x86-64 CPU, gives the same probabilities everywhere, and predicts a picture faster
+  than bfloat16 on every CPU in benchmarks/results/inference.md.
 """
 
 from __future__ import annotations
@@ -23,16 +22,16 @@ from cnn_core.base.errors import ConfigError
 from cnn_core.base.runtime import cpu_flags
 
 PRECISIONS = ("auto", "bf16", "fp32")
-# What saved models predict in. bfloat16 inference is not the default anywhere yet: on the one
-# CPU where both were measured (AMD EPYC Zen 3), float32 was the faster; benchmarks/inference.py
-# measures both per CPU, so a CPU where bf16 wins will show it.
+# What saved models predict in: float32 everywhere, the faster of the two for one picture on every
+# CPU in benchmarks/results/inference.md; benchmarks/inference.py times both per CPU, so a CPU where
+# bf16 wins will show there.
 INFERENCE_PRECISION = "fp32"
 BF16_POLICY = "mixed_bfloat16"  # bf16 compute, float32 weights and BN statistics
 FP32_POLICY = "float32"
 
 # oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) that still include bfloat16 dot products; any other
 # cap (SSE41, AVX, AVX2, AVX2_VNNI, AVX512_CORE, AVX512_CORE_VNNI, ...) makes bf16 convolutions
-# fail to build, as seen on a Xeon with ONEDNN_MAX_CPU_ISA=AVX2.
+# fail to build.
 _BF16_ISA_CAPS = (
     "ALL",
     "DEFAULT",

@@ -3,8 +3,8 @@ temperature scaling (Guo et al., 2017).
 
 Modern networks trained to a low loss tend to be over-confident. Temperature scaling divides the logits
 by one number T fitted on the validation split (T > 1 softens, T < 1 sharpens); the predicted class never
-changes, only how sure the model says it is. The card keeps T and, measured on the test set before and
-after, the ECE, the reliability diagram's bins and each class's over/under-confidence: the Calibration
+changes, only how sure the model says it is. The card keeps T and, on the test set before and after
+scaling, the ECE, the reliability diagram's bins and each class's over/under-confidence: the Calibration
 page draws them from the card. The app's probabilities use T (Predictor.predict_samples). The
 out-of-distribution detector (cnn_core.predict.ood) reads hidden-layer features, not probabilities, so its
 threshold holds before and after.

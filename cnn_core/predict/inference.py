@@ -15,18 +15,18 @@ from cnn_core.predict.ood import load_detector, typicality
 
 def _forward(model, x: np.ndarray) -> np.ndarray:
     """Probabilities for one batch from a Keras model or a LiteModel (cnn_core.predict.lite)."""
-    # predict_on_batch runs one compiled call: measured 1.6 ms for one CIFAR-10 image against
-    # 10 ms for eager model(x) (Keras 3.15, 2-core CPU), without predict()'s per-call setup.
+    # predict_on_batch runs one compiled call, without predict()'s per-call setup: far faster than
+    # eager model(x) for one image.
     return np.asarray(model.predict_on_batch(x))
 
 
 # Test-time augmentation levels, as airbench numbers them: 0 none; 1 the image and its mirror
 # image; 2 those plus both shifted one pixel up-left and down-right (reflect-padded), the shifted
 # four weighing as much as the unshifted two. Cards written before level 2 say true/false (= 1/0).
-# A digit's mirror image is no digit (flip TTA took MNIST models from 99.70% to 97.00%), so for
+# A digit's mirror image is no digit (flip TTA lowers MNIST models' accuracy), so for
 # datasets that are not `mirrorable` the levels add shifts instead: 1 the image and its four
 # one-pixel shifts (up, down, left, right), 2 all nine positions of its 3×3 neighbourhood, weighed
-# alike (measured on the test set of mnist_fast30, 2026-12-04: 99.70% off, 99.72% and 99.74%).
+# alike (each level's test accuracy: benchmarks/results/tta_ensembles.md).
 TTA_LEVELS = {0: "off", 1: "flip", 2: "flip + 1-px shifts"}
 TTA_PASSES = {0: 1, 1: 2, 2: 6}  # forward passes per image at each level
 SHIFT_TTA_LEVELS = {0: "off", 1: "1-px shifts", 2: "1-px shifts and diagonals"}
@@ -95,7 +95,7 @@ def predict_proba(
     For datasets whose mirror images are not their classes (digits) the levels average over
     one-pixel shifts alone (SHIFT_TTA_LEVELS).
     Samples become float32 one batch at a time: a whole test set at once (and its mirror
-    image) was the peak of a training run's memory, ≈ 250 MB for CIFAR-10.
+    image) would be the peak of a training run's memory, ≈ 250 MB of float32 for CIFAR-10.
     """
     level = tta_level(tta)
     if len(x_uint8) > batch_size:

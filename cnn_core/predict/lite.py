@@ -1,8 +1,7 @@
 """Predictions through LiteRT (TensorFlow Lite's runtime, package `ai-edge-litert`).
 
 The app classifies one drawing or photo at a time, where Keras' per-call overhead dominates:
-measured on a 2-core AMD EPYC (Zen 3, AVX2), a single CIFAR-10 image through `cifar10_wide40`
-took 7.6 ms in Keras and 3.9 ms through LiteRT's XNNPACK kernels, with probabilities within
+LiteRT's XNNPACK kernels predict a single image faster than Keras, with probabilities within
 1e-6 of Keras' (benchmarks/results/inference.md has the figures per CPU). So a loaded model is
 converted once, in memory, to a float32 LiteRT flatbuffer, and predictions run through that;
 the Keras model stays for training, Grad-CAM and feature maps. Where LiteRT is not installed

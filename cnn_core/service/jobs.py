@@ -31,11 +31,10 @@ from cnn_core.service.curves import BatchCurve
 # How much lower than the server a training process runs (os.nice): the server's page scripts
 # and predictions come first, training takes what CPU is left.
 TRAINING_NICENESS = 10
-# A training process costs memory a thread does not: its own TensorFlow runtime and data. Measured on a
-# 2-core AMD EPYC Zen 3 (benchmarks/results/memory.md), server plus a CIFAR-10 run in its own process peaked
-# at 2,387 MiB PSS with `fast`, 2,385 with `airbench` and 2,570 with `wide`: 5 MiB under Community Cloud's
-# 2.7 GB (2,575 MiB), against 2,287 MiB RSS for `fast` in one process. So below this much memory runs train
-# in a thread of the server instead. CNN_TRAINING_PROCESS=on/off decides it by hand.
+# A training process costs memory a thread does not: its own TensorFlow runtime and data. Server plus a
+# CIFAR-10 run in its own process can end within a few MiB of Community Cloud's 2.7 GB (`wide`,
+# benchmarks/results/memory.md), leaving no margin. So below this much memory runs train in a thread of
+# the server instead. CNN_TRAINING_PROCESS=on/off decides it by hand.
 PROCESS_MIN_MEMORY_MB = 4096
 TRAINING_PROCESS_ENV = "CNN_TRAINING_PROCESS"
 

@@ -86,7 +86,7 @@ def recipe_times_path(dataset: str, store: ModelStore | None = None) -> Path:
 
 
 def write_recipe_times(dataset: str, machines: dict, source: dict, store: ModelStore | None = None) -> Path:
-    """Save what each recipe measured on each machine: `machines` maps a machine key
+    """Save each recipe's benchmark figures per machine: `machines` maps a machine key
     (cnn_core.base.runtime.machine_key) to {"machine": machine_info(), "recipes": {recipe: {"train_seconds",
     "test_accuracy", "epochs", "tta"}}}; `source` as for write_ood_figures."""
     path = recipe_times_path(dataset, store)
@@ -125,7 +125,8 @@ def recipe_times(dataset: str, here: dict, store: ModelStore | None = None) -> d
 
 
 def recipe_time_label(recipe: str, times: dict | None) -> str:
-    """'98.9% in 13 s here' / '… on AMD EPYC | 2 cores | avx2+fma' / '' for a recipe never measured."""
+    """'98.9% in 13 s here' / '… on CPU MODEL | N cores | flags' (the most alike machine's key) / '' for a
+    recipe never measured."""
     figures = (times or {}).get("recipes", {}).get(recipe)
     if not figures:
         return ""

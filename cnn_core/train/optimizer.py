@@ -211,9 +211,9 @@ def make_optimizer(config: dict, steps_per_epoch: int) -> keras.optimizers.Optim
 
 def jit_compiles(config: dict) -> bool:
     """Whether the run's training step is compiled by XLA: `jit_compile` true, or "auto" for a
-    float32 run without oneDNN. Measured for the airbench net in float32 on a 2-core Zen 3
-    (images/s): oneDNN 217, oneDNN + XLA 183, Eigen + XLA 150, Eigen alone 120: XLA's fusing of
-    the batch norm and GELU between the convolutions pays only over Eigen's slower convolutions.
+    float32 run without oneDNN. XLA's fusing of the batch norm and GELU between the convolutions
+    pays only over Eigen's slower convolutions: it slows oneDNN's step on the airbench net, and
+    oneDNN alone beats Eigen + XLA, which beats Eigen alone (benchmarks/results/step_profile.md).
     Unmeasured in bfloat16, so never there."""
     from cnn_core.base.runtime import onednn_enabled
     from cnn_core.nets.precision import resolve_precision

@@ -2,8 +2,8 @@
 
 A recipe is named after the architecture it trains: `seed` is the original notebook's
 recipe, `fast` the project's time-to-accuracy recipe, `turbo` its shortest schedules,
-`wide` the same recipe run long for accuracy, `airbench` the CIFAR-10 speed record's method. A value that differs per dataset is a
-`{dataset: value}` dict. One key decides one thing; the trainer reads nothing else.
+`wide` the same recipe run long for accuracy, `airbench` the CIFAR-10 speed record's method.
+A value that differs per dataset is a `{dataset: value}` dict. One key decides one thing; the trainer reads nothing else.
 
 The small API the Train page, the CLI and the benchmarks share:
 
@@ -93,7 +93,7 @@ AIRBENCH_SGD = {
     "tta": {"mnist": 0, "fashion_mnist": 2, "cifar10": 2},
     "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
     # XLA for float32 photo runs without oneDNN (cnn_core.train.optimizer.jit_compiles; it drops the last
-    # partial batch); off for digits, whose one short epoch XLA's compiling slows (16.5 s without, 25.4 s with).
+    # partial batch); off for digits, whose one short epoch takes longer with XLA's compiling than without.
     "jit_compile": {"mnist": False, "fashion_mnist": "auto", "cifar10": "auto"},
 }
 
@@ -197,12 +197,10 @@ RECIPES: dict[str, dict] = {
         "precision": "fp32",  # 'auto' | 'bf16' | 'fp32' (cnn_core.nets.precision)
     },
     # The `fast` recipe cut to the shortest schedules that reach the benchmark targets
-    # (MNIST 99.0%, CIFAR-10 85%) on a 2-core CPU, on the whole training set.
-    # MNIST: one epoch in batches of 64 without augmentation. Chosen on a 5,000-image
-    # validation split over seeds 0-2 (one epoch each): batch 64 unaugmented 99.06-99.24%,
-    # batch 128 unaugmented 98.98-99.06%, batch 128 shifted (the old 2-epoch recipe's
-    # setting) 98.70-99.10%; smaller batches give the single pass more updates, and a
-    # single pass cannot overfit, so shifting the digits only slows learning.
+    # (MNIST 99.0%, CIFAR-10 85%: benchmarks/results/time_to_accuracy.md), on the whole training set.
+    # MNIST: one epoch in batches of 64 without augmentation, chosen on a validation split over
+    # three seeds against batches of 128 with and without shifts: smaller batches give the single
+    # pass more updates, and a single pass cannot overfit, so shifting the digits only slows learning.
     "turbo": {
         "optimizer": "sgd_nesterov",
         "lr": 0.2,
@@ -217,13 +215,14 @@ RECIPES: dict[str, dict] = {
         "augment": {**SHIFT_AND_FLIP, "mnist": NO_AUGMENT},
         "val_size": 0,  # nothing held out: no decisions need it
         "tta": {"mnist": False, "fashion_mnist": True, "cifar10": True},
-        # bfloat16 for the photo net where the CPU does it natively (≈2× the images/s there),
-        # float32 elsewhere; the digit nets are too small for bf16 to pay off.
+        # bfloat16 for the photo net where the CPU does it natively (≈2× the images/s there,
+        # benchmarks/results/time_to_accuracy.md), float32 elsewhere; the digit nets are too small
+        # for bf16 to pay off.
         "precision": {"mnist": "fp32", "fashion_mnist": "fp32", "cifar10": "auto"},
     },
     # The `fast` recipe run long on the `wide` net, for accuracy rather than speed. A
     # one-cycle schedule pays its accuracy only at its end, so it is planned for the whole
-    # budget (40 CIFAR-10 epochs ≈ 55 min on a 2-core CPU).
+    # budget (40 CIFAR-10 epochs; their training time: benchmarks/results/time_to_accuracy.md).
     "wide": {
         "optimizer": "sgd_nesterov",
         "lr": 0.2,
