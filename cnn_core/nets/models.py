@@ -1,7 +1,8 @@
 """Architectures as data, and the one builder that turns a spec into a Keras model.
 
-A spec is a list of `(layer_kind, options)` steps. `build_model` walks the list;
-`ARCHITECTURES` names the specs per input kind. Every model takes raw pixel
+A spec is a list of `(layer_kind, options)` steps. `build_model` makes the Keras layers that
+`cnn_core.nets.spec_walk.walk_spec` walks out of it (the exporter writes the same walk out as
+script lines); `ARCHITECTURES` names the specs per input kind. Every model takes raw pixel
 values (0..255, float32, shape H×W×C) and returns class probabilities, so one
 preprocessing path (`cnn_core.data.preprocess`) feeds every model.
 """
@@ -12,9 +13,14 @@ from dataclasses import dataclass
 
 from cnn_core.base.errors import ConfigError
 from cnn_core.data.datasets import DatasetInfo, dataset_info
-
-Spec = list[tuple[str, dict]]
-WHITEN_LAYER = "whiten"  # the name of a `whiten_stem` conv: set from data, never trained
+from cnn_core.nets.spec_walk import (
+    WHITEN_LAYER,  # noqa: F401  (the stem's name: importers read it here)
+    BlockEnd,
+    BlockStart,
+    Layer,
+    Spec,
+    walk_spec,
+)
 
 
 def seed_spec(filters: tuple[int, ...], padding: str, dense_units: int) -> Spec:
@@ -206,128 +212,32 @@ def architecture_spec(arch: str, dataset: str) -> Spec:
     return ARCHITECTURES[arch].specs[input_kind(dataset_info(dataset))]
 
 
-class _LayerNames:
-    """Readable, unique layer names (conv1, bn1, relu1, …) chosen by the builder itself.
-
-    Keras' automatic names come from counters that can be reset under a model being built in a
-    background training thread (seen as "the name conv2d is used 2 times"); explicit names cannot
-    collide, and they make layer tables easy to read."""
-
-    def __init__(self):
-        self.counts: dict[str, int] = {}
-
-    def __call__(self, prefix: str) -> str:
-        self.counts[prefix] = self.counts.get(prefix, 0) + 1
-        return f"{prefix}{self.counts[prefix]}"
-
-
-def _conv(options: dict, name: str, use_bias: bool = True, activation=None, dtype=None):
-    from keras import layers
-
-    kind = layers.SeparableConv2D if options.get("separable") else layers.Conv2D
-    return kind(
-        options["filters"],
-        options.get("kernel", 3),
-        padding=options.get("padding", "same"),
-        activation=activation,
-        use_bias=use_bias,
-        dtype=dtype,
-        name=name,
-    )
-
-
-def _bn(name: str, dtype=None, options: dict | None = None):
-    from keras import layers
+def _keras_layer(layer: Layer):
+    """The Keras layer a walked `Layer` describes."""
+    from keras import layers  # imported late: the CLI parses arguments without TensorFlow
 
     from cnn_core.base.layers import FusedBatchNorm
 
-    options = {"momentum": 0.9, **(options or {})}  # 0.9, not Keras' 0.99: statistics keep up in short runs
-    kind = FusedBatchNorm if options.pop("fused", False) else layers.BatchNormalization
-    return kind(**options, dtype=dtype, name=name)
+    cls = FusedBatchNorm if layer.cls == "FusedBatchNorm" else getattr(layers, layer.cls)
+    return cls(*layer.args, **layer.kwargs, dtype=layer.dtype, name=layer.name)
 
 
-def _activation(options: dict, names: _LayerNames, dtype=None):
-    from keras import layers
-
-    kind = options.get("activation", "relu")
-    return (
-        layers.ReLU(name=names("relu"), dtype=dtype)
-        if kind == "relu"
-        else layers.Activation(kind, name=names(kind), dtype=dtype)
-    )
-
-
-def _step_layers(kind: str, options: dict, num_classes: int, names: _LayerNames, dtype=None) -> list:
-    """Layers for one spec step; `dtype` is a Keras dtype policy name (None: the global one)."""
-    from keras import layers  # imported late: the CLI parses arguments without TensorFlow
-
-    d = {"dtype": dtype}
-    if kind == "rescale":
-        return [layers.Rescaling(options["scale"], options["offset"], name=names("rescale"), **d)]
-    if kind == "conv_relu_bn":  # the original order: Conv(ReLU) then BN
-        return [_conv(options, names("conv"), activation="relu", **d), _bn(names("bn"), **d)]
-    if kind == "conv_bn_relu":  # BN before the non-linearity, conv bias made redundant by BN
-        return [
-            _conv(options, names("conv"), use_bias=False, **d),
-            _bn(names("bn"), dtype, options.get("bn")),
-            _activation(options, names, dtype),
-        ]
-    if kind == "conv_pool_bn_relu":
-        return [
-            _conv(options, names("conv"), use_bias=False, **d),
-            layers.MaxPooling2D(name=names("pool"), **d),
-            _bn(names("bn"), dtype, options.get("bn")),
-            _activation(options, names, dtype),
-        ]
-    if kind == "whiten_stem":  # frozen by the optimizer's lr multipliers (cnn_core.train.optimizer)
-        return [
-            _conv({**options, "padding": "valid"}, WHITEN_LAYER, **d),
-            layers.Activation("gelu", name=names("gelu"), **d),
-        ]
-    if kind == "max_pool":
-        return [layers.MaxPooling2D(name=names("pool"), **d)]
-    if kind == "global_max_pool":
-        return [layers.GlobalMaxPooling2D(name=names("global_max_pool"), **d)]
-    if kind == "dropout":
-        return [layers.Dropout(options["rate"], name=names("dropout"), **d)]
-    if kind == "flatten":
-        return [layers.Flatten(name=names("flatten"), **d)]
-    if kind == "dense_relu_bn":
-        return [layers.Dense(options["units"], activation="relu", name=names("dense"), **d), _bn(names("bn"), **d)]
-    if kind == "classifier" and "logit_scale" in options:  # logits scaled, then softmax
-        out = options.get("dtype", dtype)
-        return [
-            layers.Dense(num_classes, use_bias=options.get("use_bias", True), dtype=out, name="classifier"),
-            layers.Rescaling(options["logit_scale"], dtype=out, name="logit_scale"),
-            layers.Softmax(dtype=out, name="softmax"),
-        ]
-    if kind == "classifier":
-        return [
-            layers.Dense(
-                num_classes,
-                activation="softmax",
-                use_bias=options.get("use_bias", True),
-                dtype=options.get("dtype", dtype),
-                name="classifier",
-            )
-        ]
-    raise ConfigError(f"Unknown layer kind '{kind}' in architecture spec.")
-
-
-def _apply_step(x, kind: str, options: dict, num_classes: int, names: _LayerNames, dtype=None):
-    """The tensor after one spec step; a `residual` step adds its input back to its sub-steps' output."""
-    if kind != "residual":
-        for layer in _step_layers(kind, options, num_classes, names, dtype):
-            x = layer(x)
-        return x
-    from keras import layers
-
-    shortcut = x
-    for sub_kind, sub_options in options["steps"]:
-        x = _apply_step(x, sub_kind, sub_options, num_classes, names, dtype)
-    if shortcut.shape[-1] != x.shape[-1]:
-        shortcut = layers.Conv2D(x.shape[-1], 1, use_bias=False, dtype=dtype, name=names("shortcut"))(shortcut)
-    return layers.Add(dtype=dtype, name=names("add"))([x, shortcut])
+def _apply_walk(x, events):
+    """The tensor after the walked layers (cnn_core.nets.spec_walk): each applied to the tensor so far, a
+    residual block's output added to its input (projected where the walk says so); a `Step` only marks
+    where a spec step begins."""
+    shortcuts = []
+    for event in events:
+        if isinstance(event, Layer):
+            x = _keras_layer(event)(x)
+        elif isinstance(event, BlockStart):
+            shortcuts.append(x)
+        elif isinstance(event, BlockEnd):
+            shortcut = shortcuts.pop()
+            if event.projection is not None:
+                shortcut = _keras_layer(event.projection)(shortcut)
+            x = _keras_layer(event.add)([x, shortcut])
+    return x
 
 
 def build_model(
@@ -350,10 +260,5 @@ def build_model(
     elif precision != "fp32":
         raise ConfigError(f"Precision must be 'bf16' or 'fp32' to build a model (got '{precision}').")
     inputs = keras.Input(shape=info.input_shape, name="pixels")
-    x, dtype, names = inputs, None, _LayerNames()
-    for kind, options in spec:
-        if kind == "dtype_policy":  # applies to the steps after it
-            dtype = options["name"]
-            continue
-        x = _apply_step(x, kind, options, info.num_classes, names, dtype)
+    x = _apply_walk(inputs, walk_spec(spec, info.num_classes, info.input_shape[-1]))
     return keras.Model(inputs, x, name=name or f"{arch}_{dataset}")
