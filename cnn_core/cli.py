@@ -588,7 +588,7 @@ def cmd_download(args) -> int:
 
 def cmd_export(args) -> int:
     from cnn_core.base.errors import ConfigError
-    from cnn_core.export.export.export import write_export
+    from cnn_core.export.export import write_export
 
     if not (args.output or args.script_only):
         raise ConfigError("Say where to write the export: --output FILE.zip, or --script-only FILE.py.")

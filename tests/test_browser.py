@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from benchmarks import screenshots
 from benchmarks.browser import (
@@ -139,8 +140,8 @@ def test_a_canvas_painted_over_is_called_filled_not_empty(page, app_url):
         try:
             message.wait_for(timeout=10_000)
             break
-        except Exception:
-            continue
+        except PlaywrightTimeoutError:
+            pass  # not shown yet: draw again
     wait_until_idle(page)
     assert message.count() == 1
     assert page.locator('[data-testid="stMetricValue"]').count() == 0  # no digit is claimed

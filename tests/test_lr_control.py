@@ -6,6 +6,7 @@ import json
 import math
 import threading
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -222,7 +223,7 @@ def test_setting_the_muon_recipes_lr_moves_muons_own_step_too(data_dir):
     )
 
     class Weights(keras.callbacks.Callback):  # runs after the trainer's callbacks, the lr control among them
-        at = {}
+        at: ClassVar[dict] = {}
 
         def on_train_batch_end(self, batch, logs=None):
             self.at[batch + 1] = [

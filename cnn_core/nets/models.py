@@ -57,8 +57,8 @@ def airbench_spec(widths: tuple[int, ...], stem: int, logit_scale: float = 1 / 9
     `cnn_core.nets.initialisers`), then per stage conv → max-pool → BN → GELU → conv → BN → GELU
     with scale-free batch norm, a max-pool over what is left, and a bias-free linear classifier
     whose logits are scaled down by `logit_scale`. `pool_stem` max-pools right after the stem:
-    on 28 px digits that runs every later layer on 13 px or less (measured on a 2-core Zen 3: the
-    MNIST epoch 1.5-2× sooner for the same accuracy)."""
+    on 28 px digits that runs every later layer on 13 px or less, so an MNIST epoch ends sooner
+    for the same accuracy."""
     bn = {"momentum": 0.6, "epsilon": 1e-12, "scale": False}  # airbench's BN: fast stats, no γ
     spec: Spec = [("rescale", {"scale": 1 / 64.0, "offset": -2.0}), ("whiten_stem", {"filters": stem, "kernel": 2})]
     if pool_stem:
@@ -162,7 +162,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         "Compact airbench-style net built for time-to-accuracy on a CPU.",
         {"grey28": fast_spec((32, 64), stem=16), "colour32": fast_spec((64, 128, 256), stem=32)},
     ),
-    # Added for the time-to-accuracy benchmark on a 2-core CPU (benchmarks/): the
+    # For time to accuracy on a small CPU (benchmarks/results/time_to_accuracy.md): the
     # `fast` photo net (its recipe trains it in bfloat16 where the CPU has it), and a
     # narrower digit net.
     "turbo": Architecture(
@@ -170,9 +170,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         "The fast net tuned for a small CPU: bfloat16 for photos where the CPU has it, narrower for digits.",
         {"grey28": fast_spec((24, 48), stem=12), "colour32": fast_spec((64, 128, 256), stem=32)},
     ),
-    # The turbo photo net with airbench's widths (64/256/256): 1.7x the parameters at
-    # the same images/s on a 2-core AVX512-BF16 CPU (597 img/s for both in a bf16 training
-    # micro-benchmark), since the widened middle stage runs on 16x16 and 8x8 maps.
+    # The turbo photo net with airbench's widths (64/256/256): more parameters at nearly the
+    # same images/s, since the widened middle stage runs on 16x16 and 8x8 maps.
     # Built to ship the most accurate single photo model; the digit net is widened alike.
     "wide": Architecture(
         "wide",
@@ -181,8 +180,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     # airbench94's net and, with the `airbench` recipe, its training method, in Keras: the
     # peer of benchmarks/time_to_accuracy.py rebuilt on the project's engine. The digit net is
-    # the same design, narrower, pooled right after its stem (99.05% MNIST in one 19.7 s epoch
-    # on a 2-core Zen 3, against 98.92% for 32/64 and 99.13% in 22.4 s for 48/96).
+    # the same design, narrower (32/64/64), pooled right after its stem: 99% MNIST in one epoch
+    # (benchmarks/results/time_to_accuracy.md).
     "airbench": Architecture(
         "airbench",
         "airbench94's network: whitened stem, GELU, scale-free batch norm (the CIFAR-10 speed record).",
@@ -192,8 +191,8 @@ ARCHITECTURES: dict[str, Architecture] = {
         },
     ),
     # The same method on narrower nets, for the Train page's first run: the photo net with the
-    # `turbo` widths 64/128/256 (224 against 149 images/s for airbench's in a float32 XLA training
-    # step on a 2-core Zen 3), the digit net 24/48 (98.87% MNIST in one 12.8 s epoch there).
+    # `turbo` widths 64/128/256 (more images/s than airbench's widths), the digit net 24/48
+    # (benchmarks/results/time_to_accuracy.md).
     "quick": Architecture(
         "quick",
         "airbench's method on narrower nets: the shortest path to a good model.",
