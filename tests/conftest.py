@@ -54,6 +54,42 @@ def data_dir() -> Path:
     return folder
 
 
+# The small real-data folder: real images, fewer of them, for tests that need "a trained run"
+# rather than a good model. Training, evaluation, the detector's fit and temperature scaling all
+# scale with the images, so every run on it ends in seconds.
+SMALL_TRAIN, SMALL_TEST = 3000, 500
+
+
+@pytest.fixture(scope="session")
+def small_data_dir(data_dir, tmp_path_factory) -> Path:
+    """A data folder like CNN_DATA_DIR holding, for each dataset, SMALL_TRAIN training and SMALL_TEST
+    test images of the real one (class-balanced, seeded), as uncompressed .npz files (the shared
+    CIFAR-10 archive is LZMA-compressed and takes seconds to read in every new process)."""
+    from cnn_core.data.datasets import Dataset, load_dataset, save_npz, take_subset
+
+    folder = tmp_path_factory.mktemp("small_data")
+    for name in DATASET_NAMES:
+        full = load_dataset(name, data_dir)
+        x_train, y_train = take_subset(full.x_train, full.y_train, SMALL_TRAIN, seed=0)
+        x_test, y_test = take_subset(full.x_test, full.y_test, SMALL_TEST, seed=0)
+        save_npz(Dataset(full.info, x_train, y_train, x_test, y_test, source="small", sha256=None), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_mnist(small_data_dir):
+    from cnn_core.data.datasets import load_dataset
+
+    return load_dataset("mnist", small_data_dir)
+
+
+@pytest.fixture(scope="session")
+def small_cifar10(small_data_dir):
+    from cnn_core.data.datasets import load_dataset
+
+    return load_dataset("cifar10", small_data_dir)
+
+
 @pytest.fixture(autouse=True)
 def isolated_runs(tmp_path, monkeypatch):
     """Every test writes runs into its own temporary folder, never into runs/."""
