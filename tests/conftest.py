@@ -2,6 +2,7 @@
 (CI, which has no internet), otherwise downloaded once through keras.datasets into a cache
 folder of .npz files. Either way they FAIL (never skip) when the data cannot be had."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -46,9 +47,37 @@ def real_data_dir(environ=os.environ, download=None, download_dir: Path = DOWNLO
     return folder
 
 
+# Where the suite keeps plain (uncompressed) copies of LZMA-compressed archives, one folder per set of
+# source files (their sizes and modification times).
+UNCOMPRESSED_DIR = DOWNLOAD_DIR.parent / "datasets-uncompressed"
+
+
+def uncompressed_copy(folder: Path, cache: Path = UNCOMPRESSED_DIR) -> Path:
+    """A folder holding the same arrays as `folder`'s archives, stored without compression, made once
+    per machine. The shared archives' entries are LZMA-compressed: CIFAR-10 takes seconds to read,
+    in every process that reads it (the CLI, training processes, the app's server, the benchmarks),
+    and the suite starts dozens of them. The arrays are identical (tests/test_datasets.py reads the
+    original archives themselves)."""
+    from cnn_core.data.datasets import dataset_info, load_npz, save_npz
+
+    stats = [(folder / f"{name}.npz").stat() for name in DATASET_NAMES]
+    key = hashlib.sha256(repr([(s.st_size, s.st_mtime_ns) for s in stats]).encode()).hexdigest()[:16]
+    target = cache / key
+    for name in DATASET_NAMES:
+        if not (target / f"{name}.npz").is_file():
+            save_npz(load_npz(dataset_info(name), folder / f"{name}.npz"), target)  # atomic: never half-written
+    return target
+
+
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    folder = real_data_dir()
+def original_data_dir() -> Path:
+    """The real data folder as given (CNN_DATA_DIR, or the download folder)."""
+    return real_data_dir()
+
+
+@pytest.fixture(scope="session")
+def data_dir(original_data_dir) -> Path:
+    folder = uncompressed_copy(original_data_dir)
     # Pages, subprocesses and library calls that read CNN_DATA_DIR see the same folder.
     os.environ["CNN_DATA_DIR"] = str(folder)
     return folder
@@ -57,7 +86,7 @@ def data_dir() -> Path:
 # The small real-data folder: real images, fewer of them, for tests that need "a trained run"
 # rather than a good model. Training, evaluation, the detector's fit and temperature scaling all
 # scale with the images, so every run on it ends in seconds.
-SMALL_TRAIN, SMALL_TEST = 3000, 500
+SMALL_TRAIN, SMALL_TEST = 6000, 500
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +103,14 @@ def small_data_dir(data_dir, tmp_path_factory) -> Path:
         x_test, y_test = take_subset(full.x_test, full.y_test, SMALL_TEST, seed=0)
         save_npz(Dataset(full.info, x_train, y_train, x_test, y_test, source="small", sha256=None), folder)
     return folder
+
+
+@pytest.fixture
+def small_data_env(small_data_dir, monkeypatch) -> Path:
+    """CNN_DATA_DIR set to the small real-data folder for this test: the runs it starts (in this
+    process, a training process or the CLI) train and are evaluated on it."""
+    monkeypatch.setenv("CNN_DATA_DIR", str(small_data_dir))
+    return small_data_dir
 
 
 @pytest.fixture(scope="session")
@@ -147,3 +184,52 @@ def wait_for_job(jobs, until, timeout=300):
             return snap
         time.sleep(0.05)
     raise AssertionError(f"the training job did not reach the expected state: {jobs.snapshot()}")
+
+
+# What a fresh Streamlit server holds that one AppTest could leave to the next: the training job, the
+# cached card lists, evaluations and figures, the test images, snapshots and neighbour indexes. The
+# loaded models (app_pages._common._load_predictor) are kept: that cache is keyed by the model's name
+# and its file's modification time, so it never serves a changed file, and loading a model (LiteRT
+# conversion included) is most of what a page's first visit costs. tests/test_app.py checks that this
+# list names every cache_resource of the app but that one.
+APP_RESOURCE_CACHES = {
+    "app_pages._common": ["get_jobs"],
+    "app_pages._confusion_view": ["_test_images"],
+    "app_pages._history_view": ["_snapshots"],
+    "app_pages._probe_view": ["_index"],
+}
+KEPT_RESOURCE_CACHES = {"app_pages._common": ["_load_predictor"]}
+
+
+def clear_server_state() -> None:
+    """Forget everything a previous test's server held, except the loaded models (see above)."""
+    import importlib
+
+    import streamlit as st
+
+    st.cache_data.clear()
+    for module, names in APP_RESOURCE_CACHES.items():
+        for name in names:
+            getattr(importlib.import_module(module), name).clear()
+
+
+def one_model_per_family() -> list[str]:
+    """One shipped model per architecture and input kind (grey digits, colour photos), bfloat16-trained
+    ones first: what a model's answers depend on (its layers, its precision, its input) is the same
+    within a family, so checks that run every shipped model run these in the quick tier."""
+    from cnn_core.base.store import shipped_store
+
+    store, chosen = shipped_store(), {}
+    for name in sorted(store.names(), key=lambda n: (store.load_card(n)["precision"] != "bf16", n)):
+        card = store.load_card(name)
+        chosen.setdefault((card["hyperparameters"]["arch"], card["dataset"] == "cifar10"), name)
+    return sorted(chosen.values())
+
+
+def every_shipped_model() -> list:
+    """Every shipped model as pytest parameters; those outside one_model_per_family() marked slow, so the
+    quick tier runs one of each family and the whole suite runs them all."""
+    from cnn_core.base.store import shipped_store
+
+    family = set(one_model_per_family())
+    return [pytest.param(name, marks=() if name in family else pytest.mark.slow) for name in shipped_store().names()]

@@ -287,6 +287,7 @@ def test_xla_is_chosen_where_it_was_measured_to_pay(monkeypatch, onednn, precisi
     assert optimizer.jit_compiles({"jit_compile": setting, "precision": precision}) is expected
 
 
+@pytest.mark.slow  # trains a model
 def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
     from cnn_core.data.datasets import prepare_data
     from cnn_core.train.training import train
@@ -302,6 +303,7 @@ def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
     assert result.card["test_accuracy"] > 0.8
 
 
+@pytest.mark.slow  # trains a model
 def test_a_short_real_muon_run_learns_and_keeps_its_kernels_at_their_norm(data_dir):
     from cnn_core.train.training import train
 

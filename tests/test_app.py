@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, wait_for_job
+from conftest import APP_RESOURCE_CACHES, KEPT_RESOURCE_CACHES, REPO, clear_server_state, wait_for_job
 
 SAMPLES = REPO / "assets" / "samples"
 PAGES = [
@@ -26,14 +26,31 @@ PAGES = [
 
 @pytest.fixture(autouse=True)
 def fresh_server_state(data_dir, monkeypatch):
-    """Each test is a fresh 'server': no cached models or jobs carried over."""
-    import streamlit as st
-
+    """Each test is a fresh 'server': no jobs, cards or figures carried over (models stay loaded:
+    conftest.clear_server_state says why)."""
     monkeypatch.setenv("CNN_DATA_DIR", str(data_dir))
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    clear_server_state()
     yield
-    st.cache_resource.clear()
+    clear_server_state()
+
+
+def test_the_fresh_server_state_clears_every_cache_of_the_app_but_the_models():
+    """conftest.APP_RESOURCE_CACHES must name every st.cache_resource function in app_pages/, so a new
+    cache cannot carry one test's state into the next unnoticed."""
+    import ast
+
+    found = {}
+    for path in sorted((REPO / "app_pages").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and any(
+                "cache_resource" in ast.unparse(d) for d in node.decorator_list
+            ):
+                found.setdefault(f"app_pages.{path.stem}", []).append(node.name)
+    expected = {}
+    for table in (APP_RESOURCE_CACHES, KEPT_RESOURCE_CACHES):
+        for module, names in table.items():
+            expected.setdefault(module, []).extend(names)
+    assert {m: sorted(n) for m, n in found.items()} == {m: sorted(n) for m, n in expected.items()}
 
 
 def open_page(page: str, timeout: float = 120) -> AppTest:
@@ -190,7 +207,7 @@ def _configure_small_run(at: AppTest, epochs: int, subset: int, name: str):
 
 
 @pytest.mark.slow  # trains a model
-def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
+def test_train_page_runs_saves_and_shows_on_results(isolated_runs, small_data_env):
     at = open_page("app_pages/train.py")
     _configure_small_run(at, epochs=1, subset=1000, name="apptest_run")
     precision = at.radio(key="precision_mnist_seed")
@@ -217,7 +234,7 @@ def test_train_page_runs_saves_and_shows_on_results(isolated_runs):
 
 
 @pytest.mark.slow  # trains a model
-def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolated_runs):
+def test_train_page_stop_keeps_the_best_model_and_refuses_a_second_start(isolated_runs, small_data_env):
     from cnn_core.base.store import runs_store
 
     at = open_page("app_pages/train.py")

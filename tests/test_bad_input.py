@@ -340,6 +340,7 @@ def _our_lines(stderr: str) -> list[str]:
     return [line for line in stderr.strip().splitlines() if line and not TF_NOISE.match(line)]
 
 
+@pytest.mark.slow  # the real entry point in a fresh process, TensorFlow included
 def test_cli_predict_goes_through_the_whole_corpus(corpus, tmp_path):
     paths = [str(corpus[n]) for n in NAMES] + [str(tmp_path / "missing.png"), str(tmp_path)]
     out = run_cli("predict", "--model", "cifar10_fast", *paths)
@@ -425,6 +426,7 @@ def test_corrupt_model_files_give_a_clear_error(isolated_runs, valid_keras_bytes
     assert load_predictor("fine").model.count_params() == 7850
 
 
+@pytest.mark.slow  # the real entry point in fresh processes, TensorFlow included
 def test_cli_reports_corrupt_models_and_data_in_one_line(isolated_runs, valid_keras_bytes, tmp_path):
     _plant(isolated_runs, "torn", valid_keras_bytes[:1000])
     _plant(isolated_runs, "cardless", valid_keras_bytes, card="[1, 2")
@@ -449,6 +451,7 @@ def test_cli_reports_corrupt_models_and_data_in_one_line(isolated_runs, valid_ke
 # -- security: what may be loaded -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the real entry point in a fresh process, TensorFlow included
 def test_models_with_code_are_refused_by_safe_mode(isolated_runs, tmp_path):
     """A `.keras` carrying a Lambda layer (arbitrary Python) placed in the runs folder is not loaded."""
     import keras
@@ -518,6 +521,7 @@ def test_model_names_cannot_escape_the_stores(name, isolated_runs):
     assert not [p for p in isolated_runs.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow  # the real entry point in fresh processes, TensorFlow included
 def test_cli_refuses_model_paths_instead_of_names(tmp_path, valid_keras_bytes):
     user_file = tmp_path / "mine.keras"
     user_file.write_bytes(valid_keras_bytes)

@@ -73,7 +73,7 @@ def test_every_benchmark_script_has_a_smoke_test():
 
 
 @pytest.mark.slow
-def test_inference_benchmark_smoke(data_dir, tmp_path, this_key):
+def test_inference_benchmark_smoke(small_data_dir, tmp_path, this_key):
     out = tmp_path / "results"
     run_script(
         "inference",
@@ -84,7 +84,7 @@ def test_inference_benchmark_smoke(data_dir, tmp_path, this_key):
         "--batch-images",
         "128",
         "--data-dir",
-        str(data_dir),
+        str(small_data_dir),
         "--out",
         str(out),
     )
@@ -113,8 +113,9 @@ def test_inference_benchmark_smoke(data_dir, tmp_path, this_key):
 
 
 @pytest.mark.slow
-def test_ood_benchmark_smoke(data_dir, tmp_path):
+def test_ood_benchmark_smoke(small_data_dir, tmp_path, monkeypatch):
     out = tmp_path / "results"
+    monkeypatch.setenv("CNN_DATA_DIR", str(small_data_dir))
     run_script("ood", "--model", "mnist_fast30", "--limit", "50", "--test-limit", "500", "--out", str(out))
     _, doc, md = _read(out, "ood", "ood")
     (row,) = doc["models"]
@@ -128,7 +129,7 @@ def test_ood_benchmark_smoke(data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
+def test_tta_ensembles_benchmark_smoke(small_data_dir, tmp_path, this_key):
     out = tmp_path / "results"
     run_script(
         "tta_ensembles",
@@ -138,7 +139,7 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
         "--limit",
         "300",
         "--data-dir",
-        str(data_dir),
+        str(small_data_dir),
         "--out",
         str(out),
     )
@@ -162,7 +163,7 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
     from cnn_core.data.datasets import load_dataset
     from cnn_core.predict.inference import load_ensemble
 
-    data = load_dataset("mnist", data_dir)
+    data = load_dataset("mnist", small_data_dir)
     data = dataclasses.replace(data, x_test=data.x_test[:300], y_test=data.y_test[:300])
     direct = evaluate_predictor(load_ensemble(["mnist_fast30", "mnist_seed"]), data)
     assert doc["rows"][-1]["accuracy"] == pytest.approx(direct["accuracy"], abs=1e-9)
@@ -181,7 +182,7 @@ def test_tta_ensembles_benchmark_smoke(data_dir, tmp_path, this_key):
 
 
 @pytest.mark.slow
-def test_recipe_switches_benchmark_smoke(data_dir, tmp_path, this_key):
+def test_recipe_switches_benchmark_smoke(small_data_dir, tmp_path, this_key):
     out = tmp_path / "results"
     run_script(
         "recipe_switches",
@@ -200,7 +201,7 @@ def test_recipe_switches_benchmark_smoke(data_dir, tmp_path, this_key):
         "residual",
         "label_smoothing",
         "--data-dir",
-        str(data_dir),
+        str(small_data_dir),
         "--out",
         str(out),
     )
@@ -267,7 +268,8 @@ def test_load_benchmark_smoke(data_dir, tmp_path, this_key):
     assert f"## Machine: {this_key}" in md
 
 
-def test_step_profile_benchmark_smoke(data_dir, tmp_path, this_key):
+@pytest.mark.slow
+def test_step_profile_benchmark_smoke(small_data_dir, tmp_path, this_key):
     out = tmp_path / "results"
     run_script(
         "step_profile",
@@ -278,7 +280,7 @@ def test_step_profile_benchmark_smoke(data_dir, tmp_path, this_key):
         "--steps",
         "2",
         "--data-dir",
-        str(data_dir),
+        str(small_data_dir),
         "--out",
         str(out),
     )

@@ -27,7 +27,7 @@ from benchmarks.browser import (
 )
 from conftest import REPO
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = REPO / "test-artifacts"
 NOT_A_DIGIT = "This does not look like a handwritten digit."
 PAGES = {
@@ -45,6 +45,15 @@ PAGES = {
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, data_dir):
     proc, url, _ = start_app(tmp_path_factory.mktemp("app"), data_dir)
+    yield url
+    stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def small_app_url(tmp_path_factory, small_data_dir):
+    """The app over the small real-data folder: what it builds from a training or test set (the
+    nearest-neighbour index, a label audit) is built in seconds, not minutes."""
+    proc, url, _ = start_app(tmp_path_factory.mktemp("small_app"), small_data_dir)
     yield url
     stop_app(proc)
 
@@ -261,14 +270,13 @@ def test_clicking_a_confusion_matrix_cell_opens_its_images(page, app_url):
     assert "results_tab=Training" in page.url and page.locator('[data-testid="stVegaLiteChart"]').count() == 0
 
 
-@pytest.mark.slow  # builds a nearest-neighbour index of each training set
 @pytest.mark.parametrize("model", ["mnist_fast30", "fashion_mnist_fast", "cifar10_seed"])
-def test_the_probing_views_work_on_every_dataset(page, app_url, model, tmp_path):
+def test_the_probing_views_work_on_every_dataset(page, small_app_url, model, tmp_path):
     """What-if edits, the smallest adversarial ε, the nearest training images (index built on a click), the
     Calibration page and the Suspicious labels page (a verdict changed; cifar10_seed has no shipped
     audit, so the click makes one): benchmarks.screenshots' own views, each waiting for what it must show."""
     for view in (screenshots.probe, screenshots.calibration, screenshots.suspicious_labels):
-        view(page, app_url, tmp_path, model)
+        view(page, small_app_url, tmp_path, model)
         assert page.locator('[data-testid="stException"]').count() == 0, view.__name__
     for picture in ("whatif", "adversarial", "neighbours", "calibration", "suspicious_labels"):
         assert (tmp_path / f"{picture}.png").stat().st_size > 5_000

@@ -8,11 +8,10 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, SMALL_TEST
 
-# Measured on the 2-core CPU: 1 epoch of the seed recipe on 6,000 MNIST images reached 88.0% and
-# 90.6% on the 10,000 test images (TensorFlow's CPU kernels are not bit-for-bit repeatable); the
-# floor sits a few points below that.
+# One epoch of the seed recipe on 6,000 MNIST images: the floor sits a few points below what such a
+# run reaches (TensorFlow's CPU kernels are not bit-for-bit repeatable, so no exact figure).
 MNIST_SUBSET_FLOOR = 0.85
 
 
@@ -29,8 +28,9 @@ def run_cli(*args, env_extra=None, timeout=600):
     )
 
 
-def cli_in_process(args, capsys) -> tuple[int, str]:
-    """`python -m cnn_core ARGS` run in this process: its exit code and what it wrote to stderr."""
+def cli_in_process(args, capsys, with_stdout=False):
+    """`python -m cnn_core ARGS` run in this process: its exit code and what it wrote to stderr
+    (and to stdout, with `with_stdout`)."""
     from cnn_core.cli import main
 
     capsys.readouterr()
@@ -38,7 +38,8 @@ def cli_in_process(args, capsys) -> tuple[int, str]:
         code = main(list(args))
     except SystemExit as exit_:
         code = exit_.code
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return (code, captured.out, captured.err) if with_stdout else (code, captured.err)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +90,7 @@ def test_recipe_values_are_checked_before_tensorflow_loads():
     assert "Epochs must be a whole number ≥ 1 (got 0)" in out.stderr
 
 
+@pytest.mark.slow  # the real entry point in fresh processes, TensorFlow included
 def test_library_errors_give_one_line_and_exit_2(tmp_path):
     cases = [
         (["evaluate", "--model", "no_such_model"], "No saved model named 'no_such_model'"),
@@ -111,8 +113,10 @@ def test_library_errors_give_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.slow  # trains a model
-def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs, tmp_path):
-    env = {"CNN_DATA_DIR": str(data_dir)}
+def test_train_evaluate_predict_round_trip_on_real_mnist(small_data_dir, isolated_runs, tmp_path, capsys, monkeypatch):
+    # Training runs the real entry point in its own process; evaluate, list and predict then run
+    # in this one (the same main(), without a TensorFlow start-up each).
+    env = {"CNN_DATA_DIR": str(small_data_dir)}
     out = run_cli(
         "train",
         "--dataset",
@@ -131,34 +135,35 @@ def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs
     assert "Epoch 1/1" in out.stdout and "test accuracy" in out.stdout
 
     card = json.loads((isolated_runs / "cli_mnist.json").read_text())
-    assert card["test_size"] == 10_000 and card["train_size"] == 6000
+    assert card["test_size"] == SMALL_TEST and card["train_size"] == 6000
     assert card["test_accuracy"] >= MNIST_SUBSET_FLOOR, card["test_accuracy"]
     from cnn_core.data.datasets import file_sha256
 
-    assert card["dataset_sha256"] == file_sha256(data_dir / "mnist.npz")
+    assert card["dataset_sha256"] == file_sha256(small_data_dir / "mnist.npz")
     assert card["command"].startswith("python -m cnn_core train --dataset mnist --epochs 1 --subset 6000")
     assert card["status"] == "finished" and card["epochs_run"] == 1
 
-    out = run_cli("evaluate", "--model", "cli_mnist", env_extra=env)
-    assert out.returncode == 0, out.stderr
-    assert f"test accuracy {card['test_accuracy']:.2%}" in out.stdout
-    assert all(f"{d:>14}" in out.stdout for d in "0123456789")
+    monkeypatch.setenv("CNN_DATA_DIR", str(small_data_dir))
+    code, stdout, stderr = cli_in_process(["evaluate", "--model", "cli_mnist"], capsys, with_stdout=True)
+    assert code == 0, stderr
+    assert f"test accuracy {card['test_accuracy']:.2%}" in stdout
+    assert all(f"{d:>14}" in stdout for d in "0123456789")
 
-    out = run_cli("list", env_extra=env)
-    assert "cli_mnist" in out.stdout and f"{card['test_accuracy']:.2%}" in out.stdout
+    code, stdout, _ = cli_in_process(["list"], capsys, with_stdout=True)
+    assert "cli_mnist" in stdout and f"{card['test_accuracy']:.2%}" in stdout
 
     # Real test digits written as files, plus one unreadable file.
     from cnn_core.data.datasets import load_dataset
 
-    data = load_dataset("mnist", data_dir)
+    data = load_dataset("mnist", small_data_dir)
     files = []
     for i in range(3):
         path = tmp_path / f"digit{i}_label{data.y_test[i]}.png"
         Image.fromarray(data.x_test[i]).save(path)
         files.append(path)
-    out = run_cli("predict", "--model", "cli_mnist", *map(str, files), env_extra=env)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
+    code, stdout, stderr = cli_in_process(["predict", "--model", "cli_mnist", *map(str, files)], capsys, True)
+    assert code == 0, stderr
+    lines = stdout.strip().splitlines()
     assert len(lines) == 3
     hits = sum(line.split(": ")[1].startswith(str(data.y_test[i])) for i, line in enumerate(lines))
     assert hits >= 2
@@ -166,9 +171,9 @@ def test_train_evaluate_predict_round_trip_on_real_mnist(data_dir, isolated_runs
 
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    out = run_cli("predict", "--model", "cli_mnist", str(bad), str(files[0]), env_extra=env)
-    assert out.returncode == 2 and "not an image" in out.stderr and "Traceback" not in out.stderr
-    assert str(files[0]) in out.stdout  # the good file after the bad one is still classified
+    code, stdout, stderr = cli_in_process(["predict", "--model", "cli_mnist", str(bad), str(files[0])], capsys, True)
+    assert code == 2 and "not an image" in stderr and "Traceback" not in stderr
+    assert str(files[0]) in stdout  # the good file after the bad one is still classified
 
 
 def test_list_shows_shipped_models_and_a_damaged_run_card_without_failing(tmp_path):

@@ -26,6 +26,7 @@ def _wheel_fits_cp312(filename: str) -> bool:
     )
 
 
+@pytest.mark.slow  # resolves every requirement against the package index
 def test_requirements_resolve_for_python_312_from_the_registry(tmp_path):
     """What Streamlit Community Cloud does with Python 3.12, against the real package index
     (--isolated: no local wheel folders or constraints), binary wheels only."""
@@ -198,6 +199,7 @@ def read_only_app(tmp_path):
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+@pytest.mark.slow  # a fresh process serves every page from a read-only copy
 @pytest.mark.parametrize("runs_dir", ["default", "read_only_dir"])
 def test_app_serves_every_page_read_only_without_data(read_only_app, tmp_path, runs_dir):
     script = tmp_path / "check.py"
@@ -271,6 +273,7 @@ def test_cpu_quota_follows_a_limit_set_for_the_process():
     assert out.returncode == 0 and out.stdout.split() == ["1"], out.stderr[-2000:]
 
 
+@pytest.mark.slow  # a fresh process imports TensorFlow
 def test_tensorflow_threads_follow_the_cpu_limit():
     """A process pinned to one CPU sizes TensorFlow's pools to it (configure_threads → cpu_quota)."""
     if not hasattr(os, "sched_setaffinity"):

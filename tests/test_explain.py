@@ -46,6 +46,7 @@ def bars(n: int, seed: int):
     return x, y, boxes
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize("arch", ["seed", "fast"])
 def test_grad_cam_highlights_the_discriminative_region(arch):
     import keras

@@ -477,34 +477,34 @@ def assert_same_network(retrained, reference, card) -> None:
 
 
 @pytest.mark.slow  # trains
-@pytest.mark.parametrize("name, subset, test_size", [("mnist_seed", 1024, 2000), ("cifar10_fast", 512, 500)])
-def test_a_shipped_models_script_trains_one_short_epoch(name, subset, test_size, data_dir, tmp_path):
+@pytest.mark.parametrize("name, subset, test_size", [("mnist_seed", 1024, 500), ("cifar10_fast", 512, 500)])
+def test_a_shipped_models_script_trains_one_short_epoch(name, subset, test_size, small_data_dir, tmp_path):
     card = shipped_card(name)
-    out, retrained = run_script(export.script_text(card), tmp_path, data_dir, subset, test_size)
+    out, retrained = run_script(export.script_text(card), tmp_path, small_data_dir, subset, test_size)
     assert f"{card['params']:,} parameters in fp32 (the model card: {card['params']:,})" in out
     assert_same_network(retrained, shipped_store().load_model(name), card)
     assert_trained(retrained)
 
 
 @pytest.mark.slow  # trains a run with cnn_core, then its script
-def test_an_airbench_runs_script_trains_with_its_stem_whitened_and_frozen(data_dir, tmp_path):
+def test_an_airbench_runs_script_trains_with_its_stem_whitened_and_frozen(small_data_dir, tmp_path):
     from cnn_core.train.training import train
 
     # Batches of 128 (the recipe's lr scaled with them): 8 steps in the script's 1,024 images, so its
     # Lookahead (every 5 steps) averages once before the last step resets the weights to the average.
     config = resolve_config("mnist", "airbench", epochs=1, subset=1000, val_size=0, batch_size=128)
-    result = train(config, "airbench_export")
+    result = train(config, "airbench_export", data_dir=small_data_dir)
     card = {**result.card, "name": "airbench_export"}
     assert card["architecture"] == "airbench"
     text = export.script_text(card)
     assert "class GroupedSGD(keras.optimizers.SGD)" in text and "class Lookahead" in text
-    _out, retrained = run_script(text, tmp_path, data_dir, subset=1024, test_size=1000)
+    _out, retrained = run_script(text, tmp_path, small_data_dir, subset=1024, test_size=500)
     assert_same_network(retrained, result.store.load_model("airbench_export"), card)
     assert_trained(retrained)
     # The stem: whitened from the script's own training images (as cnn_core's initialiser would whiten
     # them), and never trained; its bias trains for the first whiten_bias_epochs.
     namespace = script_namespace(text)
-    (x, y), _ = namespace["load_data"](str(data_dir))
+    (x, y), _ = namespace["load_data"](str(small_data_dir))
     (x_train, _), _ = namespace["split_training"](x, y, 0, 1024, 0)
     expected = patch_whitening_kernel(x_train[:5000].astype(np.float32) / 64.0 - 2.0, 2, 8)
     kernel, bias = retrained.get_layer(WHITEN_LAYER).get_weights()
@@ -513,12 +513,12 @@ def test_an_airbench_runs_script_trains_with_its_stem_whitened_and_frozen(data_d
 
 
 @pytest.mark.slow  # trains a run with cnn_core, then its script
-def test_a_run_with_every_switch_exports_a_script_that_trains(data_dir, tmp_path):
+def test_a_run_with_every_switch_exports_a_script_that_trains(small_data_dir, tmp_path):
     from cnn_core.train.switches import switch_names
     from cnn_core.train.training import train
 
     config = resolve_config("mnist", "seed", switches=list(switch_names()), epochs=1, subset=1000, val_size=0)
-    result = train(config, "switched_export")
+    result = train(config, "switched_export", data_dir=small_data_dir)
     card = {**result.card, "name": "switched_export"}
     assert card["hyperparameters"]["switches"] == list(switch_names())
     text = export.script_text(card)
@@ -531,7 +531,7 @@ def test_a_run_with_every_switch_exports_a_script_that_trains(data_dir, tmp_path
         'name="shortcut1"',
     ):
         assert words in text, words
-    out, retrained = run_script(text, tmp_path, data_dir, subset=1024, test_size=1000)
+    out, retrained = run_script(text, tmp_path, small_data_dir, subset=1024, test_size=500)
     assert f"{card['params']:,} parameters in fp32 (the model card: {card['params']:,})" in out
     reference = result.store.load_model("switched_export")
     assert_same_network(retrained, reference, card)
@@ -540,7 +540,7 @@ def test_a_run_with_every_switch_exports_a_script_that_trains(data_dir, tmp_path
 
 
 @pytest.mark.slow  # trains
-def test_a_muon_recipes_script_trains_with_muon_steps(data_dir, tmp_path):
+def test_a_muon_recipes_script_trains_with_muon_steps(small_data_dir, tmp_path):
     config = resolve_config("cifar10", "airbench")
     reference = build_model("airbench", "cifar10", name="muon_export")
     card = {
@@ -552,7 +552,7 @@ def test_a_muon_recipes_script_trains_with_muon_steps(data_dir, tmp_path):
         "hyperparameters": config,
         "precision": "fp32",
     }
-    _out, retrained = run_script(export.script_text(card), tmp_path, data_dir, subset=512, test_size=500)
+    _out, retrained = run_script(export.script_text(card), tmp_path, small_data_dir, subset=512, test_size=500)
     assert_same_network(retrained, reference, card)
     assert_trained(retrained)
     # Each Muon step starts by setting a 3x3 kernel's norm to sqrt(outputs); Keras' init leaves the

@@ -25,7 +25,7 @@ from cnn_core.base.store import FAULT_PAUSE_ENV, ModelStore, list_model_names, r
 from cnn_core.train.cards import STATUS_FINISHED, STATUS_STOPPED, display_status
 from cnn_core.train.recipes import resolve_config
 from cnn_core.train.training import train
-from conftest import REPO
+from conftest import REPO, SMALL_TEST
 
 SMALL_RUN = ["train", "--dataset", "mnist", "--subset", "1000", "--batch-size", "32", "--epochs", "2", "--seed", "3"]
 
@@ -126,27 +126,30 @@ def _resume_and_check(runs: Path, data_dir: Path, name: str, before: dict):
     card = store.load_card(name)
     assert card["status"] == STATUS_FINISHED and card["epochs_run"] == 2
     assert card["history"][0] == before["history"][0]
-    assert 0.0 <= card["test_accuracy"] <= 1.0 and card["test_size"] == 10_000
+    assert 0.0 <= card["test_accuracy"] <= 1.0 and card["test_size"] == SMALL_TEST
     assert store.load_model(name).count_params() == card["params"]
     assert _temps(runs) == []  # a temporary file orphaned by the kill is cleaned up by the next save
     return card
 
 
 @pytest.mark.slow  # trains a model
-def test_kill_9_mid_epoch_keeps_every_file_and_resume_finishes(data_dir, isolated_runs):
-    run = CliRun([*SMALL_RUN, "--name", "killed_mid_epoch"], isolated_runs, data_dir)
+def test_kill_9_mid_epoch_keeps_every_file_and_resume_finishes(small_data_dir, isolated_runs):
+    run = CliRun([*SMALL_RUN, "--name", "killed_mid_epoch"], isolated_runs, small_data_dir)
     run.wait_for(lambda: "Epoch 2/2" in run.text, "epoch 2 to start")  # printed after epoch 2's first batch
     run.kill9()
     store = ModelStore(isolated_runs, "runs", writable=True)
     before = _assert_everything_loads(store, "killed_mid_epoch", epochs_done=1)
     assert "killed_mid_epoch" in [n for n in list_model_names()]
-    _resume_and_check(isolated_runs, data_dir, "killed_mid_epoch", before)
+    _resume_and_check(isolated_runs, small_data_dir, "killed_mid_epoch", before)
 
 
 @pytest.mark.slow  # trains a model
-def test_kill_9_mid_save_keeps_the_previous_files_and_resume_finishes(data_dir, isolated_runs):
-    # Every atomic write pauses 3 s between "temporary file written and fsynced" and the rename.
-    run = CliRun([*SMALL_RUN, "--name", "killed_mid_save"], isolated_runs, data_dir, env_extra={FAULT_PAUSE_ENV: "3"})
+def test_kill_9_mid_save_keeps_the_previous_files_and_resume_finishes(small_data_dir, isolated_runs):
+    # Every atomic write pauses between "temporary file written and fsynced" and the rename: long
+    # enough for the 10 ms poll below to see the file and kill the run before it is renamed.
+    run = CliRun(
+        [*SMALL_RUN, "--name", "killed_mid_save"], isolated_runs, small_data_dir, env_extra={FAULT_PAUSE_ENV: "1.5"}
+    )
     run.wait_for(lambda: "Epoch 2/2" in run.text, "epoch 1's files to be saved", timeout=300)
     run.wait_for(
         lambda: any(_complete(p) for p in _temps(isolated_runs)),
@@ -158,14 +161,14 @@ def test_kill_9_mid_save_keeps_the_previous_files_and_resume_finishes(data_dir, 
     store = ModelStore(isolated_runs, "runs", writable=True)
     before = _assert_everything_loads(store, "killed_mid_save", epochs_done=1)
     assert list_model_names().count("killed_mid_save") == 1  # the orphan is not listed as a model
-    _resume_and_check(isolated_runs, data_dir, "killed_mid_save", before)
+    _resume_and_check(isolated_runs, small_data_dir, "killed_mid_save", before)
 
 
 # -- stop from the UI -------------------------------------------------------------------------
 
 
 @pytest.mark.slow  # trains a model
-def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues(data_dir, isolated_runs):
+def test_stop_from_the_train_page_keeps_best_and_last_state_and_resume_continues(small_data_env, isolated_runs):
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 

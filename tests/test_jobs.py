@@ -33,7 +33,7 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in state  # exited, not yet reaped by its new parent
 
 
-def test_a_run_trains_in_its_own_lower_priority_process_and_streams_every_batch(data_dir):
+def test_a_run_trains_in_its_own_lower_priority_process_and_streams_every_batch(small_data_env):
     jobs = TrainingJobs()
     jobs.start(_small(2), "in_a_process", owner="tab")
     snap = wait_for_job(jobs, lambda s: s.last_batch is not None or not s.active)
@@ -61,7 +61,7 @@ def test_an_error_in_the_training_process_is_the_jobs_message():
     assert "unexpectedly" not in snap.error
 
 
-def test_a_killed_training_process_fails_the_job_with_a_resume_hint_and_its_epochs_are_kept(data_dir):
+def test_a_killed_training_process_fails_the_job_with_a_resume_hint_and_its_epochs_are_kept(small_data_env):
     jobs = TrainingJobs()
     jobs.start(_small(30), "killed_run", owner="tab")
     snap = wait_for_job(jobs, lambda s: len(s.epochs) >= 1)
@@ -94,7 +94,7 @@ SERVER = textwrap.dedent("""
 
 
 def test_when_the_server_is_killed_the_training_process_stops_cleanly_and_keeps_its_best_model(
-    data_dir, isolated_runs, tmp_path
+    small_data_env, isolated_runs, tmp_path
 ):
     script = tmp_path / "server.py"
     script.write_text(SERVER)

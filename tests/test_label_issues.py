@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from test_app import open_page, texts
-from test_cli import run_cli
+from test_cli import cli_in_process, run_cli
 
 from cnn_core.analysis.evaluation import decode_png
 from cnn_core.base.store import shipped_store
@@ -138,9 +138,9 @@ def test_cli_audits_a_models_test_set_and_the_page_then_finds_it(data_dir, isola
         (["labels", "--split", "everything"], "invalid choice"),
     ],
 )
-def test_labels_command_wrong_arguments_say_what_is_wrong(args, words, data_dir):
-    out = run_cli(*args)
-    assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr
+def test_labels_command_wrong_arguments_say_what_is_wrong(args, words, data_dir, capsys):
+    code, err = cli_in_process(args, capsys)
+    assert code == 2 and words in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("dataset", list(SHIPPED_JUDGES))

@@ -11,11 +11,12 @@ from cnn_core.base.store import shipped_store
 from cnn_core.data.datasets import load_dataset
 from cnn_core.predict import lite
 from cnn_core.predict.inference import ensemble_of, load_predictor
+from conftest import every_shipped_model
 
 SHIPPED = shipped_store().names()
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", every_shipped_model())
 def test_litert_predictions_match_keras(name, data_dir):
     fast = load_predictor(name)
     assert fast.runtime == "litert" and fast.precision == "fp32"

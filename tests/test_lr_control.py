@@ -156,7 +156,7 @@ def _hook(name, at, ask, stop=None, stop_at=None, seen=None):
 
 
 @pytest.mark.slow  # trains a model
-def test_a_multiplier_scales_the_rest_of_the_schedule_and_survives_stop_and_resume(data_dir):
+def test_a_multiplier_scales_the_rest_of_the_schedule_and_survives_stop_and_resume(small_data_dir):
     from cnn_core.train.optimizer import ScaledSchedule, learning_rate
     from cnn_core.train.training import train
 
@@ -167,7 +167,7 @@ def test_a_multiplier_scales_the_rest_of_the_schedule_and_survives_stop_and_resu
         "halved",
         listener=_hook("halved", (1, 3), {"multiply": 0.5}, stop, (2, 2), seen),
         stop_event=stop,
-        data_dir=data_dir,
+        data_dir=small_data_dir,
     )
     assert first.status == "stopped"
     steps = seen[0]["steps"]
@@ -195,7 +195,7 @@ def test_a_multiplier_scales_the_rest_of_the_schedule_and_survives_stop_and_resu
     assert float(last.optimizer._learning_rate.factor.numpy()) == 0.5
 
     resumed_events = []
-    result = train({}, "halved", listener=resumed_events.append, data_dir=data_dir, resume=True)
+    result = train({}, "halved", listener=resumed_events.append, data_dir=small_data_dir, resume=True)
     assert result.status == "finished"
     resumed_lr = {e["step"]: e["lr"] for e in resumed_events if e["type"] == "batch"}
     assert resumed_lr[4] == pytest.approx(0.5 * planned(12), rel=1e-5)
@@ -262,7 +262,7 @@ def test_setting_the_muon_recipes_lr_moves_muons_own_step_too(data_dir):
 
 
 @pytest.mark.slow  # trains a model
-def test_the_train_pages_control_reaches_the_running_job_and_shows_on_its_curves(data_dir, isolated_runs):
+def test_the_train_pages_control_reaches_the_running_job_and_shows_on_its_curves(small_data_env, isolated_runs):
     import streamlit as st
     from test_app import _configure_small_run, _wait_for_job, open_page, texts
 

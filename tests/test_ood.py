@@ -91,6 +91,7 @@ def _tiny_run(name, val_size):
     return data, runs_store().load_card(name)
 
 
+@pytest.mark.slow  # trains a model
 def test_training_with_a_validation_split_fits_a_detector_and_the_split_is_rebuilt_exactly():
     data, card = _tiny_run("with_val", val_size=200)
     ood = card["ood"]
@@ -107,6 +108,7 @@ def test_training_with_a_validation_split_fits_a_detector_and_the_split_is_rebui
     assert again.threshold == pytest.approx(ood["threshold"], rel=1e-4)
 
 
+@pytest.mark.slow  # trains a model
 def test_training_without_a_validation_split_has_no_detector():
     data, card = _tiny_run("no_val", val_size=0)
     assert card["ood"] is None
@@ -116,6 +118,7 @@ def test_training_without_a_validation_split_has_no_detector():
         calibrate(predictor.model, card, data)
 
 
+@pytest.mark.slow  # trains a model
 def test_cli_calibrate_writes_the_card_and_the_detector_and_refuses_shipped_models(data_dir, capsys):
     _tiny_run("mnist_tiny", val_size=200)
     card = runs_store().load_card("mnist_tiny")

@@ -177,6 +177,7 @@ def test_no_library_function_is_longer_than_a_screen():
     assert long == []
 
 
+@pytest.mark.slow  # a fresh process imports every module, TensorFlow included
 def test_importing_every_library_module_loads_no_streamlit_app_or_benchmarks():
     modules = ", ".join(name for name in library_modules() if not name.endswith("__main__"))
     code = f"import sys, {modules}; print(sorted(m for m in sys.modules if m.split('.')[0] in {NOT_FOR_THE_LIBRARY!r}))"

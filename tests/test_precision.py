@@ -13,6 +13,7 @@ import pytest
 from cnn_core.base.errors import ConfigError
 from cnn_core.base.store import shipped_store
 from cnn_core.nets.precision import INFERENCE_PRECISION, model_precision, native_bf16, resolve_precision, with_precision
+from conftest import one_model_per_family
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = shipped_store().names()
@@ -60,6 +61,7 @@ def test_recipes_and_cli_take_a_precision():
     assert args.precision == "bf16"
 
 
+@pytest.mark.slow  # the real entry point in a fresh process
 def test_cli_refuses_an_unknown_precision_in_one_line():
     out = subprocess.run(
         [sys.executable, "-m", "cnn_core", "train", "--precision", "fp16"],
@@ -90,6 +92,7 @@ def test_twins_share_weights_and_answers():
     np.testing.assert_allclose(bf16.predict_on_batch(x), fp32.predict_on_batch(x), atol=1e-2)
 
 
+@pytest.mark.slow  # trains a model
 @pytest.mark.parametrize("requested", ["bf16", "fp32", "auto"])
 def test_training_records_the_precision_that_ran(tiny_mnist, requested):
     from cnn_core.train.recipes import resolve_config
@@ -115,36 +118,43 @@ def test_shipped_cards_say_what_they_were_trained_in():
         assert card["precision"] == model_precision(store.load_model(name)), name
 
 
-def test_shipped_bf16_models_are_served_as_float32_twins(data_dir):
+def _bf16_models() -> list:
+    """The shipped models trained in bfloat16: the first in the quick tier, every one in the whole suite."""
+    store = shipped_store()
+    names = sorted(n for n in SHIPPED if store.load_card(n)["precision"] == "bf16")
+    return [pytest.param(n, marks=() if i == 0 else pytest.mark.slow) for i, n in enumerate(names)]
+
+
+def test_the_bfloat16_models_are_what_the_twin_test_is_about():
+    assert _bf16_models(), "the bfloat16 photo models are what the twin test is about"
+
+
+@pytest.mark.parametrize("name", _bf16_models())
+def test_shipped_bf16_models_are_served_as_float32_twins(data_dir, name):
     from cnn_core.data.datasets import load_dataset
     from cnn_core.predict.inference import load_predictor, predict_proba
 
-    store = shipped_store()
-    bf16_models = [n for n in SHIPPED if store.load_card(n)["precision"] == "bf16"]
-    assert bf16_models, "the bfloat16 photo models are what this test is about"
-    for name in bf16_models:
-        served = load_predictor(name)
-        assert served.precision == "fp32"
-        as_trained = store.load_model(name)
-        data = load_dataset(served.info.name, data_dir)
-        x = data.x_test[:16]  # bfloat16 is emulated (slow) on CPUs without it
-        np.testing.assert_allclose(
-            predict_proba(as_trained, x, served.info, tta=served.tta), served.predict_samples(x), atol=1e-2
-        )
+    served = load_predictor(name)
+    assert served.precision == "fp32"
+    as_trained = shipped_store().load_model(name)
+    data = load_dataset(served.info.name, data_dir)
+    x = data.x_test[:16]  # bfloat16 is emulated (slow) on CPUs without it
+    np.testing.assert_allclose(
+        predict_proba(as_trained, x, served.info, tta=served.tta), served.predict_samples(x), atol=1e-2
+    )
 
 
-# Runs in a fresh interpreter, so oneDNN's environment variables take effect: every shipped model
-# predicts its dataset's first test images and the bundled sample photos; prints JSON.
+# Runs in a fresh interpreter, so oneDNN's environment variables take effect: each named shipped
+# model predicts its dataset's first test images and the bundled sample photos; prints JSON.
 _PREDICT_ALL = r"""
 import json, sys
 from cnn_core.data.datasets import load_dataset
 from cnn_core.predict.inference import load_predictor
-from cnn_core.base.store import shipped_store
 from pathlib import Path
 
 samples = Path(sys.argv[2])
 out = {}
-for name in shipped_store().names():
+for name in sys.argv[3:]:
     predictor = load_predictor(name)
     data = load_dataset(predictor.info.name, sys.argv[1])
     probs = [p.tolist() for p in predictor.predict_samples(data.x_test[:32])]
@@ -166,7 +176,7 @@ def _predict_everything(data_dir, extra_env: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")}
     env.update(extra_env, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
     out = subprocess.run(
-        [sys.executable, "-c", _PREDICT_ALL, str(data_dir), str(SAMPLES)],
+        [sys.executable, "-c", _PREDICT_ALL, str(data_dir), str(SAMPLES), *one_model_per_family()],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -183,12 +193,21 @@ def predictions_per_setting(data_dir):
     return {label: _predict_everything(data_dir, env) for label, env in ONEDNN_SETTINGS.items()}
 
 
-@pytest.mark.slow  # every shipped model in fresh processes per setting: minutes
+def test_the_onednn_matrix_covers_every_family_and_both_precisions():
+    store, family = shipped_store(), one_model_per_family()
+    cards = [store.load_card(n) for n in SHIPPED]
+    assert {(c["hyperparameters"]["arch"], c["dataset"] == "cifar10") for c in cards} == {
+        (store.load_card(n)["hyperparameters"]["arch"], store.load_card(n)["dataset"] == "cifar10") for n in family
+    }
+    assert {c["precision"] for c in cards} == {store.load_card(n)["precision"] for n in family}
+
+
+@pytest.mark.slow  # shipped models in fresh processes per setting
 @pytest.mark.parametrize("setting", [s for s in ONEDNN_SETTINGS if s != "default"])
-def test_every_shipped_model_predicts_the_same_under_any_onednn_setting(predictions_per_setting, setting):
+def test_every_model_family_predicts_the_same_under_any_onednn_setting(predictions_per_setting, setting):
     default, other = predictions_per_setting["default"], predictions_per_setting[setting]
-    assert set(default) == set(other) == set(SHIPPED)
-    for name in SHIPPED:
+    assert set(default) == set(other) == set(one_model_per_family())
+    for name in default:
         a, b = np.array(default[name]["probs"]), np.array(other[name]["probs"])
         assert a.shape == b.shape and len(a) >= 32, name
         np.testing.assert_array_equal(a.argmax(axis=1), b.argmax(axis=1), err_msg=f"{name} under {setting}")
@@ -196,6 +215,7 @@ def test_every_shipped_model_predicts_the_same_under_any_onednn_setting(predicti
         assert other[name]["precision"] == INFERENCE_PRECISION
 
 
+@pytest.mark.slow  # fresh processes import TensorFlow
 @pytest.mark.parametrize("setting, expected", [(None, "True"), ("0", "False"), ("1", "True")])
 def test_cnn_core_runs_onednn_unless_told_not_to(setting, expected):
     # TensorFlow alone turns oneDNN on only for AVX-512 CPUs; the package asks for it everywhere.
@@ -213,6 +233,7 @@ def test_cnn_core_runs_onednn_unless_told_not_to(setting, expected):
     assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
 
 
+@pytest.mark.slow  # the real entry point in a fresh process, TensorFlow included
 def test_cli_predicts_with_the_photo_model_when_onednn_is_capped_at_avx2():
     # On a Xeon this exact command failed ("could not create a primitive descriptor for the
     # convolution forward propagation primitive") while the model computed in bfloat16.

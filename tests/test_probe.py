@@ -12,9 +12,10 @@ from cnn_core.base.errors import ConfigError
 from cnn_core.base.store import ModelStore
 from cnn_core.data.datasets import load_dataset
 from cnn_core.predict.inference import load_predictor
+from conftest import SMALL_TRAIN
 
-# cifar10_seed for photos: the nearest-neighbour index runs all 50,000 training images through it, and
-# its network is a third of the arithmetic of the airbench ones, with no test-time augmentation.
+# cifar10_seed for photos: the nearest-neighbour index runs every training image through it, and its
+# network is a third of the arithmetic of the airbench ones, with no test-time augmentation.
 MODELS = {"mnist": "mnist_fast30", "fashion_mnist": "fashion_mnist_fast", "cifar10": "cifar10_seed"}
 
 
@@ -69,13 +70,13 @@ def test_attacks_change_answers_and_stay_within_epsilon(data_dir, dataset):
 
 
 @pytest.mark.slow
-def test_nearest_training_images_of_a_training_image_include_itself(tmp_path, data_dir):
+def test_nearest_training_images_of_a_training_image_include_itself(tmp_path, small_data_dir):
     predictor = load_predictor("mnist_fast30")
-    data = load_dataset("mnist", data_dir)
+    data = load_dataset("mnist", small_data_dir)
     cache = ModelStore(tmp_path, "runs", writable=True)
     told = []
     index = cached_index(cache, "mnist_fast30", predictor.model, data, 1, progress=told.append)
-    assert told[-1] == 1.0 and index.points.shape == (60_000, 64) and index.points.dtype == np.float16
+    assert told[-1] == 1.0 and index.points.shape == (SMALL_TRAIN, 64) and index.points.dtype == np.float16
     assert index_path(cache, "mnist_fast30").stat().st_size < 10 * 2**20
     found = index.nearest(predictor.model, data.x_train[123], data.info, k=5)
     assert found[0]["index"] == 123 and found[0]["distance"] < 0.5  # itself (float16 rounding apart)
@@ -89,7 +90,7 @@ def test_nearest_training_images_of_a_training_image_include_itself(tmp_path, da
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", sorted(MODELS))
-def test_probe_page_on_every_dataset(dataset):
+def test_probe_page_on_every_dataset(dataset, small_data_env):
     at = open_page("app_pages/probe.py")
     at.selectbox(key="probe_model").set_value(MODELS[dataset]).run()
     assert not at.exception, at.exception

@@ -19,7 +19,7 @@ def _config(epochs):
 
 
 @pytest.mark.slow  # trains a model
-def test_every_epoch_is_recorded_as_the_model_was_then_and_a_resumed_run_adds_to_it(data_dir):
+def test_every_epoch_is_recorded_as_the_model_was_then_and_a_resumed_run_adds_to_it(small_data_env):
     config = _config(2)
     train(config, "replayed")
     store = runs_store()
@@ -60,7 +60,7 @@ def test_every_epoch_is_recorded_as_the_model_was_then_and_a_resumed_run_adds_to
 
 
 @pytest.mark.slow  # trains a model
-def test_the_users_own_image_is_the_probe_and_a_wrong_one_is_refused(data_dir):
+def test_the_users_own_image_is_the_probe_and_a_wrong_one_is_refused(small_data_env):
     probe = np.zeros((28, 28), np.uint8)
     probe[6:22, 12:16] = 255  # a drawn "1"
     train(_config(1), "own_probe", probe=probe)
@@ -71,7 +71,7 @@ def test_the_users_own_image_is_the_probe_and_a_wrong_one_is_refused(data_dir):
 
 
 @pytest.mark.slow  # trains a model
-def test_the_results_page_replays_a_run_and_says_when_a_model_has_nothing_to_replay(data_dir):
+def test_the_results_page_replays_a_run_and_says_when_a_model_has_nothing_to_replay(small_data_env):
     train(_config(1), "page_replay")
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()

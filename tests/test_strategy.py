@@ -86,8 +86,8 @@ def _run_split_cpu_training(data_dir, tmp_path):
 
 
 @pytest.mark.slow  # trains on real MNIST
-def test_mirrored_strategy_trains_on_two_logical_cpus(data_dir, tmp_path):
-    out = _run_split_cpu_training(data_dir, tmp_path)
+def test_mirrored_strategy_trains_on_two_logical_cpus(small_data_dir, tmp_path):
+    out = _run_split_cpu_training(small_data_dir, tmp_path)
     assert len(out["logical_cpus"]) == 2
     one, two = out["one"], out["two"]
 
@@ -206,6 +206,7 @@ print("RESULT " + json.dumps({"cluster": cluster_info(strategy), "nobody": any_w
 """
 
 
+@pytest.mark.slow  # training processes import TensorFlow
 def test_a_stop_on_one_worker_stops_every_worker(tmp_path):
     cluster = [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]
     procs = []
@@ -247,20 +248,20 @@ def test_a_stop_on_one_worker_stops_every_worker(tmp_path):
 
 
 @pytest.mark.slow  # trains on real MNIST
-def test_multi_worker_training_with_two_workers_on_loopback(data_dir, tmp_path):
+def test_multi_worker_training_with_two_workers_on_loopback(small_data_dir, tmp_path):
     cluster = [f"127.0.0.1:{port}" for port in _free_loopback_ports(2)]
     workers = [
         _start_training(
             "mw",
             tmp_path / f"worker{i}",
-            data_dir,
+            small_data_dir,
             "multi_worker",
             {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": i}},
         )
         for i in range(2)
     ]
     # The one-worker run of the same settings, alongside (not after) the pair to save time.
-    single = _start_training("single", tmp_path / "single", data_dir, "default")
+    single = _start_training("single", tmp_path / "single", small_data_dir, "default")
     procs = [*workers, single]
     deadline = time.monotonic() + MULTI_WORKER_TIMEOUT_S
     outputs = []

@@ -209,12 +209,12 @@ def test_with_both_each_batch_gets_one_kind_of_mix():
 
 
 @pytest.mark.slow
-def test_a_run_with_every_switch_trains_and_its_card_records_them(data_dir, isolated_runs):
+def test_a_run_with_every_switch_trains_and_its_card_records_them(small_data_dir, isolated_runs):
     from cnn_core.base.store import runs_store
     from cnn_core.train.training import train
 
     config = resolve_config("mnist", "seed", epochs=2, subset=3000, val_size=500, switches=list(switch_names()))
-    result = train(config, "all_switches", data_dir=data_dir)
+    result = train(config, "all_switches", data_dir=small_data_dir)
     card = result.card
     assert card["switches"] == list(switch_names()) == card["hyperparameters"]["switches"]
     assert card["hyperparameters"]["optimizer"] == "adamw" and card["hyperparameters"]["schedule"] == "cosine"
@@ -226,7 +226,7 @@ def test_a_run_with_every_switch_trains_and_its_card_records_them(data_dir, isol
 
 
 @pytest.mark.slow
-def test_the_cli_trains_with_switches_and_refuses_one_the_recipe_cannot_take(data_dir, isolated_runs, capsys):
+def test_the_cli_trains_with_switches_and_refuses_one_the_recipe_cannot_take(small_data_dir, isolated_runs, capsys):
     from cnn_core.cli import main
 
     assert (
@@ -250,7 +250,7 @@ def test_the_cli_trains_with_switches_and_refuses_one_the_recipe_cannot_take(dat
                 "--name",
                 "cli_switches",
                 "--data-dir",
-                str(data_dir),
+                str(small_data_dir),
             ]
         )
         == 0
@@ -265,7 +265,7 @@ def test_the_cli_trains_with_switches_and_refuses_one_the_recipe_cannot_take(dat
 
 
 @pytest.mark.slow
-def test_the_train_page_offers_the_switches_the_recipe_can_take_and_trains_with_them(data_dir, isolated_runs):
+def test_the_train_page_offers_the_switches_the_recipe_can_take_and_trains_with_them(small_data_env, isolated_runs):
     from tests.test_app import _configure_small_run, _wait_for_job, open_page
 
     at = open_page("app_pages/train.py")

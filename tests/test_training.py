@@ -214,7 +214,7 @@ def test_a_run_name_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_
 
 
 @pytest.mark.slow  # trains a model
-def test_two_cli_processes_training_the_same_name_exactly_one_runs(data_dir, tmp_path):
+def test_two_cli_processes_training_the_same_name_exactly_one_runs(small_data_dir, tmp_path):
     import subprocess
     import sys
     import time
@@ -222,7 +222,7 @@ def test_two_cli_processes_training_the_same_name_exactly_one_runs(data_dir, tmp
     env = {
         **os.environ,
         "CNN_RUNS_DIR": str(tmp_path / "runs"),
-        "CNN_DATA_DIR": str(data_dir),
+        "CNN_DATA_DIR": str(small_data_dir),
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     args = [
