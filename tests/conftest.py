@@ -86,7 +86,7 @@ def data_dir(original_data_dir) -> Path:
 # The small real-data folder: real images, fewer of them, for tests that need "a trained run"
 # rather than a good model. Training, evaluation, the detector's fit and temperature scaling all
 # scale with the images, so every run on it ends in seconds.
-SMALL_TRAIN, SMALL_TEST = 6000, 500
+SMALL_TRAIN, SMALL_TEST = 8000, 500
 
 
 @pytest.fixture(scope="session")
@@ -233,3 +233,12 @@ def every_shipped_model() -> list:
 
     family = set(one_model_per_family())
     return [pytest.param(name, marks=() if name in family else pytest.mark.slow) for name in shipped_store().names()]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The quick tier (`-m "not slow"`) starts no browser: a browser test must also be marked slow."""
+    unmarked = [
+        item.nodeid for item in items if item.get_closest_marker("browser") and not item.get_closest_marker("slow")
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"browser tests must be marked slow too (the quick tier starts no browser): {unmarked}")

@@ -270,6 +270,17 @@ def test_clicking_a_confusion_matrix_cell_opens_its_images(page, app_url):
     assert "results_tab=Training" in page.url and page.locator('[data-testid="stVegaLiteChart"]').count() == 0
 
 
+def test_a_deep_link_opened_first_on_a_fresh_server_gets_the_apps_navigation(page, small_app_url):
+    """The first visit to a fresh server (small_app_url starts its own) is a deep link: the page runs
+    inside app.py's navigation, titled as app.py names the pages, not alone as a legacy pages-folder app."""
+    goto(page, small_app_url, "draw", "Draw a digit")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.wait_for(timeout=60_000)
+    for title in ("Classify a photo", "Suspicious labels", "Compare runs"):
+        assert nav.get_by_text(title).count() == 1, title
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 @pytest.mark.parametrize("model", ["mnist_fast30", "fashion_mnist_fast", "cifar10_seed"])
 def test_the_probing_views_work_on_every_dataset(page, small_app_url, model, tmp_path):
     """What-if edits, the smallest adversarial ε, the nearest training images (index built on a click), the

@@ -186,3 +186,16 @@ def test_importing_every_library_module_loads_no_streamlit_app_or_benchmarks():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_architecture_md_names_every_module_and_page():
+    """ARCHITECTURE.md is the map a newcomer reads first: a module or page it does not name is a gap in it."""
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    unnamed = [
+        str(path.relative_to(REPO))
+        for path in [*library_files(), *APP_FILES[1:]]
+        if path.stem != "__init__" and f"`{path.stem}`" not in text and f"{path.stem}.py" not in text
+    ]
+    assert unnamed == [], f"ARCHITECTURE.md does not name {unnamed}"
+    for package in PACKAGE_ORDER:
+        assert f"### `{package}/`" in text, f"ARCHITECTURE.md has no section for cnn_core/{package}/"

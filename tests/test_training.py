@@ -14,6 +14,7 @@ from cnn_core.base.store import runs_store, validate_name
 from cnn_core.train.cards import STATUS_FINISHED, STATUS_NOTHING_SAVED, STATUS_STOPPED
 from cnn_core.train.recipes import resolve_config
 from cnn_core.train.training import train
+from conftest import REPO
 
 
 def _config(**kw):
@@ -85,6 +86,25 @@ def test_resume_continues_the_epoch_count(tiny_mnist):
     assert card["epochs_run"] == 3 and card["history"][0] == first[0]
     with pytest.raises(ConfigError, match="already completed 3 of 3"):
         train({}, "resumable", data=tiny_mnist, resume=True)
+
+
+@pytest.mark.slow  # trains a model
+def test_a_run_saved_before_the_package_regrouping_resumes(tiny_mnist, isolated_runs):
+    """Its resume state names the registered optimizer and schedules (and their old module path,
+    cnn_core.optimizer): they load from the project's registry wherever the modules now live."""
+    import shutil
+
+    saved = REPO / "tests" / "fixtures" / "saved_before_the_move"
+    isolated_runs.mkdir(parents=True, exist_ok=True)
+    for path in saved.glob("saved_before_the_move.*"):
+        shutil.copy(path, isolated_runs / path.name)
+    before = runs_store().load_card("saved_before_the_move")
+    assert before["epochs_run"] == 1 and before["hyperparameters"]["arch"] == "airbench"
+    events = []
+    result = train({"epochs": 2}, "saved_before_the_move", listener=events.append, data=tiny_mnist, resume=True)
+    assert result.status == STATUS_FINISHED and [e["epoch"] for e in events if e["type"] == "epoch"] == [2]
+    assert result.card["epochs_run"] == 2 and result.card["history"][0] == before["history"][0]
+    assert type(runs_store().load_model("saved_before_the_move", last=True).optimizer).__name__ == "GroupedSGD"
 
 
 def test_resume_of_an_unknown_run_is_a_clear_error(tiny_mnist):
