@@ -288,11 +288,11 @@ def test_xla_is_chosen_where_it_was_measured_to_pay(monkeypatch, onednn, precisi
 
 
 @pytest.mark.slow  # trains a model
-def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
+def test_a_short_real_run_learns_with_the_stem_frozen(small_data_env):
     from cnn_core.data.datasets import prepare_data
     from cnn_core.train.training import train
 
-    config = resolve_config("mnist", "airbench", epochs=1, subset=10000, val_size=500, batch_size=256)
+    config = resolve_config("mnist", "airbench", epochs=1, subset=6000, val_size=500, batch_size=256)
     result = train(config, "airbench_smoke")
     stem = result.store.load_model("airbench_smoke").get_layer(WHITEN_LAYER).get_weights()
     # The stem the run started from: whitened on the run's own training images.
@@ -304,10 +304,10 @@ def test_a_short_real_run_learns_with_the_stem_frozen(data_dir):
 
 
 @pytest.mark.slow  # trains a model
-def test_a_short_real_muon_run_learns_and_keeps_its_kernels_at_their_norm(data_dir):
+def test_a_short_real_muon_run_learns_and_keeps_its_kernels_at_their_norm(small_data_env):
     from cnn_core.train.training import train
 
-    # No TTA: the 10,000-image evaluation at the end is what would cost the most here.
+    # No TTA: the evaluation at the end is what would cost the most here.
     config = resolve_config("cifar10", "airbench", epochs=2, subset=3000, val_size=0, batch_size=500, tta=0)
     result = train(config, "muon_smoke")
     model = result.store.load_model("muon_smoke")

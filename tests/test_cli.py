@@ -90,26 +90,39 @@ def test_recipe_values_are_checked_before_tensorflow_loads():
     assert "Epochs must be a whole number ≥ 1 (got 0)" in out.stderr
 
 
-@pytest.mark.slow  # the real entry point in fresh processes, TensorFlow included
-def test_library_errors_give_one_line_and_exit_2(tmp_path):
-    cases = [
+@pytest.mark.parametrize(
+    "args, words",
+    [
         (["evaluate", "--model", "no_such_model"], "No saved model named 'no_such_model'"),
         (["predict", "--model", "../../etc/passwd", "x.png"], "Invalid model name"),
         (["train", "--resume", "ghost"], "no interrupted run named 'ghost'"),
-        (["train", "--data-dir", str(tmp_path), "--epochs", "1"], "mnist.npz"),
-    ]
-    for args, words in cases:
-        out = run_cli(
-            *args,
-            env_extra={
-                "CNN_DATA_DIR": str(tmp_path),
-                "KERAS_HOME": str(tmp_path / "k"),
-                "http_proxy": "http://127.0.0.1:9",
-                "https_proxy": "http://127.0.0.1:9",
-            },
-        )
-        assert out.returncode == 2, (args, out.stderr)
-        assert words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+    ],
+)
+def test_library_errors_give_one_line_and_exit_2(args, words, capsys):
+    code, err = cli_in_process(args, capsys)
+    assert code == 2, (args, err)
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+
+
+@pytest.mark.slow  # the real entry point in a fresh process, TensorFlow included
+def test_missing_data_without_internet_is_one_line_and_exit_2(tmp_path):
+    # A fresh process: keras.datasets must try (and fail) to download into an empty KERAS_HOME,
+    # through proxies that refuse, as on a machine without internet.
+    out = run_cli(
+        "train",
+        "--data-dir",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        env_extra={
+            "CNN_DATA_DIR": str(tmp_path),
+            "KERAS_HOME": str(tmp_path / "k"),
+            "http_proxy": "http://127.0.0.1:9",
+            "https_proxy": "http://127.0.0.1:9",
+        },
+    )
+    assert out.returncode == 2, out.stderr
+    assert "mnist.npz" in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 @pytest.mark.slow  # trains a model
