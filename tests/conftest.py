@@ -165,6 +165,15 @@ def tiny_mnist():
     return synthetic_dataset("mnist")
 
 
+def pytest_configure(config):
+    """With pytest-xdist's workers (`-n`), the whole test run is background work at the priority the app
+    gives its training processes (Linux's SCHED_IDLE, cnn_core/service/jobs.py): a training process one
+    worker's test starts would otherwise get no CPU while the other worker's test keeps both cores busy.
+    Set before the workers start, so they and every process they start inherit it."""
+    if getattr(config.option, "numprocesses", None) and hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Expose each phase's report on the item, so fixtures can screenshot failures."""
