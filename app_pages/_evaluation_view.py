@@ -8,6 +8,7 @@ from app_pages._common import get_predictor
 from cnn_core.analysis.evaluation import per_class_rows
 from cnn_core.base.errors import CnnError
 from cnn_core.data.datasets import dataset_available, load_dataset
+from cnn_core.train.cards import deferred_end_note
 
 
 @st.cache_data(show_spinner="Evaluating on the test set…", max_entries=8)
@@ -21,6 +22,8 @@ def _evaluate_on_demand(name: str, version: float) -> dict:
 def model_evaluation(store, name: str, card: dict) -> dict | None:
     """The saved evaluation (shipped models and finished runs), else a fresh one (interrupted runs) when the
     test set is here; None, with a message saying why, when neither is possible."""
+    if note := deferred_end_note(card):
+        st.info(note)
     try:
         evaluation = store.load_eval(name)
     except CnnError as err:

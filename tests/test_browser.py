@@ -6,6 +6,8 @@ Chromium comes from the system (Debian's `chromium`); its path is $CHROMIUM_PATH
 
 import json
 import re
+import signal
+import time
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -291,3 +293,38 @@ def test_the_probing_views_work_on_every_dataset(page, small_app_url, model, tmp
         assert page.locator('[data-testid="stException"]').count() == 0, view.__name__
     for picture in ("whatif", "adversarial", "neighbours", "calibration", "suspicious_labels"):
         assert (tmp_path / f"{picture}.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("mode", ["on", "off"], ids=["training process", "training thread"])
+def test_sigterm_to_the_server_mid_run_exits_within_seconds_and_the_run_resumes(
+    browser, tmp_path, small_data_dir, mode
+):
+    """A container restart sends SIGTERM and waits a few seconds: the server must not wait on a training run."""
+    from cnn_core.base.store import ModelStore
+    from cnn_core.train.training import train
+
+    proc, url, log = start_app(tmp_path, small_data_dir, {"CNN_TRAINING_PROCESS": mode})
+    runs = tmp_path / "runs"
+    try:
+        page = browser.new_page()
+        start_training(page, url, "MNIST handwritten digits", epochs=20, timeout_s=300)
+        deadline = time.monotonic() + 300
+        while not list(runs.glob("*.last.json")) and time.monotonic() < deadline:  # an epoch is on disk
+            time.sleep(0.1)
+        page.close()
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        took = time.monotonic() - asked
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert took <= 5, f"the server took {took:.1f} s to exit after SIGTERM:\n{log.read_text()[-2000:]}"
+    (state,) = runs.glob("*.last.json")
+    name = state.name.removesuffix(".last.json")
+    store = ModelStore(runs, "runs", writable=True)
+    card = store.load_card(name)
+    assert card["status"] == "stopped" and card["end_of_run"]["deferred"] and 1 <= card["epochs_run"] < 20, card
+    result = train({"epochs": card["epochs_run"] + 1}, name, resume=True, store=store, data_dir=small_data_dir)
+    assert result.status == "finished" and result.card["epochs_run"] == card["epochs_run"] + 1
+    assert result.card["test_size"] == 500 and "end_of_run" not in result.card

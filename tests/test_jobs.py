@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cnn_core.base.store import runs_store
-from cnn_core.service.jobs import TRAINING_NICENESS, TrainingJobs
+from cnn_core.service.jobs import SHUTDOWN_SECONDS, TRAINING_NICENESS, TrainingJobs
+from cnn_core.train.cards import deferred_end_commands, deferred_end_note
 from cnn_core.train.recipes import resolve_config
 from cnn_core.train.training import train
 from conftest import REPO, wait_for_job
@@ -120,3 +121,33 @@ def test_when_the_server_is_killed_the_training_process_stops_cleanly_and_keeps_
     assert card["test_accuracy"] > 0.5
     assert store.load_model("orphaned").count_params() == card["params"]
     assert not [p for p in isolated_runs.iterdir() if p.name.startswith(".")]  # no half-written file left
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["training process", "training thread"])
+def test_a_shutdown_ends_the_run_within_seconds_with_its_epochs_kept_and_it_resumes(
+    small_data_env, isolated_runs, isolate
+):
+    jobs = TrainingJobs(isolate=isolate)
+    jobs.start(_small(30), "shut_down", owner="tab")
+    snap = wait_for_job(jobs, lambda s: len(s.epochs) >= 1 or not s.active)
+    assert snap.active, snap
+    asked = time.monotonic()
+    assert jobs.shutdown(), "the run did not end within the shutdown's time"
+    assert time.monotonic() - asked <= SHUTDOWN_SECONDS + 0.5
+    snap = jobs.snapshot()
+    assert snap.state == "done" and snap.result_status == "stopped" and "deferred" in snap.message, snap
+    store = runs_store()
+    card = store.load_card("shut_down")
+    done = card["epochs_run"]
+    # Its finished epochs are on disk; the end-of-run work is not done, and the card says how to finish it.
+    assert card["status"] == "stopped" and 1 <= done < 30 and "test_accuracy" not in card, card
+    assert card["end_of_run"] == {"deferred": True, **deferred_end_commands("shut_down", done)}
+    assert card["end_of_run"]["evaluate"] in snap.message and not store.eval_path("shut_down").exists()
+    note = deferred_end_note(card)  # what the Results page says of it
+    assert card["end_of_run"]["evaluate"] in note and card["end_of_run"]["continue"] in note
+    assert json.loads(store.last_state_path("shut_down").read_text())["epoch"] == done
+    # Its "evaluate" command: a resume with no epoch left to train does only the end-of-run work.
+    result = train({"epochs": done}, "shut_down", resume=True)
+    card = store.load_card("shut_down")
+    assert result.status == "finished" and card["epochs_run"] == done and "end_of_run" not in card
+    assert card["test_accuracy"] > 0.5 and card["test_size"] == 500 and card["calibration"] is not None

@@ -6,7 +6,9 @@ while it trains; the process sends its progress events back through a pipe, and 
 the server keeps the latest state (every batch's point for the live curves), so a reload or a
 second tab picks the run up where it is. If the server dies, the training process notices, stops
 at the next batch and keeps the best model so far (`python -m cnn_core train --resume NAME`
-continues it). Every visitor sees the same job; only the owner token that started it can stop it; a second
+continues it). When the server shuts down (SIGTERM, Ctrl-C), the run stops within SHUTDOWN_SECONDS with
+its finished epochs on disk and its end-of-run work deferred (its card says how to finish it), so a
+container restart never waits on a training run. Every visitor sees the same job; only the owner token that started it can stop it; a second
 start while one is active is refused with a clear message; the owner may also change the
 run's learning rate mid-run (`change_lr`, cnn_core.train.lr_control). On a public server,
 `ServerCaps` (from CNN_MAX_EPOCHS / CNN_MAX_SUBSET / CNN_MAX_BATCH_SIZE) bounds what one
@@ -15,14 +17,18 @@ run may ask for.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import multiprocessing
+import multiprocessing.util  # its exit handler is registered first, so it runs after ours (below)
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 
 from cnn_core.base.errors import CnnError, ConfigError, TrainingBusyError
@@ -37,6 +43,10 @@ TRAINING_NICENESS = 10
 # the server instead. CNN_TRAINING_PROCESS=on/off decides it by hand.
 PROCESS_MIN_MEMORY_MB = 4096
 TRAINING_PROCESS_ENV = "CNN_TRAINING_PROCESS"
+# How long a server going away waits for its run to stop: a stop takes effect at the next batch, and a
+# shut-down run only writes its card (cnn_core.train.training: shutdown_event). Container platforms give a
+# process a few seconds after SIGTERM before they kill it.
+SHUTDOWN_SECONDS = 4.0
 
 
 def train_in_a_process(environ=None, memory_mb: float | None = None) -> bool:
@@ -184,6 +194,7 @@ class _Job:
         self.id = secrets.token_hex(8)
         self.config, self.name, self.owner, self.store = config, name, owner, store
         self.stop_event = threading.Event()
+        self.shutdown_event = threading.Event()  # set with stop_event when the server goes away
         self.state = "running"
         self.started = time.time()
         self.epochs: list[dict] = []
@@ -214,6 +225,7 @@ class TrainingJobs:
         self._isolate, self._niceness = isolate, niceness
         self._lock = threading.Lock()
         self._job: _Job | None = None
+        _EVERY_JOBS.add(self)
 
     def start(self, config: dict, name: str | None, owner: str, **train_kwargs) -> str:
         """Start a run in a worker thread; returns its job id. Raises TrainingBusyError, or
@@ -245,12 +257,13 @@ class TrainingJobs:
         job.store = train_kwargs.setdefault("store", job.store or runs_store())
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of the server's threads
         receiver, sender = context.Pipe(duplex=False)
-        job.stop_event = context.Event()
+        job.stop_event, job.shutdown_event = context.Event(), context.Event()
         job.process = context.Process(
             target=train_in_child,
             name=f"train-{job.id}",
             daemon=True,
             args=(self._train, job.config, job.name, sender, job.stop_event, self._niceness, train_kwargs),
+            kwargs={"shutdown_event": job.shutdown_event},
         )
         job.process.start()
         sender.close()  # the child holds the only writing end: its exit closes the pipe
@@ -302,7 +315,12 @@ class TrainingJobs:
     def _run(self, job: _Job, train_kwargs: dict):
         try:
             result = (self._train or _default_train())(
-                job.config, job.name, listener=self._listener(job), stop_event=job.stop_event, **train_kwargs
+                job.config,
+                job.name,
+                listener=self._listener(job),
+                stop_event=job.stop_event,
+                shutdown_event=job.shutdown_event,
+                **train_kwargs,
             )
             with self._lock:
                 job.name, job.result_status, job.message = result.name, result.status, result.message
@@ -325,6 +343,27 @@ class TrainingJobs:
             job.state = "stopping"
             job.stop_event.set()
             return True
+
+    def shutdown(self, timeout: float = SHUTDOWN_SECONDS) -> bool:
+        """End the active run because this server is going away: it stops at its next batch and writes its card
+        with the end-of-run work deferred. Waits up to `timeout` seconds; a training process still alive then is
+        killed (its finished epochs are on disk, saved atomically). True when the run ended in time (or none ran)."""
+        with self._lock:
+            job = self._job
+            if job is None or job.state not in ("running", "stopping"):
+                return True
+            job.state = "stopping"
+            job.shutdown_event.set()
+            job.stop_event.set()
+        deadline = time.monotonic() + timeout
+        if job.process is not None:
+            job.process.join(timeout)
+            if job.process.is_alive():
+                job.process.kill()
+                job.process.join(1.0)
+        if job.thread is not None:
+            job.thread.join(max(0.0, deadline - time.monotonic()))
+        return time.monotonic() <= deadline and not (job.thread is not None and job.thread.is_alive())
 
     def change_lr(self, job_id: str, owner: str, *, multiply: float | None = None, set_to: float | None = None):
         """Ask the running job to multiply its learning rate by `multiply`, or set it to `set_to`, from
@@ -379,6 +418,19 @@ class TrainingJobs:
         return not job.thread.is_alive()
 
 
+# Every TrainingJobs of this process, so that its exit ends their runs (below).
+_EVERY_JOBS: weakref.WeakSet[TrainingJobs] = weakref.WeakSet()
+
+
+@atexit.register
+def _shut_down_runs() -> None:
+    """At this process's exit (Streamlit returns from its SIGTERM or Ctrl-C handler, then the interpreter exits):
+    every active run stops for the shutdown. Registered after multiprocessing's own exit handler, so it runs
+    before that one joins the training processes, which would otherwise wait for a full end-of-run."""
+    for jobs in list(_EVERY_JOBS):
+        jobs.shutdown()
+
+
 def _default_train():
     from cnn_core.train.training import train
 
@@ -398,28 +450,25 @@ def _died_message(job: _Job, exitcode: int | None) -> str:
 
 
 def train_in_child(
-    train_fn, config: dict, name: str | None, sender, stop_event, niceness: int, train_kwargs: dict
+    train_fn,
+    config: dict,
+    name: str | None,
+    sender,
+    stop_event,
+    niceness: int,
+    train_kwargs: dict,
+    shutdown_event=None,
 ) -> None:
     """The training process's body: train at lower priority (niceness, and Linux's SCHED_IDLE policy, under
     which the training threads only get CPU time that nothing else wants) and send every event to the server.
 
-    A stop (the Stop button, SIGTERM, Ctrl-C, or the server going away) ends the run at the next
-    batch with the best model so far saved, as in-process runs do."""
-    os.nice(niceness)
-    if hasattr(os, "sched_setscheduler"):  # Linux: run only when the server and the browser leave a core idle
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError:
-            pass  # not allowed here: the lower niceness still applies
-
-    def stop(*_):
-        stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    parent = multiprocessing.parent_process()
-    if parent is not None:  # the server died (killed, crashed): stop cleanly rather than train for nobody
-        threading.Thread(target=lambda: (parent.join(), stop()), daemon=True).start()
+    A stop (the Stop button) ends the run at the next batch with the best model so far saved, as in-process
+    runs do, and so does the server dying (no one waits on this process then). SIGTERM and Ctrl-C (a terminal's
+    reaches the server and this process alike) are a shutdown: the same stop, with the end-of-run work deferred
+    (`shutdown_event`), since the server's own exit waits on this process."""
+    _lower_priority(niceness)
+    shutdown_event = shutdown_event if shutdown_event is not None else threading.Event()
+    stop = _stop_on_signals(stop_event, shutdown_event)
 
     def send(event: dict) -> None:
         try:
@@ -428,7 +477,9 @@ def train_in_child(
             stop()
 
     try:
-        result = (train_fn or _default_train())(config, name, listener=send, stop_event=stop_event, **train_kwargs)
+        result = (train_fn or _default_train())(
+            config, name, listener=send, stop_event=stop_event, shutdown_event=shutdown_event, **train_kwargs
+        )
         send({"type": "result", "name": result.name, "status": result.status, "message": result.message})
     except CnnError as err:
         send({"type": "error", "message": str(err)})
@@ -437,3 +488,37 @@ def train_in_child(
         send({"type": "error", "message": f"Training failed unexpectedly: {type(err).__name__}: {err}"})
     finally:
         sender.close()
+    if shutdown_event.is_set():
+        # Its files are on disk and the server has its last event: skip the interpreter's teardown
+        # (TensorFlow's takes seconds), which the server's own exit waits on.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _lower_priority(niceness: int) -> None:
+    os.nice(niceness)
+    if hasattr(os, "sched_setscheduler"):  # Linux: run only when the server and the browser leave a core idle
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass  # not allowed here: the lower niceness still applies
+
+
+def _stop_on_signals(stop_event, shutdown_event):
+    """The training process's stops: SIGTERM and Ctrl-C shut down; its server dying (killed, crashed) stops it
+    cleanly rather than let it train for nobody. Returns the plain stop."""
+
+    def stop(*_):
+        stop_event.set()
+
+    def shut_down(*_):
+        shutdown_event.set()
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), stop()), daemon=True).start()
+    return stop

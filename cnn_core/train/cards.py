@@ -98,6 +98,28 @@ def model_card(
     return card
 
 
+def deferred_end_commands(name: str, epochs: int) -> dict:
+    """The commands that finish a run whose end-of-run work a shutdown deferred: `continue` trains on to the
+    planned epochs and evaluates at the end; `evaluate` ends the run where it stopped (a resume with no epoch
+    left to train does only the end-of-run work: test-set evaluation, detector, temperature)."""
+    return {
+        "continue": f"python -m cnn_core train --resume {name}",
+        "evaluate": f"python -m cnn_core train --resume {name} --epochs {epochs}",
+    }
+
+
+def deferred_end_note(card: dict) -> str | None:
+    """What to tell about a run whose end-of-run work a shutdown deferred (None for any other card)."""
+    end = card.get("end_of_run") or {}
+    if not end.get("deferred"):
+        return None
+    return (
+        f"`{card['name']}` was stopped by a server shutdown after {card['epochs_run']} epoch(s), before its "
+        f"end-of-run work (test-set evaluation, out-of-distribution detector, temperature). Finish it as it is "
+        f"with `{end['evaluate']}`, or train on with `{end['continue']}`."
+    )
+
+
 def display_status(card: dict) -> str:
     """The card's status, with runs whose process died shown as 'interrupted'."""
     status = card.get("status", "unknown")

@@ -50,6 +50,7 @@ from cnn_core.train.cards import (
     STATUS_RUNNING,
     STATUS_STOPPED,
     default_command,
+    deferred_end_commands,
     model_card,
     new_run_name,
 )
@@ -77,6 +78,7 @@ def train(
     *,
     listener=None,
     stop_event: threading.Event | None = None,
+    shutdown_event: threading.Event | None = None,
     store: ModelStore | None = None,
     data_dir=None,
     data: Dataset | None = None,
@@ -95,6 +97,9 @@ def train(
     trainer's own (the benchmarks time and evaluate epochs with one). `probe`: a uint8 sample
     shaped like the dataset's images (the user's drawing or photo) whose feature maps each epoch's
     snapshot keeps (cnn_core.train.snapshots); default the first validation image.
+    `shutdown_event`: set (with `stop_event`) when the process running this is going away: the run stops at
+    the next batch like any stop, but defers its end-of-run work (test-set evaluation, detector, temperature),
+    which takes far longer than a server's shutdown may; its card says how to finish it.
     """
     configure_threads()
     if strategy is None or isinstance(strategy, str):
@@ -111,9 +116,8 @@ def train(
     with store.run_lock(name):
         run = _Run(config, name, store, command if command is not None else default_command(), listener, state)
         run.probe = probe
-        return run.train(
-            strategy, stop_event=stop_event, data_dir=data_dir, data=data, extra_callbacks=extra_callbacks or []
-        )
+        stops = {"stop_event": stop_event, "shutdown_event": shutdown_event}
+        return run.train(strategy, **stops, data_dir=data_dir, data=data, extra_callbacks=extra_callbacks or [])
 
 
 def _resumed(config: dict, name: str | None, store: ModelStore) -> tuple[dict, dict]:
@@ -154,6 +158,8 @@ class _Run:
         self.restored_callbacks = state.get("callbacks", {})
         self.started = state.get("started", now_iso())
         self.prior_seconds = float(state.get("train_seconds", 0.0))
+        # A shutdown stopped it before its end-of-run work: resuming it with no epoch left does only that.
+        self.end_deferred = bool(state.get("end_deferred"))
         self.data: Dataset | None = None
         self.split: Split | None = None
         self.model: keras.Model | None = None
@@ -166,7 +172,7 @@ class _Run:
 
     # -- the run, top to bottom ---------------------------------------------------------------
 
-    def train(self, strategy, *, stop_event, data_dir, data, extra_callbacks) -> TrainResult:
+    def train(self, strategy, *, stop_event, shutdown_event, data_dir, data, extra_callbacks) -> TrainResult:
         config = self.config
         validate_config(config)
         keras.utils.set_random_seed(config["seed"])
@@ -185,12 +191,14 @@ class _Run:
         self.lr_control.drop_late_request()
         if not self.history:
             return self._end_with_nothing_saved()
+        if status == STATUS_STOPPED and shutdown_event is not None and shutdown_event.is_set():
+            return self._end_deferred()
         return self._evaluate_and_save(status)
 
     def _steps_per_epoch(self) -> int:
         if len(self.split.x_train) == 0:
             raise ConfigError("No training images left after the validation split and subset.")
-        if self.start_epoch >= self.config["epochs"]:
+        if self.start_epoch >= self.config["epochs"] and not self.end_deferred:
             raise ConfigError(
                 f"Run '{self.name}' already completed {self.start_epoch} of {self.config['epochs']} "
                 f"epochs; pass a larger --epochs to continue it."
@@ -347,6 +355,21 @@ class _Run:
             {"type": "end", "status": status, "name": name, "test_accuracy": evaluation["accuracy"], "message": message}
         )
         return TrainResult(name, status, card, self.store, message)
+
+    def _end_deferred(self) -> TrainResult:
+        """A stop for a shutdown: the epochs' files are on disk already; the card (status `stopped`, no test
+        figures) names the two commands that finish the run, and nothing slower is done."""
+        name, epochs = self.name, len(self.history)
+        finish = deferred_end_commands(name, epochs)
+        card = {**self.card(STATUS_STOPPED), "end_of_run": {"deferred": True, **finish}}
+        self.store.save_json(name, ".last.json", {**self.state(), "end_deferred": True})
+        self.store.save_json(name, ".json", card)
+        message = (
+            f"Run '{name}' stopped after {epochs} epoch(s) because the server shut down; its evaluation is "
+            f"deferred. Continue it with `{finish['continue']}`, or evaluate it as it is with `{finish['evaluate']}`."
+        )
+        self._emit({"type": "end", "status": STATUS_STOPPED, "name": name, "message": message})
+        return TrainResult(name, STATUS_STOPPED, card, self.store, message)
 
     def _end_with_nothing_saved(self) -> TrainResult:
         message = "Training was stopped before the first epoch finished, so nothing was saved."
