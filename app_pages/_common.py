@@ -22,15 +22,21 @@ URL = "query-params"
 
 
 @st.cache_resource(show_spinner="Warming up: loading TensorFlow and the model…")
-def _load_predictor(name: str, version: float):
+def _load_predictor(name: str, version: float, keras: bool):
     from cnn_core.predict.inference import load_predictor
 
-    return load_predictor(name, calibrated=True)  # probabilities with the card's temperature scaling
+    return load_predictor(name, calibrated=True, keras=keras)  # probabilities with the card's temperature scaling
 
 
-def get_predictor(name: str):
-    """A loaded model, once per server; reloaded when its files change."""
-    return _load_predictor(name, find_model(name).model_path(name).stat().st_mtime)
+def get_predictor(name: str, keras: bool = True):
+    """A loaded model, once per server; reloaded when its files change. `keras` False: for pages that only
+    predict (Draw, Photo), which then run from the model's committed LiteRT file without TensorFlow."""
+    return _load_predictor(name, find_model(name).model_path(name).stat().st_mtime, keras)
+
+
+def get_served_predictor(name: str):
+    """A loaded model for predictions alone (see get_predictor)."""
+    return get_predictor(name, keras=False)
 
 
 def best_ensemble_toggle(dataset: str, key: str):
@@ -49,7 +55,7 @@ def best_ensemble_toggle(dataset: str, key: str):
         "(measured by benchmarks.tta_ensembles).",
     ):
         return None
-    return load_ensemble(best["models"], level, load=get_predictor)
+    return load_ensemble(best["models"], level, load=get_served_predictor)
 
 
 TTA_HELP = (
@@ -86,7 +92,7 @@ def prediction_options(predictor, dataset: str, key: str):
             st.caption("Train another model for this dataset to build an ensemble.")
     if tta == predictor.tta and not extra:
         return predictor
-    return load_ensemble([predictor.name, *extra], tta, load=get_predictor)  # each member cached on its own
+    return load_ensemble([predictor.name, *extra], tta, load=get_served_predictor)  # each member cached on its own
 
 
 @st.cache_resource

@@ -7,7 +7,7 @@ import streamlit as st
 from app_pages._canvas import digit_canvas
 from app_pages._common import (
     confidence_note,
-    get_predictor,
+    get_served_predictor,
     model_picker,
     ood_explainer,
     prediction_options,
@@ -21,7 +21,7 @@ st.title("✏️ Draw a digit")
 name = model_picker("Model", "mnist", key="draw_model")
 if name is None:
     st.stop()
-predictor = prediction_options(get_predictor(name), "mnist", key="draw")
+predictor = prediction_options(get_served_predictor(name), "mnist", key="draw")
 ood_explainer(predictor)
 
 NO_DIGIT = {

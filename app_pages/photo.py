@@ -4,7 +4,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages._common import confidence_note, get_predictor, model_picker, ood_explainer, prediction_options, upscale
+from app_pages._common import (
+    confidence_note,
+    get_served_predictor,
+    model_picker,
+    ood_explainer,
+    prediction_options,
+    upscale,
+)
 from cnn_core.base.errors import ImageError
 from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
 from cnn_core.predict.inference import top_k, tta_label
@@ -20,7 +27,7 @@ dataset = (
 name = model_picker("Model", dataset, key=f"photo_model_{dataset}")
 if name is None:
     st.stop()
-predictor = prediction_options(get_predictor(name), dataset, key="photo")
+predictor = prediction_options(get_served_predictor(name), dataset, key="photo")
 classes = predictor.info.class_names
 st.caption(
     "The network knows 10 classes: "

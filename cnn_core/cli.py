@@ -1,4 +1,5 @@
-"""Command line: `python -m cnn_core train | lr | evaluate | predict | calibrate | labels | list | download | export`.
+"""Command line: `python -m cnn_core train | lr | evaluate | predict | calibrate | labels | list | download | export |
+litert`.
 
 Mistakes a person can make (wrong arguments, missing data, unknown models,
 unreadable images) print one line on stderr and exit with code 2.
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command",
         required=True,
-        metavar="{train,lr,evaluate,predict,calibrate,labels,list,download,export}",
+        metavar="{train,lr,evaluate,predict,calibrate,labels,list,download,export,litert}",
         parser_class=_Parser,
     )
 
@@ -254,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", required=True, help="name of a saved model (see `list`)")
     ex.add_argument("--output", metavar="FILE.zip", help="where to write the zip")
     ex.add_argument("--script-only", metavar="FILE.py", help="where to write the training script alone")
+
+    li = sub.add_parser(
+        "litert",
+        help="write each saved model's LiteRT file beside it, which serves predictions without TensorFlow",
+        description="Write NAME.tflite beside each named model of the runs folder (every one by default) and "
+        "record it in the model's card. For the shipped models: CNN_RUNS_DIR=trained_models.",
+    )
+    li.add_argument("names", nargs="*", metavar="NAME", help="models of the runs folder (default: all of them)")
     return parser
 
 
@@ -424,7 +433,7 @@ def cmd_predict(args) -> int:
     from cnn_core.predict.inference import load_predictor, top_k
     from cnn_core.predict.ood import WHAT_IT_IS_NOT
 
-    predictor = load_predictor(args.model, calibrated=True)
+    predictor = load_predictor(args.model, calibrated=True, keras=False)  # a committed LiteRT file needs no TensorFlow
     failures = 0
     for path in args.files:
         try:
@@ -599,6 +608,33 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_litert(args) -> int:
+    import numpy as np
+
+    from cnn_core.base.errors import ConfigError, ModelStoreError
+    from cnn_core.base.store import runs_store
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.predict.inference import load_inference_model
+    from cnn_core.predict.lite import litert_available, write_litert_file
+
+    store = runs_store()
+    names = args.names or store.names()
+    if not litert_available():
+        raise ConfigError("Writing LiteRT files needs the ai-edge-litert package (pip install ai-edge-litert).")
+    missing = [name for name in names if not store.has(name)]
+    if missing or not names:
+        raise ModelStoreError(
+            f"No model named {', '.join(missing)} in {store.root}." if missing else f"No models in {store.root}."
+        )
+    for name in names:
+        info = dataset_info(store.load_card(name)["dataset"])
+        # Any images tell the outputs apart: random ones, so no dataset is needed.
+        samples = np.random.default_rng(0).integers(0, 256, (8, *info.raw_shape), dtype=np.uint8)
+        entry = write_litert_file(store, name, load_inference_model(store, name), samples)
+        print(f"{name}: wrote {entry['file']} ({len(entry['features'])} outputs, the probabilities last)")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "lr": cmd_lr,
@@ -609,6 +645,7 @@ COMMANDS = {
     "list": cmd_list,
     "download": cmd_download,
     "export": cmd_export,
+    "litert": cmd_litert,
 }
 
 
@@ -619,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             args.config = train_config(args)  # a wrong recipe value exits here, before TensorFlow loads
-        if args.command not in ("list", "export", "lr"):  # none of them needs TensorFlow
+        if args.command not in ("list", "export", "lr", "predict"):  # none of them needs TensorFlow (see predict)
             from cnn_core.base.runtime import import_tensorflow_quietly
 
             import_tensorflow_quietly()

@@ -63,15 +63,18 @@ def _feature_model(model, last_hidden_only: bool):
     return keras.Model(model.inputs, [*pooled, dense.input, dense.output, model.output])
 
 
+def feature_model(model):
+    """A Keras model of `model` whose outputs are every feature of `feature_names`, in order."""
+    return _feature_model(model, False)
+
+
 def features(model, samples: np.ndarray, info: DatasetInfo) -> list[np.ndarray]:
-    """Every feature of `feature_names` for a batch of uint8 samples: a float32 (N, D) array each."""
-    feature_model = _feature_model(model, False)
+    """Every feature of `feature_names` for a batch of uint8 samples: a float32 (N, D) array each. `model`: a
+    Keras model, or a LiteRT features file (cnn_core.predict.lite) that computes the same without TensorFlow."""
+    run = model.features_on_batch if getattr(model, "has_features", False) else feature_model(model).predict_on_batch
     prep = Preprocessor(info)
     parts = [
-        [
-            np.asarray(out, np.float32)
-            for out in feature_model.predict_on_batch(prep.to_model_input(samples[i : i + BATCH]))
-        ]
+        [np.asarray(out, np.float32) for out in run(prep.to_model_input(samples[i : i + BATCH]))]
         for i in range(0, len(samples), BATCH)
     ]
     return [np.concatenate([part[j] for part in parts]) for j in range(len(parts[0]))]

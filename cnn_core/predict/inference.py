@@ -142,7 +142,7 @@ class Predictor:
     needed to classify a picture the way it was trained."""
 
     name: str
-    model: object
+    model: object  # the Keras model; None when predictions come from the committed LiteRT file alone
     card: dict
     info: DatasetInfo
     tta: int  # the TTA level (TTA_LEVELS)
@@ -186,7 +186,8 @@ class Predictor:
         model has no detector. An ensemble asks its first model, whose card it carries."""
         if self.detector is None:
             return None
-        return typicality(self.model, self.detector, samples, self.info) < self.detector.threshold
+        features_from = self.runners[0] if self.runners and getattr(self.runners[0], "has_features", False) else None
+        return typicality(features_from or self.model, self.detector, samples, self.info) < self.detector.threshold
 
 
 def load_inference_model(store: ModelStore, name: str, precision: str | None = None):
@@ -207,26 +208,31 @@ def load_predictor(
     precision: str | None = None,
     runtime: str | None = None,
     calibrated: bool = False,
+    keras: bool = True,
 ) -> Predictor:
     """Load a saved model; `tta` None follows its card, `precision` None is the inference default.
     `calibrated` applies the card's temperature scaling, if any, to its probabilities (what the app and
     `predict` show; evaluations and benchmarks measure the network as trained).
 
     `runtime` "litert" (the default where it is installed: the fastest, see cnn_core.predict.lite) runs
-    float32 predictions through LiteRT; "keras" (and any bfloat16 model) through Keras."""
+    float32 predictions through LiteRT: the model's committed LiteRT file where it has a fresh one, else a
+    conversion made here; "keras" (and any bfloat16 model) through Keras. `keras` False serves a model that
+    has a fresh committed file from that file alone (`model` None), without loading TensorFlow."""
     from cnn_core.base.errors import ConfigError
-    from cnn_core.base.runtime import configure_threads
-    from cnn_core.nets.precision import model_precision
-    from cnn_core.predict.lite import lite_model
+    from cnn_core.predict.lite import committed_lite_model
 
     if runtime not in (None, *RUNTIMES):
         raise ConfigError(f"Unknown runtime '{runtime}'. Choose one of: {', '.join(RUNTIMES)}.")
-    configure_threads()
     store = store or find_model(name)
     card = store.load_card(name)
-    model = load_inference_model(store, name, precision)
-    computes_in = model_precision(model)
-    lite = lite_model(model) if runtime != "keras" and computes_in == "fp32" else None
+    float32 = precision in (None, "fp32")  # a committed file computes in float32, the inference default
+    committed = committed_lite_model(store, name, card) if runtime != "keras" and float32 else None
+    model, computes_in = (None, "fp32") if committed is not None and not keras else _keras_model(store, name, precision)
+    lite = committed if computes_in == "fp32" else None
+    if lite is None and runtime != "keras" and computes_in == "fp32":
+        from cnn_core.predict.lite import lite_model
+
+        lite = lite_model(model)
     if runtime == "litert" and lite is None:
         raise ConfigError("LiteRT cannot serve this model here: it needs the ai-edge-litert package and float32.")
     return Predictor(
@@ -241,6 +247,16 @@ def load_predictor(
         detector=load_detector(store, name, card),
         temperature=(card.get("calibration") or {}).get("temperature") if calibrated else None,
     )
+
+
+def _keras_model(store: ModelStore, name: str, precision: str | None):
+    """(the saved Keras model ready to predict, the precision it computes in)."""
+    from cnn_core.base.runtime import configure_threads
+    from cnn_core.nets.precision import model_precision
+
+    configure_threads()
+    model = load_inference_model(store, name, precision)
+    return model, model_precision(model)
 
 
 def ensemble_of(members: list[Predictor], tta: bool | int | None = None) -> Predictor:

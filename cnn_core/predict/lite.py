@@ -6,14 +6,22 @@ LiteRT's XNNPACK kernels predict a single image faster than Keras, with probabil
 converted once, in memory, to a float32 LiteRT flatbuffer, and predictions run through that;
 the Keras model stays for training, Grad-CAM and feature maps. Where LiteRT is not installed
 (no wheel for the platform) or a conversion fails, predictions stay on Keras.
+
+A shipped model also has its LiteRT file committed beside it (NAME.tflite, written by
+`python -m cnn_core litert`): its outputs are every feature of cnn_core.predict.embedding, the
+probabilities last, so one file serves the predictions and the out-of-distribution detector without
+TensorFlow, and no process converts the model again. The card's "litert" entry names the .keras file's
+SHA-256 it was made from; a file that no longer matches is stale and not used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -37,12 +45,19 @@ def to_flatbuffer(model) -> bytes:
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
+LITERT_SUFFIX = ".tflite"
+# The most a committed file's outputs may differ from its Keras model's, on the same float32 input.
+LITERT_TOLERANCE = 1e-5
+
+
 class LiteModel:
     """A LiteRT interpreter with Keras' `predict_on_batch` contract: a float32 batch in,
     class probabilities out, any batch size. One interpreter is not safe to call from two
-    threads (Streamlit serves each visitor in a thread), hence the lock."""
+    threads (Streamlit serves each visitor in a thread), hence the lock. A features file
+    (`output_order` given: the interpreter's output index of each feature, in
+    cnn_core.predict.embedding's order) also answers `features_on_batch`."""
 
-    def __init__(self, flatbuffer: bytes, threads: int):
+    def __init__(self, flatbuffer: bytes, threads: int, output_order: list[int] | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         from cnn_core.base.runtime import native_stderr_captured
@@ -51,11 +66,13 @@ class LiteModel:
             self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        outputs = [detail["index"] for detail in self._interpreter.get_output_details()]
+        self._outputs = [outputs[i] for i in output_order] if output_order is not None else outputs[:1]
+        self.has_features = output_order is not None
         self._batch = None
         self._lock = threading.Lock()
 
-    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, outputs: list[int]) -> list[np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float32)
         with self._lock:
             if x.shape[0] != self._batch:  # re-plan only when the batch size changes
@@ -64,7 +81,17 @@ class LiteModel:
                 self._batch = x.shape[0]
             self._interpreter.set_tensor(self._input, x)
             self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output).copy()
+            return [self._interpreter.get_tensor(index).copy() for index in outputs]
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        """The class probabilities (a features file's last output)."""
+        return self._run(x, self._outputs[-1:])[0]
+
+    def features_on_batch(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every feature of cnn_core.predict.embedding.feature_names, in order (a features file only)."""
+        if not self.has_features:
+            raise ValueError("this LiteRT model has only the probabilities; features need its committed file")
+        return self._run(x, self._outputs)
 
 
 def lite_model(model) -> LiteModel | None:
@@ -78,3 +105,64 @@ def lite_model(model) -> LiteModel | None:
     except Exception as err:  # noqa: BLE001 - the LiteRT converter raises many types; Keras still serves the model
         log.warning("LiteRT conversion of %s failed, predicting with Keras instead: %s", model.name, err)
         return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def committed_lite_model(store, name: str, card: dict) -> LiteModel | None:
+    """The model's committed LiteRT features file (see the module's docstring), or None where there is none,
+    LiteRT is not installed, or the file is stale (made from another .keras file than the one beside it)."""
+    from cnn_core.base.runtime import cpu_quota
+
+    entry = card.get("litert")
+    path = store.path(name, LITERT_SUFFIX)
+    if not entry or not path.is_file() or not litert_available():
+        return None
+    if file_sha256(store.model_path(name)) != entry["keras_sha256"]:
+        log.warning("%s is stale (made from another %s): not used", path.name, store.model_path(name).name)
+        return None
+    return LiteModel(path.read_bytes(), threads=cpu_quota(), output_order=entry["output_order"])
+
+
+def _output_order(expected: list[np.ndarray], outputs: list[np.ndarray]) -> list[int]:
+    """For each Keras output, the index of the LiteRT output that computes it (the converter does not keep
+    their order): the one of the same shape nearest in value."""
+    order = []
+    for want in expected:
+        candidates = [i for i, got in enumerate(outputs) if got.shape == want.shape and i not in order]
+        order.append(min(candidates, key=lambda i: float(np.abs(outputs[i] - want).max())))
+    return order
+
+
+def write_litert_file(store, name: str, model, samples: np.ndarray) -> dict:
+    """Write the LiteRT features file of `model` (the saved model `name`, float32 as it is served:
+    cnn_core.predict.inference.load_inference_model) beside it, and its card's "litert" entry; returns the
+    entry. `samples` (uint8, shaped like the dataset's images) tell the converter's outputs apart."""
+    from cnn_core.base.runtime import cpu_quota
+    from cnn_core.base.store import atomic_write
+    from cnn_core.data.datasets import dataset_info
+    from cnn_core.data.preprocess import Preprocessor
+    from cnn_core.predict.embedding import feature_model, feature_names
+
+    card = store.load_card(name)
+    keras_features = feature_model(model)
+    flatbuffer = to_flatbuffer(keras_features)
+    x = Preprocessor(dataset_info(card["dataset"])).to_model_input(samples)
+    expected = [np.asarray(out, np.float32) for out in keras_features(x, training=False)]
+    raw = LiteModel(flatbuffer, threads=cpu_quota())
+    outputs = raw._run(x, [d["index"] for d in raw._interpreter.get_output_details()])
+    entry = {
+        "file": store.path(name, LITERT_SUFFIX).name,
+        "keras_sha256": file_sha256(store.model_path(name)),
+        "features": feature_names(model),
+        "output_order": _output_order(expected, outputs),
+    }
+    atomic_write(store.path(name, LITERT_SUFFIX), lambda tmp: tmp.write_bytes(flatbuffer))
+    store.save_json(name, ".json", {**card, "litert": entry})
+    return entry
