@@ -20,7 +20,16 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "benchmarks"
 
 # Scripts run here; time_to_accuracy is run end to end in tests/test_benchmarks.py.
-SMOKE_TESTED_HERE = {"app_metrics", "inference", "load", "ood", "recipe_switches", "step_profile", "tta_ensembles"}
+SMOKE_TESTED_HERE = {
+    "app_metrics",
+    "cold_start",
+    "inference",
+    "load",
+    "ood",
+    "recipe_switches",
+    "step_profile",
+    "tta_ensembles",
+}
 
 
 def run_script(name: str, *args: str, timeout: float = 300) -> str:
@@ -298,3 +307,17 @@ def test_step_profile_benchmark_smoke(small_data_dir, tmp_path, this_key):
     assert [row["layer"] for row in prof["layers"]] == [layer.name for layer in model.layers[1:]]
     assert prof["training_flops_per_image"] == module.keras_training_flops_per_image(model)
     assert "| convolution |" in md and this_key in md
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_cold_start_benchmark_smoke(tmp_path, this_key):
+    out = tmp_path / "results"
+    run_script("cold_start", "--repeats", "1", "--out", str(out))
+    _, doc, md = _read(out, "cold_start", "cold_start")
+    entry = doc["machines"][this_key]
+    (run,) = entry["runs"]
+    assert run["digit"] == "7" and _positive(run["server_up"], run["first_paint"], run["prediction"])
+    # The Draw page predicts from the committed LiteRT file: its server never loads TensorFlow.
+    assert run["tensorflow_in_server"] is False
+    assert entry["median_seconds"]["prediction"] == run["prediction"] and f"## Machine: {this_key}" in md
