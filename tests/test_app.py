@@ -454,3 +454,14 @@ def test_each_results_tab_runs_alone_when_opened():
         at.run()
         assert not at.exception, (tab, at.exception)
         assert drawn(), tab
+
+
+def test_the_confusion_view_over_a_smaller_test_set_than_evaluated_shows_the_evaluations_own_images(small_data_env):
+    """A data folder with fewer test images than a shipped model was evaluated on (a trimmed copy): the
+    mistakes' indices are the evaluation's, so their pictures come from its gallery, never from that folder."""
+    at = open_page("app_pages/results.py")
+    at.selectbox(key="results_model").set_value("mnist_fast30").run()
+    at.session_state["results_tab"] = "Confusion matrix & mistakes"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("predicted as" in m.value for m in at.markdown) and at.image

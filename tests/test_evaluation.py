@@ -121,3 +121,18 @@ def test_an_unknown_tta_setting_is_refused_in_words(value):
 
     with pytest.raises(ConfigError, match="level 0, 1 or 2"):
         tta_level(value)
+
+
+def test_a_cells_images_come_from_the_test_set_only_when_it_is_the_one_evaluated():
+    from cnn_core.analysis.evaluation import cell_items
+    from cnn_core.base.store import shipped_store
+
+    evaluation = shipped_store().load_eval("mnist_fast30")
+    true, pred = most_confused_cell(evaluation["confusion_matrix"])
+    first = cell_items(evaluation, true, pred)[0]  # from the gallery
+    index = first["index"]
+    full = np.zeros((evaluation["test_size"], 28, 28), np.uint8)
+    full[index] = 255
+    assert (cell_items(evaluation, true, pred, full)[0]["image"] == 255).all()
+    smaller = np.zeros((index // 2, 28, 28), np.uint8)  # a trimmed data folder: its indices are not these
+    np.testing.assert_array_equal(cell_items(evaluation, true, pred, smaller)[0]["image"], first["image"])

@@ -161,7 +161,8 @@ def per_class_rows(evaluation: dict) -> list[dict]:
 
 def cell_items(evaluation: dict, true: int, pred: int, x_test: np.ndarray | None = None) -> list[dict]:
     """The test images of one confusion-matrix cell, most confident first: {"index", "true", "pred",
-    "confidence", "image"}. Images come from `x_test` (the test set, when at hand), else from the
+    "confidence", "image"}. Images come from `x_test` (the test set, when at hand and as large as the one
+    evaluated), else from the
     artefact's gallery (the most confident mistakes of each cell; None for the rest). A diagonal cell
     needs the artefact's per-image predictions (evaluations written since they were added)."""
     predictions = evaluation.get("predictions")
@@ -174,6 +175,8 @@ def cell_items(evaluation: dict, true: int, pred: int, x_test: np.ndarray | None
     else:
         items = [{k: v for k, v in item.items() if k != "image"} for item in mistakes_for_cell(evaluation, true, pred)]
     gallery = evaluation.get("gallery", {})
+    if x_test is not None and len(x_test) != evaluation["test_size"]:
+        x_test = None  # not the test set this evaluation ran on (a smaller data folder): its indices mean nothing there
     for item in items:
         if x_test is not None:
             item["image"] = x_test[item["index"]]
