@@ -3,20 +3,28 @@
 import streamlit as st
 
 from app_pages._streamlit_patches import keep_keras_state_between_reruns
+from cnn_core.base.runtime import tensorflow_available, tensorflow_missing_message
 
 keep_keras_state_between_reruns()
 st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
 
-all_pages = [
-    st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
-    st.Page("app_pages/results.py", title="Results", icon="📊"),
-    st.Page("app_pages/draw.py", title="Draw a digit", icon="✏️"),
-    st.Page("app_pages/photo.py", title="Classify a photo", icon="📷"),
-    st.Page("app_pages/explain.py", title="Inside the CNN", icon="🔬"),
-    st.Page("app_pages/probe.py", title="Probe the model", icon="🧪"),
-    st.Page("app_pages/calibration.py", title="Calibration", icon="🎯"),
-    st.Page("app_pages/labels.py", title="Suspicious labels", icon="🏷️"),
-    st.Page("app_pages/compare.py", title="Compare runs", icon="⚖️"),
+# (file, title, icon, whether it needs TensorFlow). Where TensorFlow is not installed (no wheel for the newest
+# Python), the pages that need it say so in one sentence; the others predict from the models' LiteRT files.
+PAGES = [
+    ("app_pages/home.py", "Home", "🏠", False),
+    ("app_pages/train.py", "Train", "🏋️", True),
+    ("app_pages/results.py", "Results", "📊", True),
+    ("app_pages/draw.py", "Draw a digit", "✏️", False),
+    ("app_pages/photo.py", "Classify a photo", "📷", False),
+    ("app_pages/explain.py", "Inside the CNN", "🔬", True),
+    ("app_pages/probe.py", "Probe the model", "🧪", True),
+    ("app_pages/calibration.py", "Calibration", "🎯", True),
+    ("app_pages/labels.py", "Suspicious labels", "🏷️", True),
+    ("app_pages/compare.py", "Compare runs", "⚖️", True),
 ]
-st.navigation(all_pages).run()
+pages = [st.Page(path, title=title, icon=icon, default=path.endswith("home.py")) for path, title, icon, _ in PAGES]
+selected = st.navigation(pages)
+if not tensorflow_available() and any(title == selected.title and needs for _, title, _, needs in PAGES):
+    st.error(tensorflow_missing_message())  # before the page's own imports, which would fail
+else:
+    selected.run()

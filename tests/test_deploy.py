@@ -1,5 +1,6 @@
-"""Deploy: requirements resolve for Python 3.12; the app serves every page from a read-only
-repository with no dataset; TensorFlow's thread pools follow the CPU quota."""
+"""Deploy: requirements resolve for Python 3.12 and 3.14 (without TensorFlow there); without TensorFlow the
+Draw and Photo pages still predict and the others say what they need; the app serves every page from a
+read-only repository with no dataset; TensorFlow's thread pools follow the CPU quota."""
 
 import json
 import os
@@ -17,20 +18,33 @@ from conftest import REPO
 # -- requirements.txt ---------------------------------------------------------------------------
 
 
-def _wheel_fits_cp312(filename: str) -> bool:
+def _wheel_fits(filename: str, minor: int) -> bool:
+    """Whether a wheel installs on CPython 3.`minor`."""
     from packaging.utils import parse_wheel_filename
 
     _, _, _, tags = parse_wheel_filename(filename)
-    return any(t.interpreter in ("cp312", "py3", "py312") and t.abi in ("cp312", "abi3", "none") for t in tags) or any(
-        t.interpreter.startswith("cp3") and t.abi == "abi3" and int(t.interpreter[3:]) <= 12 for t in tags
+    cp = f"cp3{minor}"
+    return any(t.interpreter in (cp, "py3", f"py3{minor}") and t.abi in (cp, "abi3", "none") for t in tags) or any(
+        t.interpreter.startswith("cp3") and t.abi == "abi3" and int(t.interpreter[3:]) <= minor for t in tags
     )
 
 
-@pytest.mark.slow  # resolves every requirement against the package index
-def test_requirements_resolve_for_python_312_from_the_registry(tmp_path):
-    """What Streamlit Community Cloud does with Python 3.12, against the real package index
-    (--isolated: no local wheel folders or constraints), binary wheels only."""
+def _wanted(python: str) -> list:
+    """requirements.txt's requirements that apply on Linux with that Python (their markers evaluated there)."""
     from packaging.requirements import Requirement
+
+    target = {"python_version": python, "python_full_version": f"{python}.0", "sys_platform": "linux"}
+    lines = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    wanted = [Requirement(line) for line in lines if line]
+    return [req for req in wanted if req.marker is None or req.marker.evaluate(target)]
+
+
+@pytest.mark.slow  # resolves every requirement against the package index
+def test_requirements_resolve_for_python_312_with_pip_from_the_registry(tmp_path):
+    """What pip does with Python 3.12, against the real package index (--isolated: no local wheel folders or
+    constraints), binary wheels only. (pip evaluates markers for the Python it runs on, not --python-version:
+    the other Pythons are resolved with uv below.)"""
+    python = "3.12"
 
     report = tmp_path / "report.json"
     out = subprocess.run(
@@ -44,7 +58,7 @@ def test_requirements_resolve_for_python_312_from_the_registry(tmp_path):
             "--quiet",
             "--no-input",
             "--python-version",
-            "3.12",
+            python,
             "--only-binary=:all:",
             "--target",
             str(tmp_path / "target"),
@@ -62,21 +76,105 @@ def test_requirements_resolve_for_python_312_from_the_registry(tmp_path):
     resolved = {
         item["metadata"]["name"].lower().replace("_", "-"): item for item in json.loads(report.read_text())["install"]
     }
-    wanted = [
-        Requirement(line.split("#")[0].strip())
-        for line in (REPO / "requirements.txt").read_text().splitlines()
-        if line.split("#")[0].strip()
-    ]
-    assert wanted
+    wanted = _wanted(python)
+    assert "tensorflow" in {req.name for req in wanted}
     for req in wanted:
         item = resolved.get(req.name.lower().replace("_", "-"))
         assert item is not None, f"{req.name} was not resolved"
         assert req.specifier.contains(item["metadata"]["version"], prereleases=True), (req, item["metadata"]["version"])
     for name, item in resolved.items():
         filename = item["download_info"]["url"].rsplit("/", 1)[-1]
-        assert filename.endswith(".whl") and _wheel_fits_cp312(filename), (name, filename)
+        assert filename.endswith(".whl") and _wheel_fits(filename, int(python.split(".")[1])), (name, filename)
         assert not item["download_info"]["url"].startswith("file:"), (name, "resolved from a local folder")
     assert not (tmp_path / "target").exists()  # a dry run installs nothing
+
+
+@pytest.mark.slow  # resolves every requirement against the package index
+@pytest.mark.parametrize("python", ["3.12", "3.14"])
+def test_requirements_resolve_with_uv_as_community_cloud_installs_them(python):
+    """Community Cloud installs with uv, on the Python the deployer picks; TensorFlow has no wheel for 3.14,
+    where the requirements leave it out and LiteRT's nightly build (which has one) serves predictions."""
+    out = subprocess.run(
+        [sys.executable, "-m", "uv", "pip", "compile", str(REPO / "requirements.txt"), "--python-version", python,
+         "--python-platform", "x86_64-manylinux_2_28", "--only-binary", ":all:", "--no-header", "--no-annotate",
+         "--no-config", "--quiet"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    pinned = dict(line.split("==", 1) for line in out.stdout.split() if "==" in line)
+    wanted = _wanted(python)
+    for req in wanted:
+        assert req.name in pinned and req.specifier.contains(pinned[req.name], prereleases=True), (req, pinned)
+    assert ("tensorflow" in pinned) == ("keras" in pinned) == (python == "3.12"), sorted(pinned)
+    assert ("ai-edge-litert" in pinned) != ("ai-edge-litert-nightly" in pinned)
+
+
+# -- no TensorFlow (a Python it has no wheel for) ----------------------------------------------------
+
+NO_TENSORFLOW_SCRIPT = textwrap.dedent('''
+    """Runs with TensorFlow and Keras not importable, as where they are not installed; prints one JSON line."""
+    import importlib.abc, json, sys
+
+    class NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    sys.meta_path.insert(0, NotInstalled())
+    from streamlit.testing.v1 import AppTest
+
+    from cnn_core.cli import main
+
+    digit, photo = (open(p, "rb").read() for p in sys.argv[1:3])
+    at = AppTest.from_file("app.py", default_timeout=120)
+    at.run()
+    seen = {}
+    for page in ("home", "train", "results", "draw", "photo", "explain", "probe", "calibration", "labels", "compare"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        if page == "draw":
+            at.file_uploader(key="digit_upload").set_value(("seven.png", digit, "image/png")).run()
+        if page == "photo":
+            at.file_uploader(key="photo_upload").set_value([("photo.png", photo, "image/png")]).run()
+        seen[page] = {
+            "exceptions": [e.value for e in at.exception],
+            "errors": [e.value for e in at.error],
+            "digit": at.metric[0].value if page == "draw" and at.metric else None,
+            "top3": [p.proto.text for p in at.get("progress")] if page == "photo" else None,
+        }
+    seen["predict_exit"] = main(["predict", "--model", "mnist_fast30", sys.argv[1]])
+    seen["train_exit"] = main(["train", "--dataset", "mnist", "--epochs", "1"])
+    seen["tensorflow_imported"] = any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules)
+    print(json.dumps(seen))
+''')
+
+
+@pytest.mark.slow  # a fresh process
+def test_without_tensorflow_draw_and_photo_predict_and_the_other_pages_say_what_they_need(tmp_path):
+    from cnn_core.base.runtime import tensorflow_missing_message
+    from tests.test_bad_input import _canvas, _png, _seven
+
+    digit = tmp_path / "seven.png"
+    digit.write_bytes(_png(_canvas(_seven)))
+    photo = min((REPO / "assets" / "samples" / "cifar10").glob("*.png"))
+    out = subprocess.run(
+        [sys.executable, "-c", NO_TENSORFLOW_SCRIPT, str(digit), str(photo)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CNN_RUNS_DIR": str(tmp_path / "runs")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not seen.pop("tensorflow_imported"), "a page or predict imported TensorFlow"
+    assert seen.pop("predict_exit") == 0 and seen.pop("train_exit") == 2
+    assert tensorflow_missing_message("This command") in out.stderr  # train's one line
+    assert seen["draw"]["digit"] == "7" and len(seen["photo"]["top3"]) == 3
+    for page, view in seen.items():
+        assert not view["exceptions"], (page, view["exceptions"])
+        needs = page not in ("home", "draw", "photo")
+        assert view["errors"] == ([tensorflow_missing_message()] if needs else []), (page, view["errors"])
 
 
 # -- read-only repository, no dataset ------------------------------------------------------------------

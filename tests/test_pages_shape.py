@@ -22,7 +22,7 @@ def test_the_walks_find_every_page_and_module():
 
 
 def test_the_pages_are_the_ones_app_py_declares():
-    declared = re.findall(r'st\.Page\("(app_pages/[a-z_]+\.py)"', (REPO / "app.py").read_text())
+    declared = re.findall(r'^    \("(app_pages/[a-z_]+\.py)"', (REPO / "app.py").read_text(), flags=re.MULTILINE)
     assert sorted(declared) == [f"app_pages/{p.name}" for p in PAGES]
 
 

@@ -115,12 +115,37 @@ def native_stderr_captured():
             os.close(saved)
 
 
+def tensorflow_available() -> bool:
+    """Whether TensorFlow is installed here, found without importing it. It has no wheel for the newest
+    Python releases, where requirements.txt leaves it out and only LiteRT serves predictions."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def tensorflow_missing_message(what: str = "This page") -> str:
+    """The one sentence said where something needs TensorFlow and it is not installed, with the fix."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return (
+        f"{what} needs TensorFlow, which is not installed with this Python ({version}; TensorFlow has wheels for "
+        "3.10 to 3.13): run the app on Python 3.12 or 3.13 (on Community Cloud: redeploy with that Python under "
+        "Advanced settings); drawing digits and classifying photos work without it."
+    )
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow and find its devices with the C++ start-up chatter (oneDNN notices, the
     CUDA probe on a machine without a GPU) kept off the terminal: some of those lines ignore
-    TF_CPP_MIN_LOG_LEVEL."""
+    TF_CPP_MIN_LOG_LEVEL. Raises ConfigError, with the fix, where TensorFlow is not installed."""
     if "tensorflow" in sys.modules:
         return
+    if not tensorflow_available():
+        from cnn_core.base.errors import ConfigError
+
+        raise ConfigError(tensorflow_missing_message("This command"))
     with native_stderr_captured():
         import tensorflow as tf
 
