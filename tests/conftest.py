@@ -2,7 +2,6 @@
 (CI, which has no internet), otherwise downloaded once through keras.datasets into a cache
 folder of .npz files. Either way they FAIL (never skip) when the data cannot be had."""
 
-import collections
 import hashlib
 import os
 from pathlib import Path
@@ -251,15 +250,9 @@ def every_shipped_model() -> list:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The quick tier (`-m "not slow"`) starts no browser: a browser test must also be marked slow.
-
-    The files run longest first, a file's tests kept together in their order: under two workers each file goes
-    whole to one worker in this order (`--dist loadfile`), so that no long file starts last while the other
-    worker has nothing left to do. A file's weight is how many of its tests are marked slow."""
+    """The quick tier (`-m "not slow"`) starts no browser: a browser test must also be marked slow."""
     unmarked = [
         item.nodeid for item in items if item.get_closest_marker("browser") and not item.get_closest_marker("slow")
     ]
     if unmarked:
         raise pytest.UsageError(f"browser tests must be marked slow too (the quick tier starts no browser): {unmarked}")
-    weight = collections.Counter(str(item.path) for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: (-weight[str(item.path)], str(item.path)))
