@@ -5,7 +5,11 @@ Every rule lives in cnn_core; this module only caches it per server and draws it
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import time
+from contextlib import contextmanager
 
 import numpy as np
 import streamlit as st
@@ -102,17 +106,9 @@ def get_jobs():
     return TrainingJobs(caps=ServerCaps.from_env(), isolate=train_in_a_process())
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _store_cards(root: str, kind: str, version: tuple, _store) -> list[dict]:
-    """One store's cards, read once per version of its card files rather than on every rerun."""
-    return catalog.store_cards(_store)
-
-
 def catalogue(dataset: str | None = None) -> list[dict]:
-    """cnn_core.studio.catalog.list_models, with each store's cards cached per server."""
-    return catalog.list_models(
-        dataset, read_store=lambda store: _store_cards(str(store.root), store.kind, catalog.cards_version(store), store)
-    )
+    """cnn_core.studio.catalog.list_models, each store's cards read once per version of its card files."""
+    return catalog.list_models(dataset, read_store=catalog.cached_store_cards)
 
 
 def model_picker(label: str, dataset: str | None, key: str, help: str | None = None, prefer=None) -> str | None:
@@ -168,21 +164,55 @@ def owner_token() -> str:
     return token
 
 
-def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):
-    """All class probabilities as a labelled bar chart (highest first)."""
-    import pandas as pd
+RERUN_LOG_ENV = "CNN_RERUN_LOG"
 
+
+@contextmanager
+def logged_rerun(page: str, has_input):
+    """Time the rerun a drawing or an upload starts, by the server's clock: where CNN_RERUN_LOG names a file,
+    each rerun appends one JSON line there (page, whether it had an input, wall and this thread's CPU
+    seconds, when it ended). For an operator watching a busy server, and for benchmarks/load.py.
+    `has_input` is called at the end: whether the rerun had a drawing or picture to answer."""
+    path = os.environ.get(RERUN_LOG_ENV)
+    if not path:
+        yield
+        return
+    wall, cpu = time.perf_counter(), time.thread_time()
+    try:
+        yield
+    finally:
+        row = {
+            "page": page,
+            "input": bool(has_input()),
+            "seconds": round(time.perf_counter() - wall, 4),
+            "cpu_seconds": round(time.thread_time() - cpu, 4),
+            "ended": time.time(),
+        }
+        with open(path, "a", encoding="utf-8") as log:  # one short append per line: lines never interleave
+            log.write(json.dumps(row) + "\n")
+
+
+def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):
+    """All class probabilities as a labelled bar chart (highest first). A plain Vega-Lite spec: st.bar_chart
+    builds and validates an Altair chart on every rerun, ten times the server time of sending the spec."""
     ranked = top_k(probs, class_names, top or len(probs))
-    frame = pd.DataFrame(ranked, columns=["class", "probability"])
-    st.bar_chart(
-        frame,
-        x="class",
-        y="probability",
-        horizontal=True,
-        sort=False,
-        x_label="Class",
-        y_label="Probability",
+    st.vega_lite_chart(
+        [{"class": name, "probability": float(p)} for name, p in ranked],
+        {
+            "mark": {"type": "bar", "tooltip": True},
+            "encoding": {
+                "y": {"field": "class", "type": "nominal", "sort": None, "title": "Class"},
+                "x": {
+                    "field": "probability",
+                    "type": "quantitative",
+                    "title": "Probability",
+                    "scale": {"domain": [0, 1]},
+                    "axis": {"format": ".0%"},
+                },
+            },
+        },
         height=36 * len(ranked) + 60,
+        width="stretch",
     )
 
 

@@ -8,6 +8,7 @@ from app_pages._canvas import digit_canvas
 from app_pages._common import (
     confidence_note,
     get_served_predictor,
+    logged_rerun,
     model_picker,
     ood_explainer,
     prediction_options,
@@ -55,6 +56,13 @@ def show_digit_prediction(image, from_canvas: bool = False) -> None:
 @st.fragment
 def canvas_and_prediction() -> None:
     """A stroke, an upload or Clear reruns only this part of the page, not the model picker."""
+    seen = {}
+    with logged_rerun("draw", lambda: seen.get("image") is not None):
+        seen["image"] = drawing_or_upload_and_prediction()
+
+
+def drawing_or_upload_and_prediction():
+    """The canvas and uploader on the left, the prediction for what they hold on the right; returns that."""
     left, right = st.columns([1, 1], gap="large")
     with left:
         stroke = st.slider("Stroke width", 6, 40, 18, key="stroke")
@@ -82,6 +90,7 @@ def canvas_and_prediction() -> None:
                 st.error(f"{upload.name}: {err}")
                 image = None
         show_digit_prediction(image, from_canvas=image is drawing and drawing is not None)
+    return image
 
 
 canvas_and_prediction()

@@ -7,6 +7,7 @@ import streamlit as st
 from app_pages._common import (
     confidence_note,
     get_served_predictor,
+    logged_rerun,
     model_picker,
     ood_explainer,
     prediction_options,
@@ -41,24 +42,12 @@ st.caption(
 )
 
 ood_explainer(predictor)
-uploads = st.file_uploader(
-    f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
-    f"{MAX_PIXELS // 10**6} megapixels each)",
-    accept_multiple_files=True,
-    key="photo_upload",
-)
 if dataset == "fashion_mnist":
     st.caption(
         "Fashion-MNIST items are centred, light on a black background; photos on a light background "
         "are inverted to match."
     )
 sample_files = sorted(p for p in (SAMPLES / dataset).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-chosen = (
-    st.pills(
-        "…or try a bundled sample", [p.stem for p in sample_files], selection_mode="multi", key=f"samples_{dataset}"
-    )
-    or []
-)
 
 
 def classify(label: str, data: bytes, position: int = 0) -> None:
@@ -83,10 +72,39 @@ def classify(label: str, data: bytes, position: int = 0) -> None:
                 st.switch_page("app_pages/explain.py")
 
 
-items = [(f.name, f.getvalue()) for f in uploads or []]
-items += [(p.name, p.read_bytes()) for p in sample_files if p.stem in chosen]
-if not items:
-    st.info("Upload a photo or pick a sample to see the top 3 classes.")
-for position, (label, data) in enumerate(items):  # two uploads may share a file name
-    classify(label, data, position)
+@st.fragment
+def pictures_and_predictions() -> None:
+    """An upload or a sample picked reruns only this part of the page, not the model picker above it."""
+    seen = []
+    with logged_rerun("photo", lambda: seen):
+        seen += uploads_and_predictions()
+
+
+def uploads_and_predictions() -> list:
+    """The uploader and the samples, then one answer per picture; returns the pictures' (name, bytes)."""
+    uploads = st.file_uploader(
+        f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
+        f"{MAX_PIXELS // 10**6} megapixels each)",
+        accept_multiple_files=True,
+        key="photo_upload",
+    )
+    chosen = (
+        st.pills(
+            "…or try a bundled sample",
+            [p.stem for p in sample_files],
+            selection_mode="multi",
+            key=f"samples_{dataset}",
+        )
+        or []
+    )
+    items = [(f.name, f.getvalue()) for f in uploads or []]
+    items += [(p.name, p.read_bytes()) for p in sample_files if p.stem in chosen]
+    if not items:
+        st.info("Upload a photo or pick a sample to see the top 3 classes.")
+    for position, (label, data) in enumerate(items):  # two uploads may share a file name
+        classify(label, data, position)
+    return items
+
+
+pictures_and_predictions()
 st.caption("Sample images: see assets/samples/CREDITS.md.")

@@ -63,8 +63,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None):
-    """Start the real app on a free port; returns (process, base_url, log_path)."""
+def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None, cpus: set[int] | None = None):
+    """Start the real app on a free port; returns (process, base_url, log_path). `cpus`: the cores the
+    server may run on (its affinity mask, as `taskset` sets it); by default this process's."""
     port = _free_port()
     log = tmp_dir / f"streamlit-{port}.log"
     env = {
@@ -74,8 +75,10 @@ def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None):
         "TF_CPP_MIN_LOG_LEVEL": "3",
         **(extra_env or {}),
     }
+    pinned = [] if cpus is None else ["taskset", "-c", ",".join(map(str, sorted(cpus)))]  # execs the server in place
     proc = subprocess.Popen(
         [
+            *pinned,
             sys.executable,
             "-m",
             "streamlit",

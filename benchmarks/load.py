@@ -1,19 +1,32 @@
-"""Load test in real browsers: N concurrent pages of the app each draw a digit or upload a
-photo and wait for the prediction; errors, time to prediction and server memory are recorded,
-once with the server idle and once while a training run is active.
+"""Load benchmark: what the app's server spends per visitor, and thirty visitors who draw or upload within
+the same second, with the server on one core, idle and while a training run is active.
 
-    CNN_DATA_DIR=../shared/datasets python -m benchmarks.load --pages 20
-    python -m benchmarks.load --pages 2 --rounds idle --out /tmp/x      # smoke
+    CNN_DATA_DIR=../shared/datasets python -m benchmarks.load                   # every round, ≈ 10 min
+    python -m benchmarks.load --visitors 4 --visits 2 --rounds cost idle --out /tmp/x   # smoke
 
-Writes benchmarks/results/load.json and load.md, one entry per machine
-(`benchmarks/_machines.py`): a run replaces this machine's entry and keeps the others.
-`run_load()` is also used by tests/test_load.py with fewer pages.
+The server runs pinned to one core (its affinity mask, as `taskset -c 0` sets it) and the browsers (one
+headless Chromium, a fresh context per visitor: nothing cached) on the other cores, so the figures are the
+server's and not the browsers'. The rounds, each on a fresh server warmed by one visit to each page:
+
+- `cost`: `--visits` visitors one after another per page, each opening the page and getting one prediction
+  (Draw: one stroke; Photo: one upload). The server process's CPU time over the round, divided by the
+  visits: Streamlit's static files, the page's script runs and the prediction all count.
+- `idle`, `training`: `--visitors` visitors (half on the Draw page, half on the Photo page) open their page
+  and wait until every page is open; the Draw visitors press and drag a stroke; then all release the
+  mouse or upload at once. Each visit's time is taken twice: by the server (the rerun the drawing or upload
+  starts, logged by the app, app_pages/_common.py `logged_rerun`) and on screen (from the mouse-up or upload
+  to the answer shown). `training` first starts a `quick` CIFAR-10 run from the Train page, in a thread of
+  the server (CNN_TRAINING_PROCESS=off, the app's choice on Community Cloud), so on the server's core.
+
+Writes benchmarks/results/load.json and load.md, one entry per machine (`benchmarks/_machines.py`): a run
+replaces this machine's entry and keeps the others. tests/test_load.py runs a small version.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -33,12 +46,14 @@ HERE = Path(__file__).resolve().parent
 BENCHMARK = "load"
 NOTES_MARKER = _machines.NOTES_MARKER
 ROUNDS = {
-    "idle": ("idle, all visitors arrive at once", {"with_training": False}),
-    "idle_loaded": ("idle, pages loaded first, then all act at once", {"with_training": False, "together": True}),
-    "while_training": ("while a training run is active, all arrive at once", {"with_training": True}),
+    "cost": "server CPU per visit, one visitor at a time",
+    "idle": "all draw or upload within the same second, server idle",
+    "training": "all draw or upload within the same second, a quick CIFAR-10 run training in the server",
 }
-TRAINING_SETTLE_S = 15.0  # lets the background training get past start-up into its epochs
+TARGETS = {"cpu_seconds_per_visit": 0.1, "idle_p95_seconds": 1.0, "training_p95_seconds": 2.0, "errors": 0}
 CAR = next((REPO / "assets" / "samples" / "cifar10").glob("automobile_*.png"))
+ONE_STROKE_DIGITS = [d for d, strokes in DIGIT_STROKES.items() if len(strokes) == 1 and len(strokes[0]) <= 6]
+TRAINING_SETTLE_S = 10.0  # the run gets past building its model and pipeline before the visitors arrive
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -47,11 +62,11 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_cpu_seconds() -> float:
-    """Busy CPU time of the whole machine so far, all cores (from /proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+def split_cores() -> tuple[set[int], set[int]]:
+    """(the server's core, the browsers' cores): the first usable core for the server, the rest for the
+    browsers; on a single core both share it."""
+    usable = sorted(os.sched_getaffinity(0))
+    return {usable[0]}, set(usable[1:]) or {usable[0]}
 
 
 class PeakSampler(threading.Thread):
@@ -73,16 +88,16 @@ class PeakSampler(threading.Thread):
 
 
 class Gate:
-    """Holds every visitor back until all have loaded their page (or failed), so the actions
-    land together on a server whose pages are already open: time to prediction then measures
-    concurrent predictions, not 20 page loads rendering at once."""
+    """Holds every visitor back until all have arrived (or failed), so that the next step starts together."""
 
     def __init__(self, expected: int):
         self.expected, self.arrived, self.open = expected, 0, asyncio.Event()
+        self.opened_at: float | None = None
 
     def arrive(self):
         self.arrived += 1
-        if self.arrived >= self.expected:
+        if self.arrived >= self.expected and not self.open.is_set():
+            self.opened_at = time.perf_counter()
             self.open.set()
 
     async def wait(self, timeout_s: float):
@@ -90,167 +105,246 @@ class Gate:
         await asyncio.wait_for(self.open.wait(), timeout_s)
 
 
-async def _one_visitor(browser, url: str, index: int, timeout_s: float, gate: Gate | None = None) -> dict:
-    """One visitor: open a page, draw (even index) or upload (odd), wait for the prediction.
-    With a gate, the visitor acts only once every visitor's page has loaded."""
+def read_rerun_log(path: Path, since: float) -> list[dict]:
+    """The app's logged reruns (one JSON line each) that ended after the wall-clock time `since`."""
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["ended"] >= since and r["input"]]
+
+
+# -- one visitor ---------------------------------------------------------------------------------------
+
+
+async def _open_page(page, url: str, kind: str, timeout_ms: float):
+    """Open the Draw or Photo page and wait until it can take a drawing or an upload."""
+    if kind == "draw":
+        await page.goto(f"{url}/draw", timeout=timeout_ms)
+        await page.locator(CANVAS).first.wait_for(timeout=timeout_ms)
+        await page.get_by_text("Draw a digit on the canvas").wait_for(timeout=timeout_ms)
+    else:
+        await page.goto(f"{url}/photo", timeout=timeout_ms)
+        await page.locator('input[type="file"]').first.wait_for(state="attached", timeout=timeout_ms)
+        await page.get_by_text("Upload a photo or pick a sample").wait_for(timeout=timeout_ms)
+
+
+async def _press_stroke(page, digit: str) -> None:
+    """Press the mouse on the canvas and drag a one-stroke digit, without releasing it: the canvas sends
+    the drawing on mouse-up."""
+    box = await page.locator(CANVAS).first.bounding_box()
+    (x0, y0), *rest = DIGIT_STROKES[digit][0]
+    await page.mouse.move(box["x"] + x0, box["y"] + y0)
+    await page.mouse.down()
+    for x, y in rest:
+        await page.mouse.move(box["x"] + x, box["y"] + y, steps=3)
+
+
+async def _answer(page, kind: str, timeout_ms: float) -> str:
+    shown = page.locator('[data-testid="stMetricValue"]' if kind == "draw" else '[data-testid="stProgress"]').first
+    await shown.wait_for(timeout=timeout_ms)
+    return (await shown.inner_text()).strip()
+
+
+async def _visitor(browser, url, index, timeout_s, opened: Gate | None = None, pressed: Gate | None = None) -> dict:
+    """One visitor in a fresh browser context: open the Draw (even index) or Photo page, draw one stroke or
+    upload the car photo, wait for the answer. With gates, the visitor waits for every page to be open and
+    then for every stroke to be pressed, so that the mouse-ups and uploads land together."""
     kind = "draw" if index % 2 == 0 else "upload"
     context = await browser.new_context(viewport={"width": 1300, "height": 950})
     page = await context.new_page()
-    started = time.perf_counter()
-    arrived = False
+    traffic = {"requests": 0, "bytes": 0}
+
+    def count(response):
+        traffic["requests"] += 1
+        traffic["bytes"] += int(response.headers.get("content-length") or 0)
+
+    page.on("response", count)
+    started, timeout_ms, gates_passed = time.perf_counter(), timeout_s * 1000, 0
+    digit = ONE_STROKE_DIGITS[index // 2 % len(ONE_STROKE_DIGITS)]
     try:
+        await _open_page(page, url, kind, timeout_ms)
+        if opened is not None:
+            gates_passed = 1
+            await opened.wait(timeout_s)
         if kind == "draw":
-            await page.goto(f"{url}/draw", timeout=timeout_s * 1000)
-            canvas = page.locator(CANVAS).first
-            await canvas.wait_for(timeout=timeout_s * 1000)
-            await page.get_by_text("Draw a digit on the canvas").wait_for(timeout=timeout_s * 1000)
-            value = page.locator('[data-testid="stMetricValue"]').first
-            digit = list(DIGIT_STROKES)[index // 2 % len(DIGIT_STROKES)]
-            if gate is not None:
-                arrived = True
-                await gate.wait(timeout_s)
-            t0 = None
-            while True:  # the canvas can need a moment after first paint before it takes strokes
-                box = await canvas.bounding_box()
-                for line in DIGIT_STROKES[digit]:
-                    await page.mouse.move(box["x"] + line[0][0], box["y"] + line[0][1])
-                    await page.mouse.down()
-                    for x, y in line[1:]:
-                        await page.mouse.move(box["x"] + x, box["y"] + y, steps=4)
-                    t0 = t0 or time.perf_counter()  # from the first mouse-up, redraws included
-                    await page.mouse.up()
-                try:
-                    await value.wait_for(timeout=10_000)
-                    break
-                except Exception:
-                    if time.perf_counter() - started > timeout_s:
-                        raise
-            answer = (await value.inner_text()).strip()
+            await _press_stroke(page, digit)
+        if pressed is not None:
+            gates_passed = 2
+            await pressed.wait(timeout_s)
+        acted = time.perf_counter()
+        if kind == "draw":
+            await page.mouse.up()
         else:
-            await page.goto(f"{url}/photo", timeout=timeout_s * 1000)
-            file_input = page.locator('input[type="file"]').first
-            await file_input.wait_for(state="attached", timeout=timeout_s * 1000)
-            await page.get_by_text("Upload a photo or pick a sample").wait_for(timeout=timeout_s * 1000)
-            if gate is not None:
-                arrived = True
-                await gate.wait(timeout_s)
-            t0 = time.perf_counter()
-            await file_input.set_input_files(str(CAR))
-            first = page.locator('[data-testid="stProgress"]').first
-            await first.wait_for(timeout=timeout_s * 1000)
-            answer = (await first.inner_text()).strip()
-        seconds = time.perf_counter() - t0
+            await page.locator('input[type="file"]').first.set_input_files(str(CAR))
+        answer = await _answer(page, kind, timeout_ms)
+        seconds = time.perf_counter() - acted
         errors = await page.locator('[data-testid="stException"]').count()
         return {
             "kind": kind,
             "ok": errors == 0,
-            "seconds": seconds,
-            "total_seconds": time.perf_counter() - started,
+            "seconds": round(seconds, 3),
+            "acted_at": acted,
+            "total_seconds": round(time.perf_counter() - started, 3),
             "answer": answer,
             "error": None if errors == 0 else "exception box shown",
+            **traffic,
         }
-    except Exception as err:  # noqa: BLE001 - any visitor's failure becomes its failed row, not the run's end
-        if gate is not None and not arrived:
-            gate.arrive()  # a visitor that failed to load must not hold the others back
+    except Exception as err:  # noqa: BLE001 - a visitor's failure becomes its failed row, not the run's end
+        for gate in (opened, pressed)[gates_passed:]:
+            if gate is not None:
+                gate.arrive()  # a visitor that failed must not hold the others back
         return {
             "kind": kind,
             "ok": False,
             "seconds": None,
-            "total_seconds": time.perf_counter() - started,
+            "acted_at": None,
+            "total_seconds": round(time.perf_counter() - started, 3),
             "answer": None,
             "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}",
+            **traffic,
         }
     finally:
         await context.close()
 
 
-async def _round(url: str, pages: int, timeout_s: float, together: bool = False) -> list[dict]:
+# -- rounds ----------------------------------------------------------------------------------------
+
+
+async def _with_browser(run):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            gate = Gate(pages) if together else None
-            return await asyncio.gather(*[_one_visitor(browser, url, i, timeout_s, gate) for i in range(pages)])
+            return await run(browser)
         finally:
             await browser.close()
 
 
-def _summary(results: list[dict], peak_rss: float, cpu: dict | None = None) -> dict:
-    times = [r["seconds"] for r in results if r["ok"]]
+async def _warm_up(browser, url: str, timeout_s: float) -> None:
+    """One visit to each page: loads the models, as on a server that has had its first visitor."""
+    for index in (0, 1):
+        visit = await _visitor(browser, url, index, timeout_s)
+        if not visit["ok"]:
+            raise RuntimeError(f"the warm-up visit failed: {visit['error']}")
+
+
+async def _cost_round(browser, url: str, pid: int, visits: int, timeout_s: float) -> dict:
+    await _warm_up(browser, url, timeout_s)
+    pages = {}
+    for kind, first in (("draw", 0), ("upload", 1)):
+        rows, cpu0 = [], process_cpu_seconds(pid)
+        for i in range(visits):
+            rows.append(await _visitor(browser, url, first + 2 * i, timeout_s))
+        await asyncio.sleep(0.5)  # the last visit's closing messages
+        cpu = process_cpu_seconds(pid) - cpu0
+        ok = [r for r in rows if r["ok"]]
+        pages["draw" if kind == "draw" else "photo"] = {
+            "visits": visits,
+            "errors": visits - len(ok),
+            "cpu_seconds": round(cpu, 3),
+            "cpu_seconds_per_visit": round(cpu / visits, 4),
+            "requests_per_visit": round(statistics.mean(r["requests"] for r in rows), 1),
+            "bytes_per_visit": round(statistics.mean(r["bytes"] for r in rows)),
+            "screen_seconds_median": round(statistics.median(r["seconds"] for r in ok), 3) if ok else None,
+        }
+    return {"pages": pages}
+
+
+async def _start_quick_run(browser, url: str, timeout_s: float = 600.0):
+    """Start a `quick` CIFAR-10 run (the Train page's first recipe) in a tab of its own; returns the tab."""
+    page = await (await browser.new_context(viewport={"width": 1300, "height": 950})).new_page()
+    await page.goto(f"{url}/train", timeout=timeout_s * 1000)
+    await page.get_by_role("button", name="Start training").wait_for(timeout=timeout_s * 1000)
+    await page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").first.click()
+    await page.get_by_role("option", name="CIFAR-10").first.click()
+    await page.wait_for_timeout(1500)
+    await page.get_by_role("button", name="Start training").click()
+    await page.get_by_text("batch").first.wait_for(timeout=timeout_s * 1000)
+    return page
+
+
+async def _train_progress(page) -> str:
+    shown = page.get_by_text("batch").first
+    return (await shown.inner_text()).strip() if await shown.count() else ""
+
+
+async def _crowd_round(browser, url: str, visitors: int, timeout_s: float, training: bool) -> dict:
+    await _warm_up(browser, url, timeout_s)
+    train_page, progress = None, {}
+    if training:
+        train_page = await _start_quick_run(browser, url)
+        await asyncio.sleep(TRAINING_SETTLE_S)
+        progress["before"] = await _train_progress(train_page)
+    opened, pressed = Gate(visitors), Gate(visitors)
+    since = time.time()
+    rows = await asyncio.gather(*[_visitor(browser, url, i, timeout_s, opened, pressed) for i in range(visitors)])
+    if training:
+        progress["after"] = await _train_progress(train_page)
+    acted = [r["acted_at"] for r in rows if r["acted_at"] is not None]
+    for r in rows:
+        r.pop("acted_at")
     return {
-        "pages": len(results),
-        "errors": sum(not r["ok"] for r in results),
-        "cpu_seconds": cpu,
-        "p50_seconds": None if not times else round(statistics.median(times), 3),
-        "p95_seconds": None if not times else round(float(np.percentile(times, 95)), 3),
-        "max_total_seconds": round(max(r["total_seconds"] for r in results), 3),
-        "server_peak_rss_mb": round(peak_rss, 1),
-        "visitors": results,
+        "visitors": rows,
+        "actions_spread_seconds": round(max(acted) - min(acted), 3) if acted else None,
+        "since": since,
+        "training_progress": progress or None,
     }
 
 
-def _start_training(data_dir: Path, runs: Path):
-    """A real training run in the background (the CLI), to load the machine like an app run would."""
-    import subprocess
-
-    env = {**os.environ, "CNN_DATA_DIR": str(data_dir), "CNN_RUNS_DIR": str(runs), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cnn_core",
-            "train",
-            "--dataset",
-            "mnist",
-            "--epochs",
-            "30",
-            "--name",
-            "load_background",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+    return {
+        "n": len(values),
+        "p50": round(statistics.median(values), 3),
+        "p95": round(float(np.percentile(values, 95)), 3),
+        "max": round(max(values), 3),
+    }
 
 
-def run_load(
-    pages: int,
-    data_dir: Path,
-    with_training: bool = False,
-    timeout_s: float = 120.0,
-    together: bool = False,
-    training_settle_s: float = TRAINING_SETTLE_S,
-) -> dict:
-    """One round of `pages` concurrent visitors against a fresh app server. `together`: every
-    visitor loads its page first and all act at the same moment."""
+def run_round(name: str, data_dir: Path, visitors: int = 30, visits: int = 10, timeout_s: float = 180.0) -> dict:
+    """One round on a fresh server pinned to one core, the browsers on the others."""
+    server_cores, browser_cores = split_cores()
     tmp = Path(tempfile.mkdtemp(prefix="load-"))
-    proc, url, _ = start_app(tmp, data_dir)
-    trainer = None
+    rerun_log = tmp / "reruns.jsonl"
+    env = {"CNN_RERUN_LOG": str(rerun_log), "CNN_TRAINING_PROCESS": "off"}
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, browser_cores)  # Playwright and Chromium start from here and inherit it
+    proc, url, _ = start_app(tmp, data_dir, extra_env=env, cpus=server_cores)
+    sampler = PeakSampler(proc.pid)
+    sampler.start()
+    cpu0 = process_cpu_seconds(proc.pid)
     try:
-        # Warm-up visit: loads both models once, like a real server after its first visitor.
-        asyncio.run(_round(url, 2, timeout_s * 2))
-        if with_training:
-            trainer = _start_training(data_dir, tmp / "runs")
-            time.sleep(training_settle_s)
-        sampler = PeakSampler(proc.pid)
-        sampler.start()
-        server0, machine0 = process_cpu_seconds(proc.pid), machine_cpu_seconds()
-        results = asyncio.run(_round(url, pages, timeout_s, together))
-        # Where the CPU went during the round: the app server vs everything else (the browsers,
-        # and the training run in the busy round).
-        cpu = {
-            "server": round(process_cpu_seconds(proc.pid) - server0, 1),
-            "machine": round(machine_cpu_seconds() - machine0, 1),
-        }
-        peak = sampler.stop()
+        if name == "cost":
+            result = asyncio.run(_with_browser(lambda b: _cost_round(b, url, proc.pid, visits, timeout_s)))
+        else:
+            result = asyncio.run(
+                _with_browser(lambda b: _crowd_round(b, url, visitors, timeout_s, training=name == "training"))
+            )
+            since = result.pop("since")
+            logged = read_rerun_log(rerun_log, since)
+            result["server_seconds"] = _percentiles([r["seconds"] for r in logged])
+            result["server_cpu_seconds_per_rerun"] = _percentiles([r["cpu_seconds"] for r in logged])
+            ok = [r for r in result["visitors"] if r["ok"]]
+            result["screen_seconds"] = _percentiles([r["seconds"] for r in ok])
+            result["errors"] = len(result["visitors"]) - len(ok)
     finally:
-        if trainer is not None:
-            trainer.kill()
-            trainer.wait()
+        server_cpu = process_cpu_seconds(proc.pid) - cpu0
+        peak = sampler.stop()
         stop_app(proc)
-    return _summary(results, peak, cpu)
+        os.sched_setaffinity(0, own)
+    return {
+        **result,
+        "label": ROUNDS[name],
+        "server_cores": sorted(server_cores),
+        "browser_cores": sorted(browser_cores),
+        "server_cpu_seconds": round(server_cpu, 1),
+        "server_peak_rss_mb": round(peak, 1),
+    }
+
+
+# -- results -----------------------------------------------------------------------------------------
 
 
 def _validate_entry(entry: dict, where: str) -> None:
@@ -260,78 +354,112 @@ def _validate_entry(entry: dict, where: str) -> None:
     for name, r in entry["rounds"].items():
         rw = f"{where}.rounds.{name}"
         _machines.need(name in ROUNDS, rw, f"unknown round (known: {', '.join(ROUNDS)})")
-        _machines.need(isinstance(r.get("label"), str), f"{rw}.label", "missing")
-        _machines.need(r["pages"] > 0 and len(r["visitors"]) == r["pages"], rw, "needs one visitor per page")
-        _machines.need(
-            r["errors"] == sum(not v["ok"] for v in r["visitors"]), f"{rw}.errors", "must count failed visitors"
-        )
-        if r["errors"] < r["pages"]:
-            _machines.need(0 < r["p50_seconds"] <= r["p95_seconds"], rw, "needs 0 < p50 ≤ p95")
         _machines.need(r["server_peak_rss_mb"] > 0, f"{rw}.server_peak_rss_mb", "must be positive")
-        cpu = r.get("cpu_seconds")
-        _machines.need(
-            isinstance(cpu, dict) and 0 <= cpu["server"] and 0 <= cpu["machine"],
-            f"{rw}.cpu_seconds",
-            "needs the server's and the machine's CPU seconds",
-        )
+        _machines.need(r["server_cores"] and r["browser_cores"], rw, "must name the server's and browsers' cores")
+        if name == "cost":
+            for page, p in r["pages"].items():
+                _machines.need(p["visits"] > 0, f"{rw}.{page}", "needs visits")
+                _machines.need(
+                    abs(p["cpu_seconds_per_visit"] * p["visits"] - p["cpu_seconds"]) < 0.01,
+                    f"{rw}.{page}",
+                    "CPU per visit must be the round's CPU over its visits",
+                )
+            continue
+        _machines.need(r["visitors"], rw, "needs visitors")
+        _machines.need(r["errors"] == sum(not v["ok"] for v in r["visitors"]), f"{rw}.errors", "must count failures")
+        for figure in ("server_seconds", "screen_seconds"):
+            f = r[figure]
+            if f["n"]:
+                _machines.need(0 < f["p50"] <= f["p95"] <= f["max"], f"{rw}.{figure}", "needs 0 < p50 ≤ p95 ≤ max")
 
 
 def validate_results(doc: dict) -> None:
-    """Raise ValueError unless `doc` is a well-formed load test document."""
+    """Raise ValueError unless `doc` is a well-formed load benchmark document."""
     _machines.validate(doc, BENCHMARK, _validate_entry)
+
+
+def _verdict(value, target) -> str:
+    return "—" if value is None else ("met" if value <= target else "**not met**")
 
 
 def render_markdown(doc: dict, notes: str = "") -> str:
     lines = [
-        "# Load test: concurrent visitors in headless Chromium",
+        "# Load: the server's cost per visitor, and thirty visitors at once on one core",
         "",
         (
-            "Generated by `python -m benchmarks.load` from `load.json`; one section per machine (CPU model | usable cores | "
-            "CPU flags), times compare only within a machine. Half the visitors draw a digit on the canvas, half "
-            "upload a car photo; time is from the final mouse-up / upload to the prediction on screen. CPU seconds "
-            "are counted over the round: the app server's own, and the whole machine's (the browsers and, while "
-            "training, the training run make up the rest)."
+            "Generated by `python -m benchmarks.load` from `load.json`; one section per machine (CPU model | usable "
+            "cores | CPU flags), figures compare only within a machine. The server runs pinned to one core, the "
+            "headless Chromium of the visitors (a fresh context each: nothing cached) on the other cores. A visit "
+            "is a Draw page opened and one stroke drawn, or a Photo page opened and one photo uploaded."
         ),
         "",
-        "Targets: 0 errors; p95 ≤ 1 s when idle.",
+        (
+            f"Targets: ≤ {TARGETS['cpu_seconds_per_visit']} server CPU-seconds per visit (static files included); "
+            f"thirty visitors acting within the same second: 0 errors, p95 at the server ≤ "
+            f"{TARGETS['idle_p95_seconds']:g} s idle and ≤ {TARGETS['training_p95_seconds']:g} s while a run trains."
+        ),
         "",
     ]
     for key, e in _machines.entries(doc):
         lines += _machines.describe(key, e)
-        lines += [
-            f"- Measured by `{e['command']}`, commit {e['git_commit']}, {e['date']}.",
-            "",
-            (
-                "| round | pages | errors | p50 (s) | p95 (s) | slowest visit (s) | server peak RSS (MB) | "
-                "CPU s: server / machine |"
-            ),
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in e["rounds"].values():
-            lines.append(
-                f"| {r['label']} | {r['pages']} | {r['errors']} | {r['p50_seconds']} | {r['p95_seconds']} | "
-                f"{r['max_total_seconds']} | {r['server_peak_rss_mb']} | "
-                f"{r['cpu_seconds']['server']} / {r['cpu_seconds']['machine']} |"
-            )
-        lines.append("")
+        lines += [f"- Measured by `{e['command']}`, commit {e['git_commit']}, {e['date']}.", ""]
+        cost = e["rounds"].get("cost")
+        if cost:
+            lines += [
+                f"Server CPU per visit (server on core {cost['server_cores']}, browsers on {cost['browser_cores']}):",
+                "",
+                (
+                    "| page | visits | errors | server CPU s per visit | target | requests per visit | kB per visit | "
+                    "on screen, median (s) |"
+                ),
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for page, p in cost["pages"].items():
+                lines.append(
+                    f"| {page} | {p['visits']} | {p['errors']} | {p['cpu_seconds_per_visit']:.3f} | "
+                    f"{_verdict(p['cpu_seconds_per_visit'], TARGETS['cpu_seconds_per_visit'])} | "
+                    f"{p['requests_per_visit']} | {p['bytes_per_visit'] / 1000:.0f} | {p['screen_seconds_median']} |"
+                )
+            lines.append("")
+        crowd = [(n, r) for n, r in e["rounds"].items() if n != "cost"]
+        if crowd:
+            lines += [
+                (
+                    "| round | visitors | errors | actions spread (s) | server p50 / p95 / max (s) | target p95 | "
+                    "server CPU per rerun p50 (s) | on screen p50 / p95 / max (s) | server peak RSS (MB) |"
+                ),
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for name, r in crowd:
+                s, c, v = r["server_seconds"], r["server_cpu_seconds_per_rerun"], r["screen_seconds"]
+                target = TARGETS["training_p95_seconds" if name == "training" else "idle_p95_seconds"]
+                lines.append(
+                    f"| {r['label']} | {len(r['visitors'])} | {r['errors']} | {r['actions_spread_seconds']} | "
+                    f"{s['p50']} / {s['p95']} / {s['max']} (n={s['n']}) | {_verdict(s['p95'], target)} | {c['p50']} | "
+                    f"{v['p50']} / {v['p95']} / {v['max']} | {r['server_peak_rss_mb']} |"
+                )
+            progress = (e["rounds"].get("training") or {}).get("training_progress")
+            if progress:
+                lines += [
+                    "",
+                    f"The run's progress on the Train page: before {progress['before']!r}, after {progress['after']!r}.",
+                ]
+            lines.append("")
     return "\n".join(lines) + "\n" + NOTES_MARKER + notes
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pages", type=int, default=20, help="concurrent visitors per round")
-    parser.add_argument("--rounds", nargs="+", choices=list(ROUNDS), default=list(ROUNDS))
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds one visitor may take")
     parser.add_argument(
-        "--training-settle",
-        type=float,
-        default=TRAINING_SETTLE_S,
-        help="seconds the background training runs before the visitors arrive",
+        "--visitors", type=int, default=30, help="visitors acting together in the idle and training rounds"
     )
+    parser.add_argument("--visits", type=int, default=10, help="visits per page in the cost round")
+    parser.add_argument("--rounds", nargs="+", choices=list(ROUNDS), default=list(ROUNDS))
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds one visitor may take")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
-    if args.pages < 1:
-        parser.error("--pages must be at least 1")
+    if args.visitors < 2 or args.visits < 1:
+        parser.error("--visitors must be at least 2 (one per page) and --visits at least 1")
 
     from cnn_core.base.runtime import git_commit
 
@@ -342,14 +470,12 @@ def main(argv=None):
         "command": "python -m benchmarks.load " + " ".join(argv if argv is not None else sys.argv[1:]),
         "git_commit": git_commit(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "targets": {"errors": 0, "idle_p95_seconds": 1.0},
+        "targets": TARGETS,
         "rounds": {},
     }
-    for key in args.rounds:
-        label, options = ROUNDS[key]
-        if options.get("with_training"):
-            options = {**options, "training_settle_s": args.training_settle}
-        entry["rounds"][key] = {**run_load(args.pages, data_dir, timeout_s=args.timeout, **options), "label": label}
+    for name in args.rounds:
+        entry["rounds"][name] = run_round(name, data_dir, args.visitors, args.visits, args.timeout)
+        print(f"{name}: done", file=sys.stderr, flush=True)
     doc = _machines.merge(previous, BENCHMARK, entry)
     validate_results(doc)
     notes = _machines.read_notes(args.out / "load.md")

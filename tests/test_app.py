@@ -87,11 +87,12 @@ def _png(arr) -> bytes:
 
 
 def chart_frame(at: AppTest, index: int = 0):
-    """The data of the page's index-th Vega-Lite chart (st.bar_chart, st.line_chart) as a DataFrame."""
+    """The data of the page's index-th Vega-Lite chart (st.vega_lite_chart, st.bar_chart, st.line_chart) as a
+    DataFrame: a named dataset (the Altair-built charts) or the chart's own data (a plain spec)."""
     import pyarrow as pa
 
-    chart = (at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"))[index]
-    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+    chart = (at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart"))[index].proto
+    return pa.ipc.open_stream(chart.datasets[0].data.data if chart.datasets else chart.data.data).read_pandas()
 
 
 def test_draw_page_prompts_on_empty_and_predicts_a_digit_photo(data_dir):

@@ -162,6 +162,26 @@ def read_json(path: Path) -> dict:
         raise ModelStoreError(f"{Path(path).name} is damaged and cannot be read ({err}).") from None
 
 
+_JSON_READ: dict[str, tuple[tuple, dict]] = {}
+
+
+def read_json_cached(path: Path) -> dict:
+    """read_json, parsed again only when the file changes (its size or modification time): for files a
+    server reads on every rerun, such as the benchmark figures beside the models. The result is shared
+    between callers, which must not change it."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return read_json(path)  # says what is wrong
+    version = (stat.st_mtime_ns, stat.st_size)
+    known = _JSON_READ.get(str(path))
+    if known is not None and known[0] == version:
+        return known[1]
+    value = read_json(path)
+    _JSON_READ[str(path)] = (version, value)
+    return value
+
+
 def _lock_exclusively(target: Path, name: str):
     """NAME.lock opened and exclusively flock'ed, or a ModelStoreError naming the holder."""
     import fcntl  # POSIX only: imported here so that predictions still work where it is missing
@@ -334,14 +354,22 @@ def _without_optimizer(model):
     return copy
 
 
+_WRITABLE_DIRS: set[Path] = set()
+
+
 def _writable_dir(path: Path) -> bool:
+    """Whether files can be created in `path` (made if missing). Probed by writing a file once per folder
+    and process (the app asks on every rerun); a folder that has since vanished is probed again."""
+    if path in _WRITABLE_DIRS and path.is_dir():
+        return True
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-", delete=True):
             pass
-        return True
     except OSError:
         return False
+    _WRITABLE_DIRS.add(path)
+    return True
 
 
 _EPHEMERAL_RUNS: Path | None = None

@@ -313,6 +313,10 @@ class TrainingJobs:
                 job.error = outcome["message"] if outcome else _died_message(job, job.process.exitcode)
 
     def _run(self, job: _Job, train_kwargs: dict):
+        # Linux gives each thread its own priority, inherited by the threads it starts (TensorFlow's pools,
+        # where this run is the server's first TensorFlow work): the run takes the CPU time the visitors'
+        # reruns leave, as a training process does.
+        _lower_priority(self._niceness)
         try:
             result = (self._train or _default_train())(
                 job.config,
@@ -423,10 +427,12 @@ _EVERY_JOBS: weakref.WeakSet[TrainingJobs] = weakref.WeakSet()
 
 
 @atexit.register
-def _shut_down_runs() -> None:
-    """At this process's exit (Streamlit returns from its SIGTERM or Ctrl-C handler, then the interpreter exits):
-    every active run stops for the shutdown. Registered after multiprocessing's own exit handler, so it runs
-    before that one joins the training processes, which would otherwise wait for a full end-of-run."""
+def shut_down_every_run() -> None:
+    """The server is going away: every active run stops for the shutdown (TrainingJobs.shutdown). Called by
+    the app's server when it shuts down (app_pages/_server.py: uvicorn ends a SIGTERM by raising it again,
+    which skips exit handlers) and at this process's exit otherwise. Registered after multiprocessing's own
+    exit handler, so it runs before that one joins the training processes, which would otherwise wait for a
+    full end-of-run. A second call finds nothing left to stop."""
     for jobs in list(_EVERY_JOBS):
         jobs.shutdown()
 
@@ -497,6 +503,7 @@ def train_in_child(
 
 
 def _lower_priority(niceness: int) -> None:
+    """Lower the calling thread's priority (on Linux, that thread's alone): `niceness` and SCHED_IDLE."""
     os.nice(niceness)
     if hasattr(os, "sched_setscheduler"):  # Linux: run only when the server and the browser leave a core idle
         try:

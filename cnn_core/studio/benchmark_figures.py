@@ -17,7 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnn_core.base.errors import ModelStoreError
-from cnn_core.base.store import ModelStore, atomic_write_json, find_model, read_json, shipped_store, validate_name
+from cnn_core.base.store import (
+    ModelStore,
+    atomic_write_json,
+    find_model,
+    read_json_cached,
+    shipped_store,
+    validate_name,
+)
 
 OOD_SUFFIX = ".ood.json"
 ENSEMBLES_SUFFIX = ".tta_ensembles.json"
@@ -46,7 +53,7 @@ def ood_figures(name: str, threshold: float, store: ModelStore | None = None) ->
         return None
     if not path.is_file():
         return None
-    figures = read_json(path)
+    figures = read_json_cached(path)
     return figures if figures.get("threshold") == threshold else None
 
 
@@ -65,7 +72,7 @@ def write_ensemble_figures(dataset: str, rows: list[dict], source: dict, store: 
 def ensemble_figures(dataset: str, store: ModelStore | None = None) -> dict | None:
     """{"command", "git_commit", "rows": [...]} measured for `dataset`'s shipped models, or None."""
     path = ensemble_figures_path(dataset, store)
-    return read_json(path) if path.is_file() else None
+    return read_json_cached(path) if path.is_file() else None
 
 
 def best_ensemble(dataset: str, available: set[str], store: ModelStore | None = None) -> dict | None:
@@ -115,7 +122,7 @@ def recipe_times(dataset: str, here: dict, store: ModelStore | None = None) -> d
     from cnn_core.base.runtime import machine_key
 
     path = recipe_times_path(dataset, store)
-    machines = read_json(path).get("machines", {}) if path.is_file() else {}
+    machines = read_json_cached(path).get("machines", {}) if path.is_file() else {}
     if not machines:
         return None
     key = machine_key(here)
@@ -153,7 +160,7 @@ def write_switch_figures(dataset: str, result: dict, source: dict, store: ModelS
 def switch_figures(dataset: str, store: ModelStore | None = None) -> dict | None:
     """What benchmarks/recipe_switches.py measured for `dataset` ({"schedule", "rows", "command", ...}), or None."""
     path = switch_figures_path(dataset, store)
-    return read_json(path) if path.is_file() else None
+    return read_json_cached(path) if path.is_file() else None
 
 
 def switch_table(figures: dict) -> list[dict]:

@@ -35,6 +35,23 @@ def cards_version(store: ModelStore) -> tuple:
         return (time.time_ns(),)
 
 
+_CARDS_READ: dict[tuple[str, str], tuple[tuple, list[dict]]] = {}
+
+
+def cached_store_cards(store: ModelStore) -> list[dict]:
+    """store_cards, read again only when the store's card files change (cards_version). For a server
+    that lists the models on every rerun of every visitor's page. The rows are shared between callers,
+    which must not change them (list_models copies each row it returns)."""
+    key = (str(store.root), store.kind)
+    version = cards_version(store)
+    known = _CARDS_READ.get(key)
+    if known is not None and known[0] == version:
+        return known[1]
+    rows = store_cards(store)
+    _CARDS_READ[key] = (version, rows)  # a race only reads the same cards twice
+    return rows
+
+
 def list_models(
     dataset: str | None = None,
     include_damaged: bool = False,
