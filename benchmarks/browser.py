@@ -63,9 +63,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None, cpus: set[int] | None = None):
+def start_app(
+    tmp_dir: Path,
+    data_dir: Path,
+    extra_env: dict | None = None,
+    cpus: set[int] | None = None,
+    python: str = sys.executable,
+):
     """Start the real app on a free port; returns (process, base_url, log_path). `cpus`: the cores the
-    server may run on (its affinity mask, as `taskset` sets it); by default this process's."""
+    server may run on (its affinity mask, as `taskset` sets it); by default this process's. `python`: the
+    interpreter (of another environment) to serve it with."""
     port = _free_port()
     log = tmp_dir / f"streamlit-{port}.log"
     env = {
@@ -79,7 +86,7 @@ def start_app(tmp_dir: Path, data_dir: Path, extra_env: dict | None = None, cpus
     proc = subprocess.Popen(
         [
             *pinned,
-            sys.executable,
+            python,
             "-m",
             "streamlit",
             "run",

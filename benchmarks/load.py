@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -88,21 +89,60 @@ class PeakSampler(threading.Thread):
 
 
 class Gate:
-    """Holds every visitor back until all have arrived (or failed), so that the next step starts together."""
+    """Holds every visitor back until all have arrived (or failed), so that the next step starts together.
+    `on_open` is called the moment it opens."""
 
-    def __init__(self, expected: int):
-        self.expected, self.arrived, self.open = expected, 0, asyncio.Event()
-        self.opened_at: float | None = None
+    def __init__(self, expected: int, on_open=None):
+        self.expected, self.arrived, self.open, self.on_open = expected, 0, asyncio.Event(), on_open
 
     def arrive(self):
         self.arrived += 1
         if self.arrived >= self.expected and not self.open.is_set():
-            self.opened_at = time.perf_counter()
+            if self.on_open is not None:
+                self.on_open()
             self.open.set()
 
     async def wait(self, timeout_s: float):
         self.arrive()
         await asyncio.wait_for(self.open.wait(), timeout_s)
+
+
+class Counters:
+    """Where the CPU went over a stretch of time: the server process's CPU seconds and storage reads, and
+    each core's busy seconds (from /proc)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def read(self) -> dict:
+        io = dict(line.split(": ") for line in Path(f"/proc/{self.pid}/io").read_text().splitlines())
+        cores = {}
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *values = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                ticks = [int(v) for v in values[:8]]
+                cores[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+        return {
+            "at": time.perf_counter(),
+            "server_cpu": process_cpu_seconds(self.pid),
+            "server_read_bytes": int(io["read_bytes"]),
+            "cores": cores,
+        }
+
+    @staticmethod
+    def between(start: dict, end: dict, server_cores, browser_cores) -> dict:
+        wall = end["at"] - start["at"]
+
+        def busy(cores):
+            return sum(end["cores"][c] - start["cores"][c] for c in cores) / (wall * len(cores))
+
+        return {
+            "seconds": round(wall, 2),
+            "server_cpu_seconds": round(end["server_cpu"] - start["server_cpu"], 2),
+            "server_storage_read_bytes": end["server_read_bytes"] - start["server_read_bytes"],
+            "server_core_busy": round(busy(server_cores), 3),
+            "browser_cores_busy": round(busy(browser_cores), 3),
+        }
 
 
 def read_rerun_log(path: Path, since: float) -> list[dict]:
@@ -251,6 +291,9 @@ async def _cost_round(browser, url: str, pid: int, visits: int, timeout_s: float
     return {"pages": pages}
 
 
+TRAIN_PROGRESS = re.compile(r"Epoch \d+/\d+ · batch \d+/\d+")
+
+
 async def _start_quick_run(browser, url: str, timeout_s: float = 600.0):
     """Start a `quick` CIFAR-10 run (the Train page's first recipe) in a tab of its own; returns the tab."""
     page = await (await browser.new_context(viewport={"width": 1300, "height": 950})).new_page()
@@ -260,25 +303,27 @@ async def _start_quick_run(browser, url: str, timeout_s: float = 600.0):
     await page.get_by_role("option", name="CIFAR-10").first.click()
     await page.wait_for_timeout(1500)
     await page.get_by_role("button", name="Start training").click()
-    await page.get_by_text("batch").first.wait_for(timeout=timeout_s * 1000)
+    await page.get_by_text(TRAIN_PROGRESS).first.wait_for(timeout=timeout_s * 1000)
     return page
 
 
 async def _train_progress(page) -> str:
-    shown = page.get_by_text("batch").first
-    return (await shown.inner_text()).strip() if await shown.count() else ""
+    shown = page.get_by_text(TRAIN_PROGRESS).first
+    return TRAIN_PROGRESS.search(await shown.inner_text()).group(0) if await shown.count() else ""
 
 
-async def _crowd_round(browser, url: str, visitors: int, timeout_s: float, training: bool) -> dict:
+async def _crowd_round(browser, url: str, visitors: int, timeout_s: float, training: bool, counters) -> dict:
     await _warm_up(browser, url, timeout_s)
     train_page, progress = None, {}
     if training:
         train_page = await _start_quick_run(browser, url)
         await asyncio.sleep(TRAINING_SETTLE_S)
         progress["before"] = await _train_progress(train_page)
-    opened, pressed = Gate(visitors), Gate(visitors)
+    marks = {}
+    opened, pressed = Gate(visitors), Gate(visitors, on_open=lambda: marks.setdefault("acted", counters.read()))
     since = time.time()
     rows = await asyncio.gather(*[_visitor(browser, url, i, timeout_s, opened, pressed) for i in range(visitors)])
+    marks["answered"] = counters.read()
     if training:
         progress["after"] = await _train_progress(train_page)
     acted = [r["acted_at"] for r in rows if r["acted_at"] is not None]
@@ -289,6 +334,7 @@ async def _crowd_round(browser, url: str, visitors: int, timeout_s: float, train
         "actions_spread_seconds": round(max(acted) - min(acted), 3) if acted else None,
         "since": since,
         "training_progress": progress or None,
+        "marks": marks,
     }
 
 
@@ -319,10 +365,15 @@ def run_round(name: str, data_dir: Path, visitors: int = 30, visits: int = 10, t
         if name == "cost":
             result = asyncio.run(_with_browser(lambda b: _cost_round(b, url, proc.pid, visits, timeout_s)))
         else:
+            counters = Counters(proc.pid)
             result = asyncio.run(
-                _with_browser(lambda b: _crowd_round(b, url, visitors, timeout_s, training=name == "training"))
+                _with_browser(lambda b: _crowd_round(b, url, visitors, timeout_s, name == "training", counters))
             )
-            since = result.pop("since")
+            since, marks = result.pop("since"), result.pop("marks")
+            if "acted" in marks:  # from the moment all act until the last answer is on screen
+                result["after_acting"] = Counters.between(
+                    marks["acted"], marks["answered"], server_cores, browser_cores
+                )
             logged = read_rerun_log(rerun_log, since)
             result["server_seconds"] = _percentiles([r["seconds"] for r in logged])
             result["server_cpu_seconds_per_rerun"] = _percentiles([r["cpu_seconds"] for r in logged])
@@ -438,6 +489,20 @@ def render_markdown(doc: dict, notes: str = "") -> str:
                     f"{s['p50']} / {s['p95']} / {s['max']} (n={s['n']}) | {_verdict(s['p95'], target)} | {c['p50']} | "
                     f"{v['p50']} / {v['p95']} / {v['max']} | {r['server_peak_rss_mb']} |"
                 )
+            spent = [(r["label"], r["after_acting"]) for _, r in crowd if r.get("after_acting")]
+            if spent:
+                lines += [
+                    "",
+                    "From the moment all act until the last answer is on screen:",
+                    "",
+                    "| round | seconds | server CPU s | server core busy | browser cores busy | server storage reads |",
+                    "|---|---|---|---|---|---|",
+                ]
+                lines += [
+                    f"| {label} | {a['seconds']} | {a['server_cpu_seconds']} | {a['server_core_busy']:.0%} | "
+                    f"{a['browser_cores_busy']:.0%} | {a['server_storage_read_bytes']:,} bytes |"
+                    for label, a in spent
+                ]
             progress = (e["rounds"].get("training") or {}).get("training_progress")
             if progress:
                 lines += [
