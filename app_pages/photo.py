@@ -14,7 +14,7 @@ from app_pages._common import (
     upscale,
 )
 from cnn_core.base.errors import ImageError
-from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image
+from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image, preview
 from cnn_core.predict.inference import top_k, tta_label
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
@@ -60,7 +60,7 @@ def classify(label: str, data: bytes, position: int = 0) -> None:
     sample, probs = predictor.predict_image(img)
     with st.container(border=True):
         c1, c2, c3 = st.columns([2, 1, 3])
-        c1.image(img, caption=f"{label} ({img.width}×{img.height})", width="stretch")
+        c1.image(preview(img), caption=f"{label} ({img.width}×{img.height})", width="stretch")
         side = "×".join(map(str, predictor.info.input_shape[:2]))
         c2.image(upscale(sample, 128), caption=f"What the network sees ({side})")
         with c3:

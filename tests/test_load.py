@@ -22,7 +22,14 @@ def test_visitors_acting_together_are_all_answered_and_the_server_logs_each_reru
     spent = result["after_acting"]  # the reruns' work, on the server's core
     assert spent["server_cpu_seconds"] > 0 and 0 < spent["server_core_busy"] <= 1, spent
     machine = _machines.this_machine()
-    entry = {"machine": machine, "command": "x", "git_commit": "x", "date": "x", "targets": {}, "rounds": {"idle": result}}
+    entry = {
+        "machine": machine,
+        "command": "x",
+        "git_commit": "x",
+        "date": "x",
+        "targets": {},
+        "rounds": {"idle": result},
+    }
     doc = {"schema_version": 2, "benchmark": "load", "machines": {_machines.key_of(machine): entry}}
     validate_results(doc)
     assert "| all draw or upload within the same second, server idle | 4 | 0 |" in render_markdown(doc)

@@ -189,3 +189,13 @@ def test_a_canvas_data_url_decodes_like_an_upload():
     ):
         with pytest.raises(ImageError):
             load_data_url(bad)
+
+
+def test_a_preview_is_a_small_copy_and_a_small_picture_is_shown_as_it_is():
+    from cnn_core.data.preprocess import PREVIEW_PX, preview
+
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8))
+    small = preview(photo)
+    assert small.size == (PREVIEW_PX, PREVIEW_PX * 3 // 4) and photo.size == (4000, 3000)
+    tiny = Image.new("RGB", (32, 32))
+    assert preview(tiny) is tiny

@@ -222,6 +222,19 @@ def preprocessor(dataset: str) -> Preprocessor:
     return Preprocessor(dataset_info(dataset))
 
 
+PREVIEW_PX = 800  # longest side of a picture shown beside its prediction (a column a third of the page wide)
+
+
+def preview(img: Image.Image, longest: int = PREVIEW_PX) -> Image.Image:
+    """A copy of `img` no larger than `longest` pixels a side, for display: a phone photo (12 megapixels and
+    more) is otherwise re-encoded at full size on every rerun of the page that shows it."""
+    if max(img.size) <= longest:
+        return img
+    small = img.copy()
+    small.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+    return small
+
+
 def array_to_image(arr: np.ndarray) -> Image.Image:
     """HxW, HxWx1/3/4 arrays (uint8, or floats in 0..1) → PIL image."""
     arr = np.asarray(arr)
