@@ -5,11 +5,11 @@ Every rule lives in cnn_core; this module only caches it per server and draws it
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import streamlit as st
@@ -167,29 +167,36 @@ def owner_token() -> str:
 RERUN_LOG_ENV = "CNN_RERUN_LOG"
 
 
-@contextmanager
-def logged_rerun(page: str, has_input):
-    """Time the rerun a drawing or an upload starts, by the server's clock: where CNN_RERUN_LOG names a file,
-    each rerun appends one JSON line there (page, whether it had an input, wall and this thread's CPU
-    seconds, when it ended). For an operator watching a busy server, and for benchmarks/load.py.
-    `has_input` is called at the end: whether the rerun had a drawing or picture to answer."""
-    path = os.environ.get(RERUN_LOG_ENV)
-    if not path:
-        yield
-        return
-    wall, cpu = time.perf_counter(), time.thread_time()
-    try:
-        yield
-    finally:
-        row = {
-            "page": page,
-            "input": bool(has_input()),
-            "seconds": round(time.perf_counter() - wall, 4),
-            "cpu_seconds": round(time.thread_time() - cpu, 4),
-            "ended": time.time(),
-        }
-        with open(path, "a", encoding="utf-8") as log:  # one short append per line: lines never interleave
-            log.write(json.dumps(row) + "\n")
+def logged_rerun(page: str):
+    """Decorator: time the rerun a drawing or an upload starts, by the server's clock. Where CNN_RERUN_LOG names
+    a file, each call appends one JSON line there (page, whether it had an input: the function's result, wall
+    and this thread's CPU seconds, when it ended). For an operator watching a busy server, and for
+    benchmarks/load.py."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def timed():
+            path = os.environ.get(RERUN_LOG_ENV)
+            if not path:
+                return function()
+            wall, cpu, had_input = time.perf_counter(), time.thread_time(), None
+            try:
+                had_input = function()
+                return had_input
+            finally:  # also when the page moves on (st.rerun, st.switch_page raise)
+                row = {
+                    "page": page,
+                    "input": bool(had_input),
+                    "seconds": round(time.perf_counter() - wall, 4),
+                    "cpu_seconds": round(time.thread_time() - cpu, 4),
+                    "ended": time.time(),
+                }
+                with open(path, "a", encoding="utf-8") as log:  # one short append per line: never interleaved
+                    log.write(json.dumps(row) + "\n")
+
+        return timed
+
+    return decorate
 
 
 def show_probabilities(probs: np.ndarray, class_names, top: int | None = None):

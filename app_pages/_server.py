@@ -3,7 +3,7 @@ middleware in front that serves Streamlit's front-end bundle from memory.
 
 Why: every visitor in a fresh browser fetches the whole bundle, about 110 files and 4 MB. Streamlit's
 static route reads each file from disk in 64 KB chunks, each chunk a hop to a worker thread, and that was
-most of the server's CPU time per visit (benchmarks/results/load.md). The bundle never changes while the
+most of the server's CPU time per visit (the load benchmark, `python -m benchmarks.load`). The bundle never changes while the
 server runs and its file names carry their content hash, so each file is read and gzip-compressed once,
 on its first request, and every later request is two ASGI messages from memory.
 """

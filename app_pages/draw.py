@@ -54,15 +54,10 @@ def show_digit_prediction(image, from_canvas: bool = False) -> None:
 
 
 @st.fragment
-def canvas_and_prediction() -> None:
-    """A stroke, an upload or Clear reruns only this part of the page, not the model picker."""
-    seen = {}
-    with logged_rerun("draw", lambda: seen.get("image") is not None):
-        seen["image"] = drawing_or_upload_and_prediction()
-
-
-def drawing_or_upload_and_prediction():
-    """The canvas and uploader on the left, the prediction for what they hold on the right; returns that."""
+@logged_rerun("draw")
+def canvas_and_prediction() -> bool:
+    """A stroke, an upload or Clear reruns only this part of the page, not the model picker. Returns whether
+    there was a drawing or picture to answer."""
     left, right = st.columns([1, 1], gap="large")
     with left:
         stroke = st.slider("Stroke width", 6, 40, 18, key="stroke")
@@ -90,7 +85,7 @@ def drawing_or_upload_and_prediction():
                 st.error(f"{upload.name}: {err}")
                 image = None
         show_digit_prediction(image, from_canvas=image is drawing and drawing is not None)
-    return image
+    return image is not None
 
 
 canvas_and_prediction()

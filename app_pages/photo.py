@@ -30,16 +30,8 @@ if name is None:
     st.stop()
 predictor = prediction_options(get_served_predictor(name), dataset, key="photo")
 classes = predictor.info.class_names
-st.caption(
-    "The network knows 10 classes: "
-    + ", ".join(classes)
-    + ". "
-    + (
-        f"Predictions average the photo over test-time augmentation ({tta_label(predictor.tta, predictor.info)})."
-        if predictor.tta
-        else ""
-    )
-)
+tta_note = f" Predictions average the photo over test-time augmentation ({tta_label(predictor.tta, predictor.info)})."
+st.caption(f"The network knows 10 classes: {', '.join(classes)}.{tta_note if predictor.tta else ''}")
 
 ood_explainer(predictor)
 if dataset == "fashion_mnist":
@@ -73,15 +65,10 @@ def classify(label: str, data: bytes, position: int = 0) -> None:
 
 
 @st.fragment
-def pictures_and_predictions() -> None:
-    """An upload or a sample picked reruns only this part of the page, not the model picker above it."""
-    seen = []
-    with logged_rerun("photo", lambda: seen):
-        seen += uploads_and_predictions()
-
-
-def uploads_and_predictions() -> list:
-    """The uploader and the samples, then one answer per picture; returns the pictures' (name, bytes)."""
+@logged_rerun("photo")
+def pictures_and_predictions() -> bool:
+    """An upload or a sample picked reruns only this part of the page, not the model picker above it. Returns
+    whether there was a picture to answer."""
     uploads = st.file_uploader(
         f"Upload JPEG, PNG, WebP, BMP, GIF or TIFF images (up to {MAX_UPLOAD_BYTES // 2**20} MB and "
         f"{MAX_PIXELS // 10**6} megapixels each)",
@@ -103,7 +90,7 @@ def uploads_and_predictions() -> list:
         st.info("Upload a photo or pick a sample to see the top 3 classes.")
     for position, (label, data) in enumerate(items):  # two uploads may share a file name
         classify(label, data, position)
-    return items
+    return bool(items)
 
 
 pictures_and_predictions()

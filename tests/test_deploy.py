@@ -156,8 +156,8 @@ def python_without_tensorflow(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("no-tf")
     venv.EnvBuilder(with_pip=False, symlinks=True).create(root / "venv")
     python = root / "venv" / "bin" / "python"
-    packages = root / "packages"
-    packages.mkdir()
+    packages = root / "linked" / "site-packages"  # Streamlit runs in development mode outside a site-packages
+    packages.mkdir(parents=True)
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if entry.name.split("-")[0].split(".")[0].lower() not in NOT_INSTALLED:
             (packages / entry.name).symlink_to(entry)
