@@ -4,18 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages._common import (
-    confidence_note,
-    get_served_predictor,
-    logged_rerun,
-    model_picker,
-    ood_explainer,
-    prediction_options,
-    upscale,
-)
-from cnn_core.base.errors import ImageError
-from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES, load_image, preview
-from cnn_core.predict.inference import top_k, tta_label
+from app_pages._common import get_served_predictor, logged_rerun, model_picker, ood_explainer, prediction_options
+from app_pages._photo_view import classified_picture
+from cnn_core.data.preprocess import MAX_PIXELS, MAX_UPLOAD_BYTES
+from cnn_core.predict.inference import tta_label
 
 SAMPLES = Path(__file__).resolve().parent.parent / "assets" / "samples"
 KINDS = {"cifar10": "Objects and animals (CIFAR-10)", "fashion_mnist": "Clothes (Fashion-MNIST)"}
@@ -42,28 +34,6 @@ if dataset == "fashion_mnist":
 sample_files = sorted(p for p in (SAMPLES / dataset).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
-def classify(label: str, data: bytes, position: int = 0) -> None:
-    """One picture through the shared path: decode → 32×32 → probabilities."""
-    try:
-        img = load_image(data, filename=label)
-    except ImageError as err:
-        st.error(f"**{label}**: {err}")
-        return
-    sample, probs = predictor.predict_image(img)
-    with st.container(border=True):
-        c1, c2, c3 = st.columns([2, 1, 3])
-        c1.image(preview(img), caption=f"{label} ({img.width}×{img.height})", width="stretch")
-        side = "×".join(map(str, predictor.info.input_shape[:2]))
-        c2.image(upscale(sample, 128), caption=f"What the network sees ({side})")
-        with c3:
-            for rank, (cls, p) in enumerate(top_k(probs, classes, 3), 1):
-                st.progress(float(p), text=f"{rank}. **{cls}** — {p:.1%}")
-            confidence_note(predictor, sample, probs)
-            if st.button("🔬 Look inside the network for this photo", key=f"explain_{position}_{label}"):
-                st.session_state["explain_input"] = {"dataset": predictor.info.name, "image": img, "source": "photo"}
-                st.switch_page("app_pages/explain.py")
-
-
 @st.fragment
 @logged_rerun("photo")
 def pictures_and_predictions() -> bool:
@@ -86,10 +56,15 @@ def pictures_and_predictions() -> bool:
     )
     items = [(f.name, f.getvalue()) for f in uploads or []]
     items += [(p.name, p.read_bytes()) for p in sample_files if p.stem in chosen]
+    if st.toggle(
+        "📸 Take a photo with the webcam", key="photo_webcam", help="Your browser asks before it opens the camera."
+    ):
+        shot = st.camera_input("Hold an object up to the camera", key="photo_camera")
+        items += [("webcam shot.jpg", shot.getvalue())] if shot is not None else []
     if not items:
-        st.info("Upload a photo or pick a sample to see the top 3 classes.")
+        st.info("Upload a photo or pick a sample (or take one with the webcam) to see the top 3 classes.")
     for position, (label, data) in enumerate(items):  # two uploads may share a file name
-        classify(label, data, position)
+        classified_picture(predictor, label, data, position)
     return bool(items)
 
 

@@ -15,6 +15,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from benchmarks import screenshots
 from benchmarks.browser import (
     CANVAS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
     DIGIT_STROKES,
     SCRIBBLE,
     draw,
@@ -124,6 +126,30 @@ def test_uploaded_car_photo_shows_automobile_in_top3(page, app_url):
     texts = [bars.nth(i).inner_text() for i in range(bars.count())]
     assert len(texts) == 3 and any("automobile" in t for t in texts), texts
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_webcam_shot_on_the_photo_page_is_classified(browser, app_url):
+    """Chromium's fake camera (a test pattern) stands in for a webcam; the page asks for it only when the
+    visitor switches it on."""
+    fake_camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    with_camera = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + fake_camera)
+    try:
+        page = with_camera.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"]).new_page()
+        goto(page, app_url, "photo", "Classify a photo")
+        assert page.locator('[data-testid="stCameraInput"]').count() == 0  # no camera until asked for
+        page.get_by_text("Take a photo with the webcam").click()
+        page.wait_for_function(  # the stream is live: a shot taken before that is empty
+            "() => { const v = document.querySelector('[data-testid=\"stCameraInput\"] video');"
+            " return v && v.readyState >= 2 && v.videoWidth > 0; }",
+            timeout=60_000,
+        )
+        page.get_by_role("button", name="Take Photo").click()
+        page.get_by_text("webcam shot.jpg").wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert page.locator('[data-testid="stProgress"]').count() == 3
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        with_camera.close()
 
 
 def test_explain_page_opens_from_a_drawing(page, app_url):

@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,27 @@ def test_a_run_trains_in_its_own_lower_priority_process_and_streams_every_batch(
     assert all(0 <= p["accuracy"] <= 1 and p["loss"] > 0 for p in snap.batches)
     assert [e["epoch"] for e in snap.epochs] == [1, 2]
     assert runs_store().load_card("in_a_process")["epochs_run"] == 2
+
+
+def test_a_run_in_a_thread_of_the_server_trains_at_lower_priority_and_the_server_does_not():
+    """Thread mode (Community Cloud): Linux gives each thread its own priority; the run's thread, and the threads
+    it starts, take only the CPU time the visitors' reruns leave."""
+    seen = {}
+
+    def train_fn(config, name, listener, stop_event, shutdown_event, **kwargs):
+        seen["run"] = os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0)
+        helper = threading.Thread(target=lambda: seen.setdefault("started", os.getpriority(os.PRIO_PROCESS, 0)))
+        helper.start()
+        helper.join()
+        return types.SimpleNamespace(name=name, status="completed", message=None)
+
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    jobs = TrainingJobs(train_fn=train_fn, isolate=False)
+    jobs.start(_small(1), "thread_run", owner="tab")
+    assert jobs.wait(30) and jobs.snapshot().state == "done"
+    assert seen["run"] == (min(ours + TRAINING_NICENESS, 19), os.SCHED_IDLE)
+    assert seen["started"] == seen["run"][0]
+    assert os.getpriority(os.PRIO_PROCESS, 0) == ours  # the server's own threads keep theirs
 
 
 def test_an_error_in_the_training_process_is_the_jobs_message():
