@@ -63,8 +63,8 @@ class Detector:
         class mean at every layer, then minus the logits' energy (log-sum-exp) and minus the top probability."""
         out = []
         for f, means, precision in zip(feats, self.means, self.precisions, strict=False):
-            f = np.asarray(f, np.float64)
-            out.append(np.min([np.einsum("nd,de,ne->n", f - mu, precision, f - mu) for mu in means], axis=0))
+            diff = np.asarray(f, np.float64)[:, None, :] - np.asarray(means)[None]  # (N, classes, D)
+            out.append(np.einsum("ncd,ncd->nc", diff @ precision, diff).min(axis=1))  # one matmul, not a loop
         logits = np.asarray(feats[len(self.layers) - 1], np.float64)
         top = logits.max(axis=1)
         out.append(-(top + np.log(np.exp(logits - top[:, None]).sum(axis=1))))
