@@ -5,7 +5,8 @@ Why: every visitor in a fresh browser fetches the whole bundle, about 110 files 
 static route reads each file from disk in 64 KB chunks, each chunk a hop to a worker thread, and that was
 most of the server's CPU time per visit (the load benchmark, `python -m benchmarks.load`). The bundle never changes while the
 server runs and its file names carry their content hash, so each file is read and gzip-compressed once,
-on its first request, and every later request is two ASGI messages from memory.
+on its first request, and every later request is two ASGI messages from memory. Only files asked for are kept,
+so memory stays below the bundle's own size on disk plus its gzip forms.
 """
 
 from __future__ import annotations
