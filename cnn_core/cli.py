@@ -1,5 +1,5 @@
 """Command line: `python -m cnn_core train | lr | evaluate | predict | calibrate | labels | list | download | export |
-litert`.
+teach | litert`.
 
 Mistakes a person can make (wrong arguments, missing data, unknown models,
 unreadable images) print one line on stderr and exit with code 2.
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command",
         required=True,
-        metavar="{train,lr,evaluate,predict,calibrate,labels,list,download,export,litert}",
+        metavar="{train,lr,evaluate,predict,calibrate,labels,list,download,export,teach,litert}",
         parser_class=_Parser,
     )
 
@@ -255,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", required=True, help="name of a saved model (see `list`)")
     ex.add_argument("--output", metavar="FILE.zip", help="where to write the zip")
     ex.add_argument("--script-only", metavar="FILE.py", help="where to write the training script alone")
+
+    te = sub.add_parser(
+        "teach",
+        help="teach a shipped network classes of your own from a folder (or .zip) of pictures",
+        description="Train a classifier of your own classes on a shipped network's features (transfer learning, "
+        "seconds on a CPU): PICTURES is a folder, or a .zip of one, with one sub-folder of pictures per class "
+        "(2 to 10 classes, at least 3 pictures each). Prints the accuracy on pictures held out of training and "
+        "writes a zip with the network, its card and its 'none of these classes' detector.",
+    )
+    te.add_argument("pictures", metavar="PICTURES", help="folder of class folders, or a .zip of one")
+    te.add_argument("--output", metavar="FILE.zip", required=True, help="where to write the taught network's zip")
+    te.add_argument(
+        "--backbone", help="shipped network to learn from (default: the Photo page's, the best CIFAR-10 one)"
+    )
+    te.add_argument("--seed", type=_whole_number, default=0)
 
     li = sub.add_parser(
         "litert",
@@ -608,6 +623,33 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_teach(args) -> int:
+    from cnn_core.export.lesson import write_lesson_zip
+    from cnn_core.teach.learner import teach
+    from cnn_core.teach.pictures import read_pictures
+
+    pictures = read_pictures(args.pictures)
+    print(f"{len(pictures.classes)} classes: " + ", ".join(f"{n} ({c})" for n, c in pictures.counts().items()))
+    taught = teach(pictures, args.backbone, {"seed": args.seed}, listener=_lesson_printer)
+    taught.card["command"] = _command_line(args)
+    card = taught.card
+    estimate, warning = card["estimate"], card["none_of_these"]
+    print(f"Accuracy on pictures held out of training: {estimate['accuracy']:.1%} ({estimate['method']}).")
+    if warning.get("auroc") is not None:
+        print(
+            f"'None of these classes' warning: AUROC {warning['auroc']:.3f} against {warning['foreign_photos']} "
+            f"CIFAR-10 test photos, {warning['foreign_flagged']:.0%} of them flagged."
+        )
+    print(f"Taught in {card['seconds']:.1f} s on {card['backbone']}.")
+    print(f"Saved {write_lesson_zip(taught, args.output)}")
+    return 0
+
+
+def _lesson_printer(event: dict) -> None:
+    if event["type"] == "phase":
+        print(f"  {event['phase']}…", flush=True)
+
+
 def cmd_litert(args) -> int:
     import numpy as np
 
@@ -645,6 +687,7 @@ COMMANDS = {
     "list": cmd_list,
     "download": cmd_download,
     "export": cmd_export,
+    "teach": cmd_teach,
     "litert": cmd_litert,
 }
 

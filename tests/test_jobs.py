@@ -141,7 +141,9 @@ def test_when_the_server_is_killed_the_training_process_stops_cleanly_and_keeps_
     store = runs_store()
     card = store.load_card("orphaned")
     assert card["status"] == "stopped" and 1 <= card["epochs_run"] < 30, card
-    assert card["test_accuracy"] > 0.5
+    # Killed after its first epoch or two of 31 steps: the kept model has learned (chance is 0.1), and
+    # how far depends on where the kill fell (0.47 after one epoch in one CI run).
+    assert card["test_accuracy"] > 0.2, card
     assert store.load_model("orphaned").count_params() == card["params"]
     assert not [p for p in isolated_runs.iterdir() if p.name.startswith(".")]  # no half-written file left
 

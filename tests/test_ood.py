@@ -14,10 +14,9 @@ from cnn_core.predict.inference import load_inference_model, load_predictor
 from cnn_core.predict.ood import (
     DEFAULT_PASS_RATE,
     SCORE,
-    Detector,
-    _class_gaussians,
     auroc,
     calibrate,
+    gaussians_detector,
     load_detector,
     save_detector,
     through_preprocessing,
@@ -45,11 +44,8 @@ def _gaussian_detector(rng, dims=(4, 3)):
     fit = [c[labels] + rng.normal(size=(3000, c.shape[1])) for c in centres]
     val_labels = rng.integers(0, 3, 1000)
     val = _with_probabilities([c[val_labels] + rng.normal(size=(1000, c.shape[1])) for c in centres])
-    fitted = [_class_gaussians(f, labels) for f in fit]
-    detector = Detector(["a", "logits"], [m for m, _ in fitted], [p for _, p in fitted], [])
-    d = detector.distances(val)
-    detector.reference = [np.sort(d[:, j]) for j in range(d.shape[1])]
-    detector.threshold = float(np.quantile(detector.scores(val), 1 - DEFAULT_PASS_RATE))
+    detector = gaussians_detector(["a", "logits"], fit, labels)
+    detector.set_reference(detector.distances(val), DEFAULT_PASS_RATE)
     return detector, centres
 
 

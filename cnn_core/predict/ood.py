@@ -76,8 +76,16 @@ class Detector:
         share of validation images at least as far out (Fisher's method). Beyond the farthest validation
         image the share is extrapolated along an exponential tail fitted to the farthest tenth, so a
         picture twice as far out still counts as stranger (an empirical share would stop at 1/(n+1))."""
-        d = self.distances(feats)
-        return np.sum([_log_tail_share(ref, d[:, j]) for j, ref in enumerate(self.reference)], axis=0)
+        return self.scores_of(self.distances(feats))
+
+    def scores_of(self, distances: np.ndarray) -> np.ndarray:
+        """`scores` from distances already measured (`distances`' columns)."""
+        return np.sum([_log_tail_share(ref, distances[:, j]) for j, ref in enumerate(self.reference)], axis=0)
+
+    def set_reference(self, val_distances: np.ndarray, pass_rate: float) -> None:
+        """Held-out pictures' distances become the reference, and the threshold lets `pass_rate` of them pass."""
+        self.reference = [np.sort(val_distances[:, j]) for j in range(val_distances.shape[1])]
+        self.threshold = float(np.quantile(self.scores_of(val_distances), 1 - pass_rate))
 
     def to_bytes(self) -> bytes:
         arrays = {"layers": np.array(self.layers), "threshold": np.float64(self.threshold)}
@@ -115,7 +123,7 @@ def _log_tail_share(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     return logs
 
 
-def _class_gaussians(f: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def class_gaussians(f: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.covariance import LedoitWolf
 
     classes = np.unique(labels)
@@ -133,13 +141,16 @@ def fit_detector(model, info: DatasetInfo, x_fit, y_fit, x_val, pass_rate: float
             f"Calibrating needs at least {MIN_VALIDATION} validation images (got {len(x_val)}); "
             "train with --val-size 1000 or more."
         )
-    fitted = [_class_gaussians(np.asarray(f, np.float64), np.asarray(y_fit)) for f in features(model, x_fit, info)[:-1]]
-    detector = Detector(feature_names(model)[:-1], [m for m, _ in fitted], [p for _, p in fitted], [])
-    val_features = features(model, x_val, info)
-    val_distances = detector.distances(val_features)
-    detector.reference = [np.sort(val_distances[:, j]) for j in range(val_distances.shape[1])]
-    detector.threshold = float(np.quantile(detector.scores(val_features), 1 - pass_rate))
+    detector = gaussians_detector(feature_names(model)[:-1], features(model, x_fit, info), y_fit)
+    detector.set_reference(detector.distances(features(model, x_val, info)), pass_rate)
     return detector
+
+
+def gaussians_detector(layers: list[str], fit_features: list[np.ndarray], labels: np.ndarray) -> Detector:
+    """A detector with each layer's class Gaussians fitted (`fit_features`: one array per layer, the
+    probabilities last, which get none); `set_reference` completes it."""
+    fitted = [class_gaussians(np.asarray(f, np.float64), np.asarray(labels)) for f in fit_features[: len(layers)]]
+    return Detector(list(layers), [m for m, _ in fitted], [p for _, p in fitted], [])
 
 
 def calibrate(model, card: dict, data, pass_rate: float = DEFAULT_PASS_RATE, split=None) -> tuple[Detector, dict]:
