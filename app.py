@@ -18,6 +18,7 @@ PAGES = [
     ("app_pages/results.py", "Results", "📊", True),
     ("app_pages/draw.py", "Draw a digit", "✏️", False),
     ("app_pages/photo.py", "Classify a photo", "📷", False),
+    ("app_pages/teach.py", "Teach your own classes", "🎓", True),
     ("app_pages/explain.py", "Inside the CNN", "🔬", True),
     ("app_pages/probe.py", "Probe the model", "🧪", True),
     ("app_pages/calibration.py", "Calibration", "🎯", True),

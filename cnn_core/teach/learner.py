@@ -340,7 +340,7 @@ def foreign_photo_features(backbone_name: str, count: int) -> np.ndarray | None:
     except DataError:
         return None
     backbone = load_backbone(backbone_name)
-    pick = np.sort(np.random.default_rng(0).choice(len(photos), count, replace=False))
+    pick = np.sort(np.random.default_rng(0).choice(len(photos), min(count, len(photos)), replace=False))
     samples = through_preprocessing(photos[pick], backbone.info.name)
     return backbone_features(backbone, to_model_input(samples, backbone.info))
 

@@ -1,0 +1,240 @@
+"""Teach your own classes: the picture set and its hostile-input checks, a real lesson on Fashion-MNIST classes
+the CIFAR-10 backbone never saw, the CLI and the page (AppTest; the browser test is in test_browser)."""
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnn_core.base.errors import ImageError
+from cnn_core.teach.pictures import MAX_CLASSES, PictureSet, read_folder, read_pictures, read_zip
+from conftest import REPO
+
+LESSON = {1: "trouser", 5: "sandal", 8: "bag"}  # Fashion-MNIST classes; CIFAR-10 has nothing like them
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def zip_of(entries: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def fashion_lesson(data, per_class: int, seed: int = 0) -> PictureSet:
+    rng = np.random.default_rng(seed)
+    pictures = PictureSet()
+    for label, name in LESSON.items():
+        pictures.add_class(name)
+        for i in rng.choice(np.flatnonzero(data.y_train == label), per_class, replace=False):
+            pictures.add(name, f"{i}.png", png(data.x_train[i]))
+    return pictures
+
+
+DOT = png(np.full((8, 8), 200))
+
+
+# -- the picture set --------------------------------------------------------------------------------
+
+
+def test_a_picture_set_goes_to_a_zip_and_comes_back_the_same():
+    pictures = PictureSet()
+    for name in ("cat", "Dog toy", "empty"):
+        pictures.add_class(name)
+    for i in range(3):
+        pictures.add("cat", "image.png", png(np.full((9, 9), 10 * i)))  # one name for all: webcam shots do that
+    pictures.add("Dog toy", "dog.png", DOT)
+    again = read_zip(pictures.to_zip())
+    assert again.class_names == ["cat", "Dog toy", "empty"]
+    assert [p.name for p in again.classes["cat"]] == ["image.png", "image (2).png", "image (3).png"]
+    assert again.fingerprint() == pictures.fingerprint()
+
+
+def test_a_zip_with_an_enclosing_folder_and_mac_litter_imports_its_classes(tmp_path):
+    archive = zip_of(
+        {
+            "lesson/a/1.png": DOT,
+            "lesson/b/2.png": DOT,
+            "__MACOSX/lesson/a/._1.png": b"junk",
+            "lesson/.DS_Store": b"junk",
+        }
+    )
+    assert read_zip(archive).counts() == {"a": 1, "b": 1}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(DOT)
+    (tmp_path / "pack.zip").write_bytes(archive)
+    assert read_folder(tmp_path).counts() == {"a": 1}
+    assert read_pictures(tmp_path / "pack.zip").counts() == {"a": 1, "b": 1}
+
+
+@pytest.mark.parametrize(
+    ("entries", "words"),
+    [
+        ({"a/1.png": DOT, "a/notes.txt": b"hello"}, "'a/notes.txt' is not a picture"),
+        ({"a/1.png": DOT, "a/fake.png": b"this is text, not a png"}, "fake.png: This file is not an image"),
+        ({"loose.png": DOT, "a/1.png": DOT}, "'loose.png' is not inside a class folder"),
+        ({"Cat/1.png": DOT, "cat/2.png": DOT}, "already a class named 'cat'"),
+        ({}, "The zip holds no pictures"),
+    ],
+)
+def test_a_bad_zip_is_refused_with_one_sentence_naming_the_problem(entries, words):
+    with pytest.raises(ImageError, match=words):
+        read_zip(zip_of(entries))
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked():
+    bomb = zip_of({"a/huge.png": b"\0" * (8 * 2**20)}, zipfile.ZIP_DEFLATED)  # 8 MB of zeros packs to ~8 KB
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageError, match="decompression bomb"):
+        read_zip(bomb)
+    with pytest.raises(ImageError, match="not a zip archive"):
+        read_zip(b"PK\x03\x04 but nothing after")
+
+
+def test_an_oversized_picture_and_too_many_pixels_are_refused():
+    pictures = PictureSet({"a": []})
+    with pytest.raises(ImageError, match="larger than the 10 MB limit"):
+        read_zip(zip_of({"a/big.png": bytes(11 * 2**20)}))
+    wide = io.BytesIO()
+    Image.new("L", (9000, 5000)).save(wide, "PNG")  # 45 megapixels of nothing: a few KB
+    with pytest.raises(ImageError, match="45000000|megapixels"):
+        pictures.add("a", "wide.png", wide.getvalue())
+
+
+def test_a_lesson_needs_two_classes_of_three_pictures_and_distinct_names():
+    pictures = PictureSet()
+    pictures.add_class("cat")
+    with pytest.raises(ImageError, match="at least 2 classes"):
+        pictures.check_trainable()
+    pictures.add_class("dog")
+    with pytest.raises(ImageError, match="already a class named"):
+        pictures.add_class(" DOG ")
+    with pytest.raises(ImageError, match="needs a name"):
+        pictures.add_class("   ")
+    for _ in range(3):
+        pictures.add("cat", "c.png", DOT)
+    pictures.add("dog", "d.png", DOT)
+    with pytest.raises(ImageError, match=r"at least 3 pictures; add more to 'dog' \(1\)"):
+        pictures.check_trainable()
+    for n in range(MAX_CLASSES - 2):
+        pictures.add_class(f"c{n}")
+    with pytest.raises(ImageError, match="at most 10 classes"):
+        pictures.add_class("one too many")
+
+
+# -- a real lesson ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lesson(small_data_dir):
+    """Eight Fashion-MNIST pictures each of trousers, sandals and bags taught to the Photo page's network, and
+    the small folder's test images of those classes as the backbone sees them."""
+    import os
+
+    from cnn_core.data.datasets import load_dataset
+    from cnn_core.predict.ood import through_preprocessing
+    from cnn_core.teach.learner import teach
+
+    old = os.environ.get("CNN_DATA_DIR")
+    os.environ["CNN_DATA_DIR"] = str(small_data_dir)  # its CIFAR-10 test photos are what the warning is tried on
+    try:
+        data = load_dataset("fashion_mnist", small_data_dir)
+        events = []
+        taught = teach(fashion_lesson(data, 8), listener=events.append)
+    finally:
+        os.environ.pop("CNN_DATA_DIR") if old is None else os.environ.__setitem__("CNN_DATA_DIR", old)
+    keep = np.isin(data.y_test, list(LESSON))
+    x_test = through_preprocessing(data.x_test[keep], taught.backbone.info.name)
+    y_test = np.searchsorted(list(LESSON), data.y_test[keep])
+    return taught, events, x_test, y_test
+
+
+@pytest.mark.slow  # loads the backbone and trains six heads: about 15 s
+def test_a_lesson_on_classes_the_backbone_never_saw_recognises_new_pictures_of_them(lesson):
+    taught, events, x_test, y_test = lesson
+    card = taught.card
+    assert card["class_names"] == list(LESSON.values()) and card["pictures"] == dict.fromkeys(LESSON.values(), 8)
+    assert card["backbone"] == "cifar10_airbench18_s2"  # the Photo page's network
+    # Eight pictures a class: five folds, every picture predicted once by a head that never saw it.
+    assert card["estimate"]["method"] == "5-fold cross-validation" and card["estimate"]["pictures"] == 24
+    assert card["estimate"]["accuracy"] >= 0.75, card["estimate"]
+    probs, foreign = taught.classify(x_test)
+    accuracy = float(np.mean(probs.argmax(axis=1) == y_test))
+    assert accuracy >= 0.85, accuracy
+    # The estimate is honest: within a few pictures' worth of the accuracy on new ones.
+    assert abs(card["estimate"]["accuracy"] - accuracy) < 0.2, (card["estimate"], accuracy)
+    # The warning: CIFAR-10 photos (none of these classes) flagged far more often than new pictures of them.
+    warning = card["none_of_these"]
+    assert warning["foreign_photos"] == 500 and warning["auroc"] > 0.95, warning
+    assert warning["foreign_flagged"] > 0.8 and float(np.mean(foreign)) < 0.3, (warning, float(np.mean(foreign)))
+    # The live curves: each fold's passes, then the final model's.
+    phases = [e["phase"] for e in events if e["type"] == "phase"]
+    assert phases[1:] == [f"fold {k} of 5" for k in range(1, 6)] + ["the final model, on every picture"], phases
+    final = [e for e in events if e["type"] == "epoch" and e["phase"] == "final"]
+    assert len(final) == card["recipe"]["epochs"] and final[-1]["accuracy"] > final[0]["accuracy"] - 0.01
+    assert all("held_out_accuracy" in e for e in events if e["type"] == "epoch" and e["phase"].startswith("fold"))
+
+
+@pytest.mark.slow
+def test_the_taught_network_is_one_keras_model_that_gives_the_same_answers_and_explains_them(lesson, tmp_path):
+    import keras
+
+    import cnn_core.base.layers  # noqa: F401 - registers the backbone's layers for loading
+    from cnn_core.analysis.explain import grad_cam
+    from cnn_core.export.lesson import lesson_zip
+
+    taught, _, x_test, _ = lesson
+    probs, _ = taught.classify(x_test[:16])
+    with zipfile.ZipFile(io.BytesIO(lesson_zip(taught, "shoes"))) as archive:
+        assert sorted(archive.namelist()) == ["README.txt", "shoes.detector.npz", "shoes.json", "shoes.keras"]
+        card = json.loads(archive.read("shoes.json"))
+        archive.extract("shoes.keras", tmp_path)
+    assert card["estimate"] == taught.card["estimate"] and card["pictures_sha256"] == taught.card["pictures_sha256"]
+    loaded = keras.saving.load_model(tmp_path / "shoes.keras")
+    np.testing.assert_allclose(loaded.predict(x_test[:16].astype("float32"), verbose=0), probs, atol=1e-4)
+    heat, explained = grad_cam(taught.keras_model(), x_test[0], taught.info)
+    assert explained == int(probs[0].argmax()) and heat.shape == (32, 32) and heat.max() > 0
+
+
+@pytest.mark.slow  # a fresh process that imports TensorFlow and teaches
+def test_the_cli_teaches_from_a_zip_and_says_a_bad_one_in_one_line(small_data_dir, tmp_path):
+    from cnn_core.data.datasets import load_dataset
+
+    pack = tmp_path / "lesson.zip"
+    pack.write_bytes(fashion_lesson(load_dataset("fashion_mnist", small_data_dir), 4).to_zip())
+    env = {"CNN_DATA_DIR": str(small_data_dir), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(
+        [sys.executable, "-m", "cnn_core", "teach", str(pack), "--output", str(tmp_path / "out.zip")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Accuracy on pictures held out of training:" in run.stdout and "(4-fold cross-validation)" in run.stdout
+    card = json.loads(zipfile.ZipFile(tmp_path / "out.zip").read("out.json"))
+    assert card["command"].startswith("python -m cnn_core teach ") and card["pictures"]["bag"] == 4
+    (tmp_path / "bad.zip").write_bytes(zip_of({"a/1.png": DOT, "b/readme.txt": b"hi"}))
+    bad = subprocess.run(
+        [sys.executable, "-m", "cnn_core", "teach", str(tmp_path / "bad.zip"), "--output", str(tmp_path / "x.zip")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
+    assert "'b/readme.txt' is not a picture" in bad.stderr and not (tmp_path / "x.zip").exists()
