@@ -2,6 +2,7 @@
 the answer for one new picture. The picture set lives in the visitor's session (st.session_state) only."""
 
 import io
+import threading
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,17 @@ from cnn_core.predict.inference import top_k
 from cnn_core.teach.pictures import MIN_PICTURES, PictureSet
 
 THUMB = 64
+
+
+@st.cache_resource(show_spinner=False)
+def warming(backbone_name: str) -> threading.Thread:
+    """Loads the network and the warning's photos in the background once per server, while the first visitor
+    is still adding pictures; Train waits for it (`.join()`)."""
+    from cnn_core.teach.learner import warm_up
+
+    thread = threading.Thread(target=warm_up, args=(backbone_name,), name=f"warm {backbone_name}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _add_new(pictures: PictureSet, class_name: str, files, seen: set) -> None:

@@ -3,10 +3,10 @@ train in seconds on a shipped network's features, see the accuracy on held-out p
 
 import streamlit as st
 
-from app_pages._teach_view import class_editor, classified, curves_chart, lesson_report
+from app_pages._teach_view import class_editor, classified, curves_chart, lesson_report, warming
 from cnn_core.base.errors import CnnError
 from cnn_core.export.lesson import lesson_zip
-from cnn_core.teach.learner import TEACH_RECIPE, default_backbone, foreign_photo_features, load_backbone, teach
+from cnn_core.teach.learner import default_backbone, teach
 from cnn_core.teach.pictures import MAX_CLASSES, MIN_CLASSES, PictureSet, read_zip
 
 KINDS = {"cifar10": "📷 Photos (the Photo page's network)", "mnist": "✏️ Drawings (the Draw page's network)"}
@@ -19,9 +19,7 @@ st.caption(
 )
 kind = st.segmented_control("Learn from", list(KINDS), format_func=KINDS.get, default="cifar10", key="teach_kind")
 backbone_name = default_backbone(kind or "cifar10")
-with st.spinner("Loading the network…"):
-    backbone = load_backbone(backbone_name)
-    foreign_photo_features(backbone_name, TEACH_RECIPE["foreign_photos"])  # what the warning is measured on
+warm = warming(backbone_name)
 pictures = st.session_state.setdefault("teach_pictures", PictureSet({"Class 1": [], "Class 2": []}))
 
 archive = st.file_uploader("Import a picture set (.zip with one folder per class)", type=["zip"], key="teach_zip")
@@ -57,6 +55,8 @@ if st.button(f"🎓 Train on {sum(pictures.counts().values())} pictures", type="
                 curves_chart(events)
 
     try:
+        pictures.check_trainable()  # before waiting for the network: a set that cannot train says so at once
+        warm.join()
         taught = teach(pictures, backbone_name, listener=listen)
         st.session_state["teach_taught"] = (
             taught,

@@ -207,7 +207,7 @@ APP_RESOURCE_CACHES = {
     "app_pages._history_view": ["_snapshots"],
     "app_pages._probe_view": ["_index"],
 }
-KEPT_RESOURCE_CACHES = {"app_pages._common": ["_load_predictor"]}
+KEPT_RESOURCE_CACHES = {"app_pages._common": ["_load_predictor"], "app_pages._teach_view": ["warming"]}
 
 
 def clear_server_state() -> None:

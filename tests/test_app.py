@@ -16,6 +16,7 @@ PAGES = [
     "app_pages/results.py",
     "app_pages/draw.py",
     "app_pages/photo.py",
+    "app_pages/teach.py",
     "app_pages/explain.py",
     "app_pages/probe.py",
     "app_pages/calibration.py",

@@ -43,6 +43,7 @@ PAGES = {
     "calibration": "Calibration",
     "labels": "Suspicious labels",
     "photo": "Classify a photo",
+    "teach": "Teach your own classes",
 }
 
 

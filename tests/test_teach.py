@@ -238,3 +238,48 @@ def test_the_cli_teaches_from_a_zip_and_says_a_bad_one_in_one_line(small_data_di
     )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
     assert "'b/readme.txt' is not a picture" in bad.stderr and not (tmp_path / "x.zip").exists()
+
+
+# -- the page (AppTest) -----------------------------------------------------------------------------------
+
+
+def _teach_page():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("app_pages/teach.py")
+    return at.run()
+
+
+def test_the_page_starts_with_two_empty_classes_and_refuses_to_train_them_with_a_message():
+    at = _teach_page()
+    assert not at.exception and [t.value for t in at.text_input] == ["Class 1", "Class 2"]
+    at.button(key="teach_add_class").click().run()
+    assert [t.value for t in at.text_input] == ["Class 1", "Class 2", "Class 3"]
+    at.text_input(key=at.text_input[2].key).input("class 1").run()  # a name taken, in other letters
+    assert "already a class named 'class 1'" in at.error[0].value
+    at.button(key="teach_remove_2").click().run()
+    at.button(key="teach_train").click().run()
+    assert not at.exception and "Every class needs at least 3 pictures" in at.error[0].value
+    assert "teach_taught" not in at.session_state
+
+
+@pytest.mark.slow  # trains a lesson in the page
+def test_the_page_trains_a_lesson_shows_its_held_out_accuracy_and_offers_both_downloads(small_data_dir, monkeypatch):
+    from cnn_core.data.datasets import load_dataset
+
+    monkeypatch.setenv("CNN_DATA_DIR", str(small_data_dir))
+    at = _teach_page()
+    at.session_state["teach_pictures"] = fashion_lesson(load_dataset("fashion_mnist", small_data_dir), 6)
+    at.run()
+    assert [t.value for t in at.text_input] == list(LESSON.values())
+    at.button(key="teach_train").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    taught = at.session_state["teach_taught"][0]
+    assert metrics["Accuracy on held-out pictures"] == f"{taught.card['estimate']['accuracy']:.1%}"
+    assert taught.card["estimate"]["accuracy"] >= 0.7 and "'None of these' AUROC" in metrics
+    assert any("5-fold cross-validation over 18 pictures" in c.value for c in at.caption)
+    downloads = {d.proto.label for d in at.get("download_button")}
+    assert {"⬇️ Download the pictures (.zip)", "⬇️ Download the taught network (.keras, card, detector)"} <= downloads

@@ -345,6 +345,13 @@ def foreign_photo_features(backbone_name: str, count: int) -> np.ndarray | None:
     return backbone_features(backbone, to_model_input(samples, backbone.info))
 
 
+def warm_up(backbone_name: str, recipe: dict | None = None) -> None:
+    """Load what a lesson on `backbone_name` needs before the first one (the backbone, the warning's photos'
+    features), so the click to train pays only for the training."""
+    load_backbone(backbone_name)
+    foreign_photo_features(backbone_name, {**TEACH_RECIPE, **(recipe or {})}["foreign_photos"])
+
+
 def teach(pictures: PictureSet, backbone_name: str | None = None, recipe: dict | None = None, listener=None) -> Taught:
     """Train a classifier of `pictures`' classes on a shipped network's features; `listener` gets "phase" and
     "epoch" events as it goes (the page's live curves)."""
