@@ -9,6 +9,7 @@ import re
 import signal
 import time
 
+import numpy as np
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -355,3 +356,65 @@ def test_sigterm_to_the_server_mid_run_exits_within_seconds_and_the_run_resumes(
     result = train({"epochs": card["epochs_run"] + 1}, name, resume=True, store=store, data_dir=small_data_dir)
     assert result.status == "finished" and result.card["epochs_run"] == card["epochs_run"] + 1
     assert result.card["test_size"] == 500 and "end_of_run" not in result.card
+
+
+def test_a_visitor_teaches_three_classes_from_a_zip_uploads_and_the_webcam_and_classifies_a_new_picture(
+    browser, app_url, data_dir, tmp_path
+):
+    """Issue "yours" item 1 end to end: a zip makes two classes, a third gets uploads, the webcam (Chromium's
+    fake camera) adds a shot, Train shows the held-out accuracy, and a new picture gets its classes."""
+    from test_teach import fashion_lesson, png
+
+    from cnn_core.data.datasets import load_dataset
+
+    data = load_dataset("fashion_mnist", data_dir)
+    lesson = fashion_lesson(data, 5)
+    bags = lesson.classes.pop("bag")
+    (tmp_path / "two.zip").write_bytes(lesson.to_zip())
+    for picture in bags:
+        (tmp_path / picture.name).write_bytes(picture.data)
+    new_bag = tmp_path / "new bag.png"
+    new_bag.write_bytes(png(data.x_test[np.flatnonzero(data.y_test == 8)[0]]))
+    fake_camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    with_camera = browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + fake_camera)
+    try:
+        page = with_camera.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"]).new_page()
+        goto(page, app_url, "teach", "Teach your own classes")
+        uploader = page.locator('[data-testid="stFileUploader"]')
+        uploader.filter(has_text="Import a picture set").locator("input[type=file]").set_input_files(
+            tmp_path / "two.zip"
+        )
+        names = "() => [...document.querySelectorAll('input[aria-label=\"Class name\"]')].map(i => i.value).join(',')"
+        page.wait_for_function(f"() => ({names})() == 'trouser,sandal'", timeout=60_000)
+        page.get_by_role("button", name="Add a class").click()
+        third = page.locator('input[aria-label="Class name"]').nth(2)
+        third.wait_for(timeout=30_000)
+        third.fill("bag")
+        third.press("Enter")
+        page.get_by_text("Pictures of 'bag'").wait_for(timeout=30_000)
+        files = [tmp_path / p.name for p in bags]
+        uploader.filter(has_text="Pictures of 'bag'").locator("input[type=file]").set_input_files(files)
+        page.get_by_text(f"{len(bags)} pictures").first.wait_for(timeout=60_000)
+        # A webcam shot for the first class.
+        page.locator("button", has_text="Webcam").first.click()
+        page.wait_for_function(
+            "() => { const v = document.querySelector('[data-testid=\"stCameraInput\"] video');"
+            " return v && v.readyState >= 2 && v.videoWidth > 0; }",
+            timeout=60_000,
+        )
+        page.get_by_role("button", name="Take Photo").click()
+        page.get_by_text("6 pictures").first.wait_for(timeout=60_000)  # the trousers' five and the shot
+        wait_until_idle(page)
+        page.get_by_role("button", name=re.compile(r"Train on 16 pictures")).click()
+        page.get_by_text("Accuracy on held-out pictures").wait_for(timeout=120_000)
+        wait_until_idle(page)
+        accuracy = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+        assert float(accuracy.rstrip("%")) >= 50, accuracy
+        uploader.filter(has_text="Pictures to classify").locator("input[type=file]").set_input_files(new_bag)
+        page.get_by_text("Grad-CAM: where it looked").wait_for(timeout=60_000)
+        wait_until_idle(page)
+        bars = page.locator('[data-testid="stProgress"]')
+        assert bars.count() == 3 and "bag" in bars.first.inner_text(), bars.first.inner_text()
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        with_camera.close()
