@@ -20,7 +20,7 @@ MAX_FUNCTION_LINES = 50
 DECLARATIVE = {"cli.py:build_parser", "cards.py:model_card"}
 # cnn_core's subpackages, bottom to top: each may import only those before it (and itself).
 # The modules at the top (cli, __main__, __init__) may import any of them.
-PACKAGE_ORDER = ("base", "data", "nets", "predict", "analysis", "train", "studio", "service", "export")
+PACKAGE_ORDER = ("base", "data", "nets", "predict", "analysis", "train", "studio", "teach", "service", "export")
 TOP_LEVEL = {"__init__", "__main__", "cli"}
 
 

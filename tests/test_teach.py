@@ -283,3 +283,31 @@ def test_the_page_trains_a_lesson_shows_its_held_out_accuracy_and_offers_both_do
     assert any("5-fold cross-validation over 18 pictures" in c.value for c in at.caption)
     downloads = {d.proto.label for d in at.get("download_button")}
     assert {"⬇️ Download the pictures (.zip)", "⬇️ Download the taught network (.keras, card, detector)"} <= downloads
+
+
+# -- the benchmark's committed figures ------------------------------------------------------------------
+
+
+def test_the_committed_teach_benchmark_follows_its_schema_and_its_markdown_is_its_json():
+    from benchmarks import _machines, teach
+
+    doc = _machines.load(REPO / "benchmarks" / "results" / "teach.json", "teach")
+    teach.validate_results(doc)
+    written = (REPO / "benchmarks" / "results" / "teach.md").read_text()
+    assert written.startswith(teach.markdown(doc).split(_machines.NOTES_MARKER)[0])
+    for _, entry in _machines.entries(doc):
+        for task, goal in (("fashion", teach.FASHION_GOAL), ("doodles", teach.DOODLE_GOAL)):
+            rows = entry[task]["rows"]
+            mean = sum(r["test_accuracy"] for r in rows) / len(rows)
+            assert entry[task]["mean_accuracy"] == pytest.approx(mean, abs=1e-4)
+            assert entry[task]["goal_met"] == (mean >= goal and (task != "fashion" or entry[task]["max_seconds"] <= 15))
+
+
+def test_the_doodle_generator_draws_each_shape_differently_every_time():
+    from benchmarks.teach import DOODLES, doodle_png, doodle_strokes
+
+    rng = np.random.default_rng(0)
+    drawings = {shape: [doodle_png(doodle_strokes(shape, rng)) for _ in range(2)] for shape in DOODLES}
+    assert all(a != b for a, b in drawings.values())  # random size, position, rotation, wobble
+    ink = np.asarray(Image.open(io.BytesIO(drawings["star"][0])))
+    assert ink.shape == (280, 280) and 0.02 < (ink > 127).mean() < 0.3  # a stroke on the canvas, not a blot

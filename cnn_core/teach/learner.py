@@ -46,7 +46,7 @@ TEACH_RECIPE = {
     "split_from": 20,  # pictures in the smallest class from which one held-out split replaces k folds
     "held_out": 0.2,  # share of each class held out then
     "pass_rate": 0.95,  # held-out pictures the "none of these classes" warning must let through
-    "foreign_photos": 500,  # CIFAR-10 test photos the warning's AUROC is measured on
+    "foreign_photos": 500,  # CIFAR-10 test photos the warning is tried on (its AUROC on the card)
     "deadline_seconds": 15.0,  # from the click to the estimate; training stops early past it
     "seed": 0,
 }
