@@ -410,6 +410,9 @@ def test_a_visitor_teaches_three_classes_from_a_zip_uploads_and_the_webcam_and_c
         wait_until_idle(page)
         accuracy = page.locator('[data-testid="stMetricValue"]').first.inner_text()
         assert float(accuracy.rstrip("%")) >= 50, accuracy
+        page.get_by_text("5-fold cross-validation over 16 pictures").wait_for(timeout=10_000)  # 5 bags, 5 folds
+        for download in ("Download the pictures (.zip)", "Download the taught network"):
+            assert page.get_by_role("button", name=re.compile(re.escape(download))).count() == 1
         uploader.filter(has_text="Pictures to classify").locator("input[type=file]").set_input_files(new_bag)
         page.get_by_text("Grad-CAM: where it looked").wait_for(timeout=60_000)
         wait_until_idle(page)

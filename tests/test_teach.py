@@ -1,10 +1,8 @@
 """Teach your own classes: the picture set and its hostile-input checks, a real lesson on Fashion-MNIST classes
-the CIFAR-10 backbone never saw, the CLI and the page (AppTest; the browser test is in test_browser)."""
+the CIFAR-10 backbone never saw, the CLI and the page (AppTest; training in the page is test_browser's)."""
 
 import io
 import json
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -207,37 +205,23 @@ def test_the_taught_network_is_one_keras_model_that_gives_the_same_answers_and_e
     assert explained == int(probs[0].argmax()) and heat.shape == (32, 32) and heat.max() > 0
 
 
-@pytest.mark.slow  # a fresh process that imports TensorFlow and teaches
-def test_the_cli_teaches_from_a_zip_and_says_a_bad_one_in_one_line(small_data_dir, tmp_path):
+@pytest.mark.slow  # teaches a lesson
+def test_the_cli_teaches_from_a_zip_and_says_a_bad_one_in_one_line(small_data_dir, tmp_path, monkeypatch, capsys):
+    from cnn_core import cli
     from cnn_core.data.datasets import load_dataset
 
+    monkeypatch.setenv("CNN_DATA_DIR", str(small_data_dir))
     pack = tmp_path / "lesson.zip"
     pack.write_bytes(fashion_lesson(load_dataset("fashion_mnist", small_data_dir), 4).to_zip())
-    env = {"CNN_DATA_DIR": str(small_data_dir), "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    run = subprocess.run(
-        [sys.executable, "-m", "cnn_core", "teach", str(pack), "--output", str(tmp_path / "out.zip")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "Accuracy on pictures held out of training:" in run.stdout and "(4-fold cross-validation)" in run.stdout
+    assert cli.main(["teach", str(pack), "--output", str(tmp_path / "out.zip")]) == 0
+    out = capsys.readouterr().out
+    assert "Accuracy on pictures held out of training:" in out and "(4-fold cross-validation)" in out
     card = json.loads(zipfile.ZipFile(tmp_path / "out.zip").read("out.json"))
     assert card["command"].startswith("python -m cnn_core teach ") and card["pictures"]["bag"] == 4
     (tmp_path / "bad.zip").write_bytes(zip_of({"a/1.png": DOT, "b/readme.txt": b"hi"}))
-    bad = subprocess.run(
-        [sys.executable, "-m", "cnn_core", "teach", str(tmp_path / "bad.zip"), "--output", str(tmp_path / "x.zip")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
-    assert "'b/readme.txt' is not a picture" in bad.stderr and not (tmp_path / "x.zip").exists()
+    assert cli.main(["teach", str(tmp_path / "bad.zip"), "--output", str(tmp_path / "x.zip")]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'b/readme.txt' is not a picture" in err and not (tmp_path / "x.zip").exists()
 
 
 # -- the page (AppTest) -----------------------------------------------------------------------------------
@@ -263,26 +247,6 @@ def test_the_page_starts_with_two_empty_classes_and_refuses_to_train_them_with_a
     at.button(key="teach_train").click().run()
     assert not at.exception and "Every class needs at least 3 pictures" in at.error[0].value
     assert "teach_taught" not in at.session_state
-
-
-@pytest.mark.slow  # trains a lesson in the page
-def test_the_page_trains_a_lesson_shows_its_held_out_accuracy_and_offers_both_downloads(small_data_dir, monkeypatch):
-    from cnn_core.data.datasets import load_dataset
-
-    monkeypatch.setenv("CNN_DATA_DIR", str(small_data_dir))
-    at = _teach_page()
-    at.session_state["teach_pictures"] = fashion_lesson(load_dataset("fashion_mnist", small_data_dir), 6)
-    at.run()
-    assert [t.value for t in at.text_input] == list(LESSON.values())
-    at.button(key="teach_train").click().run()
-    assert not at.exception, at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    taught = at.session_state["teach_taught"][0]
-    assert metrics["Accuracy on held-out pictures"] == f"{taught.card['estimate']['accuracy']:.1%}"
-    assert taught.card["estimate"]["accuracy"] >= 0.7 and "'None of these' AUROC" in metrics
-    assert any("5-fold cross-validation over 18 pictures" in c.value for c in at.caption)
-    downloads = {d.proto.label for d in at.get("download_button")}
-    assert {"⬇️ Download the pictures (.zip)", "⬇️ Download the taught network (.keras, card, detector)"} <= downloads
 
 
 # -- the benchmark's committed figures ------------------------------------------------------------------
