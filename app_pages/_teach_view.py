@@ -58,7 +58,8 @@ def class_editor(pictures: PictureSet, class_name: str, index: int, drawings: bo
             except ImageError as err:
                 st.error(str(err))
         sources = ["⬆️ Upload", "📸 Webcam"] + (["✏️ Draw"] if drawings else [])
-        source = st.segmented_control("Add pictures", sources, default=sources[0], key=f"teach_source_{index}")
+        default = sources[-1] if drawings else sources[0]  # doodles are drawn; photos come as files
+        source = st.segmented_control("Add pictures", sources, default=default, key=f"teach_source_{index}")
         if source == "⬆️ Upload":
             files = st.file_uploader(
                 f"Pictures of '{class_name}' (many at once; up to {MAX_UPLOAD_BYTES // 2**20} MB each)",
@@ -73,15 +74,41 @@ def class_editor(pictures: PictureSet, class_name: str, index: int, drawings: bo
         _thumbnails(pictures, class_name, index)
 
 
-def _canvas_adder(pictures: PictureSet, class_name: str, index: int) -> None:
+def _png(drawing: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(drawing).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _canvas(key: str):
+    """The Draw page's canvas; a new round (after a drawing is taken) is a fresh, blank one."""
     rounds = st.session_state.setdefault("teach_canvas_rounds", {})
-    drawing = digit_canvas(18, key=f"teach_canvas_{index}_{rounds.get(index, 0)}")
+    return digit_canvas(18, key=f"{key}_{rounds.get(key, 0)}"), rounds
+
+
+def _canvas_adder(pictures: PictureSet, class_name: str, index: int) -> None:
+    key = f"teach_canvas_{index}"
+    drawing, rounds = _canvas(key)
     if st.button("➕ Add this drawing", key=f"teach_add_drawing_{index}", disabled=drawing is None):
-        buffer = io.BytesIO()
-        Image.fromarray(drawing).save(buffer, "PNG")
-        pictures.add(class_name, "drawing.png", buffer.getvalue())
-        rounds[index] = rounds.get(index, 0) + 1  # a fresh canvas for the next one
+        pictures.add(class_name, "drawing.png", _png(drawing))
+        rounds[key] = rounds.get(key, 0) + 1
         st.rerun()
+
+
+def pictures_to_try(drawings: bool) -> list[tuple[str, bytes]]:
+    """(name, file bytes) of what the visitor gives to classify: uploads, a webcam shot, a drawing."""
+    new = st.file_uploader("Pictures to classify", accept_multiple_files=True, key="teach_try_upload")
+    items = [(f.name, f.getvalue()) for f in new or []]
+    if st.toggle("📸 Webcam", key="teach_try_cam"):
+        shot = st.camera_input("A webcam shot to classify", key="teach_try_camera")
+        items += [("webcam shot.jpg", shot.getvalue())] if shot is not None else []
+    if drawings:
+        drawing, rounds = _canvas("teach_try_canvas")
+        if st.button("🧹 Clear the drawing", key="teach_try_clear"):
+            rounds["teach_try_canvas"] = rounds.get("teach_try_canvas", 0) + 1
+            st.rerun(scope="fragment")
+        items += [("your drawing", _png(drawing))] if drawing is not None else []
+    return items
 
 
 def _thumbnails(pictures: PictureSet, class_name: str, index: int) -> None:

@@ -3,7 +3,7 @@ train in seconds on a shipped network's features, see the accuracy on held-out p
 
 import streamlit as st
 
-from app_pages._teach_view import class_editor, classified, curves_chart, lesson_report, warming
+from app_pages._teach_view import class_editor, classified, curves_chart, lesson_report, pictures_to_try, warming
 from cnn_core.base.errors import CnnError
 from cnn_core.export.lesson import lesson_zip
 from cnn_core.teach.learner import default_backbone, teach
@@ -77,7 +77,7 @@ taught, model, events, model_zip = lesson
 curves_chart(events)
 lesson_report(taught.card)
 st.download_button(
-    "⬇️ Download the taught network (.keras, card, detector)",
+    "⬇️ Download the taught network (.keras, card, script to teach it again)",
     model_zip,
     "my_classes_model.zip",
     "application/zip",
@@ -85,11 +85,13 @@ st.download_button(
 )
 
 st.subheader("Try it")
-new = st.file_uploader("Pictures to classify", accept_multiple_files=True, key="teach_try_upload")
-shot = (
-    st.camera_input("…or a webcam shot", key="teach_try_camera")
-    if st.toggle("📸 Webcam", key="teach_try_cam")
-    else None
-)
-for file in [*(new or []), *([shot] if shot is not None else [])]:
-    classified(taught, model, file.name, file.getvalue())
+
+
+@st.fragment
+def try_it() -> None:
+    """A new picture reruns only this part, not the class editors above."""
+    for label, data in pictures_to_try(drawings=taught.backbone.info.name == "mnist"):
+        classified(taught, model, label, data)
+
+
+try_it()

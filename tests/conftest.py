@@ -256,3 +256,10 @@ def pytest_collection_modifyitems(config, items):
     ]
     if unmarked:
         raise pytest.UsageError(f"browser tests must be marked slow too (the quick tier starts no browser): {unmarked}")
+    # Heaviest files first. pytest-xdist's `--dist loadfile` hands out whole files in collection order, the
+    # last ones as workers free up: a long file handed out last keeps one worker busy while the other idles.
+    # Files are ordered by how many of their tests are marked slow (most first), so the quick files come last.
+    slow_count: dict[str, int] = {}
+    for item in items:
+        slow_count[item.fspath.strpath] = slow_count.get(item.fspath.strpath, 0) + bool(item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow_count[item.fspath.strpath])  # stable: each file's own order is kept

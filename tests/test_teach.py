@@ -1,8 +1,12 @@
 """Teach your own classes: the picture set and its hostile-input checks, a real lesson on Fashion-MNIST classes
 the CIFAR-10 backbone never saw, the CLI and the page (AppTest; training in the page is test_browser's)."""
 
+import ast
 import io
 import json
+import re
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -148,19 +152,19 @@ def lesson(small_data_dir):
     os.environ["CNN_DATA_DIR"] = str(small_data_dir)  # its CIFAR-10 test photos are what the warning is tried on
     try:
         data = load_dataset("fashion_mnist", small_data_dir)
-        events = []
-        taught = teach(fashion_lesson(data, 8), listener=events.append)
+        events, pictures = [], fashion_lesson(data, 8)
+        taught = teach(pictures, listener=events.append)
     finally:
         os.environ.pop("CNN_DATA_DIR") if old is None else os.environ.__setitem__("CNN_DATA_DIR", old)
     keep = np.isin(data.y_test, list(LESSON))
     x_test = through_preprocessing(data.x_test[keep], taught.backbone.info.name)
     y_test = np.searchsorted(list(LESSON), data.y_test[keep])
-    return taught, events, x_test, y_test
+    return taught, events, x_test, y_test, pictures
 
 
 @pytest.mark.slow  # loads the backbone and trains six heads: about 15 s
 def test_a_lesson_on_classes_the_backbone_never_saw_recognises_new_pictures_of_them(lesson):
-    taught, events, x_test, y_test = lesson
+    taught, events, x_test, y_test, _ = lesson
     card = taught.card
     assert card["class_names"] == list(LESSON.values()) and card["pictures"] == dict.fromkeys(LESSON.values(), 8)
     assert card["backbone"] == "cifar10_airbench18_s2"  # the Photo page's network
@@ -192,10 +196,17 @@ def test_the_taught_network_is_one_keras_model_that_gives_the_same_answers_and_e
     from cnn_core.analysis.explain import grad_cam
     from cnn_core.export.lesson import lesson_zip
 
-    taught, _, x_test, _ = lesson
+    taught, _, x_test, _, _ = lesson
     probs, _ = taught.classify(x_test[:16])
     with zipfile.ZipFile(io.BytesIO(lesson_zip(taught, "shoes"))) as archive:
-        assert sorted(archive.namelist()) == ["README.txt", "shoes.detector.npz", "shoes.json", "shoes.keras"]
+        assert sorted(archive.namelist()) == [
+            "README.txt",
+            "backbone.weights.npz",
+            "shoes.detector.npz",
+            "shoes.json",
+            "shoes.keras",
+            "teach_again.py",
+        ]
         card = json.loads(archive.read("shoes.json"))
         archive.extract("shoes.keras", tmp_path)
     assert card["estimate"] == taught.card["estimate"] and card["pictures_sha256"] == taught.card["pictures_sha256"]
@@ -203,6 +214,40 @@ def test_the_taught_network_is_one_keras_model_that_gives_the_same_answers_and_e
     np.testing.assert_allclose(loaded.predict(x_test[:16].astype("float32"), verbose=0), probs, atol=1e-4)
     heat, explained = grad_cam(taught.keras_model(), x_test[0], taught.info)
     assert explained == int(probs[0].argmax()) and heat.shape == (32, 32) and heat.max() > 0
+
+
+@pytest.mark.slow  # a fresh process that imports TensorFlow and teaches
+def test_the_downloaded_script_teaches_the_classes_again_without_cnn_core(lesson, tmp_path):
+    import keras
+
+    from cnn_core.export.lesson import lesson_zip
+
+    taught, _, x_test, _, pictures = lesson
+    with zipfile.ZipFile(io.BytesIO(lesson_zip(taught, "shoes"))) as archive:
+        archive.extractall(tmp_path / "download")
+    with zipfile.ZipFile(io.BytesIO(pictures.to_zip())) as archive:
+        archive.extractall(tmp_path / "pictures")
+    script = (tmp_path / "download" / "teach_again.py").read_text()
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(ast.parse(script))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported <= {"__future__", "argparse", "os", "types", "warnings", "keras", "numpy", "tensorflow", "PIL"}
+    run = subprocess.run(
+        [sys.executable, str(tmp_path / "download" / "teach_again.py"), str(tmp_path / "pictures"), "--output",
+         str(tmp_path / "again.keras")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    said = re.search(r"3 classes \(trouser, sandal, bag\), 24 pictures; right on them: ([\d.]+)%", run.stdout)
+    assert said and float(said.group(1)) >= 90, run.stdout
+    again = keras.saving.load_model(tmp_path / "again.keras")  # plain Keras layers only
+    ours, _ = taught.classify(x_test)
+    theirs = again.predict(x_test.astype("float32"), verbose=0)
+    assert np.mean(ours.argmax(axis=1) == theirs.argmax(axis=1)) > 0.9  # the same recipe: nearly the same answers
 
 
 @pytest.mark.slow  # teaches a lesson

@@ -614,3 +614,103 @@ NOTES = (
         ),
     ),
 )
+
+
+# -- a taught classifier's script (cnn_core.export.lesson) ------------------------------------------------------
+
+LESSON_DOC = '''
+"""Teach `{backbone}` the classes of `{name}` again from your pictures: a standalone Keras script.
+
+Written by CNN Studio (cnn_core) for the classes {classes}. It needs no cnn_core: TensorFlow/Keras, NumPy
+and Pillow{scipy}. It rebuilds the shipped `{backbone}` network ({dataset}) layer for layer, loads its
+weights from backbone.weights.npz (beside this script in the zip), prepares each picture as the studio does,
+makes {views} views of each with the backbone's training augmentation, reads the frozen network's features
+(every stage's channel means and its last hidden layer) and trains the head with the studio's recipe
+(RECIPE, the same function cnn_core runs), then saves the whole network as a .keras file.
+
+    python {script} PICTURES [--output taught.keras]
+
+PICTURES: a folder with one sub-folder of pictures per class (unzip the Teach page's picture download).
+Not redone here: the studio's held-out estimate and its "none of these classes" detector.
+"""
+'''
+
+LESSON_IMPORTS = """
+from PIL import Image, ImageOps  # noqa: E402
+"""
+LESSON_IMPORTS_DIGITS = """
+from scipy import ndimage  # noqa: E402
+"""
+
+LESSON_CONSTANTS = """
+LESSON_CLASSES = {classes}  # the order the taught network answers in
+VIEWS = {views}  # per picture: itself and augmented copies
+AUGMENT = {augment}  # the backbone's training augmentation
+RECIPE = {recipe}
+"""
+
+LESSON_MAIN = '''
+# -- the lesson ----------------------------------------------------------------------------------
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+PREPARE = __PREPARE__  # a picture → the uint8 sample the backbone sees (cnn_core.data.preprocess, above)
+
+
+def read_pictures(folder):
+    """(uint8 samples, labels, class names) from one sub-folder per class: LESSON_CLASSES' order where the
+    folders are those classes, else the folders' names in sorted order."""
+    found = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith((".", "__MACOSX")))
+    classes = LESSON_CLASSES if sorted(LESSON_CLASSES) == found else found
+    samples, labels = [], []
+    for label, name in enumerate(classes):
+        for entry in sorted(os.scandir(os.path.join(folder, name)), key=lambda e: e.name):
+            if entry.name.lower().endswith(PICTURE_SUFFIXES) and not entry.name.startswith("."):
+                with Image.open(entry.path) as img:
+                    img = ImageOps.exif_transpose(img)
+                    img.load()
+                samples.append(PREPARE(img))
+                labels.append(label)
+    return np.stack(samples), np.asarray(labels), list(classes)
+
+
+def augmented_views(samples):
+    """float32 (VIEWS, N, H, W, C): the samples themselves, then copies through the backbone's augmentation."""
+    x = samples.astype("float32")
+    x = x[..., None] if x.ndim == 3 else x
+    augmenter = build_augmenter(AUGMENT, seed=RECIPE["seed"])
+    copies = [x] + [x if augmenter is None else ops.convert_to_numpy(augmenter(x, training=True))
+                    for _ in range(VIEWS - 1)]
+    return np.stack(copies)
+
+
+def parse_args():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("pictures", help="a folder with one sub-folder of pictures per class")
+    parser.add_argument("--output", default="taught.keras", help="where to save the taught network")
+    parser.add_argument("--weights", default=os.path.join(here, "backbone.weights.npz"))
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    backbone = build_model()
+    with np.load(args.weights) as saved:
+        backbone.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
+    backbone.trainable = False
+    samples, labels, classes = read_pictures(args.pictures)
+    views = augmented_views(samples)
+    features = features_model(backbone)
+    f = np.asarray(features.predict(views.reshape(-1, *views.shape[2:]), batch_size=128, verbose=0), np.float32)
+    norm, dense = fit_head(f, np.tile(labels, VIEWS), len(classes), RECIPE)
+    probabilities = layers.Softmax(name="probabilities")(dense(norm(features.output)))
+    model = keras.Model(backbone.inputs, probabilities, name="taught")
+    right = model.predict(views[0], verbose=0).argmax(axis=1) == labels
+    print(f"{len(classes)} classes ({', '.join(classes)}), {len(labels)} pictures; right on them: {right.mean():.1%}")
+    model.save(args.output)
+    print(f"Saved {args.output}")
+
+
+if __name__ == "__main__":
+    main()
+'''

@@ -32,6 +32,7 @@ import numpy as np
 from cnn_core.base.errors import ConfigError, DataError
 from cnn_core.data.datasets import DatasetInfo, dataset_info, load_dataset
 from cnn_core.data.preprocess import INFERENCE_BATCH, load_image, preprocessor, to_model_input
+from cnn_core.predict.embedding import classifier_layer, stage_layers
 from cnn_core.predict.ood import Detector, auroc, gaussians_detector, through_preprocessing
 from cnn_core.teach.pictures import PictureSet
 
@@ -81,11 +82,8 @@ def default_backbone(dataset: str = "cifar10") -> str:
 
 @functools.lru_cache(maxsize=4)
 def load_backbone(name: str) -> Backbone:
-    import keras
-
     from cnn_core.base.runtime import configure_threads
     from cnn_core.base.store import find_model
-    from cnn_core.predict.embedding import classifier_layer, stage_layers
     from cnn_core.predict.inference import load_inference_model
 
     configure_threads()
@@ -95,12 +93,22 @@ def load_backbone(name: str) -> Backbone:
         raise ConfigError(f"Lessons learn from a {' or '.join(BACKBONE_DATASETS)} network; '{name}' is not one.")
     model = load_inference_model(store, name, "fp32")
     model.trainable = False
-    stages = stage_layers(model)
-    pooled = [keras.layers.GlobalAveragePooling2D(name=f"mean_{layer.name}")(layer.output) for layer in stages]
     hidden = classifier_layer(model).input
-    features = keras.layers.Concatenate(name="features")([*pooled, hidden])
-    parts = [(layer.name, int(layer.output.shape[-1])) for layer in stages] + [("last_hidden", int(hidden.shape[-1]))]
-    return Backbone(name, card, dataset_info(card["dataset"]), model, keras.Model(model.inputs, features), parts)
+    parts = [(layer.name, int(layer.output.shape[-1])) for layer in stage_layers(model)]
+    parts.append(("last_hidden", int(hidden.shape[-1])))
+    return Backbone(name, card, dataset_info(card["dataset"]), model, features_model(model), parts)
+
+
+def features_model(model):
+    """A Keras model of `model`'s features side by side: every stage's channel means (`stage_layers`), then the
+    classifier's input. Plain Keras: the downloaded script runs this very function."""
+    import keras
+
+    pooled = [
+        keras.layers.GlobalAveragePooling2D(name=f"mean_{layer.name}")(layer.output) for layer in stage_layers(model)
+    ]
+    features = keras.layers.Concatenate(name="features")([*pooled, classifier_layer(model).input])
+    return keras.Model(model.inputs, features, name="features")
 
 
 def picture_samples(pictures: PictureSet, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
@@ -169,14 +177,15 @@ class Clock:
         return self.hit
 
 
-def train_head(f, y, classes: int, recipe: dict, clock: Clock, listener=None, phase="final", held_out=None) -> Head:
-    """Adam on minibatches of the views' features; an "epoch" event per pass (loss, accuracy on the views, and
-    the held-out pictures' accuracy when `held_out` = (features, labels) is given)."""
+def fit_head(f, y, classes: int, recipe: dict, after_epoch=None):
+    """The head, trained: (its standardisation layer, its linear softmax layer), by Adam on minibatches of the
+    views' features `f` (N, D) with labels `y`. `after_epoch(norm, dense, epoch)` is told after each pass
+    and returns True to stop. Plain Keras and TensorFlow: the downloaded script runs this very function."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(recipe["seed"])
-    norm = keras.layers.Normalization(mean=f.mean(axis=0), variance=f.var(axis=0) + 1e-6)
+    norm = keras.layers.Normalization(mean=f.mean(axis=0), variance=f.var(axis=0) + 1e-6, name="standardise")
     dense = keras.layers.Dense(classes, name="taught_logits", kernel_regularizer=keras.regularizers.L2(recipe["l2"]))
     head = keras.Sequential([keras.Input((f.shape[1],)), norm, dense])
     optimizer = keras.optimizers.Adam(recipe["lr"])
@@ -190,16 +199,26 @@ def train_head(f, y, classes: int, recipe: dict, clock: Clock, listener=None, ph
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
         return loss
 
-    rng = np.random.default_rng(recipe["seed"])
+    rng, batch = np.random.default_rng(recipe["seed"]), recipe["batch_size"]
     for epoch in range(1, recipe["epochs"] + 1):
         order = rng.permutation(len(f))
-        for i in range(0, len(f), recipe["batch_size"]):
-            step(f[order[i : i + recipe["batch_size"]]], y[order[i : i + recipe["batch_size"]]])
+        for i in range(0, len(f), batch):
+            step(f[order[i : i + batch]], y[order[i : i + batch]])
+        if after_epoch is not None and after_epoch(norm, dense, epoch):
+            break
+    return norm, dense
+
+
+def train_head(f, y, classes: int, recipe: dict, clock: Clock, listener=None, phase="final", held_out=None) -> Head:
+    """`fit_head` within the lesson's deadline; an "epoch" event per pass (loss, accuracy on the views, and the
+    held-out pictures' accuracy when `held_out` = (features, labels) is given)."""
+
+    def after_epoch(norm, dense, epoch: int) -> bool:
         if listener is not None:
             listener(_epoch_event(Head(norm, dense), f, y, epoch, phase, held_out))
-        if clock.over():
-            break
-    return Head(norm, dense)
+        return clock.over()
+
+    return Head(*fit_head(f, y, classes, recipe, after_epoch))
 
 
 def _epoch_event(head: Head, f, y, epoch: int, phase: str, held_out) -> dict:
