@@ -21,8 +21,8 @@ THUMB = 64
 
 @st.cache_resource(show_spinner=False)
 def warming(backbone_name: str) -> threading.Thread:
-    """Loads the network and the warning's photos in the background once per server, while the first visitor
-    is still adding pictures; Train waits for it (`.join()`)."""
+    """Loads the network and the warning's photos in the background once per server, from the first picture a
+    visitor adds (a visit that adds none costs nothing); Train waits for it (`.join()`)."""
     from cnn_core.teach.learner import warm_up
 
     thread = threading.Thread(target=warm_up, args=(backbone_name,), name=f"warm {backbone_name}", daemon=True)

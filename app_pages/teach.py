@@ -19,7 +19,6 @@ st.caption(
 )
 kind = st.segmented_control("Learn from", list(KINDS), format_func=KINDS.get, default="cifar10", key="teach_kind")
 backbone_name = default_backbone(kind or "cifar10")
-warm = warming(backbone_name)
 pictures = st.session_state.setdefault("teach_pictures", PictureSet({"Class 1": [], "Class 2": []}))
 
 archive = st.file_uploader("Import a picture set (.zip with one folder per class)", type=["zip"], key="teach_zip")
@@ -31,6 +30,8 @@ if archive is not None and st.session_state.get("teach_zip_id") != archive.file_
     except CnnError as err:
         st.error(f"{archive.name}: {err}")
 
+if any(pictures.counts().values()):  # a visitor who starts adding pictures will train: load the network now
+    warming(backbone_name)
 for index, class_name in enumerate(list(pictures.classes)):
     class_editor(pictures, class_name, index, drawings=kind == "mnist")
 left, right = st.columns(2)
@@ -56,7 +57,7 @@ if st.button(f"🎓 Train on {sum(pictures.counts().values())} pictures", type="
 
     try:
         pictures.check_trainable()  # before waiting for the network: a set that cannot train says so at once
-        warm.join()
+        warming(backbone_name).join()
         taught = teach(pictures, backbone_name, listener=listen)
         st.session_state["teach_taught"] = (
             taught,

@@ -208,7 +208,6 @@ def test_recipe_switches_benchmark_smoke(small_data_dir, tmp_path, this_key):
         "1",
         "--switches",
         "residual",
-        "label_smoothing",
         "--data-dir",
         str(small_data_dir),
         "--out",
@@ -221,19 +220,17 @@ def test_recipe_switches_benchmark_smoke(small_data_dir, tmp_path, this_key):
     assert [(r["switch"], r["seed"]) for r in result["runs"]] == [
         ("none", 0),
         ("residual", 0),
-        ("label_smoothing", 0),
         ("none", 1),
         ("residual", 1),
-        ("label_smoothing", 1),
     ]
     assert all(0 <= r["test_accuracy"] <= 1 and _positive(r["train_seconds"], r["params"]) for r in result["runs"])
-    base, residual, smoothing = result["summary"]
+    base, residual = result["summary"]
     assert base["switch"] == "none" and "delta" not in base
     runs = {(r["switch"], r["seed"]): r["test_accuracy"] for r in result["runs"]}
     assert residual["delta"] == pytest.approx(
         (runs["residual", 0] + runs["residual", 1] - runs["none", 0] - runs["none", 1]) / 2
     )
-    assert residual["params"] > base["params"] == smoothing["params"]  # the skips' 1×1 projections
+    assert residual["params"] > base["params"]  # the skips' 1×1 projections
     assert "| Residual connections | 2 |" in md and this_key in md
     # The Compare page's copy goes beside the models (here a scratch store, not trained_models/).
     from cnn_core.base.store import ModelStore
@@ -245,7 +242,7 @@ def test_recipe_switches_benchmark_smoke(small_data_dir, tmp_path, this_key):
         "mnist.recipe_switches.json"
     ]
     table = switch_table(switch_figures("mnist", beside))
-    assert [row["switch"] for row in table] == ["none (the seed recipe)", "Residual connections", "Label smoothing"]
+    assert [row["switch"] for row in table] == ["none (the seed recipe)", "Residual connections"]
     assert table[1]["change (points)"] == pytest.approx(residual["delta"] * 100)
 
 
