@@ -59,7 +59,8 @@ def class_editor(pictures: PictureSet, class_name: str, index: int, drawings: bo
                 st.error(str(err))
         sources = ["⬆️ Upload", "📸 Webcam"] + (["✏️ Draw"] if drawings else [])
         default = sources[-1] if drawings else sources[0]  # doodles are drawn; photos come as files
-        source = st.segmented_control("Add pictures", sources, default=default, key=f"teach_source_{index}")
+        kind = "drawings" if drawings else "photos"  # a switch of kind opens every class on its default again
+        source = st.segmented_control("Add pictures", sources, default=default, key=f"teach_source_{index}_{kind}")
         if source == "⬆️ Upload":
             files = st.file_uploader(
                 f"Pictures of '{class_name}' (many at once; up to {MAX_UPLOAD_BYTES // 2**20} MB each)",
@@ -114,7 +115,14 @@ def pictures_to_try(drawings: bool) -> list[tuple[str, bytes]]:
 def _thumbnails(pictures: PictureSet, class_name: str, index: int) -> None:
     items = pictures.classes.get(class_name, [])
     need = f" (at least {MIN_PICTURES} to train)" if len(items) < MIN_PICTURES else ""
-    st.caption(f"**{len(items)}** picture{'s' if len(items) != 1 else ''}{need}")
+    count, undo, clear = st.columns([3, 1, 1])
+    count.caption(f"**{len(items)}** picture{'s' if len(items) != 1 else ''}{need}")
+    if undo.button("↩️ Remove the last", key=f"teach_undo_{index}", disabled=not items):
+        pictures.remove(class_name, len(items) - 1)
+        st.rerun()
+    if clear.button("🧹 Remove all", key=f"teach_clear_{index}", disabled=not items):
+        pictures.classes[class_name] = []
+        st.rerun()
     if items:
         thumbs = [preview(load_image(p.data, filename=p.name), THUMB) for p in items[-24:]]
         st.image(thumbs, width=THUMB, caption=[p.name[:12] for p in items[-24:]])

@@ -44,7 +44,8 @@ if any(pictures.counts().values()):
     )
 
 st.subheader("Train")
-if st.button(f"🎓 Train on {sum(pictures.counts().values())} pictures", type="primary", key="teach_train"):
+total = sum(pictures.counts().values())
+if st.button(f"🎓 Train on {total} picture{'s' if total != 1 else ''}", type="primary", key="teach_train"):
     events, chart, status = [], st.empty(), st.status("Teaching…", expanded=True)
 
     def listen(event):

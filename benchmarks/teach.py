@@ -163,18 +163,28 @@ def _until(check, seconds: float = 10.0, redo=None) -> None:
     raise TimeoutError("the page did not answer the drawing")
 
 
+def _draw_on(page, canvas, strokes) -> None:
+    """Draw with the mouse on a canvas, scrolled into view first (the mouse cannot draw off screen)."""
+    from benchmarks.browser import draw
+
+    canvas.scroll_into_view_if_needed()
+    draw(page, canvas, strokes)
+
+
 def _teach_on_canvas(page, rng) -> float:
     """Name five classes after the shapes, draw DOODLE_TRAIN of each on its class's canvas, train; the seconds
     from the click on Train to the held-out accuracy on screen."""
-    from benchmarks.browser import CANVAS, draw, wait_until_idle
+    from benchmarks.browser import CANVAS, wait_until_idle
 
     page.locator("button", has_text="Drawings").first.click()
     wait_until_idle(page)
-    for _ in range(len(DOODLES) - 2):
+    names = page.locator('input[aria-label="Class name"]')
+    for count in range(3, len(DOODLES) + 1):
         page.get_by_role("button", name="Add a class").click()
+        _until(lambda c=count: names.count() == c, 30)
         wait_until_idle(page)
     for i, shape in enumerate(DOODLES):
-        name = page.locator('input[aria-label="Class name"]').nth(i)
+        name = names.nth(i)
         name.fill(shape)
         name.press("Enter")
         wait_until_idle(page)
@@ -183,10 +193,13 @@ def _teach_on_canvas(page, rng) -> float:
         for k in range(DOODLE_TRAIN):
             strokes, done = doodle_strokes(shape, rng), i * DOODLE_TRAIN + k
             add = page.get_by_role("button", name="Add this drawing").nth(i)
-            _until(add.is_enabled, redo=lambda s=strokes, i=i: draw(page, page.locator(CANVAS).nth(i), s))
+            redraw = lambda s=strokes, i=i: _draw_on(page, page.locator(CANVAS).nth(i), s)
+            redraw()
+            _until(add.is_enabled, redo=redraw)
             add.click()
             _until(lambda d=done: train.inner_text().strip().endswith(f"Train on {d + 1} pictures"), 30)
             wait_until_idle(page)
+        print(f"  {DOODLE_TRAIN} {shape}s drawn and added", flush=True)
     started = time.perf_counter()
     train.click()
     page.get_by_text("Accuracy on held-out pictures").wait_for(timeout=120_000)
@@ -197,11 +210,12 @@ def _teach_on_canvas(page, rng) -> float:
 
 def _classify_on_canvas(page, strokes) -> str:
     """Draw on the Try it canvas; the top class it shows; then clear the canvas."""
-    from benchmarks.browser import CANVAS, draw, wait_until_idle
+    from benchmarks.browser import CANVAS, wait_until_idle
 
     bars = page.locator('[data-testid="stProgress"]')
     canvas = page.locator(CANVAS).nth(len(DOODLES))
-    _until(lambda: bars.count() == 3, redo=lambda: draw(page, canvas, strokes))
+    _draw_on(page, canvas, strokes)
+    _until(lambda: bars.count() == 3, redo=lambda: _draw_on(page, canvas, strokes))
     wait_until_idle(page)
     answer = bars.first.inner_text().split("—")[0].split(".", 1)[1].strip()
     page.get_by_role("button", name="Clear the drawing").click()
@@ -227,7 +241,11 @@ def canvas_lesson(seed: int, data_dir: Path) -> dict:
             seconds = _teach_on_canvas(page, rng)
             estimate = page.locator('[data-testid="stMetricValue"]').first.inner_text().strip()
             tests = [(k, doodle_strokes(shape, rng)) for k, shape in enumerate(DOODLES) for _ in range(DOODLE_TEST)]
-            answers = [_classify_on_canvas(page, strokes) for _, strokes in tests]
+            answers = []
+            for n, (_, strokes) in enumerate(tests, 1):
+                answers.append(_classify_on_canvas(page, strokes))
+                if n % 50 == 0:
+                    print(f"  {n} of {len(tests)} new drawings classified", flush=True)
             browser.close()
     finally:
         stop_app(proc)

@@ -289,6 +289,12 @@ def test_the_page_starts_with_two_empty_classes_and_refuses_to_train_them_with_a
     at.text_input(key=at.text_input[2].key).input("class 1").run()  # a name taken, in other letters
     assert "already a class named 'class 1'" in at.error[0].value
     at.button(key="teach_remove_2").click().run()
+    for _ in range(2):
+        at.session_state["teach_pictures"].add("Class 1", "dot.png", DOT)
+    at.run()
+    assert at.button(key="teach_train").label == "🎓 Train on 2 pictures"
+    at.button(key="teach_undo_0").click().run()
+    assert at.button(key="teach_train").label == "🎓 Train on 1 picture" and at.button(key="teach_undo_1").disabled
     at.button(key="teach_train").click().run()
     assert not at.exception and "Every class needs at least 3 pictures" in at.error[0].value
     assert "teach_taught" not in at.session_state
